@@ -1,0 +1,305 @@
+/* Encoders and decoders for every structure vdisk writes (see FORMAT.md).
+ * Decoders reject what a reader must reject; they never trust a length. */
+#include <string.h>
+
+#include "format.h"
+
+_Static_assert(sizeof(FMT_SB_MAGIC) - 1 == 8, "superblock magic is 8 bytes");
+_Static_assert(sizeof(FMT_PACK_MAGIC) - 1 == 8, "pack magic is 8 bytes");
+
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bitwise: it only
+ * guards 64-byte headers, so a table would buy nothing. */
+uint32_t fmt_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return ~crc;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* ---- superblock --------------------------------------------------------- */
+
+void fmt_sb_encode(const struct fmt_superblock *sb, uint8_t out[FMT_SB_SIZE])
+{
+	memset(out, 0, FMT_SB_SIZE);
+	memcpy(out, FMT_SB_MAGIC, 8);
+	fmt_put_le32(out + 8, sb->version);
+	fmt_put_le32(out + 12, sb->chunk_size);
+	memcpy(out + 16, sb->uuid, 16);
+	fmt_put_le64(out + 32, sb->created);
+	fmt_put_le32(out + 60, fmt_crc32c(0, out, 60));
+}
+
+static int chunk_size_valid(uint32_t cs)
+{
+	return cs >= 4096 && cs <= 1024 * 1024 && (cs & (cs - 1)) == 0;
+}
+
+int fmt_sb_decode(const uint8_t in[FMT_SB_SIZE], struct fmt_superblock *sb)
+{
+	if (memcmp(in, FMT_SB_MAGIC, 8) != 0)
+		return FMT_BAD_MAGIC;
+	if (fmt_get_le32(in + 60) != fmt_crc32c(0, in, 60))
+		return FMT_BAD_CRC;
+	sb->version = fmt_get_le32(in + 8);
+	sb->chunk_size = fmt_get_le32(in + 12);
+	memcpy(sb->uuid, in + 16, 16);
+	sb->created = fmt_get_le64(in + 32);
+	if (sb->version != FMT_VERSION)
+		return FMT_BAD_VERSION;
+	if (!chunk_size_valid(sb->chunk_size) || !all_zero(in + 40, 20))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+/* ---- pack files --------------------------------------------------------- */
+
+void fmt_pack_header_encode(const struct fmt_pack_header *h,
+			    uint8_t out[FMT_PACK_HEADER_SIZE])
+{
+	memset(out, 0, FMT_PACK_HEADER_SIZE);
+	memcpy(out, FMT_PACK_MAGIC, 8);
+	fmt_put_le32(out + 8, h->version);
+	fmt_put_le32(out + 12, h->pack_id);
+	memcpy(out + 16, h->uuid, 16);
+	fmt_put_le32(out + 60, fmt_crc32c(0, out, 60));
+}
+
+int fmt_pack_header_decode(const uint8_t in[FMT_PACK_HEADER_SIZE],
+			   struct fmt_pack_header *h)
+{
+	if (memcmp(in, FMT_PACK_MAGIC, 8) != 0)
+		return FMT_BAD_MAGIC;
+	if (fmt_get_le32(in + 60) != fmt_crc32c(0, in, 60))
+		return FMT_BAD_CRC;
+	h->version = fmt_get_le32(in + 8);
+	h->pack_id = fmt_get_le32(in + 12);
+	memcpy(h->uuid, in + 16, 16);
+	if (h->version != FMT_VERSION)
+		return FMT_BAD_VERSION;
+	if (!all_zero(in + 32, 28))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+void fmt_record_encode(const struct fmt_record *r,
+		       uint8_t out[FMT_REC_HEADER_SIZE])
+{
+	memset(out, 0, FMT_REC_HEADER_SIZE);
+	fmt_put_le32(out, FMT_REC_MAGIC);
+	out[4] = r->codec;
+	fmt_put_le32(out + 8, r->stored_len);
+	fmt_put_le32(out + 12, r->raw_len);
+	memcpy(out + 16, r->hash, 32);
+}
+
+int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
+		      struct fmt_record *r)
+{
+	if (fmt_get_le32(in) != FMT_REC_MAGIC)
+		return FMT_BAD_MAGIC;
+	r->codec = in[4];
+	r->stored_len = fmt_get_le32(in + 8);
+	r->raw_len = fmt_get_le32(in + 12);
+	memcpy(r->hash, in + 16, 32);
+	if (r->codec > FMT_CODEC_ZSTD || !all_zero(in + 5, 3) ||
+	    !chunk_size_valid(r->raw_len) || r->stored_len == 0 ||
+	    r->stored_len > r->raw_len ||
+	    (r->codec == FMT_CODEC_RAW && r->stored_len != r->raw_len))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+/* ---- LMDB keys ---------------------------------------------------------- */
+
+void fmt_map_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer, uint64_t idx,
+		 uint64_t epoch)
+{
+	fmt_put_be64(out, layer);
+	fmt_put_be64(out + 8, idx);
+	fmt_put_be64(out + 16, ~epoch);
+}
+
+void fmt_map_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
+			uint64_t *idx, uint64_t *epoch)
+{
+	*layer = fmt_get_be64(in);
+	*idx = fmt_get_be64(in + 8);
+	*epoch = ~fmt_get_be64(in + 16);
+}
+
+void fmt_epoch_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer,
+		   uint64_t epoch, uint64_t idx)
+{
+	fmt_put_be64(out, layer);
+	fmt_put_be64(out + 8, epoch);
+	fmt_put_be64(out + 16, idx);
+}
+
+void fmt_epoch_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
+			  uint64_t *epoch, uint64_t *idx)
+{
+	*layer = fmt_get_be64(in);
+	*epoch = fmt_get_be64(in + 8);
+	*idx = fmt_get_be64(in + 16);
+}
+
+void fmt_reader_key(uint8_t out[FMT_READER_KEY_SIZE], uint64_t layer,
+		    uint64_t epoch)
+{
+	fmt_put_be64(out, layer);
+	fmt_put_be64(out + 8, epoch);
+}
+
+void fmt_reader_key_decode(const uint8_t in[FMT_READER_KEY_SIZE],
+			   uint64_t *layer, uint64_t *epoch)
+{
+	*layer = fmt_get_be64(in);
+	*epoch = fmt_get_be64(in + 8);
+}
+
+void fmt_u64_key(uint8_t out[8], uint64_t v)
+{
+	fmt_put_be64(out, v);
+}
+
+uint64_t fmt_u64_key_decode(const uint8_t in[8])
+{
+	return fmt_get_be64(in);
+}
+
+/* ---- LMDB values -------------------------------------------------------- */
+
+void fmt_chunk_encode(const struct fmt_chunk *c,
+		      uint8_t out[FMT_CHUNK_VAL_SIZE])
+{
+	memset(out, 0, FMT_CHUNK_VAL_SIZE);
+	fmt_put_le32(out, c->pack_id);
+	fmt_put_le32(out + 4, c->stored_len);
+	fmt_put_le64(out + 8, c->offset);
+	fmt_put_le64(out + 16, c->refs);
+	out[24] = c->codec;
+}
+
+int fmt_chunk_decode(const uint8_t *in, size_t len, struct fmt_chunk *c)
+{
+	if (len != FMT_CHUNK_VAL_SIZE)
+		return FMT_BAD_FIELD;
+	c->pack_id = fmt_get_le32(in);
+	c->stored_len = fmt_get_le32(in + 4);
+	c->offset = fmt_get_le64(in + 8);
+	c->refs = fmt_get_le64(in + 16);
+	c->codec = in[24];
+	if (c->codec > FMT_CODEC_ZSTD || c->pack_id == 0 ||
+	    c->stored_len == 0 || c->offset < FMT_PACK_HEADER_SIZE ||
+	    !all_zero(in + 25, 7))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+void fmt_layer_encode(const struct fmt_layer *l,
+		      uint8_t out[FMT_LAYER_VAL_SIZE])
+{
+	fmt_put_le64(out, l->parent);
+	fmt_put_le64(out + 8, l->parent_epoch);
+	fmt_put_le64(out + 16, l->epoch);
+	fmt_put_le64(out + 24, l->created);
+}
+
+int fmt_layer_decode(const uint8_t *in, size_t len, struct fmt_layer *l)
+{
+	if (len != FMT_LAYER_VAL_SIZE)
+		return FMT_BAD_FIELD;
+	l->parent = fmt_get_le64(in);
+	l->parent_epoch = fmt_get_le64(in + 8);
+	l->epoch = fmt_get_le64(in + 16);
+	l->created = fmt_get_le64(in + 24);
+	if (l->epoch == 0 || l->epoch == FMT_EPOCH_HEAD ||
+	    (l->parent == 0 && l->parent_epoch != 0))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+/* A NUL-padded name field of 64 bytes; an all-NUL field is "". */
+static int name_field_decode(const uint8_t *in, char out[65])
+{
+	size_t n = 0;
+	while (n < 64 && in[n])
+		n++;
+	if (!all_zero(in + n, 64 - n))
+		return -1;
+	memcpy(out, in, n);
+	out[n] = '\0';
+	return 0;
+}
+
+void fmt_volume_encode(const struct fmt_volume *v,
+		       uint8_t out[FMT_VOLUME_VAL_SIZE])
+{
+	memset(out, 0, FMT_VOLUME_VAL_SIZE);
+	fmt_put_le64(out, v->size);
+	fmt_put_le64(out + 8, v->layer);
+	fmt_put_le64(out + 16, v->created);
+	memcpy(out + 32, v->origin_vol, strnlen(v->origin_vol, 64));
+	memcpy(out + 96, v->origin_snap, strnlen(v->origin_snap, 64));
+}
+
+int fmt_volume_decode(const uint8_t *in, size_t len, struct fmt_volume *v)
+{
+	if (len != FMT_VOLUME_VAL_SIZE)
+		return FMT_BAD_FIELD;
+	v->size = fmt_get_le64(in);
+	v->layer = fmt_get_le64(in + 8);
+	v->created = fmt_get_le64(in + 16);
+	if (!all_zero(in + 24, 8) || name_field_decode(in + 32, v->origin_vol) ||
+	    name_field_decode(in + 96, v->origin_snap) || v->layer == 0 ||
+	    v->size == 0 || (v->origin_vol[0] == '\0') != (v->origin_snap[0] == '\0'))
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+void fmt_snapshot_encode(const struct fmt_snapshot *s,
+			 uint8_t out[FMT_SNAP_VAL_SIZE])
+{
+	fmt_put_le64(out, s->layer);
+	fmt_put_le64(out + 8, s->epoch);
+	fmt_put_le64(out + 16, s->size);
+	fmt_put_le64(out + 24, s->created);
+}
+
+int fmt_snapshot_decode(const uint8_t *in, size_t len, struct fmt_snapshot *s)
+{
+	if (len != FMT_SNAP_VAL_SIZE)
+		return FMT_BAD_FIELD;
+	s->layer = fmt_get_le64(in);
+	s->epoch = fmt_get_le64(in + 8);
+	s->size = fmt_get_le64(in + 16);
+	s->created = fmt_get_le64(in + 24);
+	if (s->layer == 0 || s->epoch == 0 || s->epoch == FMT_EPOCH_HEAD ||
+	    s->size == 0)
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+size_t fmt_snap_key(uint8_t out[130], const char *vol, const char *snap)
+{
+	const size_t vl = strnlen(vol, 64), sl = strnlen(snap, 64);
+
+	memcpy(out, vol, vl);
+	out[vl] = '\0';
+	memcpy(out + vl + 1, snap, sl);
+	return vl + 1 + sl;
+}

@@ -1,0 +1,201 @@
+/* vdisk on-disk format: constants, layouts, encoders and decoders.
+ *
+ * Everything here is pure: no I/O, no LMDB calls, no global state, so the
+ * engine, `vdisk check`, the tests and the fuzzers share it.  FORMAT.md is
+ * the specification; every layout below is described there too.
+ *
+ * Byte order: every integer vdisk writes is little-endian, except the
+ * integers inside LMDB keys, which are big-endian so that LMDB's bytewise
+ * key order is numeric order.
+ */
+#ifndef VDISK_FORMAT_H
+#define VDISK_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FMT_VERSION 1u
+
+/* ---- superblock: the file STORE/vdisk.sb, written once at init ---------- */
+
+#define FMT_SB_MAGIC "VDISKSB1"
+#define FMT_SB_SIZE 64
+#define FMT_SB_NAME "vdisk.sb"
+
+struct fmt_superblock {
+	uint32_t version;
+	uint32_t chunk_size;
+	uint8_t uuid[16];
+	uint64_t created; /* unix seconds */
+};
+
+void fmt_sb_encode(const struct fmt_superblock *sb, uint8_t out[FMT_SB_SIZE]);
+/* Returns 0, -1 (bad magic: not a superblock), -2 (bad checksum), -3 (bad
+ * field: version other than FMT_VERSION is reported as -4). */
+#define FMT_BAD_MAGIC   (-1)
+#define FMT_BAD_CRC     (-2)
+#define FMT_BAD_FIELD   (-3)
+#define FMT_BAD_VERSION (-4)
+int fmt_sb_decode(const uint8_t in[FMT_SB_SIZE], struct fmt_superblock *sb);
+
+/* ---- data (pack) files: STORE/data/NNNNNNNN.pack ------------------------ */
+
+#define FMT_PACK_MAGIC "VDISKPK1"
+#define FMT_PACK_HEADER_SIZE 64
+#define FMT_PACK_MAX_BYTES (1ull << 30) /* roll to a new file past this */
+
+struct fmt_pack_header {
+	uint32_t version;
+	uint32_t pack_id;
+	uint8_t uuid[16]; /* the store's */
+};
+
+void fmt_pack_header_encode(const struct fmt_pack_header *h,
+			    uint8_t out[FMT_PACK_HEADER_SIZE]);
+int fmt_pack_header_decode(const uint8_t in[FMT_PACK_HEADER_SIZE],
+			   struct fmt_pack_header *h);
+
+/* A chunk record: 48-byte header, then stored_len bytes of payload. */
+#define FMT_REC_MAGIC 0x31434456u /* "VDC1" */
+#define FMT_REC_HEADER_SIZE 48
+#define FMT_CODEC_RAW  0u
+#define FMT_CODEC_ZSTD 1u
+
+struct fmt_record {
+	uint8_t codec;
+	uint32_t stored_len; /* payload bytes */
+	uint32_t raw_len;    /* chunk size */
+	uint8_t hash[32];    /* SHA-256 of the raw chunk */
+};
+
+void fmt_record_encode(const struct fmt_record *r,
+		       uint8_t out[FMT_REC_HEADER_SIZE]);
+int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
+		      struct fmt_record *r);
+
+/* ---- LMDB keys and values ----------------------------------------------- */
+
+/* DB "map": key (layer, chunk index, ~epoch), 24 bytes big-endian, so that
+ * a MDB_SET_RANGE seek to (layer, idx, ~E) lands on the newest entry with
+ * epoch <= E.  Value: 1 byte kind, plus the 32-byte hash for DATA. */
+#define FMT_MAP_KEY_SIZE 24
+#define FMT_MAP_HOLE 0u
+#define FMT_MAP_DATA 1u
+#define FMT_MAP_VAL_HOLE_SIZE 1
+#define FMT_MAP_VAL_DATA_SIZE 33
+
+void fmt_map_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer, uint64_t idx,
+		 uint64_t epoch);
+void fmt_map_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
+			uint64_t *idx, uint64_t *epoch);
+
+/* DB "epochs": key (layer, epoch, idx), 24 bytes big-endian, empty value:
+ * which chunk indices each epoch of a layer wrote. */
+void fmt_epoch_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer,
+		   uint64_t epoch, uint64_t idx);
+void fmt_epoch_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
+			  uint64_t *epoch, uint64_t *idx);
+
+/* DB "readers": key (layer, epoch) 16 bytes big-endian; value u32 count of
+ * points reading the layer at that epoch (snapshots, child layers forked
+ * there, and the volume head at FMT_EPOCH_HEAD). */
+#define FMT_READER_KEY_SIZE 16
+#define FMT_EPOCH_HEAD UINT64_MAX
+void fmt_reader_key(uint8_t out[FMT_READER_KEY_SIZE], uint64_t layer,
+		    uint64_t epoch);
+void fmt_reader_key_decode(const uint8_t in[FMT_READER_KEY_SIZE],
+			   uint64_t *layer, uint64_t *epoch);
+
+/* DB "chunks": key the 32-byte hash; value 32 bytes. */
+#define FMT_CHUNK_VAL_SIZE 32
+struct fmt_chunk {
+	uint32_t pack_id;
+	uint32_t stored_len; /* payload bytes after the record header */
+	uint64_t offset;     /* of the record header in the pack file */
+	uint64_t refs;       /* map entries naming this hash; 0: dead */
+	uint8_t codec;
+};
+void fmt_chunk_encode(const struct fmt_chunk *c,
+		      uint8_t out[FMT_CHUNK_VAL_SIZE]);
+int fmt_chunk_decode(const uint8_t *in, size_t len, struct fmt_chunk *c);
+
+/* DB "layers": key u64 big-endian layer id; value 32 bytes. */
+#define FMT_LAYER_VAL_SIZE 32
+struct fmt_layer {
+	uint64_t parent;       /* 0: none */
+	uint64_t parent_epoch; /* epoch of the parent this layer forks at */
+	uint64_t epoch;        /* current write epoch (>= 1) */
+	uint64_t created;
+};
+void fmt_layer_encode(const struct fmt_layer *l,
+		      uint8_t out[FMT_LAYER_VAL_SIZE]);
+int fmt_layer_decode(const uint8_t *in, size_t len, struct fmt_layer *l);
+void fmt_u64_key(uint8_t out[8], uint64_t v);
+uint64_t fmt_u64_key_decode(const uint8_t in[8]);
+
+/* DB "volumes": key the name; value 160 bytes. */
+#define FMT_VOLUME_VAL_SIZE 160
+struct fmt_volume {
+	uint64_t size;
+	uint64_t layer;
+	uint64_t created;
+	char origin_vol[65];  /* clone origin snapshot, "" if none */
+	char origin_snap[65];
+};
+void fmt_volume_encode(const struct fmt_volume *v,
+		       uint8_t out[FMT_VOLUME_VAL_SIZE]);
+int fmt_volume_decode(const uint8_t *in, size_t len, struct fmt_volume *v);
+
+/* DB "snapshots": key "VOL\0SNAP"; value 32 bytes. */
+#define FMT_SNAP_VAL_SIZE 32
+struct fmt_snapshot {
+	uint64_t layer;
+	uint64_t epoch;
+	uint64_t size;
+	uint64_t created;
+};
+void fmt_snapshot_encode(const struct fmt_snapshot *s,
+			 uint8_t out[FMT_SNAP_VAL_SIZE]);
+int fmt_snapshot_decode(const uint8_t *in, size_t len,
+			struct fmt_snapshot *s);
+/* Builds "VOL\0SNAP"; returns its length (<= 2 * 64 + 1). */
+size_t fmt_snap_key(uint8_t out[130], const char *vol, const char *snap);
+
+/* DB "meta": string keys, u64 little-endian values (see FORMAT.md). */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+uint32_t fmt_crc32c(uint32_t crc, const void *buf, size_t len);
+
+static inline void fmt_put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24;
+}
+static inline void fmt_put_le64(uint8_t *p, uint64_t v)
+{
+	fmt_put_le32(p, (uint32_t)v);
+	fmt_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint32_t fmt_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static inline uint64_t fmt_get_le64(const uint8_t *p)
+{
+	return (uint64_t)fmt_get_le32(p) | (uint64_t)fmt_get_le32(p + 4) << 32;
+}
+static inline void fmt_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+static inline uint64_t fmt_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+#endif /* VDISK_FORMAT_H */

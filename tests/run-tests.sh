@@ -1,0 +1,44 @@
+#!/bin/bash
+# Runs the unit test programs and every tests/test-*.sh (or those named as
+# arguments).  Exit code 77 means skipped.  Ends with "N passed, N failed,
+# N skipped" and exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+top=$PWD
+build=${VDISK_BUILD:-build}
+export VDISK="$top/$build/vdisk" VDISK_TOP="$top" VDISK_BUILD="$build"
+# Hostile allocator settings: catch use of uninitialised or freed memory.
+export MALLOC_PERTURB_=165 MALLOC_CHECK_=3
+
+logdir="$top/$build/test-logs"
+mkdir -p "$logdir"
+
+if [ $# -gt 0 ]; then
+	tests=("$@")
+else
+	tests=()
+	for t in "$build"/tests/test-*; do [ -x "$t" ] && tests+=("$t"); done
+	for t in tests/test-*.sh; do [ -e "$t" ] && tests+=("$t"); done
+fi
+
+pass=0 fail=0 skip=0 failed=()
+for t in "${tests[@]}"; do
+	name=$(basename "$t")
+	log="$logdir/$name.log"
+	start=$(date +%s)
+	"$t" >"$log" 2>&1 </dev/null
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	case $rc in
+	0) pass=$((pass + 1)); printf 'PASS: %s (%ss)\n' "$name" "$secs" ;;
+	77) skip=$((skip + 1))
+	    printf 'SKIP: %s: %s\n' "$name" "$(grep -m1 -i 'skip' "$log" || echo 'requirement missing')" ;;
+	*) fail=$((fail + 1)); failed+=("$name")
+	   printf 'FAIL: %s (exit %d, %ss); last lines of %s:\n' "$name" "$rc" "$secs" "$log"
+	   tail -n 25 "$log" | sed 's/^/    /' ;;
+	esac
+done
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
