@@ -170,9 +170,10 @@ int cli_parse_point(struct cli_ctx *ctx, const char *arg,
 int cli_exit_code(int err);
 
 /* Reports the engine failure ERR (< 0) of the command: prints
- * "vdisk: CMD: WHAT: MESSAGE" where WHAT is the printf-style FMT (may be
- * NULL to omit it) and MESSAGE is vd_last_error() if set, else
- * vd_strerror(ERR).  Call it right after the failing vd_* call, before any
+ * "vdisk: CMD: LAST" where LAST is vd_last_error() (which names the engine
+ * call and the objects: "vd_volume_open: volume 'a' is held by ..."), or,
+ * when that is empty, "vdisk: CMD: WHAT: vd_strerror(ERR)" where WHAT is
+ * the printf-style FMT (NULL to omit it).  Call it right after the failing vd_* call, before any
  * other vd_* call (they reset vd_last_error()).  Returns
  * cli_exit_code(ERR). */
 int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...)

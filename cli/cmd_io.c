@@ -1,0 +1,634 @@
+/* vdisk import and export: raw images in and out, keeping holes.
+ *
+ * import walks the file's data regions with SEEK_DATA/SEEK_HOLE (rounded
+ * out to chunk boundaries), reads them a buffer at a time and writes only
+ * the chunk-sized blocks that are not all zeroes, so neither holes nor
+ * zero-filled blocks take space in the store.  A failed or interrupted
+ * import removes the half-made volume.
+ *
+ * export asks the engine for the point's extents a window at a time and
+ * writes only DATA extents, again skipping all-zero blocks; a regular file
+ * is ftruncate'd to the volume size first, so the rest stays holes.  A
+ * pipe, character device or block device gets every byte in order,
+ * zeroes included.  A regular file that export created is unlinked if the
+ * export fails.
+ *
+ * Limits: import reads regular files and block devices only (no stdin: the
+ * size must be known before the volume is created).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+/* I/O buffer: a whole number of chunks, at least 1 MiB. */
+#define IO_BUF_MIN (1024u * 1024u)
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* SIGINT/SIGTERM/SIGHUP set `interrupted` so the copy loops can stop and
+ * clean up instead of leaving half-written volumes or files behind. */
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void *alloc_buf(uint32_t chunk, size_t *len)
+{
+	void *buf = NULL;
+	size_t n = chunk;
+
+	while (n < IO_BUF_MIN)
+		n *= 2;
+	if (posix_memalign(&buf, 4096, n))
+		return NULL;
+	*len = n;
+	return buf;
+}
+
+/* ---- import -------------------------------------------------------------- */
+
+static const char import_help[] =
+	"Usage: vdisk import VOL FILE\n"
+	"\n"
+	"Create the volume VOL from the raw disk image FILE (a regular file or\n"
+	"a block device).  VOL's size is FILE's size, exactly.  Holes in FILE\n"
+	"and all-zero blocks are not stored.  If the import fails or is\n"
+	"interrupted, VOL is removed.  Shows progress when stderr is a\n"
+	"terminal.\n";
+
+struct import {
+	struct cli_ctx *ctx;
+	const char *file;
+	int fd;
+	uint64_t size;
+	vd_volume *v;
+	uint32_t chunk;
+	unsigned char *buf;
+	size_t buf_len;
+	struct cli_progress progress;
+};
+
+/* Copies [START, END) (chunk aligned, END clipped to the size) from the
+ * file to the volume, skipping all-zero chunks.  Returns 0 or an exit
+ * status. */
+static int import_range(struct import *im, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		const size_t want = end - start < im->buf_len ?
+			(size_t)(end - start) : im->buf_len;
+		const ssize_t got = cli_pread_full(im->fd, im->buf, want,
+						   (off_t)start);
+		size_t pos = 0;
+
+		if (interrupted) {
+			cli_error(im->ctx, "interrupted");
+			return CLI_EXIT_ERROR;
+		}
+		if (got < 0) {
+			cli_error(im->ctx, "%s: %s", im->file,
+				  strerror((int)-got));
+			return CLI_EXIT_ERROR;
+		}
+		if ((size_t)got < want) {
+			/* The file shrank under us: the rest reads as
+			 * zeroes, which the volume already holds. */
+			cli_error(im->ctx, "%s: file shrank during import",
+				  im->file);
+			return CLI_EXIT_ERROR;
+		}
+		/* Write each maximal run of non-zero chunks in one call. */
+		while (pos < want) {
+			size_t run = pos, blk;
+
+			while (run < want) {
+				blk = want - run < im->chunk ? want - run :
+					im->chunk;
+				if (cli_is_zero(im->buf + run, blk))
+					break;
+				run += blk;
+			}
+			if (run > pos) {
+				const int rc = vd_volume_pwrite(
+					im->v, im->buf + pos, run - pos,
+					start + pos);
+				if (rc < 0)
+					return cli_fail(im->ctx, rc, "'%s'",
+							im->file);
+				pos = run;
+			}
+			if (pos < want) {
+				blk = want - pos < im->chunk ? want - pos :
+					im->chunk;
+				pos += blk; /* an all-zero block */
+			}
+		}
+		start += want;
+		cli_progress_update(&im->progress, start);
+	}
+	return 0;
+}
+
+/* Walks the data regions of the file.  Returns 0 or an exit status. */
+static int import_data(struct import *im)
+{
+	const uint64_t mask = (uint64_t)im->chunk - 1;
+	uint64_t off = 0;
+	int rc;
+
+	while (off < im->size) {
+		off_t data = lseek(im->fd, (off_t)off, SEEK_DATA);
+		off_t hole;
+		uint64_t start, end;
+
+		if (data < 0 && errno == ENXIO)
+			break; /* no data after OFF */
+		if (data < 0) {
+			/* SEEK_DATA unsupported (some block devices): copy
+			 * everything, zero blocks are still skipped. */
+			return import_range(im, off, im->size);
+		}
+		hole = lseek(im->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)im->size;
+		start = (uint64_t)data & ~mask;
+		if (start < off)
+			start = off;
+		end = ((uint64_t)hole + mask) & ~mask;
+		if (end > im->size || end < (uint64_t)hole)
+			end = im->size;
+		if ((rc = import_range(im, start, end)))
+			return rc;
+		off = end;
+	}
+	cli_progress_update(&im->progress, im->size);
+	return 0;
+}
+
+/* Size of the file or block device open on FD, or -errno. */
+static int file_size(int fd, const struct stat *st, uint64_t *size)
+{
+	if (S_ISREG(st->st_mode)) {
+		*size = (uint64_t)st->st_size;
+		return 0;
+	}
+	if (S_ISBLK(st->st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) < 0)
+			return -errno;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = { { 0 } };
+	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+	struct import im = { .ctx = ctx, .fd = -1 };
+	vd_store *store = NULL;
+	struct stat st;
+	int c, rc, err;
+
+	while ((c = cli_getopt(ctx, argc, argv, "", longopts,
+			       import_help)) != -1) {
+		switch (c) {
+		case CLI_GETOPT_HELP:
+			return CLI_EXIT_OK;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((rc = cli_operands(ctx, argc, argv, 2, 2)) ||
+	    (rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_FORBIDDEN, vol,
+				  snap)))
+		return rc;
+	im.file = argv[optind + 1];
+	if (strcmp(im.file, "-") == 0)
+		return cli_usage_error(ctx, "cannot import from stdin: the "
+				       "size must be known; give a file");
+
+	im.fd = open(im.file, O_RDONLY | O_CLOEXEC);
+	if (im.fd < 0) {
+		cli_error(ctx, "%s: %s", im.file, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	if (fstat(im.fd, &st) < 0 || (err = file_size(im.fd, &st,
+						      &im.size)) < 0) {
+		cli_error(ctx, "%s: not a regular file or block device",
+			  im.file);
+		rc = CLI_EXIT_ERROR;
+		goto out_close_fd;
+	}
+	if (im.size == 0) {
+		cli_error(ctx, "%s: empty file: a volume cannot have size 0",
+			  im.file);
+		rc = CLI_EXIT_ERROR;
+		goto out_close_fd;
+	}
+
+	catch_signals();
+	if ((rc = cli_store_open(ctx, NULL, &store)))
+		goto out_close_fd;
+	err = vd_volume_create(store, vol, im.size);
+	if (err < 0) {
+		rc = cli_fail(ctx, err, "'%s'", vol);
+		goto out_close_store;
+	}
+	err = vd_volume_open(store, vol, NULL, 0, &im.v);
+	if (err < 0) {
+		rc = cli_fail(ctx, err, "'%s'", vol);
+		goto out_remove;
+	}
+	im.chunk = vd_volume_chunk_size(im.v);
+	im.buf = alloc_buf(im.chunk, &im.buf_len);
+	if (!im.buf) {
+		cli_error(ctx, "%s", strerror(ENOMEM));
+		rc = CLI_EXIT_ERROR;
+		goto out_close_vol;
+	}
+
+	cli_progress_begin(&im.progress, "import", im.size);
+	rc = import_data(&im);
+	cli_progress_end(&im.progress);
+	if (rc)
+		goto out_close_vol;
+	err = vd_volume_flush(im.v);
+	if (err < 0) {
+		rc = cli_fail(ctx, err, "'%s': flush", vol);
+		goto out_close_vol;
+	}
+	err = vd_volume_close(im.v);
+	im.v = NULL;
+	if (err < 0) {
+		rc = cli_fail(ctx, err, "'%s': close", vol);
+		goto out_remove;
+	}
+	if (interrupted) {
+		cli_error(ctx, "interrupted");
+		rc = CLI_EXIT_ERROR;
+		goto out_remove;
+	}
+	free(im.buf);
+	vd_store_close(store);
+	close(im.fd);
+	return CLI_EXIT_OK;
+
+out_close_vol:
+	vd_volume_close(im.v);
+out_remove:
+	err = vd_volume_remove(store, vol, 0);
+	if (err < 0)
+		cli_fail(ctx, err, "removing the half-imported '%s'", vol);
+	else
+		fprintf(stderr, "vdisk: import: removed the half-imported "
+			"volume '%s'\n", vol);
+	free(im.buf);
+out_close_store:
+	vd_store_close(store);
+out_close_fd:
+	close(im.fd);
+	return rc;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+static const char export_help[] =
+	"Usage: vdisk export [--force] VOL[@SNAP] FILE\n"
+	"\n"
+	"Write the volume VOL, or its snapshot VOL@SNAP, to FILE as a raw\n"
+	"image of exactly the volume's size.  A regular FILE is written\n"
+	"sparsely: unallocated ranges and all-zero blocks become holes.\n"
+	"FILE '-' is standard output (every byte is written, zeroes too).\n"
+	"\n"
+	"  -f, --force   overwrite FILE if it is a non-empty regular file or a\n"
+	"                block device, or write to a terminal\n"
+	"\n"
+	"Without --force, export refuses an existing non-empty regular file\n"
+	"and block devices; it writes freely to a missing or empty file, a\n"
+	"pipe or a character device.  A file export created is removed if\n"
+	"the export fails.  Shows progress when stderr is a terminal.\n";
+
+struct extent {
+	uint64_t off, len;
+	unsigned type;
+};
+
+struct export {
+	struct cli_ctx *ctx;
+	const char *file;
+	int fd;
+	int sparse;        /* regular file: skip holes and zero blocks */
+	vd_volume *v;
+	uint64_t size;
+	uint32_t chunk;
+	unsigned char *buf;
+	size_t buf_len;
+	struct extent *ext;
+	size_t n_ext, cap_ext;
+	uint64_t pos;      /* next offset for sequential (non-sparse) output */
+	struct cli_progress progress;
+};
+
+static int collect_extent(void *opaque, uint64_t off, uint64_t len,
+			  unsigned type)
+{
+	struct export *ex = opaque;
+
+	if (ex->n_ext && ex->ext[ex->n_ext - 1].type == type &&
+	    ex->ext[ex->n_ext - 1].off + ex->ext[ex->n_ext - 1].len == off) {
+		ex->ext[ex->n_ext - 1].len += len;
+		return 0;
+	}
+	if (ex->n_ext == ex->cap_ext) {
+		const size_t cap = ex->cap_ext ? ex->cap_ext * 2 : 256;
+		struct extent *e = realloc(ex->ext, cap * sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		ex->ext = e;
+		ex->cap_ext = cap;
+	}
+	ex->ext[ex->n_ext++] = (struct extent){ off, len, type };
+	return 0;
+}
+
+/* Writes LEN bytes of BUF at OFF: positioned for a sparse (regular) file,
+ * sequential otherwise.  Returns 0 or an exit status. */
+static int export_write(struct export *ex, const void *buf, size_t len,
+			uint64_t off)
+{
+	const int rc = ex->sparse ? cli_pwrite_full(ex->fd, buf, len,
+						    (off_t)off) :
+		cli_write_full(ex->fd, buf, len);
+
+	if (rc < 0) {
+		if (rc == -EPIPE)
+			cli_error(ex->ctx, "%s: broken pipe", ex->file);
+		else
+			cli_error(ex->ctx, "%s: %s", ex->file,
+				  strerror(-rc));
+		return CLI_EXIT_ERROR;
+	}
+	return 0;
+}
+
+static int export_hole(struct export *ex, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	if (ex->sparse)
+		return 0; /* the ftruncate'd file already reads as zeroes */
+	memset(ex->buf, 0, ex->buf_len);
+	while (len) {
+		const size_t n = len < ex->buf_len ? (size_t)len : ex->buf_len;
+
+		if (interrupted) {
+			cli_error(ex->ctx, "interrupted");
+			return CLI_EXIT_ERROR;
+		}
+		if ((rc = export_write(ex, ex->buf, n, off)))
+			return rc;
+		off += n;
+		len -= n;
+		cli_progress_update(&ex->progress, off);
+	}
+	return 0;
+}
+
+/* Length of the block at POS in a buffer of N bytes read from volume
+ * offset OFF: up to the next chunk boundary, clipped to N. */
+static size_t block_at(const struct export *ex, uint64_t off, size_t pos,
+		       size_t n)
+{
+	const size_t blk = ex->chunk - (size_t)((off + pos) % ex->chunk);
+
+	return blk < n - pos ? blk : n - pos;
+}
+
+static int export_data(struct export *ex, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	while (len) {
+		const size_t n = len < ex->buf_len ? (size_t)len : ex->buf_len;
+		size_t pos = 0;
+
+		if (interrupted) {
+			cli_error(ex->ctx, "interrupted");
+			return CLI_EXIT_ERROR;
+		}
+		rc = vd_volume_pread(ex->v, ex->buf, n, off);
+		if (rc < 0)
+			return cli_fail(ex->ctx, rc, "read at %" PRIu64, off);
+		if (!ex->sparse) {
+			if ((rc = export_write(ex, ex->buf, n, off)))
+				return rc;
+		} else {
+			/* Write maximal runs of non-zero blocks, aligned to
+			 * chunks of the volume. */
+			while (pos < n) {
+				size_t run = pos + block_at(ex, off, pos, n);
+
+				if (cli_is_zero(ex->buf + pos, run - pos)) {
+					pos = run;
+					continue;
+				}
+				while (run < n) {
+					const size_t blk = block_at(ex, off,
+								    run, n);
+
+					if (cli_is_zero(ex->buf + run, blk))
+						break;
+					run += blk;
+				}
+				if ((rc = export_write(ex, ex->buf + pos,
+						       run - pos, off + pos)))
+					return rc;
+				pos = run;
+			}
+		}
+		off += n;
+		len -= n;
+		cli_progress_update(&ex->progress, off);
+	}
+	return 0;
+}
+
+/* Extents are fetched in windows so that a huge, fragmented volume does
+ * not need one big array. */
+#define EXPORT_WINDOW (1ull << 30)
+
+static int export_all(struct export *ex)
+{
+	int rc;
+
+	for (uint64_t w = 0; w < ex->size; w += EXPORT_WINDOW) {
+		const uint64_t wlen = ex->size - w < EXPORT_WINDOW ?
+			ex->size - w : EXPORT_WINDOW;
+
+		ex->n_ext = 0;
+		rc = vd_volume_extents(ex->v, w, wlen, collect_extent, ex);
+		if (rc < 0)
+			return cli_fail(ex->ctx, rc, "extents");
+		for (size_t i = 0; i < ex->n_ext; i++) {
+			const struct extent *e = &ex->ext[i];
+
+			rc = e->type == VD_EXTENT_HOLE ?
+				export_hole(ex, e->off, e->len) :
+				export_data(ex, e->off, e->len);
+			if (rc)
+				return rc;
+		}
+	}
+	cli_progress_update(&ex->progress, ex->size);
+	return 0;
+}
+
+/* Opens the output.  Returns 0 or an exit status; sets *CREATED if the
+ * file did not exist before. */
+static int export_open(struct export *ex, int force, int *created)
+{
+	struct stat st;
+
+	*created = 0;
+	if (strcmp(ex->file, "-") == 0) {
+		if (isatty(STDOUT_FILENO) && !force) {
+			cli_error(ex->ctx, "refusing to write a disk image "
+				  "to a terminal (use --force)");
+			return CLI_EXIT_ERROR;
+		}
+		ex->fd = STDOUT_FILENO;
+		ex->file = "standard output";
+		return 0;
+	}
+	if (stat(ex->file, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			cli_error(ex->ctx, "%s: is a directory", ex->file);
+			return CLI_EXIT_ERROR;
+		}
+		if (((S_ISREG(st.st_mode) && st.st_size > 0) ||
+		     S_ISBLK(st.st_mode)) && !force) {
+			cli_error(ex->ctx, "%s: exists and is not empty "
+				  "(use --force to overwrite)", ex->file);
+			return CLI_EXIT_ERROR;
+		}
+		ex->fd = open(ex->file, O_WRONLY | O_CLOEXEC |
+			      (S_ISREG(st.st_mode) ? O_TRUNC : 0));
+	} else if (errno == ENOENT) {
+		ex->fd = open(ex->file, O_WRONLY | O_CREAT | O_EXCL |
+			      O_CLOEXEC, 0644);
+		*created = ex->fd >= 0;
+	} else {
+		ex->fd = -1;
+	}
+	if (ex->fd < 0) {
+		cli_error(ex->ctx, "%s: %s", ex->file, strerror(errno));
+		return CLI_EXIT_ERROR;
+	}
+	if (fstat(ex->fd, &st) == 0 && S_ISREG(st.st_mode))
+		ex->sparse = 1;
+	return 0;
+}
+
+int cmd_export(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ 0 },
+	};
+	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+	struct export ex = { .ctx = ctx, .fd = -1 };
+	vd_store *store = NULL;
+	int c, rc, err, force = 0, created = 0;
+	const char *path;
+
+	while ((c = cli_getopt(ctx, argc, argv, "f", longopts,
+			       export_help)) != -1) {
+		switch (c) {
+		case 'f':
+			force = 1;
+			break;
+		case CLI_GETOPT_HELP:
+			return CLI_EXIT_OK;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((rc = cli_operands(ctx, argc, argv, 2, 2)) ||
+	    (rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_OPTIONAL, vol,
+				  snap)))
+		return rc;
+	path = ex.file = argv[optind + 1];
+
+	catch_signals();
+	signal(SIGPIPE, SIG_IGN); /* see EPIPE instead */
+	if ((rc = cli_store_open(ctx, NULL, &store)))
+		return rc;
+	err = vd_volume_open(store, vol, snap[0] ? snap : NULL,
+			     VD_OPEN_RDONLY, &ex.v);
+	if (err < 0) {
+		rc = cli_fail(ctx, err, "'%s'", argv[optind]);
+		goto out_close_store;
+	}
+	ex.size = vd_volume_size(ex.v);
+	ex.chunk = vd_volume_chunk_size(ex.v);
+	ex.buf = alloc_buf(ex.chunk, &ex.buf_len);
+	if (!ex.buf) {
+		cli_error(ctx, "%s", strerror(ENOMEM));
+		rc = CLI_EXIT_ERROR;
+		goto out_close_vol;
+	}
+	if ((rc = export_open(&ex, force, &created)))
+		goto out_free;
+	if (ex.sparse && ftruncate(ex.fd, (off_t)ex.size) < 0) {
+		cli_error(ctx, "%s: %s", ex.file, strerror(errno));
+		rc = CLI_EXIT_ERROR;
+		goto out_close_fd;
+	}
+
+	cli_progress_begin(&ex.progress, "export", ex.size);
+	rc = export_all(&ex);
+	cli_progress_end(&ex.progress);
+	if (!rc && ex.fd != STDOUT_FILENO && fsync(ex.fd) < 0 &&
+	    errno != EINVAL && errno != EROFS) {
+		cli_error(ctx, "%s: %s", ex.file, strerror(errno));
+		rc = CLI_EXIT_ERROR;
+	}
+
+out_close_fd:
+	if (ex.fd != STDOUT_FILENO && close(ex.fd) < 0 && !rc) {
+		cli_error(ctx, "%s: %s", ex.file, strerror(errno));
+		rc = CLI_EXIT_ERROR;
+	}
+	if (rc && created)
+		unlink(path);
+out_free:
+	free(ex.buf);
+	free(ex.ext);
+out_close_vol:
+	vd_volume_close(ex.v);
+out_close_store:
+	vd_store_close(store);
+	return rc;
+}
