@@ -122,7 +122,16 @@ struct problems {
 	char **what;
 	size_t n, cap;
 	int oom;
+	struct cli_progress *progress;
 };
+
+/* vd_store_check passes one opaque pointer to both of its callbacks. */
+static void check_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	const struct problems *p = opaque;
+
+	cli_progress_cb(p->progress, done, total);
+}
 
 static void add_problem(void *opaque, const char *what)
 {
@@ -160,7 +169,8 @@ int cmd_check(struct cli_ctx *ctx, int argc, char **argv)
 	if ((rc = cli_store_open(ctx, NULL, &store)))
 		return rc;
 	cli_progress_begin(&progress, "check", 0);
-	found = vd_store_check(store, cli_progress_cb, add_problem, &pr);
+	pr.progress = &progress;
+	found = vd_store_check(store, check_progress, add_problem, &pr);
 	cli_progress_end(&progress);
 	if (found < 0) {
 		rc = cli_fail(ctx, found, "check");

@@ -74,9 +74,13 @@ struct vd_store_options {
 	uint32_t chunk_size;
 	/* 1: create the store if DIR is missing or an empty directory. */
 	int create;
-	/* Bytes of decompressed chunks cached in memory (0: default 256 MiB);
-	 * the write-back cache of dirty chunks is bounded by the same figure. */
+	/* Bytes of decompressed clean chunks cached in memory (0: default
+	 * 256 MiB, or the environment variable VDISK_CACHE_MB). */
 	uint64_t cache_bytes;
+	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
+	 * store handle (0: default 1 GiB, or VDISK_DIRTY_MB).  Writers wait
+	 * while it is full; sealing starts at half of it. */
+	uint64_t dirty_bytes;
 	/* Shown to other processes as the holder of volumes opened for writing
 	 * ("vdisk serve"); NULL: the program name. */
 	const char *holder;

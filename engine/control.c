@@ -1,0 +1,178 @@
+/* The control socket: how another process snapshots a volume we hold.
+ *
+ * A process that opens a volume head for writing listens on an abstract
+ * Unix socket named "vdisk-<store uuid>-<pid>" (no file to clean up; it
+ * vanishes with the process).  The protocol is one line each way:
+ *   request:  "SNAPSHOT <vol> <snap>\n"
+ *   reply:    "<status> <message>\n"   status is 0 or a vdisk/errno code
+ * The holder seals the writes it acknowledged, then takes the snapshot, so
+ * the snapshot holds every write acknowledged before the request arrived.
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+#define REQUEST_MAX 256
+#define REPLY_TIMEOUT_MS (120 * 1000)
+
+static socklen_t control_addr(const vd_store *s, int pid, struct sockaddr_un *a)
+{
+	int n;
+
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "vdisk-");
+	for (int i = 0; i < 16; i++)
+		n += snprintf(a->sun_path + 1 + n, sizeof a->sun_path - 1 - n,
+			      "%02x", s->st_uuid[i]);
+	n += snprintf(a->sun_path + 1 + n, sizeof a->sun_path - 1 - n, "-%d", pid);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+static void serve_one(vd_store *s, int fd)
+{
+	char req[REQUEST_MAX + 1], vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+	char reply[600];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+	int r = -EINVAL;
+	vd_volume *v;
+
+	/* Read one line, with a deadline, from a client we trust little. */
+	while (got < REQUEST_MAX && poll(&p, 1, 5000) == 1) {
+		const ssize_t n = read(fd, req + got, REQUEST_MAX - got);
+		if (n <= 0)
+			break;
+		got += n;
+		if (memchr(req, '\n', got))
+			break;
+	}
+	req[got] = '\0';
+	if (sscanf(req, "SNAPSHOT %64s %64s", vol, snap) == 2 &&
+	    vd_name_valid(vol) && vd_name_valid(snap)) {
+		err_clear();
+		if ((v = volume_find_open(s, vol))) {
+			r = volume_snapshot(v, snap);
+			vd_volume_close(v);
+		} else {
+			r = SET_ERROR(VD_ENOVOL, "'%s' is not open here", vol);
+		}
+	} else {
+		SET_ERROR(r, "malformed control request");
+	}
+	snprintf(reply, sizeof reply, "%d %s\n", r, r ? vd_last_error() : "ok");
+	if (write(fd, reply, strlen(reply)) < 0) {
+		/* the requester went away; nothing to tell */
+	}
+}
+
+static void *control_main(void *arg)
+{
+	vd_store *s = arg;
+
+	for (;;) {
+		const int fd = accept4(s->st_ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break; /* shut down */
+		}
+		serve_one(s, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int control_start(vd_store *s)
+{
+	struct sockaddr_un a;
+	socklen_t len;
+	int fd, r;
+
+	pthread_mutex_lock(&s->st_vol_lock);
+	if (s->st_ctl_started) {
+		pthread_mutex_unlock(&s->st_vol_lock);
+		return 0;
+	}
+	len = control_addr(s, getpid(), &a);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, len) < 0 ||
+	    listen(fd, 16) < 0) {
+		r = SET_ERROR(-errno, "control socket: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&s->st_vol_lock);
+		return r;
+	}
+	s->st_ctl_fd = fd;
+	r = -pthread_create(&s->st_ctl_thread, NULL, control_main, s);
+	if (r < 0) {
+		close(fd);
+		s->st_ctl_fd = -1;
+	} else {
+		s->st_ctl_started = true;
+	}
+	pthread_mutex_unlock(&s->st_vol_lock);
+	return r;
+}
+
+void control_stop(vd_store *s)
+{
+	if (!s->st_ctl_started)
+		return;
+	shutdown(s->st_ctl_fd, SHUT_RDWR); /* wakes accept() */
+	pthread_join(s->st_ctl_thread, NULL);
+	close(s->st_ctl_fd);
+	s->st_ctl_fd = -1;
+	s->st_ctl_started = false;
+}
+
+int control_request_snapshot(vd_store *s, int pid, const char *vol,
+			     const char *snap)
+{
+	struct sockaddr_un a;
+	const socklen_t len = control_addr(s, pid, &a);
+	char req[REQUEST_MAX], reply[600];
+	struct pollfd p;
+	size_t got = 0;
+	int fd, status, off = 0;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return SET_ERROR(-errno, "control socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&a, len) < 0) {
+		close(fd);
+		return SET_ERROR(VD_EBUSY, "'%s' is held by pid %d, which does not "
+				 "answer snapshot requests", vol, pid);
+	}
+	snprintf(req, sizeof req, "SNAPSHOT %s %s\n", vol, snap);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		close(fd);
+		return SET_ERROR(-EIO, "control request to pid %d failed", pid);
+	}
+	p.fd = fd;
+	p.events = POLLIN;
+	while (got < sizeof reply - 1 && poll(&p, 1, REPLY_TIMEOUT_MS) == 1) {
+		const ssize_t n = read(fd, reply + got, sizeof reply - 1 - got);
+		if (n <= 0)
+			break;
+		got += n;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	close(fd);
+	reply[got] = '\0';
+	if (sscanf(reply, "%d %n", &status, &off) != 1)
+		return SET_ERROR(-EIO, "no answer from pid %d holding '%s'", pid, vol);
+	if (status == 0)
+		return 0;
+	reply[strcspn(reply, "\n")] = '\0';
+	return vd_set_error(status, "vd_snapshot_create", "%s (via pid %d)",
+			    reply + off, pid);
+}

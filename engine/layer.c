@@ -1,0 +1,665 @@
+/* Layers, versioned map entries and readers: how snapshots and clones are
+ * instant and reads stay one seek deep.
+ *
+ * A layer is a chunk map that only grows at its current write epoch.  Its
+ * entries are keyed (layer, chunk index, ~epoch): a seek to (L, i, ~E) lands
+ * on the newest entry of index i with epoch <= E.  A volume head reads its
+ * layer at FMT_EPOCH_HEAD; a snapshot records (layer, epoch) and bumps the
+ * layer's write epoch, so taking it writes two records whatever the size.
+ * A clone (and a rollback) starts a new layer whose parent is the snapshot's
+ * (layer, epoch): entries it lacks fall through to the parent.
+ *
+ * Readers: the "readers" DB counts, per (layer, epoch), the points that read
+ * it there: snapshots, child layers forked there, and the head.  An entry of
+ * epoch x is visible to readers at epochs in [x, next entry's epoch).  When
+ * a reader goes, the entries only it could see are dropped (found through
+ * the "epochs" DB, which lists what each epoch wrote), so removal costs what
+ * the removed point owned.  A layer with no readers is destroyed.
+ *
+ * Visible entries of a layer at any reader's epoch never change while that
+ * reader exists, so a chain's ancestors get presence bitmaps built once at
+ * open: resolving an index costs one seek plus a bit test per ancestor.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+#define CHAIN_MAX_DEPTH 4096 /* guards against a parent loop in a damaged index */
+
+static int mdb_error(int rc, const char *func, const char *what)
+{
+	return vd_set_error(err_from_mdb(rc), func, "%s: %s", what,
+			    mdb_strerror(rc));
+}
+
+static int decode_map_val(const MDB_val *v, struct map_val *out)
+{
+	const uint8_t *p = v->mv_data;
+
+	if (v->mv_size == FMT_MAP_VAL_HOLE_SIZE && p[0] == FMT_MAP_HOLE) {
+		out->kind = FMT_MAP_HOLE;
+		return 0;
+	}
+	if (v->mv_size == FMT_MAP_VAL_DATA_SIZE && p[0] == FMT_MAP_DATA) {
+		out->kind = FMT_MAP_DATA;
+		memcpy(out->hash, p + 1, 32);
+		return 0;
+	}
+	return SET_ERROR(VD_ECORRUPT, "malformed map entry (%zu bytes, kind %u)",
+			 v->mv_size, v->mv_size ? p[0] : 0);
+}
+
+/* ---- map ---------------------------------------------------------------- */
+
+int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
+	       uint64_t epoch, struct map_val *out, uint64_t *found_epoch)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
+	uint64_t kl, ki, ke;
+	int rc, r = 0;
+
+	fmt_map_key(kb, layer, idx, epoch);
+	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
+		return mdb_error(rc, __func__, "map");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0) {
+		if (k.mv_size != FMT_MAP_KEY_SIZE) {
+			r = SET_ERROR(VD_ECORRUPT, "map key of %zu bytes", k.mv_size);
+		} else {
+			fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
+			if (kl == layer && ki == idx) {
+				r = decode_map_val(&v, out);
+				if (r == 0) {
+					r = 1;
+					if (found_epoch)
+						*found_epoch = ke;
+				}
+			}
+		}
+	} else if (rc != MDB_NOTFOUND) {
+		r = mdb_error(rc, __func__, "map");
+	}
+	mdb_cursor_close(cur);
+	return r;
+}
+
+int map_put(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t idx,
+	    uint64_t epoch, const struct map_val *val)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE], vb[FMT_MAP_VAL_DATA_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	struct map_val old;
+	int rc, r;
+
+	fmt_map_key(kb, layer, idx, epoch);
+	rc = mdb_get(w->txn, s->st_map, &k, &v);
+	if (rc == 0) {
+		if ((r = decode_map_val(&v, &old)) < 0)
+			return r;
+		if (old.kind == FMT_MAP_DATA &&
+		    (r = chunk_unref(s, w, old.hash)) < 0)
+			return r;
+	} else if (rc == MDB_NOTFOUND) {
+		uint8_t eb[FMT_MAP_KEY_SIZE];
+		MDB_val ek = { sizeof eb, eb }, ev = { 0, NULL };
+		fmt_epoch_key(eb, layer, epoch, idx);
+		if ((rc = mdb_put(w->txn, s->st_epochs, &ek, &ev, 0)))
+			return mdb_error(rc, __func__, "epochs");
+	} else {
+		return mdb_error(rc, __func__, "map");
+	}
+	vb[0] = val->kind;
+	v.mv_data = vb;
+	v.mv_size = FMT_MAP_VAL_HOLE_SIZE;
+	if (val->kind == FMT_MAP_DATA) {
+		memcpy(vb + 1, val->hash, 32);
+		v.mv_size = FMT_MAP_VAL_DATA_SIZE;
+	}
+	if ((rc = mdb_put(w->txn, s->st_map, &k, &v, 0)))
+		return mdb_error(rc, __func__, "map");
+	return 0;
+}
+
+int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
+		 uint64_t *next)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
+	uint64_t kl, ki, ke;
+	int rc;
+
+	*next = UINT64_MAX;
+	fmt_map_key(kb, layer, idx, FMT_EPOCH_HEAD);
+	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
+		return mdb_error(rc, __func__, "map");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 && k.mv_size == FMT_MAP_KEY_SIZE) {
+		fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
+		if (kl == layer)
+			*next = ki;
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : mdb_error(rc, __func__, "map");
+}
+
+/* ---- layers ------------------------------------------------------------- */
+
+int layer_get(vd_store *s, MDB_txn *txn, uint64_t id, struct fmt_layer *l)
+{
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, v;
+	int rc;
+
+	fmt_u64_key(kb, id);
+	rc = mdb_get(txn, s->st_layers, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return SET_ERROR(VD_ECORRUPT, "layer %llu is missing",
+				 (unsigned long long)id);
+	if (rc)
+		return mdb_error(rc, __func__, "layers");
+	if (fmt_layer_decode(v.mv_data, v.mv_size, l) != 0)
+		return SET_ERROR(VD_ECORRUPT, "layer %llu: malformed record",
+				 (unsigned long long)id);
+	return 0;
+}
+
+int layer_put(vd_store *s, MDB_txn *txn, uint64_t id, const struct fmt_layer *l)
+{
+	uint8_t kb[8], vb[FMT_LAYER_VAL_SIZE];
+	MDB_val k = { 8, kb }, v = { sizeof vb, vb };
+	int rc;
+
+	fmt_u64_key(kb, id);
+	fmt_layer_encode(l, vb);
+	if ((rc = mdb_put(txn, s->st_layers, &k, &v, 0)))
+		return mdb_error(rc, __func__, "layers");
+	return 0;
+}
+
+int layer_create(vd_store *s, struct wtxn *w, uint64_t parent,
+		 uint64_t parent_epoch, uint64_t *id)
+{
+	const struct fmt_layer l = {
+		.parent = parent,
+		.parent_epoch = parent ? parent_epoch : 0,
+		.epoch = 1,
+		.created = now_seconds(),
+	};
+	int r;
+
+	if ((r = meta_next_id(s, w->txn, "next_layer", id)) < 0 ||
+	    (r = layer_put(s, w->txn, *id, &l)) < 0 ||
+	    (parent && (r = reader_add(s, w, parent, parent_epoch)) < 0) ||
+	    (r = reader_add(s, w, *id, FMT_EPOCH_HEAD)) < 0)
+		return r;
+	return 0;
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+static int reader_count(vd_store *s, MDB_txn *txn, uint64_t layer,
+			uint64_t epoch, uint32_t *count)
+{
+	uint8_t kb[FMT_READER_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	int rc;
+
+	*count = 0;
+	fmt_reader_key(kb, layer, epoch);
+	rc = mdb_get(txn, s->st_readers, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return mdb_error(rc, __func__, "readers");
+	if (v.mv_size != 4)
+		return SET_ERROR(VD_ECORRUPT, "malformed reader record");
+	*count = fmt_get_le32(v.mv_data);
+	return 0;
+}
+
+static int reader_set(vd_store *s, MDB_txn *txn, uint64_t layer,
+		      uint64_t epoch, uint32_t count)
+{
+	uint8_t kb[FMT_READER_KEY_SIZE], vb[4];
+	MDB_val k = { sizeof kb, kb }, v = { 4, vb };
+	int rc;
+
+	fmt_reader_key(kb, layer, epoch);
+	fmt_put_le32(vb, count);
+	rc = count ? mdb_put(txn, s->st_readers, &k, &v, 0)
+		   : mdb_del(txn, s->st_readers, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return mdb_error(rc, __func__, "readers");
+	return 0;
+}
+
+int reader_add(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t epoch)
+{
+	uint32_t n;
+	const int r = reader_count(s, w->txn, layer, epoch, &n);
+	return r < 0 ? r : reader_set(s, w->txn, layer, epoch, n + 1);
+}
+
+/* Finds the reader epochs of LAYER just below and just above EPOCH (which
+ * itself is not counted).  has_* say whether they exist. */
+static int reader_neighbours(vd_store *s, MDB_txn *txn, uint64_t layer,
+			     uint64_t epoch, bool *has_prev, uint64_t *prev,
+			     bool *has_next, uint64_t *next)
+{
+	uint8_t kb[FMT_READER_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
+	uint64_t kl, ke;
+	int rc;
+
+	*has_prev = *has_next = false;
+	if ((rc = mdb_cursor_open(txn, s->st_readers, &cur)))
+		return mdb_error(rc, __func__, "readers");
+	/* Next: the first key after (layer, epoch). */
+	if (epoch != UINT64_MAX) {
+		fmt_reader_key(kb, layer, epoch + 1);
+		k.mv_data = kb;
+		k.mv_size = sizeof kb;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0) {
+			fmt_reader_key_decode(k.mv_data, &kl, &ke);
+			if (kl == layer) {
+				*has_next = true;
+				*next = ke;
+			}
+		}
+	}
+	/* Prev: the last key before (layer, epoch). */
+	fmt_reader_key(kb, layer, epoch);
+	k.mv_data = kb;
+	k.mv_size = sizeof kb;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+		     : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (rc == 0) {
+		fmt_reader_key_decode(k.mv_data, &kl, &ke);
+		if (kl == layer && ke < epoch) {
+			*has_prev = true;
+			*prev = ke;
+		}
+	}
+	mdb_cursor_close(cur);
+	return 0;
+}
+
+/* Epoch of the entry of (LAYER, IDX) that follows epoch EP, if any.
+ * Entries of one index sort newest first, so it is the key just before
+ * (LAYER, IDX, ~EP). */
+static int successor_epoch(vd_store *s, MDB_txn *txn, uint64_t layer,
+			   uint64_t idx, uint64_t ep, bool *has, uint64_t *succ)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
+	uint64_t kl, ki, ke;
+	int rc;
+
+	*has = false;
+	fmt_map_key(kb, layer, idx, ep);
+	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
+		return mdb_error(rc, __func__, "map");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+		     : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	if (rc == 0 && k.mv_size == FMT_MAP_KEY_SIZE) {
+		fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
+		if (kl == layer && ki == idx && ke > ep) {
+			*has = true;
+			*succ = ke;
+		}
+	}
+	mdb_cursor_close(cur);
+	return 0;
+}
+
+/* Chunk bytes of a dead data entry that would be freed (refs == 1). */
+static int entry_bytes_if_last(vd_store *s, MDB_txn *txn, const MDB_val *v,
+			       uint64_t *bytes)
+{
+	struct map_val mv;
+	struct fmt_chunk c;
+	int r;
+
+	if ((r = decode_map_val(v, &mv)) < 0 || mv.kind != FMT_MAP_DATA)
+		return r;
+	if ((r = chunk_get(s, txn, mv.hash, &c)) < 0)
+		return r;
+	if (c.refs == 1)
+		*bytes += FMT_REC_HEADER_SIZE + (uint64_t)c.stored_len;
+	return 0;
+}
+
+/* Drops (or, with W NULL, measures) the entries of LAYER with epochs in
+ * [LO, HI] that no remaining reader sees: those whose successor entry is at
+ * or below the next reader NEXT (or every one if there is none). */
+static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
+		 uint64_t lo, uint64_t hi, bool has_next, uint64_t next,
+		 uint64_t *bytes)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE], mk[FMT_MAP_KEY_SIZE];
+	MDB_val k, v, m = { sizeof mk, mk }, mv;
+	MDB_cursor *cur;
+	uint64_t kl, ke = lo, ki = 0;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->st_epochs, &cur)))
+		return mdb_error(rc, __func__, "epochs");
+	for (;;) {
+		bool has_succ, dead;
+		uint64_t succ = 0;
+
+		fmt_epoch_key(kb, layer, ke, ki);
+		k.mv_data = kb;
+		k.mv_size = sizeof kb;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc) {
+			r = mdb_error(rc, __func__, "epochs");
+			break;
+		}
+		if (k.mv_size != FMT_MAP_KEY_SIZE) {
+			r = SET_ERROR(VD_ECORRUPT, "epochs key of %zu bytes", k.mv_size);
+			break;
+		}
+		fmt_epoch_key_decode(k.mv_data, &kl, &ke, &ki);
+		if (kl != layer || ke > hi)
+			break;
+		if ((r = successor_epoch(s, txn, layer, ki, ke, &has_succ, &succ)) < 0)
+			break;
+		dead = !has_next || (has_succ && succ <= next);
+		if (dead) {
+			fmt_map_key(mk, layer, ki, ke);
+			rc = mdb_get(txn, s->st_map, &m, &mv);
+			if (rc && rc != MDB_NOTFOUND) {
+				r = mdb_error(rc, __func__, "map");
+				break;
+			}
+			if (!w) {
+				if (rc == 0 && (r = entry_bytes_if_last(s, txn, &mv, bytes)) < 0)
+					break;
+			} else {
+				struct map_val val;
+				if (rc == 0) {
+					if ((r = decode_map_val(&mv, &val)) < 0)
+						break;
+					if (val.kind == FMT_MAP_DATA &&
+					    (r = chunk_unref(s, w, val.hash)) < 0)
+						break;
+					mdb_del(txn, s->st_map, &m, NULL);
+				}
+				k.mv_data = kb;
+				k.mv_size = sizeof kb;
+				fmt_epoch_key(kb, layer, ke, ki);
+				if ((rc = mdb_del(txn, s->st_epochs, &k, NULL))) {
+					r = mdb_error(rc, __func__, "epochs");
+					break;
+				}
+			}
+		}
+		if (ki == UINT64_MAX) {
+			if (ke == UINT64_MAX)
+				break;
+			ke++;
+			ki = 0;
+		} else {
+			ki++;
+		}
+	}
+	mdb_cursor_close(cur);
+	return r;
+}
+
+/* Deletes every entry of LAYER and its record (or measures them). */
+static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
+			 uint64_t layer, uint64_t *bytes)
+{
+	uint8_t kb[FMT_MAP_KEY_SIZE];
+	MDB_val k, v;
+	MDB_cursor *cur;
+	uint64_t kl, ki, ke;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
+		return mdb_error(rc, __func__, "map");
+	fmt_map_key(kb, layer, 0, FMT_EPOCH_HEAD);
+	k.mv_data = kb;
+	k.mv_size = sizeof kb;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		struct map_val val;
+		if (k.mv_size != FMT_MAP_KEY_SIZE) {
+			r = SET_ERROR(VD_ECORRUPT, "map key of %zu bytes", k.mv_size);
+			break;
+		}
+		fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
+		if (kl != layer)
+			break;
+		if (!w) {
+			if ((r = entry_bytes_if_last(s, txn, &v, bytes)) < 0)
+				break;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
+		}
+		if ((r = decode_map_val(&v, &val)) < 0 ||
+		    (val.kind == FMT_MAP_DATA && (r = chunk_unref(s, w, val.hash)) < 0))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0))) {
+			r = mdb_error(rc, __func__, "map");
+			break;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+	}
+	mdb_cursor_close(cur);
+	if (r < 0 || !w)
+		return r;
+
+	if ((rc = mdb_cursor_open(txn, s->st_epochs, &cur)))
+		return mdb_error(rc, __func__, "epochs");
+	fmt_epoch_key(kb, layer, 0, 0);
+	k.mv_data = kb;
+	k.mv_size = sizeof kb;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size == FMT_MAP_KEY_SIZE &&
+	       fmt_get_be64(k.mv_data) == layer) {
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return mdb_error(rc, __func__, "epochs");
+
+	fmt_u64_key(kb, layer);
+	k.mv_data = kb;
+	k.mv_size = 8;
+	rc = mdb_del(txn, s->st_layers, &k, NULL);
+	return rc && rc != MDB_NOTFOUND ? mdb_error(rc, __func__, "layers") : 0;
+}
+
+/* Removes (W) or measures (W NULL, BYTES) one reader of (LAYER, EPOCH). */
+static int reader_drop(vd_store *s, MDB_txn *txn, struct wtxn *w,
+		       uint64_t layer, uint64_t epoch, uint64_t *bytes)
+{
+	for (int depth = 0; depth < CHAIN_MAX_DEPTH; depth++) {
+		struct fmt_layer l;
+		bool hp, hn;
+		uint64_t p = 0, n = 0;
+		uint32_t count;
+		int r;
+
+		if ((r = reader_count(s, txn, layer, epoch, &count)) < 0)
+			return r;
+		if (count == 0)
+			return SET_ERROR(VD_ECORRUPT, "layer %llu has no reader at "
+					 "epoch %llu", (unsigned long long)layer,
+					 (unsigned long long)epoch);
+		if (count > 1)
+			return w ? reader_set(s, txn, layer, epoch, count - 1) : 0;
+		if (w && (r = reader_set(s, txn, layer, epoch, 0)) < 0)
+			return r;
+		if ((r = reader_neighbours(s, txn, layer, epoch, &hp, &p, &hn, &n)) < 0)
+			return r;
+		if (hp || hn)
+			return prune(s, txn, w, layer, hp ? p + 1 : 0, epoch, hn, n,
+				     bytes);
+		/* Nobody reads this layer any more. */
+		if ((r = layer_get(s, txn, layer, &l)) < 0 ||
+		    (r = layer_destroy(s, txn, w, layer, bytes)) < 0)
+			return r;
+		if (!w || !l.parent)
+			return 0; /* a measure stops at the point's own layer */
+		layer = l.parent;
+		epoch = l.parent_epoch;
+	}
+	return SET_ERROR(VD_ECORRUPT, "layer chain too deep (a loop?)");
+}
+
+int reader_remove(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t epoch)
+{
+	return reader_drop(s, w->txn, w, layer, epoch, NULL);
+}
+
+int reader_exclusive_bytes(vd_store *s, MDB_txn *txn, uint64_t layer,
+			   uint64_t epoch, uint64_t *bytes)
+{
+	*bytes = 0;
+	return reader_drop(s, txn, NULL, layer, epoch, bytes);
+}
+
+/* ---- chains ------------------------------------------------------------- */
+
+static int bitmap_build(vd_store *s, MDB_txn *txn, uint64_t layer,
+			uint64_t nidx, uint8_t **out)
+{
+	uint8_t *bits = calloc(DIV_ROUND_UP(nidx, 8) + 1, 1);
+	uint64_t idx = 0;
+	int r;
+
+	if (!bits)
+		return -ENOMEM;
+	while (idx < nidx) {
+		if ((r = map_next_idx(s, txn, layer, idx, &idx)) < 0) {
+			free(bits);
+			return r;
+		}
+		if (idx >= nidx)
+			break;
+		bits[idx / 8] |= 1u << (idx % 8);
+		idx++;
+	}
+	*out = bits;
+	return 0;
+}
+
+void chain_free(struct chain *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->links[i].present);
+	free(c->links);
+	c->links = NULL;
+	c->n = 0;
+}
+
+int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
+		uint64_t nidx, struct chain *out)
+{
+	struct fmt_layer l;
+	size_t cap = 4;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	out->nidx = nidx;
+	if (!(out->links = calloc(cap, sizeof *out->links)))
+		return -ENOMEM;
+	out->links[0].layer = layer;
+	out->links[0].epoch = epoch;
+	out->n = 1;
+	if ((r = layer_get(s, txn, layer, &l)) < 0)
+		goto err;
+	while (l.parent) {
+		struct chain_link *link;
+		if (out->n >= CHAIN_MAX_DEPTH) {
+			r = SET_ERROR(VD_ECORRUPT, "layer chain too deep (a loop?)");
+			goto err;
+		}
+		if (out->n == cap) {
+			struct chain_link *nl = realloc(out->links, 2 * cap * sizeof *nl);
+			if (!nl) {
+				r = -ENOMEM;
+				goto err;
+			}
+			out->links = nl;
+			cap *= 2;
+		}
+		link = &out->links[out->n];
+		link->layer = l.parent;
+		link->epoch = l.parent_epoch;
+		link->present = NULL;
+		out->n++;
+		if ((r = bitmap_build(s, txn, link->layer, nidx, &link->present)) < 0 ||
+		    (r = layer_get(s, txn, link->layer, &l)) < 0)
+			goto err;
+	}
+	return 0;
+err:
+	chain_free(out);
+	return r;
+}
+
+static bool present(const struct chain *c, size_t i, uint64_t idx)
+{
+	const struct chain_link *l = &c->links[i];
+	if (!l->present)
+		return true;
+	return idx < c->nidx && (l->present[idx / 8] >> (idx % 8) & 1);
+}
+
+int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
+		  uint64_t idx, struct map_val *out)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		int r;
+		if (!present(c, i, idx))
+			continue;
+		r = map_lookup(s, txn, c->links[i].layer, idx, c->links[i].epoch,
+			       out, NULL);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
+	out->kind = FMT_MAP_HOLE;
+	return 0;
+}
+
+int chain_next_idx(vd_store *s, MDB_txn *txn, const struct chain *c,
+		   uint64_t idx, uint64_t *next)
+{
+	uint64_t best = UINT64_MAX;
+	int r;
+
+	if ((r = map_next_idx(s, txn, c->links[0].layer, idx, &best)) < 0)
+		return r;
+	for (size_t i = 1; i < c->n; i++) {
+		for (uint64_t j = idx; j < MIN(best, c->nidx); j++) {
+			if ((j % 8) == 0 && c->links[i].present[j / 8] == 0) {
+				j += 7;
+				continue;
+			}
+			if (present(c, i, j)) {
+				best = j;
+				break;
+			}
+		}
+	}
+	*next = best;
+	return 0;
+}

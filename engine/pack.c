@@ -1,0 +1,270 @@
+/* Pack files: append-only data files of chunk records.
+ *
+ * Each store handle appends to a pack file of its own (its id drawn from
+ * the meta counter "next_pack"), holding an exclusive flock on it so that gc
+ * in another process leaves it alone.  A file rolls over past
+ * FMT_PACK_MAX_BYTES.  Ids are never reused, so a descriptor cached for id N
+ * always names the same bytes; gc unlinks a compacted file only after the
+ * index stops pointing into it, and a reader that finds it gone retries.
+ *
+ * Records appended but never committed to the index (a crash between
+ * append and commit) are dead bytes that gc reclaims.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+int pack_path(const vd_store *s, uint32_t id, char *out, size_t len)
+{
+	const int n = snprintf(out, len, "data/%08x.pack", id);
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int write_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		const ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static ssize_t read_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		const ssize_t n = pread(fd, p + done, len - done, off + done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	return done;
+}
+
+/* Starts a new writer pack.  The id comes from its own small transaction so
+ * it is never handed out twice, even if the caller's transaction aborts. */
+static int writer_open(vd_store *s)
+{
+	struct pack_header_buf { uint8_t b[FMT_PACK_HEADER_SIZE]; } hb;
+	struct fmt_pack_header h = { .version = FMT_VERSION };
+	char path[64];
+	uint64_t id;
+	MDB_txn *txn;
+	int fd, r, rc;
+
+	/* Callers reserve before opening their own write transaction (LMDB
+	 * allows one per thread), so the id gets a transaction of its own. */
+	rc = mdb_txn_begin(s->st_env, NULL, 0, &txn);
+	if (rc)
+		return SET_ERROR(err_from_mdb(rc), "pack id: %s", mdb_strerror(rc));
+	r = meta_next_id(s, txn, "next_pack", &id);
+	if (r < 0 || id > UINT32_MAX) {
+		mdb_txn_abort(txn);
+		return r < 0 ? r : SET_ERROR(-ENOSPC, "pack ids exhausted");
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		return SET_ERROR(err_from_mdb(rc), "pack id: %s", mdb_strerror(rc));
+
+	pack_path(s, (uint32_t)id, path, sizeof path);
+	fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return SET_ERROR(-errno, "%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	h.pack_id = (uint32_t)id;
+	memcpy(h.uuid, s->st_uuid, 16);
+	fmt_pack_header_encode(&h, hb.b);
+	if ((r = write_full(fd, hb.b, sizeof hb.b, 0)) < 0)
+		goto err_close;
+	/* The file and its directory entry become durable with the first
+	 * pack_sync(), before any index commit can name this pack. */
+	if (s->st_writer.fd >= 0)
+		close(s->st_writer.fd);
+	s->st_writer.fd = fd;
+	s->st_writer.id = (uint32_t)id;
+	s->st_writer.size = FMT_PACK_HEADER_SIZE;
+	s->st_writer.unsynced = true;
+	return 0;
+
+err_close:
+	close(fd);
+	unlinkat(s->st_dirfd, path, 0);
+	return SET_ERROR(r, "%s: %s", path, strerror(-r));
+}
+
+int pack_append(vd_store *s, MDB_txn *txn, const struct fmt_record *rec,
+		const void *payload, uint32_t *pack_id, uint64_t *offset)
+{
+	uint8_t hdr[FMT_REC_HEADER_SIZE];
+	struct pack_writer *w = &s->st_writer;
+	int r;
+
+	(void)txn;
+	/* pack_reserve() made room before the caller's transaction began. */
+	assert(w->fd >= 0);
+	fmt_record_encode(rec, hdr);
+	if ((r = write_full(w->fd, hdr, sizeof hdr, w->size)) < 0 ||
+	    (r = write_full(w->fd, payload, rec->stored_len,
+			    w->size + sizeof hdr)) < 0)
+		return SET_ERROR(r, "pack %08x: write: %s", w->id, strerror(-r));
+	*pack_id = w->id;
+	*offset = w->size;
+	w->size += sizeof hdr + rec->stored_len;
+	w->unsynced = true;
+	return 0;
+}
+
+/* Ensures a writer pack with room for MAX_BYTES exists.  Must be called
+ * without an open write transaction in this thread; caller holds
+ * st_pack_lock. */
+int pack_reserve(vd_store *s, uint64_t max_bytes)
+{
+	struct pack_writer *w = &s->st_writer;
+	int r;
+
+	if (w->fd >= 0 && w->size + max_bytes <= FMT_PACK_MAX_BYTES)
+		return 0;
+	if (w->fd >= 0 && (r = pack_sync(s)) < 0)
+		return r;
+	return writer_open(s);
+}
+
+int pack_sync(vd_store *s)
+{
+	struct pack_writer *w = &s->st_writer;
+
+	if (w->fd < 0 || !w->unsynced)
+		return 0;
+	/* Orders the appended records before the index commit naming them. */
+	if (fdatasync(w->fd) < 0)
+		return SET_ERROR(-errno, "pack %08x: fdatasync: %s", w->id,
+				 strerror(errno));
+	/* The first sync of a new file also makes its name durable. */
+	if (fsync(s->st_dirfd) < 0)
+		return SET_ERROR(-errno, "data directory: fsync: %s",
+				 strerror(errno));
+	w->unsynced = false;
+	return 0;
+}
+
+/* Returns a read descriptor for pack ID, opening and checking it once. */
+static int pack_fd(vd_store *s, uint32_t id)
+{
+	uint8_t hb[FMT_PACK_HEADER_SIZE];
+	struct fmt_pack_header h;
+	char path[64];
+	int fd;
+
+	pthread_rwlock_rdlock(&s->st_fd_lock);
+	fd = id < s->st_nfds ? s->st_fds[id] : -1;
+	pthread_rwlock_unlock(&s->st_fd_lock);
+	if (fd >= 0)
+		return fd;
+
+	pack_path(s, id, path, sizeof path);
+	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT
+		       : SET_ERROR(-errno, "%s: %s", path, strerror(errno));
+	if (read_full(fd, hb, sizeof hb, 0) != sizeof hb ||
+	    fmt_pack_header_decode(hb, &h) != 0 || h.pack_id != id ||
+	    memcmp(h.uuid, s->st_uuid, 16) != 0) {
+		close(fd);
+		return SET_ERROR(VD_ECORRUPT, "%s: bad data-file header", path);
+	}
+
+	pthread_rwlock_wrlock(&s->st_fd_lock);
+	if (id >= s->st_nfds) {
+		const uint32_t n = MAX(id + 1, s->st_nfds * 2);
+		int *fds = realloc(s->st_fds, n * sizeof *fds);
+		if (!fds) {
+			pthread_rwlock_unlock(&s->st_fd_lock);
+			close(fd);
+			return -ENOMEM;
+		}
+		for (uint32_t i = s->st_nfds; i < n; i++)
+			fds[i] = -1;
+		s->st_fds = fds;
+		s->st_nfds = n;
+	}
+	if (s->st_fds[id] >= 0) { /* another thread won */
+		close(fd);
+		fd = s->st_fds[id];
+	} else {
+		s->st_fds[id] = fd;
+	}
+	pthread_rwlock_unlock(&s->st_fd_lock);
+	return fd;
+}
+
+int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
+	      uint32_t stored_len, uint8_t *buf)
+{
+	const size_t len = FMT_REC_HEADER_SIZE + (size_t)stored_len;
+	const int fd = pack_fd(s, pack_id);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = read_full(fd, buf, len, offset);
+	if (n < 0)
+		return SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
+				 (unsigned long long)offset, strerror((int)-n));
+	if ((size_t)n != len)
+		return SET_ERROR(VD_ECORRUPT,
+				 "pack %08x: record at %llu is cut short (file truncated?)",
+				 pack_id, (unsigned long long)offset);
+	return 0;
+}
+
+/* Forgets the descriptor of pack ID (gc removed the file). */
+void pack_forget(vd_store *s, uint32_t id)
+{
+	pthread_rwlock_wrlock(&s->st_fd_lock);
+	if (id < s->st_nfds && s->st_fds[id] >= 0) {
+		close(s->st_fds[id]);
+		s->st_fds[id] = -1;
+	}
+	pthread_rwlock_unlock(&s->st_fd_lock);
+}
+
+void pack_close_all(vd_store *s)
+{
+	pthread_mutex_lock(&s->st_pack_lock);
+	if (s->st_writer.fd >= 0) {
+		pack_sync(s);
+		close(s->st_writer.fd);
+		s->st_writer.fd = -1;
+	}
+	pthread_mutex_unlock(&s->st_pack_lock);
+	for (uint32_t i = 0; i < s->st_nfds; i++)
+		if (s->st_fds[i] >= 0)
+			close(s->st_fds[i]);
+	free(s->st_fds);
+	s->st_fds = NULL;
+	s->st_nfds = 0;
+}

@@ -1,0 +1,962 @@
+/* Volume handles: reads, writes, zeroing, flush, extents, and the
+ * write-back cache of dirty chunks with its background sealer.
+ *
+ * Writes never touch the index directly.  A write patches an in-memory
+ * copy of each chunk it touches (loading the committed content first when
+ * the write covers only part of a chunk) and is acknowledged at once.
+ * Sealing turns dirty chunks into stored ones: hash, compress unless the
+ * content is already stored, append to the pack file, fdatasync it, then
+ * commit the map entries in one LMDB transaction.  A flush seals everything
+ * that was dirty when it began, so its writes are durable when it returns;
+ * a crash loses only unflushed writes, each chunk old or new, never mixed.
+ *
+ * States of a dirty entry: dirty -> sealing (a copy is being stored) ->
+ * gone, or back to dirty if a write landed meanwhile (first_gen then marks
+ * the first write the stored copy lacks, so a flush knows to seal again).
+ *
+ * Locks, in the order they nest: v_seal_lock (seal commits, epoch changes)
+ * -> st_pack_lock (appends) -> the LMDB write transaction.  v_lock guards
+ * the dirty table and is never held across I/O except memcpy.
+ * st_dirty_lock guards the store-wide dirty byte count.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+#define SEAL_BATCH 64
+
+struct dirty {
+	uint64_t idx;
+	uint8_t *buf;           /* chunk_size bytes; NULL: all zero */
+	uint64_t gen;           /* generation of the last write */
+	uint64_t first_gen;     /* first write not yet in the index */
+	bool sealing;
+	struct dirty *hnext;
+	struct dirty *fprev, *fnext;
+};
+
+
+/* ---- dirty table -------------------------------------------------------- */
+
+static size_t slot(const vd_volume *v, uint64_t idx)
+{
+	return (idx * 0x9E3779B97F4A7C15ull >> 20) & (v->v_table_size - 1);
+}
+
+static struct dirty *dirty_find(const vd_volume *v, uint64_t idx)
+{
+	struct dirty *d;
+
+	if (!v->v_table)
+		return NULL;
+	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
+		if (d->idx == idx)
+			return d;
+	return NULL;
+}
+
+static int table_grow(vd_volume *v)
+{
+	const size_t n = v->v_table_size ? v->v_table_size * 2 : 1024;
+	struct dirty **t = calloc(n, sizeof *t);
+	struct dirty **old = v->v_table;
+	const size_t old_n = v->v_table_size;
+
+	if (!t)
+		return -ENOMEM;
+	v->v_table = t;
+	v->v_table_size = n;
+	for (size_t i = 0; i < old_n; i++) {
+		struct dirty *d = old[i];
+		while (d) {
+			struct dirty *next = d->hnext;
+			d->hnext = t[slot(v, d->idx)];
+			t[slot(v, d->idx)] = d;
+			d = next;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static void dirty_account(vd_store *s, int64_t bytes)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	s->st_dirty_bytes += bytes;
+	pthread_cond_broadcast(&s->st_dirty_cond);
+	pthread_mutex_unlock(&s->st_dirty_lock);
+}
+
+/* Inserts an entry for IDX owning BUF.  Caller holds v_lock. */
+static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf)
+{
+	struct dirty *d;
+	int r;
+
+	if (v->v_ndirty >= v->v_table_size && (r = table_grow(v)) < 0)
+		return r;
+	if (!(d = calloc(1, sizeof *d)))
+		return -ENOMEM;
+	d->idx = idx;
+	d->buf = buf;
+	d->gen = d->first_gen = ++v->v_gen;
+	d->hnext = v->v_table[slot(v, idx)];
+	v->v_table[slot(v, idx)] = d;
+	d->fprev = v->v_fifo_tail;
+	if (v->v_fifo_tail)
+		v->v_fifo_tail->fnext = d;
+	else
+		v->v_fifo_head = d;
+	v->v_fifo_tail = d;
+	v->v_ndirty++;
+	return 0;
+}
+
+/* Unlinks and frees D, handing its buffer to the cache under HASH if
+ * given.  Caller holds v_lock. */
+static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
+{
+	struct dirty **pp = &v->v_table[slot(v, d->idx)];
+
+	while (*pp != d)
+		pp = &(*pp)->hnext;
+	*pp = d->hnext;
+	if (d->fprev)
+		d->fprev->fnext = d->fnext;
+	else
+		v->v_fifo_head = d->fnext;
+	if (d->fnext)
+		d->fnext->fprev = d->fprev;
+	else
+		v->v_fifo_tail = d->fprev;
+	v->v_ndirty--;
+	if (hash && d->buf)
+		cache_insert(v->v_store->st_cache, hash, d->buf);
+	else
+		free(d->buf);
+	free(d);
+}
+
+/* ---- reading committed chunks ------------------------------------------- */
+
+/* Copies LEN bytes at OFF of committed chunk IDX into OUT.  *TXN is begun
+ * lazily and renewed once if gc moved a chunk under us. */
+static int read_committed(vd_volume *v, MDB_txn **txn, uint64_t idx,
+			  void *out, size_t off, size_t len)
+{
+	vd_store *s = v->v_store;
+	struct map_val mv;
+	int r;
+
+	for (int attempt = 0;; attempt++) {
+		if (!*txn && (r = rtxn_begin(s, txn)) < 0)
+			return r;
+		if ((r = chain_resolve(s, *txn, &v->v_chain, idx, &mv)) < 0)
+			return r;
+		if (mv.kind == FMT_MAP_HOLE) {
+			memset(out, 0, len);
+			return 0;
+		}
+		if (cache_read(s->st_cache, mv.hash, out, off, len))
+			return 0;
+		if (off == 0 && len == v->v_chunk_size) {
+			r = chunk_load(s, *txn, mv.hash, out);
+		} else {
+			uint8_t *tmp = malloc(v->v_chunk_size);
+			if (!tmp)
+				return -ENOMEM;
+			r = chunk_load(s, *txn, mv.hash, tmp);
+			if (r == 0)
+				memcpy(out, tmp + off, len);
+			free(tmp);
+		}
+		if (r != -ENOENT)
+			return r;
+		/* A data file vanished: gc compacted it after our transaction
+		 * began.  A fresh transaction sees the new location. */
+		mdb_txn_abort(*txn);
+		*txn = NULL;
+		if (attempt == 1)
+			return SET_ERROR(VD_ECORRUPT, "chunk %llu of '%s': its data "
+					 "file is missing", (unsigned long long)idx,
+					 v->v_name);
+	}
+}
+
+static int check_range(const vd_volume *v, uint64_t off, uint64_t len)
+{
+	if (off > v->v_size || len > v->v_size - off)
+		return SET_ERROR(VD_ERANGE, "'%s%s%s': range %llu+%llu is beyond "
+				 "the end (%llu bytes)", v->v_name,
+				 v->v_snap[0] ? "@" : "", v->v_snap,
+				 (unsigned long long)off, (unsigned long long)len,
+				 (unsigned long long)v->v_size);
+	return 0;
+}
+
+int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
+{
+	const uint32_t cs = v->v_chunk_size;
+	uint8_t *out = buf;
+	MDB_txn *txn = NULL;
+	int r;
+
+	err_clear();
+	if ((r = check_range(v, off, len)) < 0)
+		return r;
+	while (len) {
+		const uint64_t idx = off / cs;
+		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
+		bool done = false;
+
+		if (!v->v_readonly) {
+			struct dirty *d;
+			pthread_mutex_lock(&v->v_lock);
+			if ((d = dirty_find(v, idx))) {
+				if (d->buf)
+					memcpy(out, d->buf + pofs, plen);
+				else
+					memset(out, 0, plen);
+				done = true;
+			}
+			pthread_mutex_unlock(&v->v_lock);
+		}
+		if (!done && (r = read_committed(v, &txn, idx, out, pofs, plen)) < 0)
+			break;
+		out += plen;
+		off += plen;
+		len -= plen;
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	return len ? r : 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Waits while the store's write-back cache is full. */
+static void throttle(vd_store *s)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	while (s->st_dirty_bytes >= s->st_dirty_max && !s->st_sealer_stop) {
+		pthread_cond_broadcast(&s->st_dirty_cond);
+		pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+	}
+	if (s->st_dirty_bytes >= s->st_dirty_max / 2)
+		pthread_cond_broadcast(&s->st_dirty_cond); /* wake the sealer */
+	pthread_mutex_unlock(&s->st_dirty_lock);
+}
+
+/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN. */
+static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
+		       size_t pofs, size_t plen)
+{
+	const uint32_t cs = v->v_chunk_size;
+	const bool full = pofs == 0 && plen == cs;
+	uint8_t *fresh = NULL;
+	MDB_txn *txn = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (;;) {
+		struct dirty *d = dirty_find(v, idx);
+		uint64_t seq;
+
+		if (d) {
+			if (full && !src) { /* the whole chunk becomes zero */
+				free(d->buf);
+				d->buf = NULL;
+			} else {
+				if (!d->buf && !(d->buf = calloc(1, cs))) {
+					r = -ENOMEM;
+					break;
+				}
+				if (src)
+					memcpy(d->buf + pofs, src, plen);
+				else
+					memset(d->buf + pofs, 0, plen);
+			}
+			d->gen = ++v->v_gen;
+			break;
+		}
+		if (full || fresh) {
+			if (!fresh && src) {
+				if (!(fresh = malloc(cs))) {
+					r = -ENOMEM;
+					break;
+				}
+			}
+			if (fresh) {
+				if (src)
+					memcpy(fresh + pofs, src, plen);
+				else
+					memset(fresh + pofs, 0, plen);
+			}
+			if ((r = dirty_insert(v, idx, fresh)) < 0)
+				break;
+			fresh = NULL;
+			pthread_mutex_unlock(&v->v_lock);
+			dirty_account(v->v_store, cs);
+			return 0;
+		}
+		/* A partial write to a clean chunk: load what is committed. */
+		seq = v->v_sealed_seq;
+		pthread_mutex_unlock(&v->v_lock);
+		if (!(fresh = malloc(cs)))
+			return -ENOMEM;
+		r = read_committed(v, &txn, idx, fresh, 0, cs);
+		if (txn) {
+			mdb_txn_abort(txn);
+			txn = NULL;
+		}
+		if (r < 0) {
+			free(fresh);
+			return r;
+		}
+		pthread_mutex_lock(&v->v_lock);
+		if (seq != v->v_sealed_seq && !dirty_find(v, idx)) {
+			/* A seal landed meanwhile and may have changed idx. */
+			free(fresh);
+			fresh = NULL;
+			continue;
+		}
+		if (dirty_find(v, idx)) {
+			free(fresh);
+			fresh = NULL;
+		}
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	free(fresh);
+	return r;
+}
+
+static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
+		       uint64_t off)
+{
+	const uint32_t cs = v->v_chunk_size;
+	int r;
+
+	if (v->v_readonly)
+		return SET_ERROR(VD_EREADONLY, "'%s%s%s' is read-only", v->v_name,
+				 v->v_snap[0] ? "@" : "", v->v_snap);
+	if ((r = check_range(v, off, len)) < 0)
+		return r;
+	while (len) {
+		const uint64_t idx = off / cs;
+		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
+
+		throttle(v->v_store);
+		if ((r = write_piece(v, idx, src, pofs, plen)) < 0)
+			return r;
+		if (src)
+			src += plen;
+		off += plen;
+		len -= plen;
+	}
+	return 0;
+}
+
+int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
+{
+	err_clear();
+	return write_range(v, buf, len, off);
+}
+
+/* Next chunk index >= IDX that may hold data: dirty or in the chain. */
+static int next_candidate(vd_volume *v, MDB_txn *txn, uint64_t idx,
+			  uint64_t end, uint64_t *next)
+{
+	uint64_t best;
+	int r;
+
+	if ((r = chain_next_idx(v->v_store, txn, &v->v_chain, idx, &best)) < 0)
+		return r;
+	if (!v->v_readonly) {
+		pthread_mutex_lock(&v->v_lock);
+		if (v->v_ndirty < MIN(best, end) - idx) {
+			for (struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+				if (d->idx >= idx && d->idx < best)
+					best = d->idx;
+		} else {
+			for (uint64_t i = idx; i < MIN(best, end); i++)
+				if (dirty_find(v, i)) {
+					best = i;
+					break;
+				}
+		}
+		pthread_mutex_unlock(&v->v_lock);
+	}
+	*next = best;
+	return 0;
+}
+
+int vd_volume_zero(vd_volume *v, uint64_t off, uint64_t len)
+{
+	const uint32_t cs = v->v_chunk_size;
+	MDB_txn *txn = NULL;
+	int r;
+
+	err_clear();
+	if (v->v_readonly)
+		return SET_ERROR(VD_EREADONLY, "'%s%s%s' is read-only", v->v_name,
+				 v->v_snap[0] ? "@" : "", v->v_snap);
+	if ((r = check_range(v, off, len)) < 0)
+		return r;
+	/* Partial chunks at either end are rewritten with zeroes. */
+	if (off % cs) {
+		const uint64_t n = MIN(len, cs - off % cs);
+		if ((r = write_range(v, NULL, n, off)) < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	if (len % cs) {
+		const uint64_t tail = len % cs;
+		if ((r = write_range(v, NULL, tail, off + len - tail)) < 0)
+			return r;
+		len -= tail;
+	}
+	/* Whole chunks: only those that may hold data need a zero entry. */
+	for (uint64_t idx = off / cs, end = (off + len) / cs; idx < end;) {
+		if (!txn && (r = rtxn_begin(v->v_store, &txn)) < 0)
+			return r;
+		if ((r = next_candidate(v, txn, idx, end, &idx)) < 0)
+			break;
+		if (idx >= end)
+			break;
+		throttle(v->v_store);
+		if ((r = write_piece(v, idx, NULL, 0, cs)) < 0)
+			break;
+		idx++;
+		if (idx % 4096 == 0) { /* don't pin old pages for long */
+			mdb_txn_abort(txn);
+			txn = NULL;
+		}
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	return r < 0 ? r : 0;
+}
+
+int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
+		      vd_extent_fn cb, void *opaque)
+{
+	const uint32_t cs = v->v_chunk_size;
+	const uint64_t end = off + len;
+	uint64_t run_start = off;
+	unsigned run_type = VD_EXTENT_HOLE;
+	MDB_txn *txn = NULL;
+	int r;
+
+	err_clear();
+	if ((r = check_range(v, off, len)) < 0 || len == 0)
+		return r;
+	if ((r = rtxn_begin(v->v_store, &txn)) < 0)
+		return r;
+	for (uint64_t pos = off; pos < end;) {
+		const uint64_t idx = pos / cs;
+		uint64_t next, stop;
+		unsigned type = VD_EXTENT_HOLE;
+
+		if ((r = next_candidate(v, txn, idx, DIV_ROUND_UP(end, cs), &next)) < 0)
+			break;
+		if (next == idx) {
+			struct dirty *d = NULL;
+			bool known = false;
+			if (!v->v_readonly) {
+				pthread_mutex_lock(&v->v_lock);
+				if ((d = dirty_find(v, idx))) {
+					type = d->buf ? VD_EXTENT_DATA : VD_EXTENT_HOLE;
+					known = true;
+				}
+				pthread_mutex_unlock(&v->v_lock);
+			}
+			if (!known) {
+				struct map_val mv;
+				if ((r = chain_resolve(v->v_store, txn, &v->v_chain,
+						       idx, &mv)) < 0)
+					break;
+				type = mv.kind == FMT_MAP_DATA ? VD_EXTENT_DATA
+							       : VD_EXTENT_HOLE;
+			}
+			stop = MIN((idx + 1) * cs, end);
+		} else {
+			stop = next > end / cs ? end : MAX(next * cs, pos);
+		}
+		if (type != run_type && pos > run_start) {
+			if ((r = cb(opaque, run_start, pos - run_start, run_type)) != 0)
+				break;
+			run_start = pos;
+		}
+		run_type = type;
+		pos = stop;
+	}
+	if (r == 0)
+		r = cb(opaque, run_start, end - run_start, run_type);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* ---- sealing ------------------------------------------------------------ */
+
+struct seal_item {
+	uint64_t idx, gen;
+	uint8_t *raw;           /* copy of the chunk; NULL: zero */
+	uint8_t hash[32];
+	uint8_t *payload;       /* compressed, or NULL if already stored */
+	uint8_t codec;
+	uint32_t stored_len;
+};
+
+/* Seals up to MAX dirty entries of V whose first_gen <= UPTO, oldest first.
+ * Returns how many it sealed, or an error. */
+static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+{
+	vd_store *s = v->v_store;
+	const uint32_t cs = v->v_chunk_size;
+	struct seal_item items[SEAL_BATCH];
+	size_t n = 0;
+	uint64_t reserve = 0;
+	struct wtxn w = { 0 };
+	MDB_txn *rtxn = NULL;
+	int r = 0;
+
+	max = MIN(max, (size_t)SEAL_BATCH);
+	memset(items, 0, sizeof items);
+	pthread_mutex_lock(&v->v_lock);
+	for (struct dirty *d = v->v_fifo_head; d && n < max; d = d->fnext) {
+		if (d->sealing || d->first_gen > upto)
+			continue;
+		items[n].idx = d->idx;
+		items[n].gen = d->gen;
+		if (d->buf) {
+			if (!(items[n].raw = malloc(cs))) {
+				r = -ENOMEM;
+				break;
+			}
+			memcpy(items[n].raw, d->buf, cs);
+		}
+		d->sealing = true;
+		n++;
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	if (n == 0)
+		return r;
+
+	/* Hash and compress outside every lock. */
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct seal_item *it = &items[i];
+		MDB_val k, val;
+
+		if (!it->raw)
+			continue;
+		if (chunk_is_zero(it->raw, cs)) {
+			free(it->raw);
+			it->raw = NULL;
+			continue;
+		}
+		chunk_hash(it->raw, cs, it->hash);
+		if (!rtxn && (r = rtxn_begin(s, &rtxn)) < 0)
+			break;
+		k.mv_size = 32;
+		k.mv_data = it->hash;
+		if (mdb_get(rtxn, s->st_chunks, &k, &val) == 0)
+			continue; /* dedup: stored already */
+		if (!(it->payload = malloc(cs))) {
+			r = -ENOMEM;
+			break;
+		}
+		r = chunk_compress(it->raw, cs, it->payload, &it->codec,
+				   &it->stored_len);
+		reserve += FMT_REC_HEADER_SIZE + it->stored_len;
+	}
+	if (rtxn)
+		mdb_txn_abort(rtxn);
+
+	if (r == 0) {
+		pthread_mutex_lock(&v->v_seal_lock);
+		pthread_mutex_lock(&s->st_pack_lock);
+		/* Room for everything, even chunks gc may drop meanwhile. */
+		r = pack_reserve(s, reserve + n * (FMT_REC_HEADER_SIZE + (uint64_t)cs));
+		if (r == 0)
+			r = wtxn_begin(s, &w);
+		for (size_t i = 0; i < n && r == 0; i++) {
+			struct seal_item *it = &items[i];
+			struct map_val mv = { .kind = FMT_MAP_HOLE };
+
+			if (it->raw) {
+				mv.kind = FMT_MAP_DATA;
+				memcpy(mv.hash, it->hash, 32);
+				r = chunk_ref(s, &w, it->hash, it->raw, it->payload,
+					      it->codec, it->stored_len);
+			}
+			if (r == 0)
+				r = map_put(s, &w, v->v_chain.links[0].layer, it->idx,
+					    v->v_write_epoch, &mv);
+		}
+		/* The data reaches the disk before the index names it. */
+		if (r == 0)
+			r = pack_sync(s);
+		if (r == 0)
+			r = wtxn_commit(s, &w);
+		else
+			wtxn_abort(&w);
+		pthread_mutex_unlock(&s->st_pack_lock);
+		pthread_mutex_unlock(&v->v_seal_lock);
+	}
+
+	pthread_mutex_lock(&v->v_lock);
+	size_t removed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct seal_item *it = &items[i];
+		struct dirty *d = dirty_find(v, it->idx);
+
+		assert(d && d->sealing);
+		d->sealing = false;
+		if (r == 0 && d->gen == it->gen) {
+			dirty_remove(v, d, it->raw ? it->hash : NULL);
+			v->v_sealed_seq++;
+			removed++;
+		} else if (r == 0) {
+			d->first_gen = it->gen + 1;
+		}
+	}
+	pthread_cond_broadcast(&v->v_cond);
+	pthread_mutex_unlock(&v->v_lock);
+
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].raw);
+		free(items[i].payload);
+	}
+	if (removed)
+		dirty_account(s, -(int64_t)removed * cs);
+	return r < 0 ? r : (int)n;
+}
+
+/* True if an entry of V holds writes of generation <= UPTO.  Caller holds
+ * v_lock. */
+static bool dirty_upto(const vd_volume *v, uint64_t upto)
+{
+	for (const struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+		if (d->first_gen <= upto)
+			return true;
+	return false;
+}
+
+int volume_seal_all(vd_volume *v)
+{
+	uint64_t upto;
+	int r;
+
+	if (v->v_readonly)
+		return 0;
+	pthread_mutex_lock(&v->v_lock);
+	upto = v->v_gen;
+	pthread_mutex_unlock(&v->v_lock);
+	for (;;) {
+		if ((r = seal_batch(v, SEAL_BATCH, upto)) < 0)
+			return r;
+		if (r > 0)
+			continue;
+		/* Nothing left to pick: wait for the sealer's batch, if any. */
+		pthread_mutex_lock(&v->v_lock);
+		if (!dirty_upto(v, upto)) {
+			pthread_mutex_unlock(&v->v_lock);
+			return 0;
+		}
+		pthread_cond_wait(&v->v_cond, &v->v_lock);
+		pthread_mutex_unlock(&v->v_lock);
+	}
+}
+
+int vd_volume_flush(vd_volume *v)
+{
+	err_clear();
+	return volume_seal_all(v);
+}
+
+/* ---- background sealer -------------------------------------------------- */
+
+static int volume_unref(vd_volume *v);
+
+static void *sealer_main(void *arg)
+{
+	vd_store *s = arg;
+
+	pthread_mutex_lock(&s->st_dirty_lock);
+	while (!s->st_sealer_stop) {
+		vd_volume *v = NULL, *best = NULL;
+		int r;
+
+		if (s->st_dirty_bytes < s->st_dirty_max / 2) {
+			pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+			continue;
+		}
+		pthread_mutex_unlock(&s->st_dirty_lock);
+
+		/* Seal the volume with the most dirty chunks. */
+		pthread_mutex_lock(&s->st_vol_lock);
+		for (v = s->st_vols; v; v = v->v_next)
+			if (!v->v_readonly && (!best || v->v_ndirty > best->v_ndirty))
+				best = v;
+		if (best)
+			best->v_refs++;
+		pthread_mutex_unlock(&s->st_vol_lock);
+		r = best ? seal_batch(best, SEAL_BATCH, UINT64_MAX) : 0;
+		if (best)
+			volume_unref(best);
+		if (r <= 0) {
+			/* Failing (no space?) or nothing sealable: back off. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_mutex_lock(&s->st_dirty_lock);
+			pthread_cond_timedwait(&s->st_dirty_cond, &s->st_dirty_lock, &ts);
+			continue;
+		}
+		pthread_mutex_lock(&s->st_dirty_lock);
+	}
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	return NULL;
+}
+
+static int sealer_start(vd_store *s)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&s->st_dirty_lock);
+	if (!s->st_sealer_started) {
+		r = -pthread_create(&s->st_sealer, NULL, sealer_main, s);
+		s->st_sealer_started = r == 0;
+	}
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	return r;
+}
+
+void sealer_stop(vd_store *s)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	s->st_sealer_stop = true;
+	pthread_cond_broadcast(&s->st_dirty_cond);
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	if (s->st_sealer_started)
+		pthread_join(s->st_sealer, NULL);
+	s->st_sealer_started = false;
+}
+
+/* ---- snapshots of open volumes ------------------------------------------ */
+
+int volume_snapshot(vd_volume *v, const char *snap)
+{
+	uint64_t epoch;
+	int r;
+
+	/* Everything acknowledged so far goes into the index, then the epoch
+	 * moves on; writes racing with us land on one side or the other. */
+	if ((r = volume_seal_all(v)) < 0)
+		return r;
+	pthread_mutex_lock(&v->v_seal_lock);
+	r = snapshot_commit(v->v_store, v->v_name, snap, &epoch);
+	if (r == 0)
+		v->v_write_epoch = epoch;
+	pthread_mutex_unlock(&v->v_seal_lock);
+	return r;
+}
+
+vd_volume *volume_find_open(vd_store *s, const char *vol)
+{
+	vd_volume *v;
+
+	pthread_mutex_lock(&s->st_vol_lock);
+	for (v = s->st_vols; v; v = v->v_next)
+		if (!v->v_readonly && !strcmp(v->v_name, vol)) {
+			v->v_refs++;
+			break;
+		}
+	pthread_mutex_unlock(&s->st_vol_lock);
+	return v;
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+static int volume_load(vd_volume *v)
+{
+	vd_store *s = v->v_store;
+	MDB_txn *txn;
+	uint64_t layer, epoch;
+	int r;
+
+	if ((r = rtxn_begin(s, &txn)) < 0)
+		return r;
+	if (v->v_snap[0]) {
+		struct fmt_snapshot sn;
+		if ((r = snapshot_get(s, txn, v->v_name, v->v_snap, &sn)) < 0)
+			goto out;
+		layer = sn.layer;
+		epoch = sn.epoch;
+		v->v_size = sn.size;
+	} else {
+		struct fmt_volume vol;
+		struct fmt_layer l;
+		if ((r = volume_get(s, txn, v->v_name, &vol)) < 0 ||
+		    (r = layer_get(s, txn, vol.layer, &l)) < 0)
+			goto out;
+		layer = vol.layer;
+		epoch = FMT_EPOCH_HEAD;
+		v->v_size = vol.size;
+		v->v_write_epoch = l.epoch;
+	}
+	r = chain_build(s, txn, layer, epoch, DIV_ROUND_UP(v->v_size, v->v_chunk_size),
+			&v->v_chain);
+out:
+	mdb_txn_abort(txn);
+	return r;
+}
+
+static void volume_free(vd_volume *v)
+{
+	chain_free(&v->v_chain);
+	lock_release(v->v_lockfd);
+	pthread_mutex_destroy(&v->v_lock);
+	pthread_cond_destroy(&v->v_cond);
+	pthread_mutex_destroy(&v->v_seal_lock);
+	free(v->v_table);
+	free(v);
+}
+
+int vd_volume_open(vd_store *s, const char *vol, const char *snap,
+		   unsigned flags, vd_volume **out)
+{
+	const bool rdonly = snap || (flags & VD_OPEN_RDONLY);
+	char lockname[2 * VD_NAME_MAX + 2];
+	vd_volume *v;
+	int r;
+
+	err_clear();
+	*out = NULL;
+	if (!vd_name_valid(vol) || (snap && !vd_name_valid(snap)))
+		return SET_ERROR(VD_ENAME, "invalid name '%s%s%s'", vol ? vol : "",
+				 snap ? "@" : "", snap ? snap : "");
+	/* One handle per point per process. */
+	pthread_mutex_lock(&s->st_vol_lock);
+	for (v = s->st_vols; v; v = v->v_next)
+		if (!strcmp(v->v_name, vol) && !strcmp(v->v_snap, snap ? snap : "") &&
+		    (rdonly || !v->v_readonly)) {
+			v->v_refs++;
+			pthread_mutex_unlock(&s->st_vol_lock);
+			*out = v;
+			return 0;
+		}
+	pthread_mutex_unlock(&s->st_vol_lock);
+
+	if (!(v = calloc(1, sizeof *v)))
+		return -ENOMEM;
+	v->v_store = s;
+	v->v_refs = 1;
+	v->v_readonly = rdonly;
+	v->v_chunk_size = s->st_chunk_size;
+	v->v_lockfd = -1;
+	snprintf(v->v_name, sizeof v->v_name, "%s", vol);
+	snprintf(v->v_snap, sizeof v->v_snap, "%s", snap ? snap : "");
+	pthread_mutex_init(&v->v_lock, NULL);
+	pthread_cond_init(&v->v_cond, NULL);
+	pthread_mutex_init(&v->v_seal_lock, NULL);
+
+	snprintf(lockname, sizeof lockname, "%s%s%s", vol, snap ? "@" : "",
+		 snap ? snap : "");
+	/* Lock first, then read: nobody can change the point under us. */
+	r = lock_acquire(s, lockname, !rdonly, !rdonly);
+	if (r < 0)
+		goto err;
+	v->v_lockfd = r;
+	if ((r = volume_load(v)) < 0)
+		goto err;
+	if (!rdonly && ((r = sealer_start(s)) < 0 || (r = control_start(s)) < 0))
+		goto err;
+
+	pthread_mutex_lock(&s->st_vol_lock);
+	v->v_next = s->st_vols;
+	s->st_vols = v;
+	pthread_mutex_unlock(&s->st_vol_lock);
+	*out = v;
+	return 0;
+err:
+	volume_free(v);
+	return r;
+}
+
+/* Drops one reference; the last one flushes and frees.  The sealer uses
+ * this directly so that it never flushes a whole volume itself. */
+static int volume_unref(vd_volume *v)
+{
+	vd_store *s = v->v_store;
+	vd_volume **pp;
+	int r;
+
+	pthread_mutex_lock(&s->st_vol_lock);
+	if (v->v_refs > 1) {
+		v->v_refs--;
+		pthread_mutex_unlock(&s->st_vol_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&s->st_vol_lock);
+
+	/* Last reference: flush while still findable by the sealer, which
+	 * may take a reference of its own meanwhile. */
+	r = volume_seal_all(v);
+	pthread_mutex_lock(&s->st_vol_lock);
+	if (--v->v_refs > 0) {
+		pthread_mutex_unlock(&s->st_vol_lock);
+		return r;
+	}
+	for (pp = &s->st_vols; *pp && *pp != v; pp = &(*pp)->v_next)
+		;
+	if (*pp)
+		*pp = v->v_next;
+	pthread_mutex_unlock(&s->st_vol_lock);
+	if (v->v_ndirty) { /* the flush failed: what is left is lost */
+		const int64_t n = (int64_t)v->v_ndirty;
+		pthread_mutex_lock(&v->v_lock);
+		while (v->v_fifo_head)
+			dirty_remove(v, v->v_fifo_head, NULL);
+		pthread_mutex_unlock(&v->v_lock);
+		dirty_account(s, -n * v->v_chunk_size);
+	}
+	volume_free(v);
+	return r;
+}
+
+int vd_volume_close(vd_volume *v)
+{
+	int r, r2;
+
+	if (!v)
+		return 0;
+	err_clear();
+	r = volume_seal_all(v);
+	r2 = volume_unref(v);
+	return r < 0 ? r : r2;
+}
+
+uint64_t vd_volume_size(const vd_volume *v)
+{
+	return v->v_size;
+}
+
+uint32_t vd_volume_chunk_size(const vd_volume *v)
+{
+	return v->v_chunk_size;
+}
+
+int vd_volume_is_readonly(const vd_volume *v)
+{
+	return v->v_readonly;
+}
