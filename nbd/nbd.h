@@ -1,0 +1,161 @@
+/* vdisk NBD server: internal interfaces of nbd/, one section per file.
+ *
+ * nbd_proto.c     pure wire helpers (nbd_proto.h)
+ * nbd_handshake.c option haggling over an abstract byte stream
+ * nbd_conn.c      one connection: handshake, reader, workers, replies
+ * nbd_server.c    listening sockets, signals, the export registry
+ *
+ * cli/cmd_serve.c parses the command line and calls nbd_listener_open(),
+ * opens the store, then nbd_serve().
+ */
+#ifndef VDISK_NBD_H
+#define VDISK_NBD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "nbd/nbd_proto.h"
+
+/* "VOL" or "VOL@SNAP" plus the NUL. */
+#define NBD_EXPORT_NAME_MAX (2 * 64 + 2)
+
+/* ---- nbd_handshake.c ----------------------------------------------------- */
+
+/* A byte stream: the socket in the server, a buffer in the fuzz target. */
+struct nbd_io {
+	/* Reads exactly LEN bytes.  Returns 0, or -1 at end of stream or on
+	 * error. */
+	int (*recv_full)(void *opaque, void *buf, size_t len);
+	/* Writes all of IOV.  Returns 0 or -1. */
+	int (*send_all)(void *opaque, const struct iovec *iov, int iovcnt);
+	void *opaque;
+};
+
+struct nbd_export_desc {
+	char name[NBD_EXPORT_NAME_MAX]; /* canonical name ("" resolved) */
+	char description[256];
+	uint64_t size;
+	int readonly;
+	uint32_t preferred_block;
+};
+
+struct nbd_list_item {
+	char name[NBD_EXPORT_NAME_MAX];
+	char description[256];
+};
+
+/* How the handshake learns about exports (nbd_server.c implements it over
+ * the engine; the fuzz target fakes it).  Errors return an NBD_REP_ERR_*
+ * code and write a message for the client into MSG. */
+struct nbd_exports_ops {
+	/* Lists every export; *ITEMS (malloc'd, caller frees) holds *N. */
+	uint32_t (*list)(void *opaque, struct nbd_list_item **items,
+			 size_t *n, char *msg, size_t msglen);
+	/* Describes NAME without opening it (NBD_OPT_INFO, meta contexts). */
+	uint32_t (*info)(void *opaque, const char *name,
+			 struct nbd_export_desc *d, char *msg, size_t msglen);
+	/* Opens NAME for the transmission phase; *HANDLE is released by the
+	 * caller of nbd_handshake() with nbd_server_release(). */
+	uint32_t (*open)(void *opaque, const char *name,
+			 struct nbd_export_desc *d, void **handle, char *msg,
+			 size_t msglen);
+	void *opaque;
+};
+
+/* What the handshake settled. */
+struct nbd_session {
+	struct nbdp_xmit x;          /* size, flags, structured, meta */
+	struct nbd_export_desc desc; /* the export chosen */
+	void *handle;                /* from ops->open, or NULL */
+	int no_zeroes;
+	unsigned options;            /* options received */
+	char why[192];               /* why the handshake ended otherwise */
+};
+
+/* Runs the fixed newstyle handshake on IO.  Returns 0 when the client
+ * entered the transmission phase (SESSION->handle is set), 1 when it
+ * aborted or hung up politely, -1 on a protocol violation or I/O error
+ * (SESSION->why says which).  SESSION->handle may be set even on failure;
+ * the caller releases it. */
+int nbd_handshake(const struct nbd_io *io, const struct nbd_exports_ops *ops,
+		  struct nbd_session *session);
+
+/* ---- nbd_server.c -------------------------------------------------------- */
+
+struct nbd_serve_options {
+	const char *socket_path; /* Unix socket, or NULL for TCP */
+	const char *listen_addr; /* HOST[:PORT] for TCP, NULL: loopback */
+	int readonly;            /* every export read-only */
+	char **exports;          /* restrict to these names (may be empty) */
+	int nexports;
+};
+
+#define NBD_MAX_LISTENERS 4
+#define NBD_DEFAULT_PORT "10809"
+
+struct nbd_listener {
+	int fds[NBD_MAX_LISTENERS];
+	int nfds;
+	char *path;    /* Unix socket path once active */
+	char *tmppath; /* bound here until activated */
+	dev_t dev;     /* the socket file we created */
+	ino_t ino;
+	char where[160]; /* for logs: "unix:/path" or "tcp:127.0.0.1:10809" */
+};
+
+/* Binds and listens (a Unix socket under a temporary name, so that it
+ * appears only once it accepts).  Refuses a socket a live server listens
+ * on; a stale one is replaced.  Returns 0, or -1 with a message in ERR. */
+int nbd_listener_open(const struct nbd_serve_options *opts,
+		      struct nbd_listener *l, char *err, size_t errlen);
+
+/* Removes the socket file (if still ours) and closes. */
+void nbd_listener_close(struct nbd_listener *l);
+
+typedef struct vd_store vd_store;
+
+/* Serves STORE on L until SIGINT or SIGTERM, then stops accepting, lets
+ * every connection finish its in-flight requests, releases (flushing)
+ * every volume and returns 0; returns 1 on a setup failure (printed).  The
+ * caller closes the store. */
+int nbd_serve(vd_store *store, struct nbd_listener *l,
+	      const struct nbd_serve_options *opts);
+
+struct nbd_server;
+struct nbd_conn;
+struct vd_volume;
+
+/* Export handles returned by the ops' open. */
+struct vd_volume *nbd_server_volume(void *handle);
+void nbd_server_release(struct nbd_server *srv, void *handle);
+const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv);
+/* Called by a connection as its very last act: unlinks and frees C. */
+void nbd_server_conn_done(struct nbd_server *srv, struct nbd_conn *c);
+
+/* Logs one line "vdisk serve: ..." to stderr. */
+void nbd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- nbd_conn.c ---------------------------------------------------------- */
+
+/* Creates the connection for accepted socket FD (owned from now on). */
+struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
+			      const char *peer);
+/* Thread body: handshake, transmission, log line, nbd_server_conn_done. */
+void *nbd_conn_main(void *arg);
+/* Stops reading new requests (server shutdown); in-flight ones finish. */
+void nbd_conn_stop(struct nbd_conn *c);
+
+/* Links of the server's connection list (owned by nbd_server.c). */
+struct nbd_conn_link {
+	struct nbd_conn *next;
+	struct nbd_conn *prev;
+};
+struct nbd_conn_link *nbd_conn_link(struct nbd_conn *c);
+/* The connection's socket (closed by nbd_server_conn_done()). */
+int nbd_conn_fd(const struct nbd_conn *c);
+/* Frees C once its thread is done with it (nbd_server_conn_done()). */
+void nbd_conn_free(struct nbd_conn *c);
+
+#endif /* VDISK_NBD_H */

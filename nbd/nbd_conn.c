@@ -1,0 +1,724 @@
+/* vdisk NBD server: one client connection.
+ *
+ * Concurrency contract
+ *  - One connection thread (nbd_conn_main) runs the handshake, then reads
+ *    requests: it decodes and validates each header (nbd_proto.c), reads a
+ *    WRITE payload, and queues a job.  It is the only reader of the socket.
+ *  - NBD_CONN_WORKERS worker threads per connection take jobs off the queue
+ *    and call the engine (vd_volume_* are thread-safe), so a slow request
+ *    never blocks the others and replies go out in completion order.
+ *  - Replies are written whole under send_lock, so the chunks of one reply
+ *    are never interleaved with another's (the protocol would allow it; we
+ *    do not need it).  A failed send marks the connection broken and shuts
+ *    the socket down, which ends the reader.
+ *  - In-flight bytes (READ and WRITE lengths of queued and running jobs)
+ *    are bounded by NBD_CONN_INFLIGHT: the reader waits for room before it
+ *    reads the next payload, so memory per client is bounded and a client
+ *    that pipelines too much is slowed down by TCP, not by us.
+ *  - The reader stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
+ *    payload, a fatal (oversized) WRITE, or nbd_conn_stop() (server
+ *    shutdown, which shuts down the read side).  It then lets the workers
+ *    finish every queued job, joins them, releases the export (the last
+ *    release closes and so flushes the volume), logs one line and hands
+ *    the connection back to the server.
+ *  - No engine read transaction is held across requests: every vd_* call
+ *    is self-contained.
+ *
+ * Error mapping: map_error() is the only place engine codes become NBD
+ * errors.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/vdisk.h"
+#include "nbd/nbd.h"
+
+#define NBD_CONN_WORKERS 4
+#define NBD_CONN_INFLIGHT (64u * 1024 * 1024)
+/* Bookkeeping cost charged to every job, so that a flood of tiny requests
+ * is bounded too. */
+#define JOB_OVERHEAD 4096u
+/* CACHE prefetches at most this much, in pieces of CACHE_PIECE. */
+#define CACHE_MAX NBDP_MAX_REQUEST
+#define CACHE_PIECE (1024u * 1024)
+
+struct nbd_job {
+	struct nbd_job *next;
+	struct nbdp_request req;
+	void *buf;   /* WRITE payload */
+	size_t cost; /* charged against inflight */
+};
+
+struct nbd_conn {
+	struct nbd_conn_link link; /* server's list, under its lock */
+	struct nbd_server *srv;
+	int fd;
+	unsigned id;
+	char peer[96];
+	struct timespec start;
+
+	struct nbd_session sess;
+	vd_volume *vol;
+
+	pthread_mutex_t send_lock;
+	int send_broken;
+
+	pthread_mutex_t lock; /* protects the queue and the fields below */
+	pthread_cond_t work;  /* a job was queued, or closing */
+	pthread_cond_t room;  /* inflight dropped */
+	struct nbd_job *head, *tail;
+	size_t inflight;
+	int closing;
+	pthread_t workers[NBD_CONN_WORKERS];
+	unsigned nworkers;
+
+	atomic_ullong requests, errors, bytes_read, bytes_written;
+	const char *end;
+};
+
+/* ---- socket I/O ---------------------------------------------------------- */
+
+static int recv_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		const ssize_t n = recv(fd, p, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Sends all of IOV (modified).  Caller holds send_lock. */
+static int send_iov(int fd, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		struct msghdr m;
+		ssize_t done;
+
+		if (iov->iov_len == 0) {
+			iov++;
+			n--;
+			continue;
+		}
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = (size_t)(n < IOV_MAX ? n : IOV_MAX);
+		done = sendmsg(fd, &m, MSG_NOSIGNAL);
+		if (done < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		while (done > 0) {
+			if ((size_t)done >= iov->iov_len) {
+				done -= (ssize_t)iov->iov_len;
+				iov++;
+				n--;
+			} else {
+				iov->iov_base = (char *)iov->iov_base + done;
+				iov->iov_len -= (size_t)done;
+				done = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+static int io_recv(void *opaque, void *buf, size_t len)
+{
+	const struct nbd_conn *c = opaque;
+
+	return recv_full(c->fd, buf, len);
+}
+
+static int io_send(void *opaque, const struct iovec *iov, int n)
+{
+	const struct nbd_conn *c = opaque;
+	struct iovec copy[4];
+
+	if (n > 4)
+		return -1;
+	memcpy(copy, iov, sizeof(*iov) * (size_t)n);
+	return send_iov(c->fd, copy, n);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
+{
+	pthread_mutex_lock(&c->send_lock);
+	if (!c->send_broken && send_iov(c->fd, iov, n) < 0) {
+		c->send_broken = 1;
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&c->send_lock);
+}
+
+static void reply_ok(struct nbd_conn *c, const struct nbdp_request *r)
+{
+	uint8_t hdr[NBDP_SIMPLE_REPLY_SIZE];
+	struct iovec iov = { hdr, sizeof(hdr) };
+
+	nbdp_simple_reply_encode(hdr, 0, r->handle);
+	send_reply(c, &iov, 1);
+}
+
+static void reply_error(struct nbd_conn *c, const struct nbdp_request *r,
+			uint32_t err, const char *msg)
+{
+	uint8_t hdr[NBDP_CHUNK_HDR_SIZE], payload[6 + 200];
+	struct iovec iov[2];
+
+	atomic_fetch_add(&c->errors, 1);
+	if (!c->sess.x.structured) {
+		nbdp_simple_reply_encode(hdr, err, r->handle);
+		iov[0] = (struct iovec){ hdr, NBDP_SIMPLE_REPLY_SIZE };
+		send_reply(c, iov, 1);
+		return;
+	}
+	iov[1].iov_base = payload;
+	iov[1].iov_len = nbdp_error_payload(payload, sizeof(payload), err, msg);
+	nbdp_chunk_encode(hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
+			  r->handle, (uint32_t)iov[1].iov_len);
+	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+	send_reply(c, iov, 2);
+}
+
+/* The one place engine status codes become NBD errors.  Corruption and
+ * unexpected failures are logged; the client sees EIO. */
+static uint32_t map_error(struct nbd_conn *c, const struct nbdp_request *r,
+			  int rc)
+{
+	const int is_write = r->type == NBD_CMD_WRITE ||
+			     r->type == NBD_CMD_TRIM ||
+			     r->type == NBD_CMD_WRITE_ZEROES;
+	char name[16];
+
+	switch (rc) {
+	case VD_ERANGE:
+		return is_write ? NBD_ENOSPC : NBD_EINVAL;
+	case VD_EREADONLY:
+	case -EROFS:
+	case -EPERM:
+	case -EACCES:
+		return NBD_EPERM;
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EFBIG:
+		return NBD_ENOSPC;
+	case -ENOMEM:
+		return NBD_ENOMEM;
+	case -EINVAL:
+		return NBD_EINVAL;
+	case -EOVERFLOW:
+		return NBD_EOVERFLOW;
+	case -ESHUTDOWN:
+		return NBD_ESHUTDOWN;
+	case VD_ECORRUPT:
+	default:
+		nbd_log("[%u] export '%s': %s at offset %llu length %u: %s",
+			c->id, c->sess.desc.name, nbdp_cmd_name(r->type, name),
+			(unsigned long long)r->offset, r->length,
+			vd_last_error()[0] ? vd_last_error() : vd_strerror(rc));
+		return NBD_EIO;
+	}
+}
+
+static void reply_status(struct nbd_conn *c, const struct nbdp_request *r,
+			 int rc)
+{
+	if (rc < 0)
+		reply_error(c, r, map_error(c, r, rc), vd_strerror(rc));
+	else
+		reply_ok(c, r);
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+struct run {
+	uint64_t off;
+	uint64_t len;
+	unsigned type;
+};
+
+struct runs {
+	struct run *v;
+	size_t n, cap;
+	uint64_t next; /* where the next run must start */
+	int bad;       /* not contiguous or allocation failed */
+};
+
+static int collect_run(void *opaque, uint64_t off, uint64_t len, unsigned type)
+{
+	struct runs *rs = opaque;
+
+	if (off != rs->next || len == 0) {
+		rs->bad = 1;
+		return 1;
+	}
+	if (rs->n == rs->cap) {
+		const size_t cap = rs->cap ? 2 * rs->cap : 16;
+		struct run *v = realloc(rs->v, cap * sizeof(*v));
+
+		if (!v) {
+			rs->bad = 1;
+			return 1;
+		}
+		rs->v = v;
+		rs->cap = cap;
+	}
+	rs->v[rs->n++] = (struct run){ off, len, type };
+	rs->next = off + len;
+	return 0;
+}
+
+/* READ with structured replies: data chunks for allocated runs, hole chunks
+ * for the rest (one data chunk with DF).  Nothing is sent until every
+ * pread succeeded, so an error is a single error chunk. */
+static void do_read_structured(struct nbd_conn *c, const struct nbdp_request *r,
+			       uint8_t *buf)
+{
+	struct runs rs = { .next = r->offset };
+	struct iovec *iov = NULL;
+	uint8_t (*hdrs)[NBDP_CHUNK_HDR_SIZE + 12] = NULL;
+	size_t i;
+	int rc = 0, n = 0;
+
+	if (!(r->flags & NBD_CMD_FLAG_DF)) {
+		rc = vd_volume_extents(c->vol, r->offset, r->length,
+				       collect_run, &rs);
+		if (rc < 0 || rs.bad || rs.next != r->offset + r->length) {
+			if (rc >= 0 && !rs.bad)
+				nbd_log("[%u] vd_volume_extents covered "
+					"%llu of %u bytes at %llu", c->id,
+					(unsigned long long)(rs.next - r->offset),
+					r->length, (unsigned long long)r->offset);
+			rs.n = 0; /* fall back to one data run */
+		}
+	}
+	if (rs.n == 0) {
+		free(rs.v);
+		rs.v = malloc(sizeof(*rs.v));
+		if (!rs.v) {
+			reply_error(c, r, NBD_ENOMEM, "out of memory");
+			return;
+		}
+		rs.v[0] = (struct run){ r->offset, r->length, VD_EXTENT_DATA };
+		rs.n = 1;
+	}
+	for (i = 0; i < rs.n && rc >= 0; i++) {
+		if (rs.v[i].type != VD_EXTENT_HOLE)
+			rc = vd_volume_pread(c->vol, buf + (rs.v[i].off - r->offset),
+					     rs.v[i].len, rs.v[i].off);
+	}
+	if (rc < 0) {
+		reply_status(c, r, rc);
+		goto out;
+	}
+	iov = malloc(rs.n * 2 * sizeof(*iov));
+	hdrs = malloc(rs.n * sizeof(*hdrs));
+	if (!iov || !hdrs) {
+		reply_error(c, r, NBD_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < rs.n; i++) {
+		const struct run *run = &rs.v[i];
+		const uint16_t flags = i + 1 == rs.n ? NBD_REPLY_FLAG_DONE : 0;
+		uint8_t *h = hdrs[i];
+
+		nbdp_put64(h + NBDP_CHUNK_HDR_SIZE, run->off);
+		if (run->type == VD_EXTENT_HOLE) {
+			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
+					  r->handle, 12);
+			nbdp_put32(h + NBDP_CHUNK_HDR_SIZE + 8,
+				   (uint32_t)run->len);
+			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 12 };
+		} else {
+			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_DATA,
+					  r->handle, (uint32_t)(8 + run->len));
+			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 8 };
+			iov[n++] = (struct iovec){ buf + (run->off - r->offset),
+						   run->len };
+		}
+	}
+	send_reply(c, iov, n);
+	atomic_fetch_add(&c->bytes_read, r->length);
+out:
+	free(hdrs);
+	free(iov);
+	free(rs.v);
+}
+
+static void do_read(struct nbd_conn *c, const struct nbdp_request *r)
+{
+	uint8_t hdr[NBDP_SIMPLE_REPLY_SIZE];
+	struct iovec iov[2];
+	uint8_t *buf;
+	int rc;
+
+	buf = malloc(r->length);
+	if (!buf) {
+		reply_error(c, r, NBD_ENOMEM, "out of memory");
+		return;
+	}
+	if (c->sess.x.structured) {
+		do_read_structured(c, r, buf);
+		free(buf);
+		return;
+	}
+	rc = vd_volume_pread(c->vol, buf, r->length, r->offset);
+	if (rc < 0) {
+		reply_status(c, r, rc);
+	} else {
+		nbdp_simple_reply_encode(hdr, 0, r->handle);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ buf, r->length };
+		send_reply(c, iov, 2);
+		atomic_fetch_add(&c->bytes_read, r->length);
+	}
+	free(buf);
+}
+
+static int bs_add(void *opaque, uint64_t off, uint64_t len, unsigned type)
+{
+	(void)off;
+	return nbdp_bs_add(opaque, len,
+			   type == VD_EXTENT_HOLE ?
+				   NBD_STATE_HOLE | NBD_STATE_ZERO : 0);
+}
+
+static void do_block_status(struct nbd_conn *c, const struct nbdp_request *r)
+{
+	const uint32_t max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 :
+							     NBDP_MAX_EXTENTS;
+	uint8_t hdr[NBDP_CHUNK_HDR_SIZE];
+	struct iovec iov[2];
+	struct nbdp_bs bs;
+	uint8_t *buf;
+	int rc;
+
+	buf = malloc(4 + 8 * (size_t)max);
+	if (!buf) {
+		reply_error(c, r, NBD_ENOMEM, "out of memory");
+		return;
+	}
+	nbdp_bs_init(&bs, buf, max, NBDP_META_ALLOCATION_ID, r->length);
+	rc = vd_volume_extents(c->vol, r->offset, r->length, bs_add, &bs);
+	if (rc < 0) {
+		reply_status(c, r, rc);
+	} else if (bs.count == 0) {
+		nbd_log("[%u] vd_volume_extents reported nothing at %llu+%u",
+			c->id, (unsigned long long)r->offset, r->length);
+		reply_error(c, r, NBD_EIO, "no extents");
+	} else {
+		nbdp_chunk_encode(hdr, NBD_REPLY_FLAG_DONE,
+				  NBD_REPLY_TYPE_BLOCK_STATUS, r->handle,
+				  (uint32_t)nbdp_bs_size(&bs));
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ buf, nbdp_bs_size(&bs) };
+		send_reply(c, iov, 2);
+	}
+	free(buf);
+}
+
+static int do_cache(struct nbd_conn *c, const struct nbdp_request *r)
+{
+	const uint64_t len = r->length < CACHE_MAX ? r->length : CACHE_MAX;
+	uint64_t done;
+	uint8_t *buf;
+	int rc = 0;
+
+	buf = malloc(CACHE_PIECE);
+	if (!buf)
+		return -ENOMEM;
+	for (done = 0; done < len && rc >= 0; done += CACHE_PIECE) {
+		const uint64_t n = len - done < CACHE_PIECE ? len - done :
+							      CACHE_PIECE;
+
+		rc = vd_volume_pread(c->vol, buf, n, r->offset + done);
+	}
+	free(buf);
+	return rc;
+}
+
+/* Runs one validated request and sends its reply. */
+static void execute(struct nbd_conn *c, struct nbd_job *job)
+{
+	const struct nbdp_request *r = &job->req;
+	const int fua = r->flags & NBD_CMD_FLAG_FUA;
+	int rc = 0;
+
+	switch (r->type) {
+	case NBD_CMD_READ:
+		do_read(c, r);
+		return;
+	case NBD_CMD_BLOCK_STATUS:
+		do_block_status(c, r);
+		return;
+	case NBD_CMD_WRITE:
+		rc = vd_volume_pwrite(c->vol, job->buf, r->length, r->offset);
+		if (rc >= 0)
+			atomic_fetch_add(&c->bytes_written, r->length);
+		break;
+	case NBD_CMD_TRIM:
+	case NBD_CMD_WRITE_ZEROES:
+		/* The engine never stores zero chunks: with or without
+		 * NO_HOLE the range becomes a hole that reads as zeroes, and
+		 * it is always fast, so FAST_ZERO succeeds too. */
+		rc = vd_volume_zero(c->vol, r->offset, r->length);
+		break;
+	case NBD_CMD_FLUSH:
+		rc = vd_volume_flush(c->vol);
+		break;
+	case NBD_CMD_CACHE:
+		rc = do_cache(c, r);
+		break;
+	}
+	if (rc >= 0 && fua && r->type != NBD_CMD_FLUSH &&
+	    r->type != NBD_CMD_CACHE)
+		rc = vd_volume_flush(c->vol);
+	reply_status(c, r, rc);
+}
+
+/* ---- workers and reader -------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct nbd_job *job;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->head && !c->closing)
+			pthread_cond_wait(&c->work, &c->lock);
+		job = c->head;
+		if (!job)
+			break; /* closing and drained */
+		c->head = job->next;
+		if (!c->head)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->lock);
+
+		execute(c, job);
+
+		pthread_mutex_lock(&c->lock);
+		c->inflight -= job->cost;
+		pthread_cond_signal(&c->room);
+		free(job->buf);
+		free(job);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static const char *check_message(uint32_t err)
+{
+	switch (err) {
+	case NBD_EPERM:
+		return "export is read-only";
+	case NBD_ENOSPC:
+		return "write beyond the end of the export";
+	default:
+		return "invalid request (command, flags, offset or length)";
+	}
+}
+
+/* Reads requests until the stream ends; returns why. */
+static const char *reader_loop(struct nbd_conn *c)
+{
+	uint8_t hdr[NBDP_REQUEST_SIZE];
+	struct nbdp_request req;
+	struct nbd_job *job;
+	uint32_t payload, err;
+	size_t cost;
+
+	for (;;) {
+		if (recv_full(c->fd, hdr, sizeof(hdr)))
+			return c->send_broken ? "send failed" :
+						"client hung up";
+		if (nbdp_request_decode(hdr, &req))
+			return "bad request magic";
+		atomic_fetch_add(&c->requests, 1);
+		if (req.type == NBD_CMD_DISC)
+			return "client disconnected";
+		if (nbdp_request_fatal(&req)) {
+			reply_error(c, &req, NBD_EINVAL, "request too large");
+			return "oversized WRITE";
+		}
+		payload = nbdp_request_payload(&req);
+		cost = JOB_OVERHEAD;
+		if (req.type == NBD_CMD_READ && req.length <= NBDP_MAX_REQUEST)
+			cost += req.length;
+		cost += payload;
+
+		pthread_mutex_lock(&c->lock);
+		while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
+			pthread_cond_wait(&c->room, &c->lock);
+		c->inflight += cost;
+		pthread_mutex_unlock(&c->lock);
+
+		job = calloc(1, sizeof(*job));
+		if (job && payload)
+			job->buf = malloc(payload);
+		if (!job || (payload && !job->buf)) {
+			free(job);
+			return "out of memory";
+		}
+		job->req = req;
+		job->cost = cost;
+		if (payload && recv_full(c->fd, job->buf, payload)) {
+			free(job->buf);
+			free(job);
+			return "client hung up mid-payload";
+		}
+		err = nbdp_request_check(&req, &c->sess.x);
+		if (err) {
+			reply_error(c, &req, err, check_message(err));
+			free(job->buf);
+			free(job);
+			pthread_mutex_lock(&c->lock);
+			c->inflight -= cost;
+			pthread_mutex_unlock(&c->lock);
+			continue;
+		}
+		pthread_mutex_lock(&c->lock);
+		if (c->tail)
+			c->tail->next = job;
+		else
+			c->head = job;
+		c->tail = job;
+		pthread_cond_signal(&c->work);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static const char *transmission(struct nbd_conn *c)
+{
+	const char *why;
+	unsigned i;
+
+	c->vol = nbd_server_volume(c->sess.handle);
+	for (i = 0; i < NBD_CONN_WORKERS; i++) {
+		if (pthread_create(&c->workers[i], NULL, worker_main, c))
+			break;
+		c->nworkers++;
+	}
+	if (c->nworkers == 0)
+		return "cannot start worker threads";
+
+	why = reader_loop(c);
+
+	pthread_mutex_lock(&c->lock);
+	c->closing = 1;
+	pthread_cond_broadcast(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i], NULL);
+	/* A failed reservation may leave jobs if no worker started; none
+	 * can remain here since nworkers > 0 and workers drain before
+	 * exiting. */
+	return why;
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
+			      const char *peer)
+{
+	struct nbd_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->srv = srv;
+	c->fd = fd;
+	c->id = id;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	clock_gettime(CLOCK_MONOTONIC, &c->start);
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->room, NULL);
+	return c;
+}
+
+struct nbd_conn_link *nbd_conn_link(struct nbd_conn *c)
+{
+	return &c->link;
+}
+
+void nbd_conn_stop(struct nbd_conn *c)
+{
+	shutdown(c->fd, SHUT_RD);
+}
+
+static double elapsed(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) +
+	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+void *nbd_conn_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	const struct nbd_exports_ops *ops = nbd_server_ops(c->srv);
+	const struct nbd_io io = { io_recv, io_send, c };
+	const char *why;
+	int rc;
+
+	rc = nbd_handshake(&io, ops, &c->sess);
+	if (rc == 0) {
+		why = transmission(c);
+		nbd_log("[%u] %s: export '%s' (%s%s%s), %llu requests, "
+			"%llu bytes read, %llu written, %llu errors, %.2f s: %s",
+			c->id, c->peer, c->sess.desc.name,
+			c->sess.desc.readonly ? "ro" : "rw",
+			c->sess.x.structured ? ", structured" : "",
+			c->sess.x.meta_alloc ? ", base:allocation" : "",
+			(unsigned long long)c->requests,
+			(unsigned long long)c->bytes_read,
+			(unsigned long long)c->bytes_written,
+			(unsigned long long)c->errors, elapsed(&c->start), why);
+	} else {
+		nbd_log("[%u] %s: no transmission after %u options: %s",
+			c->id, c->peer, c->sess.options, c->sess.why);
+	}
+	if (c->sess.handle)
+		nbd_server_release(c->srv, c->sess.handle);
+	nbd_server_conn_done(c->srv, c);
+	return NULL;
+}
+
+int nbd_conn_fd(const struct nbd_conn *c)
+{
+	return c->fd;
+}
+
+void nbd_conn_free(struct nbd_conn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	pthread_cond_destroy(&c->room);
+	pthread_cond_destroy(&c->work);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+}
