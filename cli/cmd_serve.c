@@ -79,6 +79,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 	memset(&so, 0, sizeof(so));
+	so.create = 1; /* like every command but init */
 	so.holder = "vdisk serve";
 	rc = cli_store_open(ctx, &so, &store);
 	if (rc) {
