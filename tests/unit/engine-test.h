@@ -178,19 +178,31 @@ static ET_UNUSED void et_rm_rf(const char *path)
 	nftw(path, et_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* A fresh directory under $TMPDIR; removed by et_tmpdir_done() unless
- * $VDISK_TEST_KEEP is set or the test failed. */
+/* A fresh directory, removed by et_tmpdir_done() unless $VDISK_TEST_KEEP is
+ * set or the test failed.  Under $VDISK_TEST_TMPDIR or $TMPDIR if set;
+ * otherwise, for tests that do not need a disk's sync behaviour (FAST),
+ * under /dev/shm when it is there (fsync is free: the model test syncs a
+ * thousand times), else /tmp. */
 static char et_tmp[4096];
 
-static ET_UNUSED const char *et_tmpdir(const char *name)
+static ET_UNUSED const char *et_tmpdir_in(const char *name, int fast)
 {
-	const char *base = getenv("TMPDIR");
+	const char *base = getenv("VDISK_TEST_TMPDIR");
 
-	snprintf(et_tmp, sizeof(et_tmp), "%s/vdisk-%s.XXXXXX",
-		 base && *base ? base : "/tmp", name);
+	if (!base || !*base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = fast && access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm"
+								      : "/tmp";
+	snprintf(et_tmp, sizeof(et_tmp), "%s/vdisk-%s.XXXXXX", base, name);
 	if (!mkdtemp(et_tmp))
 		DIE("mkdtemp %s: %s", et_tmp, strerror(errno));
 	return et_tmp;
+}
+
+static ET_UNUSED const char *et_tmpdir(const char *name)
+{
+	return et_tmpdir_in(name, 1);
 }
 
 static ET_UNUSED void et_tmpdir_done(void)

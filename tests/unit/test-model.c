@@ -1374,7 +1374,7 @@ static void final_checks(const char *when)
 int main(int argc, char **argv)
 {
 	et_rng_seed(&rng, et_init_seed(argc, argv));
-	unsigned long nops = 12000;
+	unsigned long nops = 25000;
 	if (argc > 2)
 		nops = strtoul(argv[2], NULL, 0);
 	else if (getenv("VDISK_TEST_OPS"))
