@@ -485,7 +485,7 @@ int vd_volume_flatten(vd_store *s, const char *vol)
 	if ((r = volume_get(s, w.txn, vol, &fv)) < 0 ||
 	    (r = layer_get(s, w.txn, fv.layer, &l)) < 0)
 		goto abort;
-	if (!l.parent) {
+	if (!fv.origin_vol[0]) {
 		r = SET_ERROR(VD_ENOTCLONE, "volume '%s' is not a clone", vol);
 		goto abort;
 	}

@@ -490,9 +490,14 @@ static int gc_drop_dead(vd_store *s, struct pack_use **use, uint32_t *nuse,
 			w.d.dead_chunks--;
 			w.d.dead_bytes -= FMT_REC_HEADER_SIZE + (int64_t)c.stored_len;
 			st->chunks_freed++;
+			uint8_t key[32];
+			memcpy(key, k.mv_data, 32);
 			if ((rc = mdb_cursor_del(cur, 0)))
 				break;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+			/* Seek again rather than trust the cursor after a delete. */
+			k.mv_data = key;
+			k.mv_size = 32;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 			continue;
 		}
 		if (c.pack_id >= *nuse) {

@@ -237,6 +237,7 @@ struct dirty;
 
 struct vd_volume {
 	vd_store *v_store;
+	struct vd_volume *v_target;   /* read-only alias of this writable head */
 	struct vd_volume *v_next;     /* in st_vols, under st_vol_lock */
 	int v_refs;                   /* under st_vol_lock */
 	char v_name[VD_NAME_MAX + 1];

@@ -457,7 +457,10 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 			r = mdb_error(rc, __func__, "map");
 			break;
 		}
-		rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+		/* Seek again rather than trust the cursor after a delete. */
+		k.mv_data = kb;
+		k.mv_size = sizeof kb;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	}
 	mdb_cursor_close(cur);
 	if (r < 0 || !w)
@@ -473,7 +476,9 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 	       fmt_get_be64(k.mv_data) == layer) {
 		if ((rc = mdb_cursor_del(cur, 0)))
 			break;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+		k.mv_data = kb;
+		k.mv_size = sizeof kb;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	}
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)

@@ -29,6 +29,8 @@
 
 #define SEAL_BATCH 64
 
+static int volume_unref(vd_volume *v);
+
 struct dirty {
 	uint64_t idx;
 	uint8_t *buf;           /* chunk_size bytes; NULL: all zero */
@@ -206,6 +208,8 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 	int r;
 
 	err_clear();
+	if (v->v_target)
+		v = v->v_target;
 	if ((r = check_range(v, off, len)) < 0)
 		return r;
 	while (len) {
@@ -453,6 +457,8 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 	int r;
 
 	err_clear();
+	if (v->v_target)
+		v = v->v_target;
 	if ((r = check_range(v, off, len)) < 0 || len == 0)
 		return r;
 	if ((r = rtxn_begin(v->v_store, &txn)) < 0)
@@ -676,12 +682,10 @@ int volume_seal_all(vd_volume *v)
 int vd_volume_flush(vd_volume *v)
 {
 	err_clear();
-	return volume_seal_all(v);
+	return volume_seal_all(v->v_target ? v->v_target : v);
 }
 
 /* ---- background sealer -------------------------------------------------- */
-
-static int volume_unref(vd_volume *v);
 
 static void *sealer_main(void *arg)
 {
@@ -832,6 +836,28 @@ static void volume_free(vd_volume *v)
 	free(v);
 }
 
+/* A read-only handle onto a head this process has open for writing: it
+ * reads through the writer's cache, so it sees every acknowledged write.
+ * Takes over the reference the caller took on TARGET. */
+static int alias_open(vd_volume *target, vd_volume **out)
+{
+	vd_volume *a = calloc(1, sizeof *a);
+
+	if (!a) {
+		volume_unref(target);
+		return -ENOMEM;
+	}
+	a->v_target = target;
+	a->v_store = target->v_store;
+	a->v_readonly = true;
+	a->v_lockfd = -1;
+	a->v_chunk_size = target->v_chunk_size;
+	a->v_size = target->v_size;
+	memcpy(a->v_name, target->v_name, sizeof a->v_name);
+	*out = a;
+	return 0;
+}
+
 int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 		   unsigned flags, vd_volume **out)
 {
@@ -852,6 +878,8 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 		    (rdonly || !v->v_readonly)) {
 			v->v_refs++;
 			pthread_mutex_unlock(&s->st_vol_lock);
+			if (rdonly && !v->v_readonly)
+				return alias_open(v, out);
 			*out = v;
 			return 0;
 		}
@@ -941,6 +969,11 @@ int vd_volume_close(vd_volume *v)
 	if (!v)
 		return 0;
 	err_clear();
+	if (v->v_target) {
+		r = volume_unref(v->v_target);
+		free(v);
+		return r;
+	}
 	r = volume_seal_all(v);
 	r2 = volume_unref(v);
 	return r < 0 ? r : r2;
