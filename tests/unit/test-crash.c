@@ -684,6 +684,14 @@ static int run_powercut(const char *self, const char *tmp)
 	const pid_t pid = fork();
 	if (pid == 0) {
 		setenv("LD_PRELOAD", so, 1);
+		/* Under AddressSanitizer the shim comes before its runtime. */
+		{
+			char asan[1024];
+			const char *const cur = getenv("ASAN_OPTIONS");
+			snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0",
+				 cur ? cur : "", cur && *cur ? ":" : "");
+			setenv("ASAN_OPTIONS", asan, 1);
+		}
 		setenv("POWERCUT_DIR", store, 1);
 		setenv("POWERCUT_SHADOW", shadow, 1);
 		execl(self, self, "--powercut-driver", seed, (char *)NULL);
