@@ -59,6 +59,16 @@ p(f"Run {time.strftime('%Y-%m-%d %H:%M', time.localtime(meta_date)) if meta_date
   f" whole run {secs(g('meta.total_s'))}."
   " Produced by `bench/run-engine.sh` (raw figures in `results/engine-raw.txt`);"
   " one run, no repetitions except where noted, so expect ±10% noise.\n")
+loads = [g(k) for k in ("meta.load_start", "p1.load_before", "p2.load_before",
+                        "p3.load_before", "p4.load_before", "meta.load_end")]
+loads = [x for x in loads if x is not None]
+if loads:
+    p(f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f}"
+      f" on {int(g('meta.nproc') or 0)} CPUs"
+      + (" — **the machine was shared with other work (builds, tests), so"
+         " absolute figures are depressed and noisy; ratios measured"
+         " back to back are more trustworthy**." if max(loads) > 1.5 * (g('meta.nproc') or 2) / 2 else ".")
+      + "\n")
 
 # ---- part 1
 p("## 1. 4 KiB I/O on a 1 GiB volume: vdisk engine API vs `qemu-img bench`\n")

@@ -9,6 +9,8 @@
 #   VDISK_BENCH_TMP  scratch directory for stores and images
 #                    (default /work/bench-tmp; never inside the repository)
 #   P2_BIG           bytes written for the large snapshot case (default 8G)
+#   VDISK            the vdisk program (default: ./vdisk at the top)
+#   BUILD            the top build directory to link against (default build)
 #
 # Part 4 needs a Debian 12 minbase image; the first run makes it with
 # debootstrap (a few minutes) and keeps it in bench/cache/.
@@ -22,7 +24,8 @@ parts=${*:-1 2 3 4 5}
 big=${P2_BIG:-8G}
 raw=$bench/results/engine-raw.txt
 md=$bench/results/engine-latest.md
-vdisk=$top/vdisk
+vdisk=${VDISK:-$top/vdisk}
+case "$vdisk" in /*) ;; *) vdisk=$bench/$vdisk ;; esac
 mkdir -p "$bench/results" "$tmp"
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -33,13 +36,13 @@ alloc() { du -sB1 "$1" | cut -f1; }        # allocated bytes
 apparent() { du -sb "$1" | cut -f1; }      # apparent bytes
 
 say "building"
-make -s -C "$bench" bench-engine >&2 || exit 1
-[ -x "$vdisk" ] || make -s -C "$top" vdisk >&2 || exit 1
+make -s -C "$bench" ${BUILD:+BUILD=$BUILD} bench-engine >&2 || exit 1
 
 : >"$raw"
 res meta.date "$(date +%s)" unix
 res meta.nproc "$(nproc)" cpus
 res meta.commit "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)" commit
+res meta.load_start "$(cut -d' ' -f1 /proc/loadavg)" load
 started=$(now)
 
 # ---- qemu-img bench helpers -------------------------------------------------
@@ -198,6 +201,7 @@ print("RESULT %s.written_bytes %d B" % (sys.argv[2], sum(v.get("written_bytes", 
 }
 
 for p in $parts; do
+	res "p$p.load_before" "$(cut -d' ' -f1 /proc/loadavg)" load
 	case $p in
 	1) part1 ;;
 	2) part2 ;;
@@ -209,6 +213,7 @@ for p in $parts; do
 	esac
 done
 res meta.total_s "$(elapsed "$started" "$(now)")" s
+res meta.load_end "$(cut -d' ' -f1 /proc/loadavg)" load
 
 python3 "$bench/report.py" "$raw" >"$md"
 cat "$md"
