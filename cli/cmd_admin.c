@@ -251,15 +251,8 @@ int cmd_rm(struct cli_ctx *ctx, int argc, char **argv)
 			rc = cli_fail(ctx, rc, "'%s@%s'", vol, snap);
 	} else {
 		rc = vd_volume_remove(store, vol, recursive);
-		if (rc < 0) {
-			const int err = rc;
-
-			rc = cli_fail(ctx, err, "'%s'", vol);
-			if (err == VD_EHASSNAPS)
-				fprintf(stderr, "Use 'vdisk rm -r %s' to "
-					"remove it with its snapshots.\n",
-					vol);
-		}
+		if (rc < 0)
+			rc = cli_fail(ctx, rc, "'%s'", vol);
 	}
 	vd_store_close(store);
 	return rc;
@@ -334,13 +327,8 @@ int cmd_resize(struct cli_ctx *ctx, int argc, char **argv)
 	    (rc = cli_store_open(ctx, NULL, &store)))
 		return rc;
 	rc = vd_volume_resize(store, vol, size, shrink);
-	if (rc < 0) {
-		const int err = rc;
-
-		rc = cli_fail(ctx, err, "'%s'", vol);
-		if (err == VD_ESHRINK)
-			fprintf(stderr, "Add --shrink to shrink it.\n");
-	}
+	if (rc < 0)
+		rc = cli_fail(ctx, rc, "'%s'", vol);
 	vd_store_close(store);
 	return rc;
 }

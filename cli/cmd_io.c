@@ -4,7 +4,9 @@
  * out to chunk boundaries), reads them a buffer at a time and writes only
  * the chunk-sized blocks that are not all zeroes, so neither holes nor
  * zero-filled blocks take space in the store.  A failed or interrupted
- * import removes the half-made volume.
+ * import removes the half-made volume.  With --existing it writes into a
+ * volume that exists (at --offset): there holes and zero blocks become
+ * vd_volume_zero() calls, since the old contents must read as zeroes.
  *
  * export asks the engine for the point's extents a window at a time and
  * writes only DATA extents, again skipping all-zero blocks; a regular file
@@ -14,7 +16,8 @@
  * export fails.
  *
  * Limits: import reads regular files and block devices only (no stdin: the
- * size must be known before the volume is created).
+ * size must be known before the volume is created).  Export to a pipe
+ * that closes early ends with SIGPIPE, as cat does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,19 +73,30 @@ static void *alloc_buf(uint32_t chunk, size_t *len)
 /* ---- import -------------------------------------------------------------- */
 
 static const char import_help[] =
-	"Usage: vdisk import VOL FILE\n"
+	"Usage: vdisk import [--existing [--offset OFF]] VOL FILE\n"
 	"\n"
 	"Create the volume VOL from the raw disk image FILE (a regular file or\n"
 	"a block device).  VOL's size is FILE's size, exactly.  Holes in FILE\n"
 	"and all-zero blocks are not stored.  If the import fails or is\n"
 	"interrupted, VOL is removed.  Shows progress when stderr is a\n"
-	"terminal.\n";
+	"terminal.\n"
+	"\n"
+	"  -e, --existing    write FILE into the existing volume VOL instead:\n"
+	"                    bytes [OFF, OFF + size of FILE) of VOL become\n"
+	"                    FILE's contents (holes and zero blocks are\n"
+	"                    discarded to zeroes); the rest of VOL is kept.\n"
+	"                    VOL must be large enough; it is not removed on\n"
+	"                    failure.\n"
+	"  -o, --offset OFF  with --existing: where in VOL to write (default 0;\n"
+	"                    0 or a size such as 1M)\n";
 
 struct import {
 	struct cli_ctx *ctx;
 	const char *file;
 	int fd;
-	uint64_t size;
+	uint64_t size;     /* of the file */
+	uint64_t base;     /* volume offset of file offset 0 */
+	int existing;      /* zero holes and zero blocks instead of skipping */
 	vd_volume *v;
 	uint32_t chunk;
 	unsigned char *buf;
@@ -90,16 +104,43 @@ struct import {
 	struct cli_progress progress;
 };
 
-/* Copies [START, END) (chunk aligned, END clipped to the size) from the
- * file to the volume, skipping all-zero chunks.  Returns 0 or an exit
- * status. */
+/* Length of the block at POS of a buffer of N bytes that holds volume
+ * offset VOFF at position 0: up to the next chunk boundary, clipped. */
+static size_t block_len(uint32_t chunk, uint64_t voff, size_t pos, size_t n)
+{
+	const size_t blk = chunk - (size_t)((voff + pos) % chunk);
+
+	return blk < n - pos ? blk : n - pos;
+}
+
+/* Makes file range [START, END) read as zeroes in the volume (only needed
+ * when writing into an existing volume).  Returns 0 or an exit status. */
+static int import_zero(struct import *im, uint64_t start, uint64_t end)
+{
+	int rc;
+
+	if (!im->existing || start >= end)
+		return 0;
+	rc = vd_volume_zero(im->v, im->base + start, end - start);
+	if (rc < 0)
+		return cli_fail(im->ctx, rc, "zero");
+	return 0;
+}
+
+/* Copies file range [START, END) to the volume, a buffer at a time; each
+ * maximal run of non-zero blocks (aligned to the volume's chunks) is one
+ * write, all-zero blocks are skipped (or zeroed with --existing).  Returns
+ * 0 or an exit status. */
 static int import_range(struct import *im, uint64_t start, uint64_t end)
 {
+	int rc;
+
 	while (start < end) {
 		const size_t want = end - start < im->buf_len ?
 			(size_t)(end - start) : im->buf_len;
 		const ssize_t got = cli_pread_full(im->fd, im->buf, want,
 						   (off_t)start);
+		const uint64_t voff = im->base + start;
 		size_t pos = 0;
 
 		if (interrupted) {
@@ -112,37 +153,35 @@ static int import_range(struct import *im, uint64_t start, uint64_t end)
 			return CLI_EXIT_ERROR;
 		}
 		if ((size_t)got < want) {
-			/* The file shrank under us: the rest reads as
-			 * zeroes, which the volume already holds. */
 			cli_error(im->ctx, "%s: file shrank during import",
 				  im->file);
 			return CLI_EXIT_ERROR;
 		}
-		/* Write each maximal run of non-zero chunks in one call. */
 		while (pos < want) {
-			size_t run = pos, blk;
+			size_t run = pos + block_len(im->chunk, voff, pos,
+						     want);
+			const int zero = cli_is_zero(im->buf + pos, run - pos);
 
+			/* Extend the run over blocks of the same kind. */
 			while (run < want) {
-				blk = want - run < im->chunk ? want - run :
-					im->chunk;
-				if (cli_is_zero(im->buf + run, blk))
+				const size_t blk = block_len(im->chunk, voff,
+							     run, want);
+
+				if (cli_is_zero(im->buf + run, blk) != zero)
 					break;
 				run += blk;
 			}
-			if (run > pos) {
-				const int rc = vd_volume_pwrite(
-					im->v, im->buf + pos, run - pos,
-					start + pos);
+			if (zero) {
+				rc = import_zero(im, start + pos, start + run);
+				if (rc)
+					return rc;
+			} else {
+				rc = vd_volume_pwrite(im->v, im->buf + pos,
+						      run - pos, voff + pos);
 				if (rc < 0)
-					return cli_fail(im->ctx, rc, "'%s'",
-							im->file);
-				pos = run;
+					return cli_fail(im->ctx, rc, "write");
 			}
-			if (pos < want) {
-				blk = want - pos < im->chunk ? want - pos :
-					im->chunk;
-				pos += blk; /* an all-zero block */
-			}
+			pos = run;
 		}
 		start += want;
 		cli_progress_update(&im->progress, start);
@@ -150,38 +189,46 @@ static int import_range(struct import *im, uint64_t start, uint64_t end)
 	return 0;
 }
 
-/* Walks the data regions of the file.  Returns 0 or an exit status. */
+/* Walks the data regions of the file with SEEK_DATA/SEEK_HOLE, rounded
+ * out to the volume's chunks so that chunks are written whole.  Returns 0
+ * or an exit status. */
 static int import_data(struct import *im)
 {
-	const uint64_t mask = (uint64_t)im->chunk - 1;
-	uint64_t off = 0;
+	const uint64_t chunk = im->chunk;
+	uint64_t off = 0; /* file offset: everything before it is done */
 	int rc;
 
 	while (off < im->size) {
-		off_t data = lseek(im->fd, (off_t)off, SEEK_DATA);
+		const off_t data = lseek(im->fd, (off_t)off, SEEK_DATA);
 		off_t hole;
 		uint64_t start, end;
 
 		if (data < 0 && errno == ENXIO)
 			break; /* no data after OFF */
 		if (data < 0) {
-			/* SEEK_DATA unsupported (some block devices): copy
-			 * everything, zero blocks are still skipped. */
+			/* SEEK_DATA unsupported: copy everything; zero
+			 * blocks are still skipped. */
 			return import_range(im, off, im->size);
 		}
 		hole = lseek(im->fd, data, SEEK_HOLE);
-		if (hole < 0)
+		if (hole < 0 || (uint64_t)hole > im->size)
 			hole = (off_t)im->size;
-		start = (uint64_t)data & ~mask;
-		if (start < off)
+		/* Round to volume chunk boundaries, in file offsets. */
+		start = (uint64_t)data - (im->base + (uint64_t)data) % chunk;
+		if (start < off || start > (uint64_t)data)
 			start = off;
-		end = ((uint64_t)hole + mask) & ~mask;
+		end = (uint64_t)hole;
+		if ((im->base + end) % chunk)
+			end += chunk - (im->base + end) % chunk;
 		if (end > im->size || end < (uint64_t)hole)
 			end = im->size;
-		if ((rc = import_range(im, start, end)))
+		if ((rc = import_zero(im, off, start)) ||
+		    (rc = import_range(im, start, end)))
 			return rc;
 		off = end;
 	}
+	if ((rc = import_zero(im, off, im->size)))
+		return rc;
 	cli_progress_update(&im->progress, im->size);
 	return 0;
 }
@@ -203,16 +250,27 @@ static int file_size(int fd, const struct stat *st, uint64_t *size)
 
 int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 {
-	static const struct option longopts[] = { { 0 } };
+	static const struct option longopts[] = {
+		{ "existing", no_argument, NULL, 'e' },
+		{ "offset", required_argument, NULL, 'o' },
+		{ 0 },
+	};
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
 	struct import im = { .ctx = ctx, .fd = -1 };
+	const char *offset_arg = NULL;
 	vd_store *store = NULL;
 	struct stat st;
 	int c, rc, err;
 
-	while ((c = cli_getopt(ctx, argc, argv, "", longopts,
+	while ((c = cli_getopt(ctx, argc, argv, "eo:", longopts,
 			       import_help)) != -1) {
 		switch (c) {
+		case 'e':
+			im.existing = 1;
+			break;
+		case 'o':
+			offset_arg = optarg;
+			break;
 		case CLI_GETOPT_HELP:
 			return CLI_EXIT_OK;
 		default:
@@ -223,12 +281,21 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	    (rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_FORBIDDEN, vol,
 				  snap)))
 		return rc;
+	if (offset_arg) {
+		if (!im.existing)
+			return cli_usage_error(ctx, "--offset needs --existing");
+		if (strcmp(offset_arg, "0") &&
+		    (rc = cli_size_arg(ctx, offset_arg, &im.base)))
+			return rc;
+	}
 	im.file = argv[optind + 1];
 	if (strcmp(im.file, "-") == 0)
 		return cli_usage_error(ctx, "cannot import from stdin: the "
 				       "size must be known; give a file");
 
-	im.fd = open(im.file, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (it is
+	 * refused below); regular files and block devices ignore it. */
+	im.fd = open(im.file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (im.fd < 0) {
 		cli_error(ctx, "%s: %s", im.file, strerror(errno));
 		return CLI_EXIT_ERROR;
@@ -240,7 +307,7 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 		rc = CLI_EXIT_ERROR;
 		goto out_close_fd;
 	}
-	if (im.size == 0) {
+	if (im.size == 0 && !im.existing) {
 		cli_error(ctx, "%s: empty file: a volume cannot have size 0",
 			  im.file);
 		rc = CLI_EXIT_ERROR;
@@ -250,15 +317,26 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	catch_signals();
 	if ((rc = cli_store_open(ctx, NULL, &store)))
 		goto out_close_fd;
-	err = vd_volume_create(store, vol, im.size);
-	if (err < 0) {
-		rc = cli_fail(ctx, err, "'%s'", vol);
-		goto out_close_store;
+	if (!im.existing) {
+		err = vd_volume_create(store, vol, im.size);
+		if (err < 0) {
+			rc = cli_fail(ctx, err, "'%s'", vol);
+			goto out_close_store;
+		}
 	}
 	err = vd_volume_open(store, vol, NULL, 0, &im.v);
 	if (err < 0) {
 		rc = cli_fail(ctx, err, "'%s'", vol);
 		goto out_remove;
+	}
+	if (im.existing && (im.base > vd_volume_size(im.v) ||
+			    im.size > vd_volume_size(im.v) - im.base)) {
+		cli_error(ctx, "%s (%" PRIu64 " bytes) does not fit in '%s' "
+			  "(%" PRIu64 " bytes) at offset %" PRIu64
+			  "; resize it first", im.file, im.size, vol,
+			  vd_volume_size(im.v), im.base);
+		rc = CLI_EXIT_ERROR;
+		goto out_close_vol;
 	}
 	im.chunk = vd_volume_chunk_size(im.v);
 	im.buf = alloc_buf(im.chunk, &im.buf_len);
@@ -297,12 +375,15 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 out_close_vol:
 	vd_volume_close(im.v);
 out_remove:
-	err = vd_volume_remove(store, vol, 0);
-	if (err < 0)
-		cli_fail(ctx, err, "removing the half-imported '%s'", vol);
-	else
-		fprintf(stderr, "vdisk: import: removed the half-imported "
-			"volume '%s'\n", vol);
+	if (!im.existing) {
+		err = vd_volume_remove(store, vol, 0);
+		if (err < 0)
+			cli_fail(ctx, err, "removing the half-imported '%s'",
+				 vol);
+		else
+			fprintf(stderr, "vdisk: import: removed the "
+				"half-imported volume '%s'\n", vol);
+	}
 	free(im.buf);
 out_close_store:
 	vd_store_close(store);
@@ -416,16 +497,6 @@ static int export_hole(struct export *ex, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Length of the block at POS in a buffer of N bytes read from volume
- * offset OFF: up to the next chunk boundary, clipped to N. */
-static size_t block_at(const struct export *ex, uint64_t off, size_t pos,
-		       size_t n)
-{
-	const size_t blk = ex->chunk - (size_t)((off + pos) % ex->chunk);
-
-	return blk < n - pos ? blk : n - pos;
-}
-
 static int export_data(struct export *ex, uint64_t off, uint64_t len)
 {
 	int rc;
@@ -448,15 +519,16 @@ static int export_data(struct export *ex, uint64_t off, uint64_t len)
 			/* Write maximal runs of non-zero blocks, aligned to
 			 * chunks of the volume. */
 			while (pos < n) {
-				size_t run = pos + block_at(ex, off, pos, n);
+				size_t run = pos + block_len(ex->chunk, off, pos, n);
 
 				if (cli_is_zero(ex->buf + pos, run - pos)) {
 					pos = run;
 					continue;
 				}
 				while (run < n) {
-					const size_t blk = block_at(ex, off,
-								    run, n);
+					const size_t blk = block_len(ex->chunk,
+								     off, run,
+								     n);
 
 					if (cli_is_zero(ex->buf + run, blk))
 						break;
@@ -582,7 +654,6 @@ int cmd_export(struct cli_ctx *ctx, int argc, char **argv)
 	path = ex.file = argv[optind + 1];
 
 	catch_signals();
-	signal(SIGPIPE, SIG_IGN); /* see EPIPE instead */
 	if ((rc = cli_store_open(ctx, NULL, &store)))
 		return rc;
 	err = vd_volume_open(store, vol, snap[0] ? snap : NULL,
