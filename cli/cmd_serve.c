@@ -7,7 +7,7 @@
 
 static const char help[] =
 	"Usage: vdisk serve [--socket PATH | --listen HOST[:PORT]] [--read-only]\n"
-	"                   [EXPORT...]\n"
+	"                   [--cache SIZE] [EXPORT...]\n"
 	"Serve the store's volumes over NBD until SIGINT or SIGTERM.\n"
 	"\n"
 	"Every volume VOL is an export named VOL (read-write) and every snapshot\n"
@@ -20,6 +20,8 @@ static const char help[] =
 	"  -l, --listen HOST[:PORT]  listen on TCP (port 10809); by default on\n"
 	"                            loopback only\n"
 	"  -r, --read-only           serve every export read-only\n"
+	"  -c, --cache SIZE          memory for cached chunks (default 256M; the\n"
+	"                            write-back cache may use as much again)\n"
 	"\n"
 	"Writes are durable after NBD_CMD_FLUSH or FUA.  TRIM and WRITE_ZEROES\n"
 	"(with or without NO_HOLE) both make the range a hole that reads as\n"
@@ -32,6 +34,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "read-only", no_argument, NULL, 'r' },
+		{ "cache", required_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nbd_serve_options o;
@@ -39,10 +42,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 	struct nbd_listener l;
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1], err[512];
 	vd_store *store;
+	uint64_t cache = 0;
 	int c, i, rc, have_listen = 0;
 
 	memset(&o, 0, sizeof(o));
-	while ((c = cli_getopt(ctx, argc, argv, "s:l:r", longopts, help)) !=
+	while ((c = cli_getopt(ctx, argc, argv, "s:l:rc:", longopts, help)) !=
 	       -1) {
 		switch (c) {
 		case 's':
@@ -54,6 +58,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 			break;
 		case 'r':
 			o.readonly = 1;
+			break;
+		case 'c':
+			rc = cli_size_arg(ctx, optarg, &cache);
+			if (rc)
+				return rc;
 			break;
 		case CLI_GETOPT_HELP:
 			return CLI_EXIT_OK;
@@ -81,6 +90,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 	memset(&so, 0, sizeof(so));
 	so.create = 1; /* like every command but init */
 	so.holder = "vdisk serve";
+	so.cache_bytes = cache;
 	rc = cli_store_open(ctx, &so, &store);
 	if (rc) {
 		nbd_listener_close(&l);

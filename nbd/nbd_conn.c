@@ -21,6 +21,11 @@
  *    finish every queued job, joins them, releases the export (the last
  *    release closes and so flushes the volume), logs one line and hands
  *    the connection back to the server.
+ *  - Request buffers up to POOL_MAX bytes (WRITE payloads, READ data) are
+ *    recycled per connection, at most POOL_KEEP idle, so that freed buffers
+ *    do not pile up in malloc's per-thread arenas under load; larger ones
+ *    are malloc'd (and, with the mmap threshold nbd_serve() sets, handed
+ *    back to the kernel when freed).
  *  - No engine read transaction is held across requests: every vd_* call
  *    is self-contained.
  *
@@ -29,6 +34,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,6 +55,15 @@
 /* CACHE prefetches at most this much, in pieces of CACHE_PIECE. */
 #define CACHE_MAX NBDP_MAX_REQUEST
 #define CACHE_PIECE (1024u * 1024)
+/* Buffer pool: power-of-two classes from 4 KiB to POOL_MAX. */
+#define POOL_MIN_SHIFT 12
+#define POOL_CLASSES 11
+#define POOL_MAX ((size_t)1 << (POOL_MIN_SHIFT + POOL_CLASSES - 1))
+#define POOL_KEEP (4u * 1024 * 1024)
+
+struct pool_buf {
+	struct pool_buf *next;
+};
 
 struct nbd_job {
 	struct nbd_job *next;
@@ -80,9 +95,64 @@ struct nbd_conn {
 	pthread_t workers[NBD_CONN_WORKERS];
 	unsigned nworkers;
 
+	pthread_mutex_t pool_lock;
+	struct pool_buf *pool[POOL_CLASSES];
+	size_t pool_bytes; /* idle bytes in pool */
+
 	atomic_ullong requests, errors, bytes_read, bytes_written;
 	const char *end;
 };
+
+/* ---- buffers ------------------------------------------------------------- */
+
+static unsigned pool_class(size_t len)
+{
+	unsigned k = 0;
+
+	while (k < POOL_CLASSES && ((size_t)1 << (POOL_MIN_SHIFT + k)) < len)
+		k++;
+	return k;
+}
+
+/* A buffer of at least LEN bytes; give it back with buf_put(c, b, LEN). */
+static void *buf_get(struct nbd_conn *c, size_t len)
+{
+	const unsigned k = pool_class(len);
+	struct pool_buf *b = NULL;
+
+	if (k == POOL_CLASSES)
+		return malloc(len);
+	pthread_mutex_lock(&c->pool_lock);
+	b = c->pool[k];
+	if (b) {
+		c->pool[k] = b->next;
+		c->pool_bytes -= (size_t)1 << (POOL_MIN_SHIFT + k);
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	return b ? (void *)b : malloc((size_t)1 << (POOL_MIN_SHIFT + k));
+}
+
+static void buf_put(struct nbd_conn *c, void *buf, size_t len)
+{
+	const unsigned k = pool_class(len);
+	struct pool_buf *b = buf;
+
+	if (!buf)
+		return;
+	if (k < POOL_CLASSES) {
+		const size_t size = (size_t)1 << (POOL_MIN_SHIFT + k);
+
+		pthread_mutex_lock(&c->pool_lock);
+		if (c->pool_bytes + size <= POOL_KEEP) {
+			b->next = c->pool[k];
+			c->pool[k] = b;
+			c->pool_bytes += size;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&c->pool_lock);
+	}
+	free(b);
+}
 
 /* ---- socket I/O ---------------------------------------------------------- */
 
@@ -371,14 +441,14 @@ static void do_read(struct nbd_conn *c, const struct nbdp_request *r)
 	uint8_t *buf;
 	int rc;
 
-	buf = malloc(r->length);
+	buf = buf_get(c, r->length);
 	if (!buf) {
 		reply_error(c, r, NBD_ENOMEM, "out of memory");
 		return;
 	}
 	if (c->sess.x.structured) {
 		do_read_structured(c, r, buf);
-		free(buf);
+		buf_put(c, buf, r->length);
 		return;
 	}
 	rc = vd_volume_pread(c->vol, buf, r->length, r->offset);
@@ -391,7 +461,7 @@ static void do_read(struct nbd_conn *c, const struct nbdp_request *r)
 		send_reply(c, iov, 2);
 		atomic_fetch_add(&c->bytes_read, r->length);
 	}
-	free(buf);
+	buf_put(c, buf, r->length);
 }
 
 static int bs_add(void *opaque, uint64_t off, uint64_t len, unsigned type)
@@ -519,8 +589,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&c->lock);
 		c->inflight -= job->cost;
 		pthread_cond_signal(&c->room);
-		free(job->buf);
+		pthread_mutex_unlock(&c->lock);
+		buf_put(c, job->buf, nbdp_request_payload(&job->req));
 		free(job);
+		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -574,7 +646,7 @@ static const char *reader_loop(struct nbd_conn *c)
 
 		job = calloc(1, sizeof(*job));
 		if (job && payload)
-			job->buf = malloc(payload);
+			job->buf = buf_get(c, payload);
 		if (!job || (payload && !job->buf)) {
 			free(job);
 			return "out of memory";
@@ -582,14 +654,14 @@ static const char *reader_loop(struct nbd_conn *c)
 		job->req = req;
 		job->cost = cost;
 		if (payload && recv_full(c->fd, job->buf, payload)) {
-			free(job->buf);
+			buf_put(c, job->buf, payload);
 			free(job);
 			return "client hung up mid-payload";
 		}
 		err = nbdp_request_check(&req, &c->sess.x);
 		if (err) {
 			reply_error(c, &req, err, check_message(err));
-			free(job->buf);
+			buf_put(c, job->buf, payload);
 			free(job);
 			pthread_mutex_lock(&c->lock);
 			c->inflight -= cost;
@@ -651,6 +723,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 	return c;
@@ -703,6 +776,8 @@ void *nbd_conn_main(void *arg)
 	if (c->sess.handle)
 		nbd_server_release(c->srv, c->sess.handle);
 	nbd_server_conn_done(c->srv, c);
+	/* Hand the freed request buffers of this client back to the kernel. */
+	malloc_trim(0);
 	return NULL;
 }
 
@@ -713,9 +788,19 @@ int nbd_conn_fd(const struct nbd_conn *c)
 
 void nbd_conn_free(struct nbd_conn *c)
 {
+	struct pool_buf *b;
+	unsigned k;
+
 	if (!c)
 		return;
 	close(c->fd);
+	for (k = 0; k < POOL_CLASSES; k++) {
+		while ((b = c->pool[k])) {
+			c->pool[k] = b->next;
+			free(b);
+		}
+	}
+	pthread_mutex_destroy(&c->pool_lock);
 	pthread_cond_destroy(&c->room);
 	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -777,6 +778,10 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 	pthread_cond_init(&srv.gone, NULL);
 	pthread_mutex_init(&srv.reg_lock, NULL);
 
+	/* Request buffers over 4 MiB are mmapped and unmapped when freed,
+	 * instead of lingering in malloc arenas (this also stops glibc from
+	 * raising the threshold dynamically). */
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 	if (signals_install() < 0) {
 		nbd_log("cannot install signal handlers: %s", strerror(errno));
 		return 1;

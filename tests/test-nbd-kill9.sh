@@ -61,14 +61,15 @@ if mode == "verify":
 done = 0
 while done < N:
     batch = perm[done:done + 64]
-    cookies = [h.aio_pwrite(block(i), i * BS) for i in batch[:16]]
+    bufs = {i: block(i) for i in batch}  # alive until completion
+    cookies = [h.aio_pwrite(bufs[i], i * BS) for i in batch[:16]]
     nxt = 16
     while cookies:
         h.poll(-1)
         for c in [c for c in cookies if h.aio_command_completed(c)]:
             cookies.remove(c)
             if nxt < len(batch):
-                cookies.append(h.aio_pwrite(block(batch[nxt]), batch[nxt] * BS))
+                cookies.append(h.aio_pwrite(bufs[batch[nxt]], batch[nxt] * BS))
                 nxt += 1
     done += len(batch)
     h.flush()
