@@ -99,6 +99,7 @@ struct nbd_conn {
 	struct pool_buf *pool[POOL_CLASSES];
 	size_t pool_bytes; /* idle bytes in pool */
 
+	atomic_int stopping; /* nbd_conn_stop() was called */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
 	const char *end;
 };
@@ -694,6 +695,8 @@ static const char *transmission(struct nbd_conn *c)
 		return "cannot start worker threads";
 
 	why = reader_loop(c);
+	if (atomic_load(&c->stopping))
+		why = "server shutting down";
 
 	pthread_mutex_lock(&c->lock);
 	c->closing = 1;
@@ -736,6 +739,7 @@ struct nbd_conn_link *nbd_conn_link(struct nbd_conn *c)
 
 void nbd_conn_stop(struct nbd_conn *c)
 {
+	atomic_store(&c->stopping, 1);
 	shutdown(c->fd, SHUT_RD);
 }
 
