@@ -116,6 +116,11 @@ int cli_getopt(struct cli_ctx *ctx, int argc, char **argv,
 		c = getopt_long(argc, argv, shorts, all, &idx);
 		switch (c) {
 		case OPT_STORE:
+			if (!*optarg) {
+				cli_usage_error(ctx, "--store: empty "
+						"directory name");
+				return CLI_GETOPT_ERROR;
+			}
 			ctx->store_dir = optarg;
 			ctx->store_from_default = 0;
 			continue;

@@ -107,6 +107,18 @@ expect_exit 1 vdisk import new "$tmpdir/fifo" 2>/dev/null
 vdisk list --json | json 'assert [v["name"] for v in d["volumes"]] == ["vm"], d' ||
 	fail "a failed import left a volume"
 
+# Progress bars go to stderr only when it is a terminal.
+vdisk import quiet "$img" 2>"$tmpdir/err" || fail "import quiet"
+vdisk export quiet "$tmpdir/quiet.out" 2>>"$tmpdir/err" || fail "export quiet"
+[ ! -s "$tmpdir/err" ] || fail "output on a non-terminal stderr: $(cat "$tmpdir/err")"
+if command -v script >/dev/null; then
+	script -qec "'$VDISK' export quiet '$tmpdir/tty.out'" /dev/null >"$tmpdir/tty" ||
+		fail "export on a terminal"
+	grep -q 'export \[#' "$tmpdir/tty" || fail "no progress bar on a terminal"
+	cmp "$img" "$tmpdir/tty.out" || fail "export on a terminal differs"
+fi
+vdisk rm quiet || fail "rm quiet"
+
 # Unaligned size: exact, not rounded.
 head -c 100001 /dev/urandom >"$tmpdir/odd"
 vdisk import odd "$tmpdir/odd" || fail "import odd size"

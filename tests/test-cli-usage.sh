@@ -36,6 +36,8 @@ u frobnicate
 u --bogus list
 u -x list
 u --store
+u --store '' list
+u list --store ''
 # Unknown options and missing option arguments.
 u list --bogus
 u list -z
