@@ -1272,6 +1272,30 @@ static void op_errors(void)
 	case 8: /* read-only head handle alongside */
 		if (!v)
 			return;
+		if (!v->h && et_chance(&rng, 50)) {
+			/* Read-only first, then the writer, in one process. */
+			note("read-only handle on %s, then a writable one", v->name);
+			CHECK_RC(vd_volume_open(store, v->name, NULL, VD_OPEN_RDONLY, &h), 0);
+			verdict();
+			head(v);
+			uint64_t off;
+			size_t len;
+			const char *kind;
+			random_extent(v->size, &off, &len);
+			fill_content(buf2, len, off, &kind);
+			note("write %s [%" PRIu64 "+%zu] %s with a read-only handle open",
+			     v->name, off, len, kind);
+			CHECK_RC(vd_volume_pwrite(v->h, buf2, len, off), 0);
+			verdict();
+			memcpy(v->data + off, buf2, len);
+			compare(h, v->data, off, len, "read-only handle after a write");
+			CHECK(vd_volume_is_readonly(h), "read-only handle became writable");
+			CHECK_RC(vd_volume_pwrite(h, buf2, 1, 0), VD_EREADONLY);
+			CHECK_RC(vd_volume_close(h), 0);
+			verdict();
+			compare(v->h, v->data, off, len, v->name);
+			break;
+		}
 		note("errors: read-only head of %s", v->name);
 		CHECK_RC(vd_volume_open(store, v->name, NULL, VD_OPEN_RDONLY, &h), 0);
 		if (h) {
