@@ -539,7 +539,7 @@ static int open_tcp(const char *addr, struct nbd_listener *l, char *err,
 		return listener_fail(l, err, errlen, "cannot listen on %s:%s: %s",
 				     host[0] ? host : "localhost", port,
 				     strerror(last_errno));
-	snprintf(l->where, sizeof(l->where), "tcp:%s:%s",
+	snprintf(l->where, sizeof(l->where), "tcp:%.100s:%.16s",
 		 host[0] ? host : "localhost", port);
 	return 0;
 }
