@@ -130,8 +130,8 @@ static void plan(unsigned round)
 		struct cop *const o = &ops[i];
 		const unsigned w = (unsigned)et_below(&r, 1000);
 		memset(o, 0, sizeof(*o));
-		if (w < 860 || w >= 995) {
-			o->kind = w < 800 || w >= 995 ? OP_WRITE : OP_ZERO;
+		if (w < 840) {
+			o->kind = w < 780 ? OP_WRITE : OP_ZERO;
 			o->nsec = (uint32_t)et_range(&r, 1, o->kind == OP_WRITE ? 40 : 24);
 			if (et_chance(&r, 30)) /* whole chunks */
 				o->nsec = (o->nsec + SPC - 1) / SPC * SPC;
@@ -140,12 +140,12 @@ static void plan(unsigned round)
 			o->sec = (uint32_t)et_below(&r, nsectors - o->nsec + 1);
 			if (et_chance(&r, 30))
 				o->sec = o->sec / SPC * SPC;
-		} else if (w < 950) {
+		} else if (w < 930) {
 			o->kind = OP_FLUSH;
-		} else if (w < 975) {
+		} else if (w < 955) {
 			o->kind = OP_SNAP;
 			snaps[nsnaps++] = i;
-		} else if (w < 990) {
+		} else if (w < 975) {
 			if (!nsnaps) {
 				o->kind = OP_FLUSH;
 				continue;
