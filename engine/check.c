@@ -545,7 +545,7 @@ static int gc_compact(vd_store *s, uint32_t id, struct pack_use *u,
 	uint8_t *buf = malloc(FMT_REC_HEADER_SIZE + s->st_chunk_size);
 	uint8_t *raw = malloc(s->st_chunk_size);
 	char path[64];
-	struct wtxn w;
+	struct wtxn w = { 0 };
 	bool keep = false;
 	int r = 0;
 
@@ -556,9 +556,8 @@ static int gc_compact(vd_store *s, uint32_t id, struct pack_use *u,
 	}
 	pack_path(s, id, path, sizeof path);
 	pthread_mutex_lock(&s->st_pack_lock);
-	r = pack_reserve(s, u ? u->live_bytes : 0);
-	if (r == 0 && u && u->n)
-		r = wtxn_begin(s, &w);
+	if (u && u->n && (r = wtxn_begin(s, &w)) == 0)
+		r = pack_reserve(s, w.txn, u->live_bytes);
 	for (size_t i = 0; r == 0 && u && i < u->n; i++) {
 		struct live_chunk *lc = &u->chunks[i];
 		struct fmt_record rec;
@@ -585,7 +584,7 @@ static int gc_compact(vd_store *s, uint32_t id, struct pack_use *u,
 		/* The copies reach the disk before the index points at them. */
 		if (r == 0 && (r = pack_sync(s)) == 0)
 			r = wtxn_commit(s, &w);
-		else if (w.txn)
+		else
 			wtxn_abort(&w);
 	}
 	pthread_mutex_unlock(&s->st_pack_lock);
@@ -669,7 +668,10 @@ int vd_store_gc(vd_store *s, vd_progress_fn progress, void *opaque,
 			close(pfd);
 			continue;
 		}
-		if ((uint64_t)sb.st_size > FMT_PACK_HEADER_SIZE + (u ? u->live_bytes : 0))
+		/* Dead bytes, or no live chunk at all (a file left by an aborted
+		 * transaction holds only its header). */
+		if (!u || u->n == 0 ||
+		    (uint64_t)sb.st_size > FMT_PACK_HEADER_SIZE + u->live_bytes)
 			r = gc_compact(s, id, u, st);
 		close(pfd);
 	}

@@ -30,6 +30,7 @@ struct pack_writer {
 	uint32_t id;
 	uint64_t size;    /* append offset */
 	bool unsynced;    /* appended since the last fdatasync */
+	bool new_file;    /* its directory entry is not yet synced */
 };
 
 struct chunk_cache;
@@ -104,6 +105,8 @@ int meta_next_id(vd_store *s, MDB_txn *txn, const char *key, uint64_t *id);
 int lock_acquire(vd_store *s, const char *name, bool exclusive,
 		 bool write_holder);
 void lock_release(int fd);
+/* Records this process as the holder in lock file FD. */
+int lock_write_holder(vd_store *s, int fd);
 /* Fills PID and HOLDER from the lock file of NAME if someone holds it
  * exclusively; returns 1 if held, 0 if free. */
 int lock_holder(vd_store *s, const char *name, int *pid, char *holder,
@@ -113,10 +116,9 @@ uint64_t now_seconds(void);
 
 /* ---- pack.c ------------------------------------------------------------- */
 
-/* Ensures the writer pack has room for MAX_BYTES more (opening a new file
- * if needed).  Call with st_pack_lock held and before beginning the write
- * transaction that will reference the appends (it commits one of its own). */
-int pack_reserve(vd_store *s, uint64_t max_bytes);
+/* Ensures the writer pack has room for MAX_BYTES more, opening a new file
+ * (its id drawn in TXN) if needed.  Caller holds st_pack_lock. */
+int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
 /* Forgets the cached descriptor of pack ID (gc removed the file). */
 void pack_forget(vd_store *s, uint32_t id);
 /* Appends a record (header + payload) to the writer pack; returns its
@@ -237,7 +239,11 @@ struct dirty;
 
 struct vd_volume {
 	vd_store *v_store;
-	struct vd_volume *v_target;   /* read-only alias of this writable head */
+	/* Reads go to this writable head of the same volume, in this process:
+	 * set for an alias (v_alias: not listed, no lock of its own) and for a
+	 * read-only head that a writer opened after it. */
+	struct vd_volume *v_target;
+	bool v_alias;
 	struct vd_volume *v_next;     /* in st_vols, under st_vol_lock */
 	int v_refs;                   /* under st_vol_lock */
 	char v_name[VD_NAME_MAX + 1];

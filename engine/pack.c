@@ -62,35 +62,31 @@ static ssize_t read_full(int fd, void *buf, size_t len, uint64_t off)
 	return done;
 }
 
-/* Starts a new writer pack.  The id comes from its own small transaction so
- * it is never handed out twice, even if the caller's transaction aborts. */
-static int writer_open(vd_store *s)
+/* Starts a new writer pack, its id drawn in the caller's transaction.  If
+ * that transaction aborts, the id is handed out again and the file left
+ * behind (header only) is skipped here and removed by gc. */
+static int writer_open(vd_store *s, MDB_txn *txn)
 {
 	struct pack_header_buf { uint8_t b[FMT_PACK_HEADER_SIZE]; } hb;
 	struct fmt_pack_header h = { .version = FMT_VERSION };
 	char path[64];
 	uint64_t id;
-	MDB_txn *txn;
-	int fd, r, rc;
+	int fd, r;
 
-	/* Callers reserve before opening their own write transaction (LMDB
-	 * allows one per thread), so the id gets a transaction of its own. */
-	rc = mdb_txn_begin(s->st_env, NULL, 0, &txn);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "pack id: %s", mdb_strerror(rc));
-	r = meta_next_id(s, txn, "next_pack", &id);
-	if (r < 0 || id > UINT32_MAX) {
-		mdb_txn_abort(txn);
-		return r < 0 ? r : SET_ERROR(-ENOSPC, "pack ids exhausted");
+	for (;;) {
+		r = meta_next_id(s, txn, "next_pack", &id);
+		if (r < 0)
+			return r;
+		if (id > UINT32_MAX)
+			return SET_ERROR(-ENOSPC, "pack ids exhausted");
+		pack_path(s, (uint32_t)id, path, sizeof path);
+		fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			    0644);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST)
+			return SET_ERROR(-errno, "%s: %s", path, strerror(errno));
 	}
-	rc = mdb_txn_commit(txn);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "pack id: %s", mdb_strerror(rc));
-
-	pack_path(s, (uint32_t)id, path, sizeof path);
-	fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return SET_ERROR(-errno, "%s: %s", path, strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = -errno;
 		goto err_close;
@@ -108,6 +104,7 @@ static int writer_open(vd_store *s)
 	s->st_writer.id = (uint32_t)id;
 	s->st_writer.size = FMT_PACK_HEADER_SIZE;
 	s->st_writer.unsynced = true;
+	s->st_writer.new_file = true;
 	return 0;
 
 err_close:
@@ -124,7 +121,7 @@ int pack_append(vd_store *s, MDB_txn *txn, const struct fmt_record *rec,
 	int r;
 
 	(void)txn;
-	/* pack_reserve() made room before the caller's transaction began. */
+	/* pack_reserve() made room in the caller's transaction. */
 	assert(w->fd >= 0);
 	fmt_record_encode(rec, hdr);
 	if ((r = write_full(w->fd, hdr, sizeof hdr, w->size)) < 0 ||
@@ -141,7 +138,7 @@ int pack_append(vd_store *s, MDB_txn *txn, const struct fmt_record *rec,
 /* Ensures a writer pack with room for MAX_BYTES exists.  Must be called
  * without an open write transaction in this thread; caller holds
  * st_pack_lock. */
-int pack_reserve(vd_store *s, uint64_t max_bytes)
+int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes)
 {
 	struct pack_writer *w = &s->st_writer;
 	int r;
@@ -150,7 +147,7 @@ int pack_reserve(vd_store *s, uint64_t max_bytes)
 		return 0;
 	if (w->fd >= 0 && (r = pack_sync(s)) < 0)
 		return r;
-	return writer_open(s);
+	return writer_open(s, txn);
 }
 
 int pack_sync(vd_store *s)
@@ -164,9 +161,20 @@ int pack_sync(vd_store *s)
 		return SET_ERROR(-errno, "pack %08x: fdatasync: %s", w->id,
 				 strerror(errno));
 	/* The first sync of a new file also makes its name durable. */
-	if (fsync(s->st_dirfd) < 0)
-		return SET_ERROR(-errno, "data directory: fsync: %s",
-				 strerror(errno));
+	if (w->new_file) {
+		char data_dir[] = "data";
+		const int dfd = openat(s->st_dirfd, data_dir,
+				       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0) {
+			const int e = errno;
+			if (dfd >= 0)
+				close(dfd);
+			return SET_ERROR(-e, "data directory: fsync: %s",
+					 strerror(e));
+		}
+		close(dfd);
+		w->new_file = false;
+	}
 	w->unsynced = false;
 	return 0;
 }

@@ -199,16 +199,23 @@ int lock_acquire(vd_store *s, const char *name, bool exclusive,
 				 name);
 	}
 	if (write_holder) {
-		char buf[128];
-		const int n = snprintf(buf, sizeof buf, "%d\n%s\n", (int)getpid(),
-				       s->st_holder);
-		if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n) {
-			const int e = errno;
+		const int r = lock_write_holder(s, fd);
+		if (r < 0) {
 			close(fd);
-			return SET_ERROR(-e, "lock %s: %s", path, strerror(e));
+			return SET_ERROR(r, "lock %s: %s", path, strerror(-r));
 		}
 	}
 	return fd;
+}
+
+int lock_write_holder(vd_store *s, int fd)
+{
+	char buf[128];
+	const int n = snprintf(buf, sizeof buf, "%d\n%s\n", (int)getpid(),
+			       s->st_holder);
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n)
+		return -errno;
+	return 0;
 }
 
 void lock_release(int fd)

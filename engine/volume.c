@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/internal.h"
 
-#define SEAL_BATCH 64
+#define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
+#define SEAL_BACKGROUND 1024   /* chunks per background commit (64 MiB) */
 
 static int volume_unref(vd_volume *v);
 
@@ -143,6 +145,13 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	free(d);
 }
 
+/* The handle whose state a read of V uses (see v_target). */
+static vd_volume *read_target(vd_volume *v)
+{
+	vd_volume *t = __atomic_load_n(&v->v_target, __ATOMIC_ACQUIRE);
+	return t ? t : v;
+}
+
 /* ---- reading committed chunks ------------------------------------------- */
 
 /* Copies LEN bytes at OFF of committed chunk IDX into OUT.  *TXN is begun
@@ -208,8 +217,7 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 	int r;
 
 	err_clear();
-	if (v->v_target)
-		v = v->v_target;
+	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0)
 		return r;
 	while (len) {
@@ -457,8 +465,7 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 	int r;
 
 	err_clear();
-	if (v->v_target)
-		v = v->v_target;
+	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0 || len == 0)
 		return r;
 	if ((r = rtxn_begin(v->v_store, &txn)) < 0)
@@ -513,35 +520,26 @@ struct seal_item {
 	uint64_t idx, gen;
 	uint8_t *raw;           /* copy of the chunk; NULL: zero */
 	uint8_t hash[32];
-	uint8_t *payload;       /* compressed, or NULL if already stored */
-	uint8_t codec;
-	uint32_t stored_len;
+	bool is_data;
 };
 
-/* Seals up to MAX dirty entries of V whose first_gen <= UPTO, oldest first.
- * Returns how many it sealed, or an error. */
-static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+/* Picks up to MAX entries (oldest first) whose first_gen <= UPTO, marks them
+ * sealing and copies their bytes into ITEMS.  Caller holds v_lock. */
+static size_t seal_pick(vd_volume *v, struct seal_item *items, size_t max,
+			uint64_t upto, int *err)
 {
-	vd_store *s = v->v_store;
 	const uint32_t cs = v->v_chunk_size;
-	struct seal_item items[SEAL_BATCH];
 	size_t n = 0;
-	uint64_t reserve = 0;
-	struct wtxn w = { 0 };
-	MDB_txn *rtxn = NULL;
-	int r = 0;
 
-	max = MIN(max, (size_t)SEAL_BATCH);
-	memset(items, 0, sizeof items);
-	pthread_mutex_lock(&v->v_lock);
 	for (struct dirty *d = v->v_fifo_head; d && n < max; d = d->fnext) {
 		if (d->sealing || d->first_gen > upto)
 			continue;
+		memset(&items[n], 0, sizeof items[n]);
 		items[n].idx = d->idx;
 		items[n].gen = d->gen;
 		if (d->buf) {
 			if (!(items[n].raw = malloc(cs))) {
-				r = -ENOMEM;
+				*err = -ENOMEM;
 				break;
 			}
 			memcpy(items[n].raw, d->buf, cs);
@@ -549,61 +547,97 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		d->sealing = true;
 		n++;
 	}
-	pthread_mutex_unlock(&v->v_lock);
-	if (n == 0)
-		return r;
+	return n;
+}
 
-	/* Hash and compress outside every lock. */
-	for (size_t i = 0; i < n && r == 0; i++) {
+/* Stores ITEMS into W: hashes, compresses new content, appends it, and
+ * points the map at it.  Caller holds v_seal_lock and st_pack_lock. */
+static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
+		      size_t n, uint8_t *payload)
+{
+	vd_store *s = v->v_store;
+	const uint32_t cs = v->v_chunk_size;
+	int r;
+
+	if ((r = pack_reserve(s, w->txn, n * (FMT_REC_HEADER_SIZE + (uint64_t)cs))) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
+		struct map_val mv = { .kind = FMT_MAP_HOLE };
 		MDB_val k, val;
 
-		if (!it->raw)
-			continue;
-		if (chunk_is_zero(it->raw, cs)) {
-			free(it->raw);
-			it->raw = NULL;
-			continue;
-		}
-		chunk_hash(it->raw, cs, it->hash);
-		if (!rtxn && (r = rtxn_begin(s, &rtxn)) < 0)
-			break;
-		k.mv_size = 32;
-		k.mv_data = it->hash;
-		if (mdb_get(rtxn, s->st_chunks, &k, &val) == 0)
-			continue; /* dedup: stored already */
-		if (!(it->payload = malloc(cs))) {
-			r = -ENOMEM;
-			break;
-		}
-		r = chunk_compress(it->raw, cs, it->payload, &it->codec,
-				   &it->stored_len);
-		reserve += FMT_REC_HEADER_SIZE + it->stored_len;
-	}
-	if (rtxn)
-		mdb_txn_abort(rtxn);
+		if (it->raw && !chunk_is_zero(it->raw, cs)) {
+			uint8_t codec = 0;
+			uint32_t len = 0;
+			const void *p = NULL;
 
-	if (r == 0) {
-		pthread_mutex_lock(&v->v_seal_lock);
-		pthread_mutex_lock(&s->st_pack_lock);
-		/* Room for everything, even chunks gc may drop meanwhile. */
-		r = pack_reserve(s, reserve + n * (FMT_REC_HEADER_SIZE + (uint64_t)cs));
-		if (r == 0)
-			r = wtxn_begin(s, &w);
-		for (size_t i = 0; i < n && r == 0; i++) {
-			struct seal_item *it = &items[i];
-			struct map_val mv = { .kind = FMT_MAP_HOLE };
-
-			if (it->raw) {
-				mv.kind = FMT_MAP_DATA;
-				memcpy(mv.hash, it->hash, 32);
-				r = chunk_ref(s, &w, it->hash, it->raw, it->payload,
-					      it->codec, it->stored_len);
+			chunk_hash(it->raw, cs, it->hash);
+			k.mv_size = 32;
+			k.mv_data = it->hash;
+			/* Compress only content the store does not have. */
+			if (mdb_get(w->txn, s->st_chunks, &k, &val) != 0) {
+				if ((r = chunk_compress(it->raw, cs, payload, &codec,
+							&len)) < 0)
+					return r;
+				p = payload;
 			}
-			if (r == 0)
-				r = map_put(s, &w, v->v_chain.links[0].layer, it->idx,
-					    v->v_write_epoch, &mv);
+			if ((r = chunk_ref(s, w, it->hash, it->raw, p, codec, len)) < 0)
+				return r;
+			mv.kind = FMT_MAP_DATA;
+			memcpy(mv.hash, it->hash, 32);
+			it->is_data = true;
 		}
+		free(it->raw);
+		it->raw = NULL;
+		if ((r = map_put(s, w, v->v_chain.links[0].layer, it->idx,
+				 v->v_write_epoch, &mv)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Seals up to MAX dirty entries of V whose first_gen <= UPTO, oldest
+ * first, in one transaction: one data sync and one commit however many.
+ * Returns how many it sealed, or an error. */
+static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+{
+	vd_store *s = v->v_store;
+	const uint32_t cs = v->v_chunk_size;
+	struct seal_item *items = NULL;
+	uint8_t *payload = malloc(cs);
+	size_t n = 0, cap = 0, removed = 0;
+	struct wtxn w = { 0 };
+	int r = 0;
+
+	if (!payload)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->v_seal_lock);
+	pthread_mutex_lock(&s->st_pack_lock);
+	while (n < max && r == 0) {
+		size_t got;
+
+		if (cap - n < SEAL_BATCH) {
+			struct seal_item *p;
+			cap = cap ? cap * 2 : SEAL_BATCH;
+			if (!(p = realloc(items, cap * sizeof *p))) {
+				r = -ENOMEM;
+				break;
+			}
+			items = p;
+		}
+		pthread_mutex_lock(&v->v_lock);
+		got = seal_pick(v, items + n, MIN((size_t)SEAL_BATCH, max - n),
+				upto, &r);
+		pthread_mutex_unlock(&v->v_lock);
+		if (got == 0)
+			break;
+		if (!w.txn && r == 0)
+			r = wtxn_begin(s, &w);
+		if (r == 0)
+			r = seal_store(v, &w, items + n, got, payload);
+		n += got;
+	}
+	if (w.txn) {
 		/* The data reaches the disk before the index names it. */
 		if (r == 0)
 			r = pack_sync(s);
@@ -611,20 +645,20 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 			r = wtxn_commit(s, &w);
 		else
 			wtxn_abort(&w);
-		pthread_mutex_unlock(&s->st_pack_lock);
-		pthread_mutex_unlock(&v->v_seal_lock);
 	}
+	pthread_mutex_unlock(&s->st_pack_lock);
+	pthread_mutex_unlock(&v->v_seal_lock);
 
 	pthread_mutex_lock(&v->v_lock);
-	size_t removed = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
 		struct dirty *d = dirty_find(v, it->idx);
 
+		free(it->raw);
 		assert(d && d->sealing);
 		d->sealing = false;
 		if (r == 0 && d->gen == it->gen) {
-			dirty_remove(v, d, it->raw ? it->hash : NULL);
+			dirty_remove(v, d, it->is_data ? it->hash : NULL);
 			v->v_sealed_seq++;
 			removed++;
 		} else if (r == 0) {
@@ -634,10 +668,8 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	pthread_cond_broadcast(&v->v_cond);
 	pthread_mutex_unlock(&v->v_lock);
 
-	for (size_t i = 0; i < n; i++) {
-		free(items[i].raw);
-		free(items[i].payload);
-	}
+	free(items);
+	free(payload);
 	if (removed)
 		dirty_account(s, -(int64_t)removed * cs);
 	return r < 0 ? r : (int)n;
@@ -664,7 +696,7 @@ int volume_seal_all(vd_volume *v)
 	upto = v->v_gen;
 	pthread_mutex_unlock(&v->v_lock);
 	for (;;) {
-		if ((r = seal_batch(v, SEAL_BATCH, upto)) < 0)
+		if ((r = seal_batch(v, SIZE_MAX, upto)) < 0)
 			return r;
 		if (r > 0)
 			continue;
@@ -682,7 +714,7 @@ int volume_seal_all(vd_volume *v)
 int vd_volume_flush(vd_volume *v)
 {
 	err_clear();
-	return volume_seal_all(v->v_target ? v->v_target : v);
+	return volume_seal_all(read_target(v));
 }
 
 /* ---- background sealer -------------------------------------------------- */
@@ -710,7 +742,7 @@ static void *sealer_main(void *arg)
 		if (best)
 			best->v_refs++;
 		pthread_mutex_unlock(&s->st_vol_lock);
-		r = best ? seal_batch(best, SEAL_BATCH, UINT64_MAX) : 0;
+		r = best ? seal_batch(best, SEAL_BACKGROUND, UINT64_MAX) : 0;
 		if (best)
 			volume_unref(best);
 		if (r <= 0) {
@@ -848,6 +880,7 @@ static int alias_open(vd_volume *target, vd_volume **out)
 		return -ENOMEM;
 	}
 	a->v_target = target;
+	a->v_alias = true;
 	a->v_store = target->v_store;
 	a->v_readonly = true;
 	a->v_lockfd = -1;
@@ -863,7 +896,7 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 {
 	const bool rdonly = snap || (flags & VD_OPEN_RDONLY);
 	char lockname[2 * VD_NAME_MAX + 2];
-	vd_volume *v;
+	vd_volume *v, *reader = NULL;
 	int r;
 
 	err_clear();
@@ -900,11 +933,35 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 
 	snprintf(lockname, sizeof lockname, "%s%s%s", vol, snap ? "@" : "",
 		 snap ? snap : "");
+	/* A read-only head of ours: upgrade its lock (shared by the same open
+	 * file) rather than conflict with it, and route its reads here. */
+	if (!rdonly) {
+		pthread_mutex_lock(&s->st_vol_lock);
+		for (reader = s->st_vols; reader; reader = reader->v_next)
+			if (!strcmp(reader->v_name, vol) && !reader->v_snap[0] &&
+			    !reader->v_target) {
+				reader->v_refs++;
+				break;
+			}
+		pthread_mutex_unlock(&s->st_vol_lock);
+	}
 	/* Lock first, then read: nobody can change the point under us. */
-	r = lock_acquire(s, lockname, !rdonly, !rdonly);
-	if (r < 0)
-		goto err;
-	v->v_lockfd = r;
+	if (reader) {
+		if (flock(reader->v_lockfd, LOCK_EX | LOCK_NB) < 0) {
+			r = SET_ERROR(VD_EBUSY, "'%s' is in use by another process", vol);
+			goto err;
+		}
+		v->v_lockfd = dup(reader->v_lockfd);
+		if (v->v_lockfd < 0 || (r = lock_write_holder(s, v->v_lockfd)) < 0) {
+			r = SET_ERROR(-errno, "lock %s: %s", vol, strerror(errno));
+			goto err;
+		}
+	} else {
+		r = lock_acquire(s, lockname, !rdonly, !rdonly);
+		if (r < 0)
+			goto err;
+		v->v_lockfd = r;
+	}
 	if ((r = volume_load(v)) < 0)
 		goto err;
 	if (!rdonly && ((r = sealer_start(s)) < 0 || (r = control_start(s)) < 0))
@@ -913,11 +970,19 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 	pthread_mutex_lock(&s->st_vol_lock);
 	v->v_next = s->st_vols;
 	s->st_vols = v;
+	if (reader) { /* the reader keeps the writer alive: one more ref */
+		v->v_refs++;
+		__atomic_store_n(&reader->v_target, v, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&s->st_vol_lock);
+	if (reader)
+		volume_unref(reader);
 	*out = v;
 	return 0;
 err:
 	volume_free(v);
+	if (reader)
+		volume_unref(reader);
 	return r;
 }
 
@@ -949,6 +1014,10 @@ static int volume_unref(vd_volume *v)
 		;
 	if (*pp)
 		*pp = v->v_next;
+	/* Not findable and unlocked in one step, so a concurrent open either
+	 * shares this handle or takes the lock afresh. */
+	lock_release(v->v_lockfd);
+	v->v_lockfd = -1;
 	pthread_mutex_unlock(&s->st_vol_lock);
 	if (v->v_ndirty) { /* the flush failed: what is left is lost */
 		const int64_t n = (int64_t)v->v_ndirty;
@@ -958,7 +1027,12 @@ static int volume_unref(vd_volume *v)
 		pthread_mutex_unlock(&v->v_lock);
 		dirty_account(s, -n * v->v_chunk_size);
 	}
-	volume_free(v);
+	{
+		vd_volume *t = v->v_target;
+		volume_free(v);
+		if (t)
+			volume_unref(t);
+	}
 	return r;
 }
 
@@ -969,7 +1043,7 @@ int vd_volume_close(vd_volume *v)
 	if (!v)
 		return 0;
 	err_clear();
-	if (v->v_target) {
+	if (v->v_alias) {
 		r = volume_unref(v->v_target);
 		free(v);
 		return r;
