@@ -78,8 +78,8 @@ static void usage(FILE *f)
 		VD_NAME_MAX);
 }
 
-/* The built-in default store directory, or NULL if no home is known.
- * The result is malloc'd and lives until exit. */
+/* The built-in default store directory (malloc'd; the caller frees it),
+ * or NULL if no home is known. */
 static char *default_store(void)
 {
 	const char *xdg = getenv("XDG_DATA_HOME");
@@ -113,8 +113,9 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli_ctx ctx = { 0 };
+	char *def_store = NULL;
 	const char *env;
-	int c;
+	int c, rc;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
@@ -149,7 +150,7 @@ int main(int argc, char **argv)
 		if (env && *env) {
 			ctx.store_dir = env;
 		} else {
-			ctx.store_dir = default_store();
+			ctx.store_dir = def_store = default_store();
 			ctx.store_from_default = 1;
 			if (!ctx.store_dir) {
 				cli_error(&ctx, "no home directory; use "
@@ -168,9 +169,12 @@ int main(int argc, char **argv)
 
 			ctx.cmd = commands[i].name;
 			optind = 0; /* full getopt re-initialisation */
-			return commands[i].fn(&ctx, subc, sub);
+			rc = commands[i].fn(&ctx, subc, sub);
+			free(def_store);
+			return rc;
 		}
 	}
+	free(def_store);
 	if (strcmp(argv[optind], "help") == 0) {
 		usage(stdout);
 		return CLI_EXIT_OK;
