@@ -751,7 +751,8 @@ int vd_list(vd_store *s, unsigned flags, vd_info_fn cb, void *opaque)
 		    (r = cb(opaque, &info)) != 0)
 			break;
 		if ((r = for_each_snapshot(s, txn, name, collect_order, &sl)) == 0) {
-			qsort(sl.v, sl.n, sizeof *sl.v, by_creation);
+			if (sl.n)
+				qsort(sl.v, sl.n, sizeof *sl.v, by_creation);
 			for (size_t i = 0; i < sl.n && r == 0; i++)
 				if ((r = info_fill(s, txn, name, sl.v[i].name, flags,
 						   &info)) == 0)

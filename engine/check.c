@@ -605,8 +605,9 @@ static uint64_t data_bytes(vd_store *s)
 }
 
 int vd_store_gc(vd_store *s, vd_progress_fn progress, void *opaque,
-		struct vd_gc_stats *st)
+		struct vd_gc_stats *out)
 {
+	struct vd_gc_stats local, *st = out ? out : &local;
 	struct pack_use *use = NULL;
 	uint32_t nuse = 0, *ids = NULL;
 	size_t nids = 0, cap = 0;

@@ -10,6 +10,7 @@
  * clone that holds the same bytes.  It is sharded to keep reads of different
  * chunks in different threads from contending on one lock.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
@@ -286,9 +287,11 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 	r = pack_read(s, c->pack_id, c->offset, c->stored_len, scratch);
 	if (r == -ENOENT)
 		return -ENOENT;
-	if (r < 0)
-		return SET_ERROR(r == VD_ECORRUPT ? VD_ECORRUPT : r,
-				 "chunk %s: %s", hx, vd_last_error());
+	if (r < 0) {
+		char why[256]; /* the message is rewritten in the same buffer */
+		snprintf(why, sizeof why, "%s", vd_last_error());
+		return SET_ERROR(r, "chunk %s: %s", hx, why);
+	}
 	if (fmt_record_decode(scratch, &rec) != 0 ||
 	    memcmp(rec.hash, hash, 32) != 0 || rec.codec != c->codec ||
 	    rec.stored_len != c->stored_len || rec.raw_len != s->st_chunk_size)

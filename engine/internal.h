@@ -271,6 +271,9 @@ struct vd_volume {
 
 	/* Serializes seal commits and epoch changes. */
 	pthread_mutex_t v_seal_lock;
+	/* Writes hold it shared; a snapshot holds it exclusively for an
+	 * instant, to be a point in time. */
+	pthread_rwlock_t v_barrier;
 };
 
 /* Seals every chunk dirty now (the body of flush). */

@@ -50,6 +50,21 @@ static int decode_map_val(const MDB_val *v, struct map_val *out)
 			 v->mv_size, v->mv_size ? p[0] : 0);
 }
 
+/* Drops the chunk reference held by map value V.  A value that is damaged,
+ * or names a chunk the index lacks, holds nothing we can release: leave it
+ * for check to report, so one bad entry cannot block overwriting or
+ * removing the rest. */
+static int release_value(vd_store *s, struct wtxn *w, const MDB_val *v)
+{
+	struct map_val mv;
+	int r;
+
+	if (decode_map_val(v, &mv) < 0 || mv.kind != FMT_MAP_DATA)
+		return 0;
+	r = chunk_unref(s, w, mv.hash);
+	return r == VD_ECORRUPT ? 0 : r;
+}
+
 /* ---- map ---------------------------------------------------------------- */
 
 int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
@@ -91,16 +106,12 @@ int map_put(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t idx,
 {
 	uint8_t kb[FMT_MAP_KEY_SIZE], vb[FMT_MAP_VAL_DATA_SIZE];
 	MDB_val k = { sizeof kb, kb }, v;
-	struct map_val old;
 	int rc, r;
 
 	fmt_map_key(kb, layer, idx, epoch);
 	rc = mdb_get(w->txn, s->st_map, &k, &v);
 	if (rc == 0) {
-		if ((r = decode_map_val(&v, &old)) < 0)
-			return r;
-		if (old.kind == FMT_MAP_DATA &&
-		    (r = chunk_unref(s, w, old.hash)) < 0)
+		if ((r = release_value(s, w, &v)) < 0)
 			return r;
 	} else if (rc == MDB_NOTFOUND) {
 		uint8_t eb[FMT_MAP_KEY_SIZE];
@@ -329,10 +340,10 @@ static int entry_bytes_if_last(vd_store *s, MDB_txn *txn, const MDB_val *v,
 	struct fmt_chunk c;
 	int r;
 
-	if ((r = decode_map_val(v, &mv)) < 0 || mv.kind != FMT_MAP_DATA)
-		return r;
+	if (decode_map_val(v, &mv) < 0 || mv.kind != FMT_MAP_DATA)
+		return 0;
 	if ((r = chunk_get(s, txn, mv.hash, &c)) < 0)
-		return r;
+		return r == VD_ECORRUPT ? 0 : r;
 	if (c.refs == 1)
 		*bytes += FMT_REC_HEADER_SIZE + (uint64_t)c.stored_len;
 	return 0;
@@ -388,12 +399,8 @@ static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
 				if (rc == 0 && (r = entry_bytes_if_last(s, txn, &mv, bytes)) < 0)
 					break;
 			} else {
-				struct map_val val;
 				if (rc == 0) {
-					if ((r = decode_map_val(&mv, &val)) < 0)
-						break;
-					if (val.kind == FMT_MAP_DATA &&
-					    (r = chunk_unref(s, w, val.hash)) < 0)
+					if ((r = release_value(s, w, &mv)) < 0)
 						break;
 					mdb_del(txn, s->st_map, &m, NULL);
 				}
@@ -436,7 +443,6 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 	k.mv_size = sizeof kb;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	while (rc == 0) {
-		struct map_val val;
 		if (k.mv_size != FMT_MAP_KEY_SIZE) {
 			r = SET_ERROR(VD_ECORRUPT, "map key of %zu bytes", k.mv_size);
 			break;
@@ -450,8 +456,7 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 			continue;
 		}
-		if ((r = decode_map_val(&v, &val)) < 0 ||
-		    (val.kind == FMT_MAP_DATA && (r = chunk_unref(s, w, val.hash)) < 0))
+		if ((r = release_value(s, w, &v)) < 0)
 			break;
 		if ((rc = mdb_cursor_del(cur, 0))) {
 			r = mdb_error(rc, __func__, "map");

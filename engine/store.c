@@ -188,6 +188,8 @@ int lock_acquire(vd_store *s, const char *name, bool exclusive,
 		close(fd);
 		if (e != EWOULDBLOCK)
 			return SET_ERROR(-e, "lock %s: %s", path, strerror(e));
+		if (pid == getpid())
+			return SET_ERROR(VD_EBUSY, "'%s' is open in this process", name);
 		if (pid > 0 && kill(pid, 0) == 0 && !exclusive)
 			return SET_ERROR(VD_EBUSY,
 					 "'%s' is held for writing by %s (pid %d)",

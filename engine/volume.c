@@ -374,8 +374,13 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 
 int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 {
+	int r;
+
 	err_clear();
-	return write_range(v, buf, len, off);
+	pthread_rwlock_rdlock(&v->v_barrier);
+	r = write_range(v, buf, len, off);
+	pthread_rwlock_unlock(&v->v_barrier);
+	return r;
 }
 
 /* Next chunk index >= IDX that may hold data: dirty or in the chain. */
@@ -406,13 +411,25 @@ static int next_candidate(vd_volume *v, MDB_txn *txn, uint64_t idx,
 	return 0;
 }
 
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len);
+
 int vd_volume_zero(vd_volume *v, uint64_t off, uint64_t len)
+{
+	int r;
+
+	err_clear();
+	pthread_rwlock_rdlock(&v->v_barrier);
+	r = zero_range(v, off, len);
+	pthread_rwlock_unlock(&v->v_barrier);
+	return r;
+}
+
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 {
 	const uint32_t cs = v->v_chunk_size;
 	MDB_txn *txn = NULL;
 	int r;
 
-	err_clear();
 	if (v->v_readonly)
 		return SET_ERROR(VD_EREADONLY, "'%s%s%s' is read-only", v->v_name,
 				 v->v_snap[0] ? "@" : "", v->v_snap);
@@ -795,15 +812,22 @@ int volume_snapshot(vd_volume *v, const char *snap)
 	uint64_t epoch;
 	int r;
 
-	/* Everything acknowledged so far goes into the index, then the epoch
-	 * moves on; writes racing with us land on one side or the other. */
+	/* Seal what is dirty while writes go on, then hold writes back only
+	 * while the little written meanwhile is sealed and the epoch moves on:
+	 * the snapshot is the volume as it was at that instant, and every write
+	 * acknowledged before the call is in it. */
 	if ((r = volume_seal_all(v)) < 0)
 		return r;
-	pthread_mutex_lock(&v->v_seal_lock);
-	r = snapshot_commit(v->v_store, v->v_name, snap, &epoch);
-	if (r == 0)
-		v->v_write_epoch = epoch;
-	pthread_mutex_unlock(&v->v_seal_lock);
+	pthread_rwlock_wrlock(&v->v_barrier);
+	r = volume_seal_all(v);
+	if (r == 0) {
+		pthread_mutex_lock(&v->v_seal_lock);
+		r = snapshot_commit(v->v_store, v->v_name, snap, &epoch);
+		if (r == 0)
+			v->v_write_epoch = epoch;
+		pthread_mutex_unlock(&v->v_seal_lock);
+	}
+	pthread_rwlock_unlock(&v->v_barrier);
 	return r;
 }
 
@@ -864,6 +888,7 @@ static void volume_free(vd_volume *v)
 	pthread_mutex_destroy(&v->v_lock);
 	pthread_cond_destroy(&v->v_cond);
 	pthread_mutex_destroy(&v->v_seal_lock);
+	pthread_rwlock_destroy(&v->v_barrier);
 	free(v->v_table);
 	free(v);
 }
@@ -879,6 +904,7 @@ static int alias_open(vd_volume *target, vd_volume **out)
 		volume_unref(target);
 		return -ENOMEM;
 	}
+	pthread_rwlock_init(&a->v_barrier, NULL);
 	a->v_target = target;
 	a->v_alias = true;
 	a->v_store = target->v_store;
@@ -930,6 +956,15 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 	pthread_mutex_init(&v->v_lock, NULL);
 	pthread_cond_init(&v->v_cond, NULL);
 	pthread_mutex_init(&v->v_seal_lock, NULL);
+	{
+		/* Writer-preferring, so a snapshot is not starved by writes. */
+		pthread_rwlockattr_t a;
+		pthread_rwlockattr_init(&a);
+		pthread_rwlockattr_setkind_np(&a,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&v->v_barrier, &a);
+		pthread_rwlockattr_destroy(&a);
+	}
 
 	snprintf(lockname, sizeof lockname, "%s%s%s", vol, snap ? "@" : "",
 		 snap ? snap : "");
@@ -1045,6 +1080,7 @@ int vd_volume_close(vd_volume *v)
 	err_clear();
 	if (v->v_alias) {
 		r = volume_unref(v->v_target);
+		pthread_rwlock_destroy(&v->v_barrier);
 		free(v);
 		return r;
 	}

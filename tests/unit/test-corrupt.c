@@ -23,10 +23,12 @@
  *
  * Usage: test-corrupt [seed] */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <zstd.h>
 
 #include "engine/vdisk.h"
 #include "format/format.h"
@@ -296,14 +298,41 @@ static void patch_file(const char *path, uint64_t off, uint8_t xor_mask)
 	close(fd);
 }
 
+/* True if flipping MASK at byte POS of a zstd payload changes what it
+ * decodes to.  Some bits of a frame (window size, padding) do not: such a
+ * record still holds the right bytes, so a reader rightly returns them. */
+static bool flip_changes_content(const char *path, const struct fmt_chunk *c,
+				 uint32_t pos, uint8_t mask)
+{
+	static uint8_t payload[CHUNK], before[CHUNK], after[CHUNK];
+	const int fd = open(path, O_RDONLY);
+	size_t a, b;
+
+	if (fd < 0 || pread(fd, payload, c->stored_len,
+			    (off_t)(c->offset + FMT_REC_HEADER_SIZE)) !=
+		      (ssize_t)c->stored_len)
+		DIE("%s: %s", path, strerror(errno));
+	close(fd);
+	a = ZSTD_decompress(before, sizeof before, payload, c->stored_len);
+	payload[pos] ^= mask;
+	b = ZSTD_decompress(after, sizeof after, payload, c->stored_len);
+	return ZSTD_isError(b) || a != b || memcmp(before, after, a) != 0;
+}
+
 static void flip_payload(struct expect *e, uint32_t idx)
 {
 	const struct chunk_ent *const c = head_chunk(idx);
 	char path[4300];
+	uint32_t pos;
+	uint8_t mask;
+
 	pack_path(work, c->c.pack_id, path, sizeof(path));
-	patch_file(path, c->c.offset + FMT_REC_HEADER_SIZE +
-			 et_below(&rng, c->c.stored_len),
-		   (uint8_t)(1u << et_below(&rng, 8)));
+	do {
+		pos = (uint32_t)et_below(&rng, c->c.stored_len);
+		mask = (uint8_t)(1u << et_below(&rng, 8));
+	} while (c->c.codec == FMT_CODEC_ZSTD &&
+		 !flip_changes_content(path, &c->c, pos, mask));
+	patch_file(path, c->c.offset + FMT_REC_HEADER_SIZE + pos, mask);
 	bad_hash(e, c->hash);
 }
 
