@@ -152,11 +152,11 @@ int vd_volume_create(vd_store *s, const char *vol, uint64_t size)
 	struct wtxn w;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
-	if (size == 0)
-		return SET_ERROR(-EINVAL, "volume size must be greater than 0");
+	if (size == 0 || size > VD_SIZE_MAX)
+		return SET_ERROR(-EINVAL, "volume size must be from 1 byte to 1 EiB");
 	if ((r = wtxn_begin(s, &w)) < 0)
 		return r;
 	r = volume_get(s, w.txn, vol, &fv);
@@ -229,7 +229,7 @@ int vd_snapshot_create(vd_store *s, const char *vol, const char *snap)
 	int r, pid;
 	char holder[64];
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0)
 		return r;
 	if ((v = volume_find_open(s, vol))) { /* we hold it: seal, then snap */
@@ -260,7 +260,7 @@ int vd_clone_create(vd_store *s, const char *vol, const char *snap,
 	struct wtxn w;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0 || (r = check_names(newvol, NULL)) < 0)
 		return r;
 	if ((r = wtxn_begin(s, &w)) < 0)
@@ -326,7 +326,7 @@ int vd_snapshot_remove(vd_store *s, const char *vol, const char *snap)
 	struct wtxn w;
 	int r, fd;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0)
 		return r;
 	snprintf(lockname, sizeof lockname, "%s@%s", vol, snap);
@@ -375,7 +375,7 @@ int vd_volume_remove(vd_store *s, const char *vol, int recursive)
 	int *snapfds = NULL;
 	MDB_val k = { strlen(vol ? vol : ""), (void *)vol };
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
 	if ((fd = lock_acquire(s, vol, true, true)) < 0)
@@ -441,7 +441,7 @@ int vd_volume_rollback(vd_store *s, const char *vol, const char *snap)
 	uint64_t old;
 	int fd, r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0)
 		return r;
 	if ((fd = lock_acquire(s, vol, true, true)) < 0)
@@ -475,7 +475,7 @@ int vd_volume_flatten(vd_store *s, const char *vol)
 	uint64_t old, nidx;
 	int fd, r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
 	if ((fd = lock_acquire(s, vol, true, true)) < 0)
@@ -552,11 +552,11 @@ int vd_volume_resize(vd_store *s, const char *vol, uint64_t size,
 	uint64_t cur;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
-	if (size == 0)
-		return SET_ERROR(-EINVAL, "volume size must be greater than 0");
+	if (size == 0 || size > VD_SIZE_MAX)
+		return SET_ERROR(-EINVAL, "volume size must be from 1 byte to 1 EiB");
 	/* The open handle holds the writer lock throughout. */
 	if ((v = volume_find_open(s, vol))) {
 		vd_volume_close(v);
@@ -675,7 +675,7 @@ int vd_info_get(vd_store *s, const char *vol, const char *snap, unsigned flags,
 	MDB_txn *txn;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0)
 		return r;
 	if ((r = rtxn_begin(s, &txn)) < 0)
@@ -730,7 +730,7 @@ int vd_list(vd_store *s, unsigned flags, vd_info_fn cb, void *opaque)
 	MDB_val k, v;
 	int rc, r = 0;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
 	if ((rc = mdb_cursor_open(txn, s->st_volumes, &cur))) {
@@ -812,7 +812,7 @@ int vd_diff(vd_store *s, const char *vol_a, const char *snap_a,
 	MDB_txn *txn;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = check_names(vol_a, snap_a)) < 0 ||
 	    (r = check_names(vol_b, snap_b)) < 0)
 		return r;

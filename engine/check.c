@@ -439,7 +439,7 @@ int vd_store_check(vd_store *s, vd_progress_fn progress, vd_problem_fn problem,
 	struct hcount refs = { 0 };
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	if ((r = rtxn_begin(s, &c.txn)) < 0)
 		return r;
 	check_structure(&c);
@@ -614,7 +614,7 @@ int vd_store_gc(vd_store *s, vd_progress_fn progress, void *opaque,
 	DIR *d;
 	int fd, r;
 
-	err_clear();
+	API_BEGIN();
 	memset(st, 0, sizeof *st);
 	st->bytes_before = data_bytes(s);
 	if ((r = gc_drop_dead(s, &use, &nuse, st)) < 0)

@@ -56,7 +56,7 @@ static void serve_one(vd_store *s, int fd)
 	req[got] = '\0';
 	if (sscanf(req, "SNAPSHOT %64s %64s", vol, snap) == 2 &&
 	    vd_name_valid(vol) && vd_name_valid(snap)) {
-		err_clear();
+		err_begin("vd_snapshot_create");
 		if ((v = volume_find_open(s, vol))) {
 			r = volume_snapshot(v, snap);
 			vd_volume_close(v);

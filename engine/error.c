@@ -6,13 +6,16 @@
 #include "engine/internal.h"
 
 static __thread char last_error[512];
+static __thread const char *api_name; /* the vd_* call under way */
 
 int vd_set_error(int err, const char *func, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
-	n = snprintf(last_error, sizeof last_error, "%s: ", func);
+	/* Users see the API call they made, not the helper that failed. */
+	n = snprintf(last_error, sizeof last_error, "%s: ",
+		     api_name ? api_name : func);
 	if (n < 0 || (size_t)n >= sizeof last_error)
 		n = 0;
 	va_start(ap, fmt);
@@ -21,8 +24,9 @@ int vd_set_error(int err, const char *func, const char *fmt, ...)
 	return err;
 }
 
-void err_clear(void)
+void err_begin(const char *api)
 {
+	api_name = api;
 	last_error[0] = '\0';
 }
 

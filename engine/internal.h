@@ -21,7 +21,10 @@ int vd_set_error(int err, const char *func, const char *fmt, ...)
 #define SET_ERROR(err, ...) vd_set_error((err), __func__, __VA_ARGS__)
 /* Maps an LMDB return code to a vdisk code. */
 int err_from_mdb(int rc);
-void err_clear(void);
+/* Starts a public call: clears the last error and names the call in the
+ * messages its helpers set. */
+void err_begin(const char *api);
+#define API_BEGIN() err_begin(__func__)
 
 /* ---- store.c ------------------------------------------------------------ */
 

@@ -307,27 +307,6 @@ static bool dir_is_empty(int dirfd)
 	return empty;
 }
 
-static int mkdir_p(const char *path)
-{
-	char buf[4096];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof buf)
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static int read_superblock(vd_store *s)
 {
 	uint8_t buf[FMT_SB_SIZE];
@@ -480,9 +459,11 @@ static int store_setup(vd_store *s, const char *dir,
 		if (errno != ENOENT || !create)
 			return SET_ERROR(errno == ENOENT ? VD_ENOTSTORE : -errno,
 					 "%s: %s", dir, strerror(errno));
-		if ((r = mkdir_p(dir)) < 0)
-			return SET_ERROR(r, "%s: cannot create: %s", dir,
-					 strerror(-r));
+		/* Only the store directory itself: a mistyped path should fail,
+		 * not grow a tree of new directories. */
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return SET_ERROR(-errno, "%s: cannot create: %s", dir,
+					 strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
 		return SET_ERROR(VD_ENOTSTORE, "%s: not a directory", dir);
 	}
@@ -521,7 +502,7 @@ int vd_store_open(const char *dir, const struct vd_store_options *opts,
 	vd_store *s;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	*out = NULL;
 	if (!dir || !*dir)
 		return SET_ERROR(-EINVAL, "no store directory given");
@@ -545,7 +526,7 @@ int vd_store_init(const char *dir, uint32_t chunk_size)
 	struct stat st;
 	int r, fd;
 
-	err_clear();
+	API_BEGIN();
 	if (chunk_size == 0)
 		o.chunk_size = VD_CHUNK_DEFAULT;
 	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -609,7 +590,7 @@ int vd_store_info(vd_store *s, struct vd_store_info *out)
 	int r, fd;
 	const uint8_t *u = s->st_uuid;
 
-	err_clear();
+	API_BEGIN();
 	memset(out, 0, sizeof *out);
 	out->format_version = FMT_VERSION;
 	out->chunk_size = s->st_chunk_size;

@@ -50,6 +50,9 @@ extern "C" {
 
 #define VD_NAME_MAX 64
 
+/* Largest volume size (1 EiB): offsets plus lengths never overflow. */
+#define VD_SIZE_MAX (1ull << 60)
+
 /* Returns a static description of any code this API returns. */
 const char *vd_strerror(int err);
 
@@ -122,7 +125,8 @@ int vd_store_info(vd_store *store, struct vd_store_info *out);
 
 /* ---- volumes, snapshots, clones ----------------------------------------- */
 
-/* Creates an empty (all-zero) volume of SIZE bytes (SIZE > 0). */
+/* Creates an empty (all-zero) volume of SIZE bytes (0 < SIZE <=
+ * VD_SIZE_MAX; else -EINVAL). */
 int vd_volume_create(vd_store *store, const char *vol, uint64_t size);
 
 /* Removes VOL.  With snapshots it fails with VD_EHASSNAPS unless

@@ -216,7 +216,7 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 	MDB_txn *txn = NULL;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0)
 		return r;
@@ -376,7 +376,7 @@ int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 {
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	pthread_rwlock_rdlock(&v->v_barrier);
 	r = write_range(v, buf, len, off);
 	pthread_rwlock_unlock(&v->v_barrier);
@@ -417,7 +417,7 @@ int vd_volume_zero(vd_volume *v, uint64_t off, uint64_t len)
 {
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	pthread_rwlock_rdlock(&v->v_barrier);
 	r = zero_range(v, off, len);
 	pthread_rwlock_unlock(&v->v_barrier);
@@ -481,7 +481,7 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 	MDB_txn *txn = NULL;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0 || len == 0)
 		return r;
@@ -730,7 +730,7 @@ int volume_seal_all(vd_volume *v)
 
 int vd_volume_flush(vd_volume *v)
 {
-	err_clear();
+	API_BEGIN();
 	return volume_seal_all(read_target(v));
 }
 
@@ -925,7 +925,7 @@ int vd_volume_open(vd_store *s, const char *vol, const char *snap,
 	vd_volume *v, *reader = NULL;
 	int r;
 
-	err_clear();
+	API_BEGIN();
 	*out = NULL;
 	if (!vd_name_valid(vol) || (snap && !vd_name_valid(snap)))
 		return SET_ERROR(VD_ENAME, "invalid name '%s%s%s'", vol ? vol : "",
@@ -1077,7 +1077,7 @@ int vd_volume_close(vd_volume *v)
 
 	if (!v)
 		return 0;
-	err_clear();
+	API_BEGIN();
 	if (v->v_alias) {
 		r = volume_unref(v->v_target);
 		pthread_rwlock_destroy(&v->v_barrier);
