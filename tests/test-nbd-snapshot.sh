@@ -70,6 +70,67 @@ print("OK")
 PY
 /usr/bin/python3 "$tmpdir/snap.py" "$tmpdir/sock" || fail "snapshot-while-serving script"
 
+# Snapshots taken while writes are in flight: every write acknowledged
+# before `vdisk snapshot` started is in the snapshot, and every 4 KiB
+# block in it is either all old (zero) or all new (no torn writes).
+cat >"$tmpdir/race.py" <<'PY'
+import os
+import random
+import subprocess
+import sys
+import time
+
+import nbd
+
+sock, vdisk = sys.argv[1], os.environ["VDISK"]
+BS, N = 4096, 4096            # 16 MiB of distinct blocks
+h = nbd.NBD()
+h.set_export_name("race")
+h.connect_unix(sock)
+order = list(range(N))
+random.Random(7).shuffle(order)
+bufs = {i: (b"%07d\n" % i) * (BS // 8) for i in order}
+acked_at = {}
+pending = {}
+snaps = []                     # (name, time started, process)
+nxt = 0
+while nxt < N or pending:
+    while nxt < N and len(pending) < 32:
+        i = order[nxt]
+        pending[h.aio_pwrite(bufs[i], i * BS)] = i
+        nxt += 1
+    h.poll(-1)
+    for c in [c for c in pending if h.aio_command_completed(c)]:
+        acked_at[pending.pop(c)] = time.monotonic()
+    if len(snaps) < 3 and len(acked_at) >= (300, 1500, 2700)[len(snaps)] and \
+            not any(p.poll() is None for _, _, p in snaps):
+        name = "r%d" % len(snaps)
+        snaps.append((name, time.monotonic(),
+                      subprocess.Popen([vdisk, "snapshot", "race@" + name])))
+for name, start, p in snaps:
+    assert p.wait() == 0, "snapshot %s failed" % name
+    s = nbd.NBD()
+    s.set_export_name("race@" + name)
+    s.connect_unix(sock)
+    data = s.pread(N * BS, 0)
+    present = 0
+    for i in range(N):
+        blk = data[i * BS:(i + 1) * BS]
+        if blk == bufs[i]:
+            present += 1
+        else:
+            assert blk == bytes(BS), "snapshot %s: block %d torn" % (name, i)
+            assert not (i in acked_at and acked_at[i] < start), \
+                "snapshot %s lost block %d acknowledged before it began" % (name, i)
+    before = sum(1 for t in acked_at.values() if t < start)
+    print("snapshot %s: %d blocks acknowledged before it began, %d present"
+          % (name, before, present))
+    s.shutdown()
+h.shutdown()
+PY
+vdisk create race 16M || fail "create race"
+/usr/bin/python3 "$tmpdir/race.py" "$tmpdir/sock" || fail "snapshots during in-flight writes"
+
 # The same through qemu-io and the CLI's view of the store.
 vdisk export vol@s1 "$tmpdir/s1" || fail "export s1"
 cmp -n 1000 "$tmpdir/s1" /dev/zero || fail "s1 head"
