@@ -702,11 +702,10 @@ static const char *transmission(struct nbd_conn *c)
 	c->closing = 1;
 	pthread_cond_broadcast(&c->work);
 	pthread_mutex_unlock(&c->lock);
+	/* Workers drain the queue before they exit: every request read was
+	 * answered (or its send failed) once they are joined. */
 	for (i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
-	/* A failed reservation may leave jobs if no worker started; none
-	 * can remain here since nworkers > 0 and workers drain before
-	 * exiting. */
 	return why;
 }
 
