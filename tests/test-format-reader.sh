@@ -1,0 +1,135 @@
+#!/bin/bash
+# FORMAT.md is complete: tests/format-reader.py, a reader written from the
+# spec alone (Python, mdb_dump, zstd), reads every volume and snapshot of
+# stores built by vdisk (4K and 64K chunks; data, zero regions, repeated
+# blocks, compressible and random data; snapshots, clones, writes, rollback,
+# resize, rm, gc) and returns the same bytes as `vdisk export`.
+source "$(dirname "$0")/functions.sh"
+requires python3 cmp mdb_dump zstd
+# Debian's python3 starts in 0.1 s; a pyenv shim can take 2 s.
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+reader() { "$PY" "$VDISK_TOP/tests/format-reader.py" "$@"; }
+# Stores on /dev/shm when there is one: disk sync behaviour is not under
+# test here, and each vdisk command fsyncs several times.
+scratch=$tmpdir
+if [ -z "${VDISK_TEST_TMPDIR:-}" ] && [ -w /dev/shm ]; then
+	scratch=$(mktemp -d /dev/shm/vdisk-test.XXXXXX) || fail "mktemp"
+	cleanup_fn "rm -rf '$scratch'"
+fi
+K=1024
+
+# gen FILE SIZE SEED: an image of SIZE bytes made of 4K pieces: random,
+# zero, text (compressible), a repeat of an earlier random piece, and a
+# few unaligned sparse bytes.
+gen() {
+	"$PY" - "$@" <<'EOF' || fail "gen $*"
+import random, sys
+path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = random.Random(seed)
+out, pieces = bytearray(), []
+while len(out) < size:
+    k = r.randrange(10)
+    if k < 3:
+        p = r.randbytes(4096); pieces.append(p)
+    elif k < 6:
+        p = bytes(4096 * r.randint(1, 20))
+    elif k < 8:
+        p = (b"line %d of seed %d; vdisk format reader\n" % (len(out), seed)) * 120
+        p = p[:4096 * r.randint(1, 3)]
+    elif pieces:
+        p = r.choice(pieces)
+    else:
+        p = bytes(4096)
+    out += p
+out = out[:size]
+for _ in range(4):
+    out[r.randrange(size)] = r.randrange(1, 256)
+open(path, "wb").write(out)
+EOF
+}
+
+# compare_all STORE: every volume and snapshot, read both ways.
+compare_all() {
+	local store=$1 points p n=0
+	points=$(vdisk --store "$store" list --json | "$PY" -c '
+import json, sys
+for v in json.load(sys.stdin)["volumes"]:
+    print(v["name"])
+    for s in v["snapshots"]:
+        print(v["name"] + "@" + s["name"])') || fail "list --json"
+	for p in $points; do
+		rm -f "$tmpdir/exp" "$tmpdir/fr"
+		vdisk --store "$store" export "$p" "$tmpdir/exp" || fail "export $p"
+		reader "$store" "$p" "$tmpdir/fr" || fail "format-reader $p ($store)"
+		cmp "$tmpdir/exp" "$tmpdir/fr" || fail "format-reader and export differ for $p ($store)"
+		n=$((n + 1))
+	done
+	echo "$store: $n points agree"
+	[ "$n" -gt 0 ] || fail "no points in $store"
+}
+
+for cs in 4K 64K; do
+	s="$scratch/store-$cs"
+	vdisk --store "$s" init --chunk-size "$cs" >/dev/null || fail "init $cs"
+	v() { vdisk --store "$s" "$@" || fail "vdisk $* ($cs)"; }
+
+	gen "$tmpdir/img" $((1536 * K + 1000)) 1
+	v import vm "$tmpdir/img"
+	compare_all "$s"
+	v snapshot vm@s1
+	# Writes into vm: aligned, unaligned, zeroes over data.
+	gen "$tmpdir/w1" $((200 * K)) 2
+	v import --existing --offset 64K vm "$tmpdir/w1"
+	gen "$tmpdir/w2" 5000 3
+	v import --existing --offset 777 vm "$tmpdir/w2"
+	head -c $((128 * K)) /dev/zero >"$tmpdir/z"
+	v import --existing --offset 1M vm "$tmpdir/z"
+	v snapshot vm@s2
+
+	# A second volume created empty, written by import --existing.
+	v create other 3M
+	gen "$tmpdir/w3" $((300 * K)) 4
+	v import --existing --offset 2M other "$tmpdir/w3"
+	v import --existing --offset 100 other "$tmpdir/w2"
+	v snapshot other@o1
+
+	# Clones with their own writes and snapshots; a clone of a clone.
+	v clone vm@s1 c1
+	v import --existing --offset 300K c1 "$tmpdir/w3"
+	v snapshot c1@c1s
+	v import --existing c1 "$tmpdir/w2"
+	v clone c1@c1s c2
+	v import --existing --offset 1000K c2 "$tmpdir/w1"
+	compare_all "$s"
+
+	# Rollback, writes after it, a further snapshot.
+	v rollback vm@s1
+	v import --existing --offset 12345 vm "$tmpdir/w1"
+	v snapshot vm@s3
+	v import --existing --offset 1400K vm "$tmpdir/w2"
+	# Shrink to an unaligned size then grow: the tail must read as zeroes.
+	v resize other $((2 * 1024 * K + 4321)) --shrink
+	v resize other 4M
+	v snapshot other@o2
+	compare_all "$s"
+
+	# Removal and gc: dead chunks, compacted packs.
+	v rm vm@s2
+	vdisk --store "$s" rm c1@c1s 2>/dev/null || :  # refused while c2 exists?
+	compare_all "$s"                                # dead chunks, before gc
+	v gc >/dev/null
+	v check >/dev/null
+	compare_all "$s"
+	v flatten c2
+	vdisk --store "$s" rm -r c1 2>/dev/null || :
+	v gc >/dev/null
+	compare_all "$s"
+	unset -f v
+done
+
+# The reader rejects what it does not know: a missing point is an error.
+expect_exit 1 reader "$scratch/store-4K" nosuch "$tmpdir/x" 2>/dev/null
+expect_exit 1 reader "$scratch/store-4K" vm@nosuch "$tmpdir/x" 2>/dev/null
+expect_exit 1 reader "$tmpdir" vm "$tmpdir/x" 2>/dev/null
+echo OK

@@ -1,0 +1,178 @@
+#!/bin/bash
+# Golden stores: tests/golden/v1-store.tar, a FORMAT.md version 1 store made
+# by tests/golden/make-v1.sh, stays readable: `vdisk check` is clean and
+# every volume and snapshot exports to the SHA-256 recorded when it was made
+# (and tests/format-reader.py, the reader written from FORMAT.md alone,
+# agrees).  Damaged copies made here fail with exit 1 and a clear message,
+# never wrong bytes: a flipped byte in a raw and in a zstd chunk payload, a
+# torn superblock, a superblock of version 2 with a valid CRC.
+source "$(dirname "$0")/functions.sh"
+requires tar sha256sum python3 cmp
+golden="$VDISK_TOP/tests/golden"
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+have_reader=
+if command -v mdb_dump >/dev/null && command -v zstd >/dev/null; then
+	have_reader=1
+else
+	echo "note: mdb_dump or zstd missing; not running format-reader.py"
+fi
+reader() { "$PY" "$VDISK_TOP/tests/format-reader.py" "$@"; }
+
+# fresh NAME: a new copy of the golden store, echoes its path.
+fresh() {
+	mkdir "$tmpdir/$1" && tar -xf "$golden/v1-store.tar" -C "$tmpdir/$1" ||
+		fail "untar v1-store.tar"
+	echo "$tmpdir/$1/v1"
+}
+
+points=$(awk '{print $2}' "$golden/v1-expected/v1.sha256")
+[ -n "$points" ] || fail "v1.sha256 is empty"
+
+# ---- the intact store ---------------------------------------------------------
+s=$(fresh good)
+vdisk --store "$s" check || fail "check of the golden store is not clean"
+for p in $points; do
+	want=$(awk -v p="$p" '$2 == p {print $1}' "$golden/v1-expected/v1.sha256")
+	got=$(vdisk --store "$s" export "$p" - | sha256sum | cut -d' ' -f1) ||
+		fail "export $p"
+	[ "$got" = "$want" ] || fail "export $p: sha256 $got, expected $want"
+	if [ -n "$have_reader" ]; then
+		got=$(reader "$s" "$p" - | sha256sum | cut -d' ' -f1) ||
+			fail "format-reader $p"
+		[ "$got" = "$want" ] ||
+			fail "format-reader $p: sha256 $got, expected $want"
+	fi
+done
+# Every point of the store is in the expected file.
+n=$(vdisk --store "$s" list --json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)["volumes"]
+print(len(d) + sum(len(v["snapshots"]) for v in d))')
+[ "$n" -eq "$(wc -l <"$golden/v1-expected/v1.sha256")" ] ||
+	fail "the store has $n points, v1.sha256 lists $(wc -l <"$golden/v1-expected/v1.sha256")"
+echo "golden v1: $n points read correctly"
+
+# ---- a flipped byte in a chunk payload ----------------------------------------
+# flip STORE CODEC: flips the middle byte of the payload of the first chunk
+# record stored with CODEC (0 raw, 1 zstd) in the lowest-numbered pack file
+# holding one (FORMAT.md "Pack files": records are contiguous after the
+# 64-byte header).  Prints the chunk's name (hex).
+flip() {
+	"$PY" - "$@" <<'EOF'
+import glob, struct, sys
+store, want = sys.argv[1], int(sys.argv[2])
+for path in sorted(glob.glob(store + "/data/*.pack")):
+    with open(path, "r+b") as f:
+        buf = f.read()
+        off = 64
+        while off + 48 <= len(buf):
+            magic, codec = struct.unpack_from("<IB", buf, off)
+            slen, = struct.unpack_from("<I", buf, off + 8)
+            assert magic == 0x31434456, (path, off)
+            if codec == want:
+                at = off + 48 + slen // 2
+                f.seek(at)
+                f.write(bytes([buf[at] ^ 0x5A]))
+                print(buf[off + 16:off + 48].hex())
+                sys.exit(0)
+            off += 48 + slen
+sys.exit("no record with codec %d" % want)
+EOF
+}
+
+for codec in 0 1; do
+	s=$(fresh flip$codec)
+	name=$(flip "$s" "$codec") || fail "flip codec $codec"
+	echo "flipped a byte of chunk $name (codec $codec)"
+	out=$(vdisk --store "$s" check 2>&1)
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "check of a flipped chunk exited $rc: $out"
+	grep -q "${name:0:16}" <<<"$out" || fail "check does not name chunk $name: $out"
+	nfailed=0
+	for p in $points; do
+		want=$(awk -v p="$p" '$2 == p {print $1}' "$golden/v1-expected/v1.sha256")
+		rm -f "$tmpdir/exp"
+		vdisk --store "$s" export "$p" "$tmpdir/exp" 2>"$tmpdir/err"
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			# A point not using the chunk: must still read correctly.
+			got=$(sha256sum <"$tmpdir/exp" | cut -d' ' -f1)
+			[ "$got" = "$want" ] || fail "export $p returned wrong bytes"
+			continue
+		fi
+		[ "$rc" -eq 1 ] || fail "export $p of a flipped chunk exited $rc"
+		# FORMAT.md: "a mismatch is the error corrupt, never data".  vdisk
+		# 2026-11 says "content does not match its hash" without the word.
+		grep -Eqi 'corrupt|does not match its hash|decompress' "$tmpdir/err" ||
+			fail "export $p: no corruption message: $(cat "$tmpdir/err")"
+		echo "  $p: $(cat "$tmpdir/err")"
+		[ -e "$tmpdir/exp" ] && [ -s "$tmpdir/exp" ] &&
+			fail "export $p failed but left $tmpdir/exp"
+		if [ -n "$have_reader" ]; then
+			reader "$s" "$p" "$tmpdir/fr" 2>"$tmpdir/err"
+			rc=$?
+			[ "$rc" -eq 1 ] || fail "format-reader $p of a flipped chunk exited $rc"
+			grep -q "corrupt: .*$name" "$tmpdir/err" ||
+				fail "format-reader $p: $(cat "$tmpdir/err")"
+		fi
+		nfailed=$((nfailed + 1))
+	done
+	[ "$nfailed" -gt 0 ] || fail "no export used the flipped chunk $name"
+	echo "flipped chunk (codec $codec): $nfailed points fail as corrupt"
+done
+
+# ---- a torn (truncated) superblock --------------------------------------------
+s=$(fresh torn)
+truncate -s 40 "$s/vdisk.sb" || fail "truncate"
+for cmd in "list" "check" "export vm $tmpdir/torn.raw" "info vm" "snapshot vm@new"; do
+	# shellcheck disable=SC2086
+	out=$(vdisk --store "$s" $cmd 2>&1)
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "$cmd on a torn superblock exited $rc: $out"
+	grep -qi 'superblock' <<<"$out" || fail "$cmd: unclear message: $out"
+	echo "torn superblock: $cmd: $out"
+done
+[ -e "$tmpdir/torn.raw" ] && fail "export of a torn store wrote a file"
+[ "$(stat -c %s "$s/vdisk.sb")" -eq 40 ] || fail "the torn superblock was rewritten"
+if [ -n "$have_reader" ]; then
+	out=$(reader "$s" vm - 2>&1 >/dev/null)
+	[ $? -eq 1 ] || fail "format-reader on a torn superblock"
+	grep -q 'corrupt' <<<"$out" || fail "format-reader: $out"
+fi
+
+# ---- superblock version 2 with a valid CRC ------------------------------------
+s=$(fresh v2)
+"$PY" - "$s/vdisk.sb" <<'EOF' || fail "rewrite superblock"
+import struct, sys
+def crc32c(data):                     # FORMAT.md "Conventions"
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+assert crc32c(b"123456789") == 0xE3069283
+sb = bytearray(open(sys.argv[1], "rb").read())
+assert len(sb) == 64 and struct.unpack_from("<I", sb, 60)[0] == crc32c(sb[:60])
+struct.pack_into("<I", sb, 8, 2)
+struct.pack_into("<I", sb, 60, crc32c(sb[:60]))
+open(sys.argv[1], "wb").write(sb)
+EOF
+for cmd in "list" "check" "export vm $tmpdir/v2.raw" "info vm"; do
+	# shellcheck disable=SC2086
+	out=$(vdisk --store "$s" $cmd 2>&1)
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "$cmd on a version 2 store exited $rc: $out"
+	# vdisk 2026-11 says "store format version 2, this vdisk reads 1".
+	grep -Eqi 'unsupported.*version|version 2' <<<"$out" ||
+		fail "$cmd: no unsupported version message: $out"
+	echo "version 2: $cmd: $out"
+done
+[ -e "$tmpdir/v2.raw" ] && fail "export of a version 2 store wrote a file"
+if [ -n "$have_reader" ]; then
+	out=$(reader "$s" vm - 2>&1 >/dev/null)
+	[ $? -eq 1 ] || fail "format-reader on a version 2 store"
+	grep -q 'unsupported format version 2' <<<"$out" || fail "format-reader: $out"
+fi
+echo OK
