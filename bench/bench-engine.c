@@ -327,7 +327,7 @@ static double fill(vd_volume *v, uint64_t base, uint64_t nbytes, uint64_t salt,
 /* ---- part 1: 4 KiB I/O on a 1 GiB volume -------------------------------- */
 
 #define P1_SIZE GiB
-#define P1_CAP 40.0 /* seconds per loop, to bound a slow engine */
+#define P1_CAP 25.0 /* seconds per loop, to bound a slow engine */
 
 static void report_run(const char *key, struct run_stats r)
 {
