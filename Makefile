@@ -64,7 +64,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 # Debian packages for building and for the tests (the real peers).
 DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux
+             util-linux zstd lmdb-utils
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -87,3 +87,6 @@ clean:
 	rm -rf build build-asan vdisk
 
 .PHONY: all vdisk deps demo check unit asan clean
+
+# NBD fuzzing targets (make fuzz-nbd, fuzz-nbd-run, fuzz-nbd-corpus).
+include nbd/nbd.mk

@@ -211,6 +211,9 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		payload = t->scratch + FMT_REC_HEADER_SIZE;
 	}
 	memset(&c, 0, sizeof c);
+	/* A writer pack is opened only when something is appended. */
+	if ((r = pack_reserve(s, w->txn, FMT_REC_HEADER_SIZE + (uint64_t)stored_len)) < 0)
+		return r;
 	rec.codec = codec;
 	rec.stored_len = stored_len;
 	rec.raw_len = s->st_chunk_size;
@@ -332,7 +335,7 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out)
 		return r;
 	if ((r = chunk_verify(s, hash, &c, t->scratch, out)) < 0)
 		return r;
-	copy = malloc(s->st_chunk_size);
+	copy = cache_buf_get(s->st_cache);
 	if (copy) {
 		memcpy(copy, out, s->st_chunk_size);
 		cache_insert(s->st_cache, hash, copy);
@@ -359,10 +362,41 @@ struct cache_shard {
 	size_t count, max_count;
 };
 
+/* Chunk-sized buffers are recycled rather than freed: a fresh one costs a
+ * page fault per 4 KiB on first touch, which dominated writes. */
+#define POOL_MAX 512
+
 struct chunk_cache {
 	uint32_t chunk_size;
 	struct cache_shard shards[CACHE_SHARDS];
+	pthread_mutex_t pool_lock;
+	void *pool[POOL_MAX];
+	size_t npool;
 };
+
+void *cache_buf_get(struct chunk_cache *c)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool)
+		p = c->pool[--c->npool];
+	pthread_mutex_unlock(&c->pool_lock);
+	return p ? p : malloc(c->chunk_size);
+}
+
+void cache_buf_put(struct chunk_cache *c, void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npool < POOL_MAX) {
+		c->pool[c->npool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	free(p);
+}
 
 static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32])
 {
@@ -384,6 +418,7 @@ struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 	if (!c)
 		return NULL;
 	c->chunk_size = chunk_size;
+	pthread_mutex_init(&c->pool_lock, NULL);
 	per_shard = MAX((size_t)(max_bytes / chunk_size / CACHE_SHARDS), 1);
 	for (int i = 0; i < CACHE_SHARDS; i++) {
 		struct cache_shard *sh = &c->shards[i];
@@ -415,6 +450,9 @@ void cache_free(struct chunk_cache *c)
 		free(sh->buckets);
 		pthread_mutex_destroy(&sh->lock);
 	}
+	while (c->npool)
+		free(c->pool[--c->npool]);
+	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }
 
@@ -475,7 +513,7 @@ void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
 	pp = find(sh, hash);
 	if (*pp) { /* same name, same bytes: keep the one we have */
 		pthread_mutex_unlock(&sh->lock);
-		free(buf);
+		cache_buf_put(c, buf);
 		return;
 	}
 	if (sh->count >= sh->max_count) {
@@ -488,11 +526,11 @@ void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
 	e = victim ? victim : malloc(sizeof *e);
 	if (!e) {
 		pthread_mutex_unlock(&sh->lock);
-		free(buf);
+		cache_buf_put(c, buf);
 		return;
 	}
 	if (victim)
-		free(victim->buf);
+		cache_buf_put(c, victim->buf);
 	memcpy(e->hash, hash, 32);
 	e->buf = buf;
 	e->bucket_next = NULL;

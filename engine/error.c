@@ -18,6 +18,13 @@ int vd_set_error(int err, const char *func, const char *fmt, ...)
 		     api_name ? api_name : func);
 	if (n < 0 || (size_t)n >= sizeof last_error)
 		n = 0;
+	/* Corruption is always called so, whatever the detail says. */
+	if (err == VD_ECORRUPT && strstr(fmt, "corrupt") == NULL) {
+		const int m = snprintf(last_error + n, sizeof last_error - n,
+				       "corrupt: ");
+		if (m > 0 && (size_t)(n + m) < sizeof last_error)
+			n += m;
+	}
 	va_start(ap, fmt);
 	vsnprintf(last_error + n, sizeof last_error - n, fmt, ap);
 	va_end(ap);

@@ -174,7 +174,10 @@ void cache_free(struct chunk_cache *c);
 /* Copies LEN bytes at OFF of cached chunk HASH into OUT; false if absent. */
 bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 		size_t off, size_t len);
-/* Inserts a verified chunk; takes ownership of BUF (malloc'd). */
+/* A chunk-sized buffer from the store's pool (or malloc), and back. */
+void *cache_buf_get(struct chunk_cache *c);
+void cache_buf_put(struct chunk_cache *c, void *buf);
+/* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
 
 /* ---- layer.c ------------------------------------------------------------ */

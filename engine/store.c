@@ -335,7 +335,7 @@ static int read_superblock(vd_store *s)
 				 s->st_dir, FMT_SB_NAME);
 	case FMT_BAD_VERSION:
 		return SET_ERROR(VD_EVERSION,
-				 "%s: store format version %u, this vdisk reads %u",
+				 "%s: unsupported store format version %u (this vdisk reads %u)",
 				 s->st_dir, sb.version, FMT_VERSION);
 	default:
 		return SET_ERROR(VD_ECORRUPT, "%s: damaged superblock (%s)",

@@ -82,7 +82,7 @@ struct vd_store_options {
 	uint64_t cache_bytes;
 	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
 	 * store handle (0: default 1 GiB, or VDISK_DIRTY_MB).  Writers wait
-	 * while it is full; sealing starts at half of it. */
+	 * while it is full; sealing starts at three quarters of it. */
 	uint64_t dirty_bytes;
 	/* Shown to other processes as the holder of volumes opened for writing
 	 * ("vdisk serve"); NULL: the program name. */

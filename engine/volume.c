@@ -30,6 +30,8 @@
 
 #define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
 #define SEAL_BACKGROUND 1024   /* chunks per background commit (64 MiB) */
+/* Dirty bytes at which background sealing starts. */
+#define SEAL_START(s) ((s)->st_dirty_max / 4 * 3)
 
 static int volume_unref(vd_volume *v);
 
@@ -120,6 +122,24 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf)
 	return 0;
 }
 
+/* Moves D to the young end of the list: the sealer takes the coldest
+ * chunks first, so chunks written again and again stay in memory.  Caller
+ * holds v_lock. */
+static void fifo_touch(vd_volume *v, struct dirty *d)
+{
+	if (v->v_fifo_tail == d)
+		return;
+	if (d->fprev)
+		d->fprev->fnext = d->fnext;
+	else
+		v->v_fifo_head = d->fnext;
+	d->fnext->fprev = d->fprev;
+	d->fprev = v->v_fifo_tail;
+	d->fnext = NULL;
+	v->v_fifo_tail->fnext = d;
+	v->v_fifo_tail = d;
+}
+
 /* Unlinks and frees D, handing its buffer to the cache under HASH if
  * given.  Caller holds v_lock. */
 static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
@@ -141,7 +161,7 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	if (hash && d->buf)
 		cache_insert(v->v_store->st_cache, hash, d->buf);
 	else
-		free(d->buf);
+		cache_buf_put(v->v_store->st_cache, d->buf);
 	free(d);
 }
 
@@ -150,6 +170,43 @@ static vd_volume *read_target(vd_volume *v)
 {
 	vd_volume *t = __atomic_load_n(&v->v_target, __ATOMIC_ACQUIRE);
 	return t ? t : v;
+}
+
+/* ---- views of the committed state ---------------------------------------
+ *
+ * A chunk that is not dirty must be read from a read transaction that
+ * began after the chunk left the dirty table, or the seal that moved it
+ * into the index may be invisible.  A view is a read transaction with the
+ * v_sealed_seq read before it began: while v_sealed_seq is unchanged, no
+ * entry has left the dirty table since, so the transaction is fresh enough.
+ */
+struct view {
+	MDB_txn *txn;
+	uint64_t seq;
+};
+
+static int view_begin(vd_volume *v, struct view *w)
+{
+	if (!v->v_readonly) {
+		pthread_mutex_lock(&v->v_lock);
+		w->seq = v->v_sealed_seq;
+		pthread_mutex_unlock(&v->v_lock);
+	}
+	return rtxn_begin(v->v_store, &w->txn);
+}
+
+static void view_end(struct view *w)
+{
+	if (w->txn)
+		mdb_txn_abort(w->txn);
+	w->txn = NULL;
+}
+
+/* True if W no longer shows everything that left the dirty table.  Caller
+ * holds v_lock. */
+static bool view_stale(const vd_volume *v, const struct view *w)
+{
+	return !v->v_readonly && w->seq != v->v_sealed_seq;
 }
 
 /* ---- reading committed chunks ------------------------------------------- */
@@ -177,13 +234,13 @@ static int read_committed(vd_volume *v, MDB_txn **txn, uint64_t idx,
 		if (off == 0 && len == v->v_chunk_size) {
 			r = chunk_load(s, *txn, mv.hash, out);
 		} else {
-			uint8_t *tmp = malloc(v->v_chunk_size);
+			uint8_t *tmp = cache_buf_get(s->st_cache);
 			if (!tmp)
 				return -ENOMEM;
 			r = chunk_load(s, *txn, mv.hash, tmp);
 			if (r == 0)
 				memcpy(out, tmp + off, len);
-			free(tmp);
+			cache_buf_put(s->st_cache, tmp);
 		}
 		if (r != -ENOENT)
 			return r;
@@ -213,8 +270,8 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 {
 	const uint32_t cs = v->v_chunk_size;
 	uint8_t *out = buf;
-	MDB_txn *txn = NULL;
-	int r;
+	struct view view = { 0 };
+	int r = 0;
 
 	API_BEGIN();
 	v = read_target(v);
@@ -223,7 +280,7 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 	while (len) {
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
-		bool done = false;
+		bool done = false, stale = false;
 
 		if (!v->v_readonly) {
 			struct dirty *d;
@@ -234,17 +291,24 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 				else
 					memset(out, 0, plen);
 				done = true;
+			} else {
+				stale = view.txn && view_stale(v, &view);
 			}
 			pthread_mutex_unlock(&v->v_lock);
 		}
-		if (!done && (r = read_committed(v, &txn, idx, out, pofs, plen)) < 0)
-			break;
+		if (!done) {
+			if (stale)
+				view_end(&view);
+			if (!view.txn && (r = view_begin(v, &view)) < 0)
+				break;
+			if ((r = read_committed(v, &view.txn, idx, out, pofs, plen)) < 0)
+				break;
+		}
 		out += plen;
 		off += plen;
 		len -= plen;
 	}
-	if (txn)
-		mdb_txn_abort(txn);
+	view_end(&view);
 	return len ? r : 0;
 }
 
@@ -258,7 +322,7 @@ static void throttle(vd_store *s)
 		pthread_cond_broadcast(&s->st_dirty_cond);
 		pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
 	}
-	if (s->st_dirty_bytes >= s->st_dirty_max / 2)
+	if (s->st_dirty_bytes >= SEAL_START(s))
 		pthread_cond_broadcast(&s->st_dirty_cond); /* wake the sealer */
 	pthread_mutex_unlock(&s->st_dirty_lock);
 }
@@ -269,6 +333,7 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 {
 	const uint32_t cs = v->v_chunk_size;
 	const bool full = pofs == 0 && plen == cs;
+	struct chunk_cache *pool = v->v_store->st_cache;
 	uint8_t *fresh = NULL;
 	MDB_txn *txn = NULL;
 	int r = 0;
@@ -280,12 +345,15 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 
 		if (d) {
 			if (full && !src) { /* the whole chunk becomes zero */
-				free(d->buf);
+				cache_buf_put(pool, d->buf);
 				d->buf = NULL;
 			} else {
-				if (!d->buf && !(d->buf = calloc(1, cs))) {
-					r = -ENOMEM;
-					break;
+				if (!d->buf) {
+					if (!(d->buf = cache_buf_get(pool))) {
+						r = -ENOMEM;
+						break;
+					}
+					memset(d->buf, 0, cs);
 				}
 				if (src)
 					memcpy(d->buf + pofs, src, plen);
@@ -293,11 +361,12 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 					memset(d->buf + pofs, 0, plen);
 			}
 			d->gen = ++v->v_gen;
+			fifo_touch(v, d);
 			break;
 		}
 		if (full || fresh) {
 			if (!fresh && src) {
-				if (!(fresh = malloc(cs))) {
+				if (!(fresh = cache_buf_get(pool))) {
 					r = -ENOMEM;
 					break;
 				}
@@ -318,7 +387,7 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 		/* A partial write to a clean chunk: load what is committed. */
 		seq = v->v_sealed_seq;
 		pthread_mutex_unlock(&v->v_lock);
-		if (!(fresh = malloc(cs)))
+		if (!(fresh = cache_buf_get(pool)))
 			return -ENOMEM;
 		r = read_committed(v, &txn, idx, fresh, 0, cs);
 		if (txn) {
@@ -326,23 +395,23 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 			txn = NULL;
 		}
 		if (r < 0) {
-			free(fresh);
+			cache_buf_put(pool, fresh);
 			return r;
 		}
 		pthread_mutex_lock(&v->v_lock);
 		if (seq != v->v_sealed_seq && !dirty_find(v, idx)) {
 			/* A seal landed meanwhile and may have changed idx. */
-			free(fresh);
+			cache_buf_put(pool, fresh);
 			fresh = NULL;
 			continue;
 		}
 		if (dirty_find(v, idx)) {
-			free(fresh);
+			cache_buf_put(pool, fresh);
 			fresh = NULL;
 		}
 	}
 	pthread_mutex_unlock(&v->v_lock);
-	free(fresh);
+	cache_buf_put(pool, fresh);
 	return r;
 }
 
@@ -383,17 +452,24 @@ int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 	return r;
 }
 
-/* Next chunk index >= IDX that may hold data: dirty or in the chain. */
-static int next_candidate(vd_volume *v, MDB_txn *txn, uint64_t idx,
+/* Next chunk index >= IDX that may hold data: dirty or in the chain.
+ * -EAGAIN if VIEW went stale (renew it and ask again). */
+static int next_candidate(vd_volume *v, const struct view *view, uint64_t idx,
 			  uint64_t end, uint64_t *next)
 {
 	uint64_t best;
 	int r;
 
-	if ((r = chain_next_idx(v->v_store, txn, &v->v_chain, idx, &best)) < 0)
+	if ((r = chain_next_idx(v->v_store, view->txn, &v->v_chain, idx, &best)) < 0)
 		return r;
 	if (!v->v_readonly) {
 		pthread_mutex_lock(&v->v_lock);
+		/* Checked after the index lookup: an entry that left the dirty
+		 * table before it is in the index view, or we retry. */
+		if (view_stale(v, view)) {
+			pthread_mutex_unlock(&v->v_lock);
+			return -EAGAIN;
+		}
 		if (v->v_ndirty < MIN(best, end) - idx) {
 			for (struct dirty *d = v->v_fifo_head; d; d = d->fnext)
 				if (d->idx >= idx && d->idx < best)
@@ -427,7 +503,7 @@ int vd_volume_zero(vd_volume *v, uint64_t off, uint64_t len)
 static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 {
 	const uint32_t cs = v->v_chunk_size;
-	MDB_txn *txn = NULL;
+	struct view view = { 0 };
 	int r;
 
 	if (v->v_readonly)
@@ -450,24 +526,23 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 		len -= tail;
 	}
 	/* Whole chunks: only those that may hold data need a zero entry. */
-	for (uint64_t idx = off / cs, end = (off + len) / cs; idx < end;) {
-		if (!txn && (r = rtxn_begin(v->v_store, &txn)) < 0)
+	for (uint64_t idx = off / cs, end = (off + len) / cs, n = 0; idx < end; n++) {
+		if (!view.txn && (r = view_begin(v, &view)) < 0)
 			return r;
-		if ((r = next_candidate(v, txn, idx, end, &idx)) < 0)
-			break;
-		if (idx >= end)
+		r = next_candidate(v, &view, idx, end, &idx);
+		if (r == -EAGAIN || n % 4096 == 4095) { /* stale, or pinned long */
+			view_end(&view);
+			r = 0;
+			continue;
+		}
+		if (r < 0 || idx >= end)
 			break;
 		throttle(v->v_store);
 		if ((r = write_piece(v, idx, NULL, 0, cs)) < 0)
 			break;
 		idx++;
-		if (idx % 4096 == 0) { /* don't pin old pages for long */
-			mdb_txn_abort(txn);
-			txn = NULL;
-		}
 	}
-	if (txn)
-		mdb_txn_abort(txn);
+	view_end(&view);
 	return r < 0 ? r : 0;
 }
 
@@ -478,36 +553,48 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 	const uint64_t end = off + len;
 	uint64_t run_start = off;
 	unsigned run_type = VD_EXTENT_HOLE;
-	MDB_txn *txn = NULL;
+	struct view view = { 0 };
 	int r;
 
 	API_BEGIN();
 	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0 || len == 0)
 		return r;
-	if ((r = rtxn_begin(v->v_store, &txn)) < 0)
-		return r;
 	for (uint64_t pos = off; pos < end;) {
 		const uint64_t idx = pos / cs;
 		uint64_t next, stop;
 		unsigned type = VD_EXTENT_HOLE;
 
-		if ((r = next_candidate(v, txn, idx, DIV_ROUND_UP(end, cs), &next)) < 0)
+		if (!view.txn && (r = view_begin(v, &view)) < 0)
+			break;
+		r = next_candidate(v, &view, idx, DIV_ROUND_UP(end, cs), &next);
+		if (r == -EAGAIN) {
+			view_end(&view);
+			r = 0;
+			continue;
+		}
+		if (r < 0)
 			break;
 		if (next == idx) {
-			struct dirty *d = NULL;
-			bool known = false;
+			bool known = false, stale = false;
 			if (!v->v_readonly) {
+				struct dirty *d;
 				pthread_mutex_lock(&v->v_lock);
 				if ((d = dirty_find(v, idx))) {
 					type = d->buf ? VD_EXTENT_DATA : VD_EXTENT_HOLE;
 					known = true;
+				} else {
+					stale = view_stale(v, &view);
 				}
 				pthread_mutex_unlock(&v->v_lock);
 			}
+			if (stale) {
+				view_end(&view);
+				continue;
+			}
 			if (!known) {
 				struct map_val mv;
-				if ((r = chain_resolve(v->v_store, txn, &v->v_chain,
+				if ((r = chain_resolve(v->v_store, view.txn, &v->v_chain,
 						       idx, &mv)) < 0)
 					break;
 				type = mv.kind == FMT_MAP_DATA ? VD_EXTENT_DATA
@@ -527,7 +614,7 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 	}
 	if (r == 0)
 		r = cb(opaque, run_start, end - run_start, run_type);
-	mdb_txn_abort(txn);
+	view_end(&view);
 	return r;
 }
 
@@ -555,7 +642,7 @@ static size_t seal_pick(vd_volume *v, struct seal_item *items, size_t max,
 		items[n].idx = d->idx;
 		items[n].gen = d->gen;
 		if (d->buf) {
-			if (!(items[n].raw = malloc(cs))) {
+			if (!(items[n].raw = cache_buf_get(v->v_store->st_cache))) {
 				*err = -ENOMEM;
 				break;
 			}
@@ -576,8 +663,6 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 	const uint32_t cs = v->v_chunk_size;
 	int r;
 
-	if ((r = pack_reserve(s, w->txn, n * (FMT_REC_HEADER_SIZE + (uint64_t)cs))) < 0)
-		return r;
 	for (size_t i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
 		struct map_val mv = { .kind = FMT_MAP_HOLE };
@@ -604,7 +689,7 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 			memcpy(mv.hash, it->hash, 32);
 			it->is_data = true;
 		}
-		free(it->raw);
+		cache_buf_put(s->st_cache, it->raw);
 		it->raw = NULL;
 		if ((r = map_put(s, w, v->v_chain.links[0].layer, it->idx,
 				 v->v_write_epoch, &mv)) < 0)
@@ -671,7 +756,7 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		struct seal_item *it = &items[i];
 		struct dirty *d = dirty_find(v, it->idx);
 
-		free(it->raw);
+		cache_buf_put(s->st_cache, it->raw);
 		assert(d && d->sealing);
 		d->sealing = false;
 		if (r == 0 && d->gen == it->gen) {
@@ -745,7 +830,7 @@ static void *sealer_main(void *arg)
 		vd_volume *v = NULL, *best = NULL;
 		int r;
 
-		if (s->st_dirty_bytes < s->st_dirty_max / 2) {
+		if (s->st_dirty_bytes < SEAL_START(s)) {
 			pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
 			continue;
 		}
