@@ -625,6 +625,9 @@ struct seal_item {
 	uint8_t *raw;           /* copy of the chunk; NULL: zero */
 	uint8_t hash[32];
 	bool is_data;
+	uint8_t *payload;       /* compressed, NULL if the store has it */
+	uint8_t codec;
+	uint32_t stored_len;
 };
 
 /* Picks up to MAX entries (oldest first) whose first_gen <= UPTO, marks them
@@ -654,43 +657,90 @@ static size_t seal_pick(vd_volume *v, struct seal_item *items, size_t max,
 	return n;
 }
 
-/* Stores ITEMS into W: hashes, compresses new content, appends it, and
- * points the map at it.  Caller holds v_seal_lock and st_pack_lock. */
+/* Hashes ITEMS and compresses the content the store does not have yet.
+ * Runs without locks, on two threads for a large batch. */
+struct prepare_job {
+	vd_store *s;
+	struct seal_item *items;
+	size_t n;
+	int r;
+};
+
+static void *prepare_run(void *arg)
+{
+	struct prepare_job *j = arg;
+	vd_store *s = j->s;
+	const uint32_t cs = s->st_chunk_size;
+	MDB_txn *txn = NULL;
+
+	j->r = 0;
+	for (size_t i = 0; i < j->n && j->r == 0; i++) {
+		struct seal_item *it = &j->items[i];
+		MDB_val k = { 32, it->hash }, val;
+
+		if (!it->raw)
+			continue;
+		if (chunk_is_zero(it->raw, cs)) {
+			cache_buf_put(s->st_cache, it->raw);
+			it->raw = NULL;
+			continue;
+		}
+		it->is_data = true;
+		chunk_hash(it->raw, cs, it->hash);
+		if (!txn && (j->r = rtxn_begin(s, &txn)) < 0)
+			break;
+		/* Compress only content the store does not have (if gc drops it
+		 * meanwhile, chunk_ref compresses it then). */
+		if (mdb_get(txn, s->st_chunks, &k, &val) == 0)
+			continue;
+		if (!(it->payload = cache_buf_get(s->st_cache)))
+			j->r = -ENOMEM;
+		else
+			j->r = chunk_compress(it->raw, cs, it->payload, &it->codec,
+					      &it->stored_len);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	return NULL;
+}
+
+static int seal_prepare(vd_store *s, struct seal_item *items, size_t n)
+{
+	struct prepare_job a = { s, items, n / 2, 0 }, b = { s, items + n / 2, n - n / 2, 0 };
+	pthread_t t;
+
+	if (n < 8 || pthread_create(&t, NULL, prepare_run, &b) != 0) {
+		a.n = n;
+		prepare_run(&a);
+		return a.r;
+	}
+	prepare_run(&a);
+	pthread_join(t, NULL);
+	return a.r < 0 ? a.r : b.r;
+}
+
+/* Stores prepared ITEMS into W: appends new content and points the map at
+ * it.  Caller holds v_seal_lock and st_pack_lock. */
 static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
-		      size_t n, uint8_t *payload)
+		      size_t n)
 {
 	vd_store *s = v->v_store;
-	const uint32_t cs = v->v_chunk_size;
 	int r;
 
 	for (size_t i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
 		struct map_val mv = { .kind = FMT_MAP_HOLE };
-		MDB_val k, val;
 
-		if (it->raw && !chunk_is_zero(it->raw, cs)) {
-			uint8_t codec = 0;
-			uint32_t len = 0;
-			const void *p = NULL;
-
-			chunk_hash(it->raw, cs, it->hash);
-			k.mv_size = 32;
-			k.mv_data = it->hash;
-			/* Compress only content the store does not have. */
-			if (mdb_get(w->txn, s->st_chunks, &k, &val) != 0) {
-				if ((r = chunk_compress(it->raw, cs, payload, &codec,
-							&len)) < 0)
-					return r;
-				p = payload;
-			}
-			if ((r = chunk_ref(s, w, it->hash, it->raw, p, codec, len)) < 0)
+		if (it->is_data) {
+			if ((r = chunk_ref(s, w, it->hash, it->raw, it->payload,
+					   it->codec, it->stored_len)) < 0)
 				return r;
 			mv.kind = FMT_MAP_DATA;
 			memcpy(mv.hash, it->hash, 32);
-			it->is_data = true;
 		}
 		cache_buf_put(s->st_cache, it->raw);
-		it->raw = NULL;
+		cache_buf_put(s->st_cache, it->payload);
+		it->raw = it->payload = NULL;
 		if ((r = map_put(s, w, v->v_chain.links[0].layer, it->idx,
 				 v->v_write_epoch, &mv)) < 0)
 			return r;
@@ -706,13 +756,10 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	vd_store *s = v->v_store;
 	const uint32_t cs = v->v_chunk_size;
 	struct seal_item *items = NULL;
-	uint8_t *payload = malloc(cs);
 	size_t n = 0, cap = 0, removed = 0;
 	struct wtxn w = { 0 };
 	int r = 0;
 
-	if (!payload)
-		return -ENOMEM;
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);
 	while (n < max && r == 0) {
@@ -733,10 +780,12 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		pthread_mutex_unlock(&v->v_lock);
 		if (got == 0)
 			break;
+		if (r == 0)
+			r = seal_prepare(s, items + n, got);
 		if (!w.txn && r == 0)
 			r = wtxn_begin(s, &w);
 		if (r == 0)
-			r = seal_store(v, &w, items + n, got, payload);
+			r = seal_store(v, &w, items + n, got);
 		n += got;
 	}
 	if (w.txn) {
@@ -757,6 +806,7 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		struct dirty *d = dirty_find(v, it->idx);
 
 		cache_buf_put(s->st_cache, it->raw);
+		cache_buf_put(s->st_cache, it->payload);
 		assert(d && d->sealing);
 		d->sealing = false;
 		if (r == 0 && d->gen == it->gen) {
@@ -771,7 +821,6 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	pthread_mutex_unlock(&v->v_lock);
 
 	free(items);
-	free(payload);
 	if (removed)
 		dirty_account(s, -(int64_t)removed * cs);
 	return r < 0 ? r : (int)n;
