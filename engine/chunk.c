@@ -15,6 +15,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include <zstd.h>
+#include <liburing.h>
 
 #include "engine/internal.h"
 
@@ -27,6 +28,11 @@ struct thread_ctx {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	uint8_t *scratch;  /* a record: header + up to VD_CHUNK_MAX payload */
+	/* Batched record reads (chunk_load_many). */
+	int ring_state;    /* 0 not tried, 1 ready, -1 unavailable */
+	struct io_uring ring;
+	uint8_t *recbufs;  /* LOAD_BATCH records */
+	size_t recbuf_size;
 };
 
 static pthread_key_t ctx_key;
@@ -41,6 +47,9 @@ static void thread_ctx_free(void *p)
 	ZSTD_freeCCtx(t->cctx);
 	ZSTD_freeDCtx(t->dctx);
 	free(t->scratch);
+	if (t->ring_state == 1)
+		io_uring_queue_exit(&t->ring);
+	free(t->recbufs);
 	free(t);
 }
 
@@ -272,30 +281,21 @@ int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32])
 
 /* ---- verified loading --------------------------------------------------- */
 
-int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
-		 uint8_t *scratch, uint8_t *out)
+/* Checks record REC (as read from C's location) against C and HASH and
+ * decodes it into OUT, verified. */
+static int record_decode(vd_store *s, const uint8_t hash[32],
+			 const struct fmt_chunk *c, const uint8_t *recbuf,
+			 uint8_t *out)
 {
 	struct thread_ctx *t = thread_ctx();
 	struct fmt_record rec;
 	uint8_t got[32];
 	char hx[17];
-	int r;
 
 	hex8(hash, hx);
 	if (!t)
 		return -ENOMEM;
-	if (c->stored_len > s->st_chunk_size)
-		return SET_ERROR(VD_ECORRUPT, "chunk %s: stored length %u exceeds "
-				 "the chunk size", hx, c->stored_len);
-	r = pack_read(s, c->pack_id, c->offset, c->stored_len, scratch);
-	if (r == -ENOENT)
-		return -ENOENT;
-	if (r < 0) {
-		char why[256]; /* the message is rewritten in the same buffer */
-		snprintf(why, sizeof why, "%s", vd_last_error());
-		return SET_ERROR(r, "chunk %s: %s", hx, why);
-	}
-	if (fmt_record_decode(scratch, &rec) != 0 ||
+	if (fmt_record_decode(recbuf, &rec) != 0 ||
 	    memcmp(rec.hash, hash, 32) != 0 || rec.codec != c->codec ||
 	    rec.stored_len != c->stored_len || rec.raw_len != s->st_chunk_size)
 		return SET_ERROR(VD_ECORRUPT, "chunk %s: bad record header at "
@@ -303,14 +303,14 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 				 (unsigned long long)c->offset);
 	if (rec.codec == FMT_CODEC_ZSTD) {
 		const size_t n = ZSTD_decompressDCtx(t->dctx, out, s->st_chunk_size,
-						     scratch + FMT_REC_HEADER_SIZE,
+						     recbuf + FMT_REC_HEADER_SIZE,
 						     rec.stored_len);
 		if (ZSTD_isError(n) || n != s->st_chunk_size)
 			return SET_ERROR(VD_ECORRUPT, "chunk %s: does not "
 					 "decompress (pack %08x offset %llu)", hx,
 					 c->pack_id, (unsigned long long)c->offset);
 	} else {
-		memcpy(out, scratch + FMT_REC_HEADER_SIZE, s->st_chunk_size);
+		memcpy(out, recbuf + FMT_REC_HEADER_SIZE, s->st_chunk_size);
 	}
 	chunk_hash(out, s->st_chunk_size, got);
 	if (memcmp(got, hash, 32) != 0)
@@ -320,11 +320,52 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 	return 0;
 }
 
+static int stored_len_check(vd_store *s, const uint8_t hash[32],
+			    const struct fmt_chunk *c)
+{
+	char hx[17];
+
+	if (c->stored_len <= s->st_chunk_size)
+		return 0;
+	hex8(hash, hx);
+	return SET_ERROR(VD_ECORRUPT, "chunk %s: stored length %u exceeds the "
+			 "chunk size", hx, c->stored_len);
+}
+
+int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
+		 uint8_t *scratch, uint8_t *out)
+{
+	char hx[17];
+	int r;
+
+	if ((r = stored_len_check(s, hash, c)) < 0)
+		return r;
+	r = pack_read(s, c->pack_id, c->offset, c->stored_len, scratch);
+	if (r == -ENOENT)
+		return -ENOENT;
+	if (r < 0) {
+		char why[256]; /* the message is rewritten in the same buffer */
+		snprintf(why, sizeof why, "%s", vd_last_error());
+		hex8(hash, hx);
+		return SET_ERROR(r, "chunk %s: %s", hx, why);
+	}
+	return record_decode(s, hash, c, scratch, out);
+}
+
+static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data)
+{
+	void *copy = cache_buf_get(s->st_cache);
+
+	if (copy) {
+		memcpy(copy, data, s->st_chunk_size);
+		cache_insert(s->st_cache, hash, copy);
+	}
+}
+
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out)
 {
 	struct thread_ctx *t;
 	struct fmt_chunk c;
-	void *copy;
 	int r;
 
 	if (cache_read(s->st_cache, hash, out, 0, s->st_chunk_size))
@@ -335,10 +376,116 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out)
 		return r;
 	if ((r = chunk_verify(s, hash, &c, t->scratch, out)) < 0)
 		return r;
-	copy = cache_buf_get(s->st_cache);
-	if (copy) {
-		memcpy(copy, out, s->st_chunk_size);
-		cache_insert(s->st_cache, hash, copy);
+	cache_copy_in(s, hash, out);
+	return 0;
+}
+
+/* Batched loads: the records of cache misses are read with one io_uring
+ * submission (bench/bench-io.c measured 16 records at once at 1.5x the rate
+ * of 16 preads with the page cache warm, 2.2x with it dropped; a single
+ * read gains nothing, so single loads keep pread). */
+#define LOAD_BATCH 16
+
+static bool ring_ready(struct thread_ctx *t, size_t recsize)
+{
+	if (t->ring_state == 0)
+		t->ring_state = io_uring_queue_init(LOAD_BATCH, &t->ring, 0) == 0 ? 1 : -1;
+	if (t->ring_state < 0)
+		return false;
+	if (t->recbuf_size < recsize) {
+		uint8_t *p = realloc(t->recbufs, LOAD_BATCH * recsize);
+		if (!p)
+			return false;
+		t->recbufs = p;
+		t->recbuf_size = recsize;
+	}
+	return true;
+}
+
+int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
+		    size_t n)
+{
+	const size_t recsize = FMT_REC_HEADER_SIZE + s->st_chunk_size;
+	struct thread_ctx *t = thread_ctx();
+	struct fmt_chunk loc[LOAD_BATCH];
+	size_t pending[LOAD_BATCH];
+
+	if (!t)
+		return -ENOMEM;
+	if (n < 2 || !s->st_uring || !ring_ready(t, recsize)) {
+		for (size_t i = 0; i < n; i++)
+			reqs[i].r = chunk_load(s, txn, reqs[i].hash, reqs[i].out);
+		return 0;
+	}
+	for (size_t first = 0; first < n; first += LOAD_BATCH) {
+		const size_t end = MIN(n, first + LOAD_BATCH);
+		size_t np = 0;
+
+		for (size_t i = first; i < end; i++) {
+			struct chunk_req *q = &reqs[i];
+			struct io_uring_sqe *sqe;
+			int fd;
+
+			if (cache_read(s->st_cache, q->hash, q->out, 0, s->st_chunk_size)) {
+				q->r = 0;
+				continue;
+			}
+			if ((q->r = chunk_get(s, txn, q->hash, &loc[np])) < 0 ||
+			    (q->r = stored_len_check(s, q->hash, &loc[np])) < 0)
+				continue;
+			if ((fd = pack_fd_get(s, loc[np].pack_id)) < 0) {
+				q->r = fd; /* -ENOENT: gc moved it; the caller retries */
+				continue;
+			}
+			sqe = io_uring_get_sqe(&t->ring);
+			io_uring_prep_read(sqe, fd, t->recbufs + np * recsize,
+					   FMT_REC_HEADER_SIZE + loc[np].stored_len,
+					   loc[np].offset);
+			sqe->user_data = np;
+			pending[np++] = i;
+		}
+		if (np == 0)
+			continue;
+		if (io_uring_submit_and_wait(&t->ring, (unsigned)np) < 0) {
+			/* Could not submit: do it the plain way. */
+			io_uring_queue_exit(&t->ring);
+			t->ring_state = -1;
+			for (size_t j = 0; j < np; j++)
+				reqs[pending[j]].r = chunk_load(s, txn, reqs[pending[j]].hash,
+								reqs[pending[j]].out);
+			continue;
+		}
+		for (size_t j = 0; j < np; j++) {
+			struct io_uring_cqe *cqe;
+			size_t k;
+			struct chunk_req *q;
+
+			if (io_uring_wait_cqe(&t->ring, &cqe) < 0)
+				return -EIO;
+			k = (size_t)cqe->user_data;
+			q = &reqs[pending[k]];
+			if (cqe->res < 0)
+				q->r = SET_ERROR(cqe->res, "pack %08x: read: %s",
+						 loc[k].pack_id, strerror(-cqe->res));
+			else if ((size_t)cqe->res != FMT_REC_HEADER_SIZE + loc[k].stored_len)
+				q->r = SET_ERROR(VD_ECORRUPT, "pack %08x: record at %llu "
+						 "is cut short (file truncated?)",
+						 loc[k].pack_id,
+						 (unsigned long long)loc[k].offset);
+			else
+				q->r = 1; /* read; decoded below */
+			io_uring_cqe_seen(&t->ring, cqe);
+		}
+		/* Decode and verify after every completion is reaped. */
+		for (size_t k = 0; k < np; k++) {
+			struct chunk_req *q = &reqs[pending[k]];
+			if (q->r != 1)
+				continue;
+			q->r = record_decode(s, q->hash, &loc[k],
+					     t->recbufs + k * recsize, q->out);
+			if (q->r == 0)
+				cache_copy_in(s, q->hash, q->out);
+		}
 	}
 	return 0;
 }

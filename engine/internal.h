@@ -47,6 +47,7 @@ struct vd_store {
 	char st_holder[64];
 	uint64_t st_cache_bytes;
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
+	bool st_uring;           /* batch record reads with io_uring */
 
 	MDB_env *st_env;
 	MDB_dbi st_meta, st_volumes, st_snapshots, st_layers, st_readers,
@@ -137,6 +138,9 @@ int pack_sync(vd_store *s);
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf);
 void pack_close_all(vd_store *s);
+/* A cached read descriptor of pack ID (header checked on first open);
+ * -ENOENT if the file is gone. */
+int pack_fd_get(vd_store *s, uint32_t id);
 int pack_path(const vd_store *s, uint32_t id, char *out, size_t len);
 
 /* ---- chunk.c ------------------------------------------------------------ */
@@ -151,6 +155,18 @@ int chunk_compress(const void *chunk, size_t len, void *out, uint8_t *codec,
  * the data files.  TXN is a read (or write) transaction.  VD_ECORRUPT on
  * any mismatch. */
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out);
+/* Loads several chunks (verified, full chunk each, into reqs[i].out),
+ * reading the records of cache misses with one io_uring submission per up
+ * to 16.  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
+ * with a fresh transaction) or another error.  Returns < 0 only if the
+ * batch itself failed. */
+struct chunk_req {
+	uint8_t hash[32];
+	uint8_t *out;
+	int r;
+};
+int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
+		    size_t n);
 /* Reads a chunk's location; VD_ECORRUPT if absent or malformed. */
 int chunk_get(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 	      struct fmt_chunk *c);

@@ -180,7 +180,7 @@ int pack_sync(vd_store *s)
 }
 
 /* Returns a read descriptor for pack ID, opening and checking it once. */
-static int pack_fd(vd_store *s, uint32_t id)
+int pack_fd_get(vd_store *s, uint32_t id)
 {
 	uint8_t hb[FMT_PACK_HEADER_SIZE];
 	struct fmt_pack_header h;
@@ -233,7 +233,7 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf)
 {
 	const size_t len = FMT_REC_HEADER_SIZE + (size_t)stored_len;
-	const int fd = pack_fd(s, pack_id);
+	const int fd = pack_fd_get(s, pack_id);
 	ssize_t n;
 
 	if (fd < 0)

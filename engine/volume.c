@@ -266,21 +266,61 @@ static int check_range(const vd_volume *v, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* A piece of a read that needs a chunk loaded. */
+struct read_miss {
+	uint8_t *dst;
+	uint64_t idx;
+	size_t pofs, plen;
+};
+
+/* Loads the chunks of MISSES (one batch) and copies the pieces out. */
+static int read_misses(vd_volume *v, struct view *view, struct read_miss *m,
+		       struct chunk_req *reqs, size_t n)
+{
+	vd_store *s = v->v_store;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!(reqs[i].out = cache_buf_get(s->st_cache)))
+			r = -ENOMEM;
+	if (r == 0)
+		r = chunk_load_many(s, view->txn, reqs, n);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (reqs[i].r == 0)
+			memcpy(m[i].dst, reqs[i].out + m[i].pofs, m[i].plen);
+		else if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
+			r = read_committed(v, &view->txn, m[i].idx, m[i].dst,
+					   m[i].pofs, m[i].plen);
+		else
+			r = reqs[i].r;
+	}
+	for (size_t i = 0; i < n; i++)
+		cache_buf_put(s->st_cache, reqs[i].out);
+	return r;
+}
+
 int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 {
+	enum { BATCH = 16 };
 	const uint32_t cs = v->v_chunk_size;
 	uint8_t *out = buf;
 	struct view view = { 0 };
+	struct read_miss miss[BATCH];
+	struct chunk_req reqs[BATCH];
+	size_t nmiss = 0;
 	int r = 0;
 
 	API_BEGIN();
 	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0)
 		return r;
-	while (len) {
+	/* Dirty chunks and holes are copied at once, cached chunks too; the
+	 * rest are loaded in batches, their records read together. */
+	while (len && r == 0) {
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
 		bool done = false, stale = false;
+		struct map_val mv;
 
 		if (!v->v_readonly) {
 			struct dirty *d;
@@ -297,19 +337,38 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 			pthread_mutex_unlock(&v->v_lock);
 		}
 		if (!done) {
-			if (stale)
+			if (stale) {
+				/* Load what the old view resolved before it goes. */
+				if (nmiss && (r = read_misses(v, &view, miss, reqs, nmiss)) < 0)
+					break;
+				nmiss = 0;
 				view_end(&view);
+			}
 			if (!view.txn && (r = view_begin(v, &view)) < 0)
 				break;
-			if ((r = read_committed(v, &view.txn, idx, out, pofs, plen)) < 0)
+			if ((r = chain_resolve(v->v_store, view.txn, &v->v_chain, idx,
+					       &mv)) < 0)
 				break;
+			if (mv.kind == FMT_MAP_HOLE) {
+				memset(out, 0, plen);
+			} else if (!cache_read(v->v_store->st_cache, mv.hash, out, pofs,
+					       plen)) {
+				memcpy(reqs[nmiss].hash, mv.hash, 32);
+				miss[nmiss] = (struct read_miss){ out, idx, pofs, plen };
+				if (++nmiss == BATCH) {
+					r = read_misses(v, &view, miss, reqs, nmiss);
+					nmiss = 0;
+				}
+			}
 		}
 		out += plen;
 		off += plen;
 		len -= plen;
 	}
+	if (r == 0 && nmiss)
+		r = read_misses(v, &view, miss, reqs, nmiss);
 	view_end(&view);
-	return len ? r : 0;
+	return r;
 }
 
 /* ---- writing ------------------------------------------------------------ */
