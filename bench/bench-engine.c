@@ -556,8 +556,8 @@ static int cmd_snap(const char *dir, uint64_t bytes)
 #define P3_SNAPS 200
 #define P3_DEPTH 20
 #define P3_WRITES_PER_STEP 64  /* 4 KiB writes between snapshots / per level */
-#define P3_COLD_READS 4096
-#define P3_WARM_READS 400000
+#define P3_COLD_READS 8192
+#define P3_WARM_READS 2000000
 #define P3_CAP 15.0
 
 static void scattered_writes(vd_volume *v, uint64_t step, uint64_t salt_base)

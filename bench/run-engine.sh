@@ -41,7 +41,10 @@ make -s -C "$bench" ${BUILD:+BUILD=$BUILD} bench-engine >&2 || exit 1
 : >"$raw"
 res meta.date "$(date +%s)" unix
 res meta.nproc "$(nproc)" cpus
-res meta.commit "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)" commit
+commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# bench-engine and vdisk are built from the work tree: say if it differs.
+[ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
+res meta.commit "$commit" commit
 res meta.load_start "$(cut -d' ' -f1 /proc/loadavg)" load
 started=$(now)
 
@@ -122,7 +125,8 @@ part3() {
 
 part5() { # STORE (from part 3)
 	local s=$1
-	if grep -qs 'VDISK_IO' "$top"/engine/*.c "$top"/engine/vdisk.h; then
+	# The switch must be in the engine linked into bench-engine.
+	if grep -qa 'VDISK_IO' "$bench/bench-engine"; then
 		for io in pread uring; do
 			say "part 5: cold reads with VDISK_IO=$io"
 			VDISK_IO=$io "$bench/bench-engine" cold "$s" "$io" | tee -a "$raw" ||
