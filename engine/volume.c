@@ -35,9 +35,18 @@
 
 static int volume_unref(vd_volume *v);
 
+/* A dirty entry is FULL (buf: the whole chunk), SPARSE (pages: 4 KiB pages
+ * written over the stored chunk, which was never loaded) or ZERO (neither).
+ * Page-aligned writes into a chunk not in memory make it SPARSE, so a
+ * 4 KiB write costs a 4 KiB copy; the stored chunk is read when sealing
+ * (off the write path, on two threads) or when an unaligned write needs it. */
+#define PAGE 4096u
+
 struct dirty {
 	uint64_t idx;
-	uint8_t *buf;           /* chunk_size bytes; NULL: all zero */
+	uint8_t *buf;           /* FULL: chunk_size bytes */
+	uint8_t **pages;        /* SPARSE: chunk_size / PAGE, NULL = stored */
+	size_t bytes;           /* what it counts in st_dirty_bytes */
 	uint64_t gen;           /* generation of the last write */
 	uint64_t first_gen;     /* first write not yet in the index */
 	bool sealing;
@@ -97,8 +106,82 @@ static void dirty_account(vd_store *s, int64_t bytes)
 	pthread_mutex_unlock(&s->st_dirty_lock);
 }
 
-/* Inserts an entry for IDX owning BUF.  Caller holds v_lock. */
-static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf)
+/* Sets what D counts toward the store's dirty bytes. */
+static void entry_set_bytes(vd_volume *v, struct dirty *d, size_t bytes)
+{
+	if (bytes != d->bytes)
+		dirty_account(v->v_store, (int64_t)bytes - (int64_t)d->bytes);
+	d->bytes = bytes;
+}
+
+static void pages_free(vd_volume *v, struct dirty *d)
+{
+	if (!d->pages)
+		return;
+	for (uint32_t p = 0; p < v->v_chunk_size / PAGE; p++)
+		free(d->pages[p]);
+	free(d->pages);
+	d->pages = NULL;
+}
+
+/* Writes SRC (NULL: zeroes) into the pages of sparse D over the
+ * page-aligned range [POFS, POFS+PLEN). */
+static int pages_write(vd_volume *v, struct dirty *d, const uint8_t *src,
+		       size_t pofs, size_t plen)
+{
+	size_t added = 0;
+	int r = 0;
+
+	for (size_t p = pofs / PAGE; p < (pofs + plen) / PAGE; p++) {
+		if (!d->pages[p]) {
+			if (!(d->pages[p] = malloc(PAGE))) {
+				r = -ENOMEM;
+				break;
+			}
+			added += PAGE;
+		}
+		if (src)
+			memcpy(d->pages[p], src + (p * PAGE - pofs), PAGE);
+		else
+			memset(d->pages[p], 0, PAGE);
+	}
+	entry_set_bytes(v, d, d->bytes + added);
+	return r;
+}
+
+/* Lays the pages of sparse D over BASE (the stored chunk). */
+static void pages_overlay(const vd_volume *v, const struct dirty *d,
+			  uint8_t *base)
+{
+	for (uint32_t p = 0; p < v->v_chunk_size / PAGE; p++)
+		if (d->pages[p])
+			memcpy(base + (size_t)p * PAGE, d->pages[p], PAGE);
+}
+
+/* Copies [POFS, POFS+PLEN) of D's own bytes into OUT: all of it for FULL
+ * and ZERO entries, the written pages only for SPARSE ones. */
+static void entry_copy(const vd_volume *v, const struct dirty *d, uint8_t *out,
+		       size_t pofs, size_t plen)
+{
+	if (d->buf) {
+		memcpy(out, d->buf + pofs, plen);
+	} else if (!d->pages) {
+		memset(out, 0, plen);
+	} else {
+		for (size_t p = pofs / PAGE; p * PAGE < pofs + plen; p++) {
+			const size_t lo = MAX(p * PAGE, pofs);
+			const size_t hi = MIN((p + 1) * PAGE, pofs + plen);
+			if (d->pages[p])
+				memcpy(out + (lo - pofs), d->pages[p] + (lo - p * PAGE),
+				       hi - lo);
+		}
+	}
+}
+
+/* Inserts an entry for IDX owning BUF (NULL: zero), or a sparse one.
+ * Caller holds v_lock. */
+static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
+			struct dirty **out)
 {
 	struct dirty *d;
 	int r;
@@ -107,8 +190,14 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf)
 		return r;
 	if (!(d = calloc(1, sizeof *d)))
 		return -ENOMEM;
+	if (sparse && !(d->pages = calloc(v->v_chunk_size / PAGE, sizeof *d->pages))) {
+		free(d);
+		return -ENOMEM;
+	}
 	d->idx = idx;
 	d->buf = buf;
+	if (out)
+		*out = d;
 	d->gen = d->first_gen = ++v->v_gen;
 	d->hnext = v->v_table[slot(v, idx)];
 	v->v_table[slot(v, idx)] = d;
@@ -119,6 +208,7 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf)
 		v->v_fifo_head = d;
 	v->v_fifo_tail = d;
 	v->v_ndirty++;
+	entry_set_bytes(v, d, sparse ? 0 : v->v_chunk_size);
 	return 0;
 }
 
@@ -162,6 +252,8 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 		cache_insert(v->v_store->st_cache, hash, d->buf);
 	else
 		cache_buf_put(v->v_store->st_cache, d->buf);
+	pages_free(v, d);
+	entry_set_bytes(v, d, 0);
 	free(d);
 }
 
@@ -266,6 +358,35 @@ static int check_range(const vd_volume *v, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* Reads a piece of chunk IDX that a sparse entry covers: the stored chunk,
+ * then whatever the entry holds now laid over it. */
+static int read_sparse(vd_volume *v, struct view *view, uint64_t idx,
+		       uint8_t *out, size_t pofs, size_t plen)
+{
+	for (;;) {
+		struct dirty *d;
+		bool stale;
+		int r;
+
+		if (!view->txn && (r = view_begin(v, view)) < 0)
+			return r;
+		if ((r = read_committed(v, &view->txn, idx, out, pofs, plen)) < 0)
+			return r;
+		pthread_mutex_lock(&v->v_lock);
+		if ((d = dirty_find(v, idx))) {
+			entry_copy(v, d, out, pofs, plen);
+			pthread_mutex_unlock(&v->v_lock);
+			return 0;
+		}
+		/* Sealed meanwhile: the view must show the seal. */
+		stale = view_stale(v, view);
+		pthread_mutex_unlock(&v->v_lock);
+		if (!stale)
+			return 0;
+		view_end(view);
+	}
+}
+
 /* A piece of a read that needs a chunk loaded. */
 struct read_miss {
 	uint8_t *dst;
@@ -324,17 +445,27 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 
 		if (!v->v_readonly) {
 			struct dirty *d;
+			bool sparse = false;
 			pthread_mutex_lock(&v->v_lock);
 			if ((d = dirty_find(v, idx))) {
-				if (d->buf)
-					memcpy(out, d->buf + pofs, plen);
+				if (d->pages)
+					sparse = true;
 				else
-					memset(out, 0, plen);
+					entry_copy(v, d, out, pofs, plen);
 				done = true;
 			} else {
 				stale = view.txn && view_stale(v, &view);
 			}
 			pthread_mutex_unlock(&v->v_lock);
+			if (sparse) {
+				/* Loads resolved by this view go first: the sparse
+				 * read may renew it. */
+				if (nmiss && (r = read_misses(v, &view, miss, reqs, nmiss)) < 0)
+					break;
+				nmiss = 0;
+				if ((r = read_sparse(v, &view, idx, out, pofs, plen)) < 0)
+					break;
+			}
 		}
 		if (!done) {
 			if (stale) {
@@ -392,85 +523,112 @@ static int write_piece(vd_volume *v, uint64_t idx, const uint8_t *src,
 {
 	const uint32_t cs = v->v_chunk_size;
 	const bool full = pofs == 0 && plen == cs;
+	const bool paged = cs > PAGE && pofs % PAGE == 0 && plen % PAGE == 0;
 	struct chunk_cache *pool = v->v_store->st_cache;
-	uint8_t *fresh = NULL;
+	uint8_t *base = NULL; /* the stored chunk, when this write needs it */
 	MDB_txn *txn = NULL;
 	int r = 0;
 
 	pthread_mutex_lock(&v->v_lock);
 	for (;;) {
 		struct dirty *d = dirty_find(v, idx);
+		const bool need_base = !full && !paged && (!d || d->pages);
 		uint64_t seq;
 
-		if (d) {
-			if (full && !src) { /* the whole chunk becomes zero */
-				cache_buf_put(pool, d->buf);
-				d->buf = NULL;
-			} else {
-				if (!d->buf) {
-					if (!(d->buf = cache_buf_get(pool))) {
-						r = -ENOMEM;
-						break;
-					}
-					memset(d->buf, 0, cs);
-				}
+		if (need_base && !base) {
+			/* Load what is stored, then look again: things may have
+			 * moved meanwhile. */
+			seq = v->v_sealed_seq;
+			pthread_mutex_unlock(&v->v_lock);
+			if (!(base = cache_buf_get(pool)))
+				return -ENOMEM;
+			r = read_committed(v, &txn, idx, base, 0, cs);
+			if (txn) {
+				mdb_txn_abort(txn);
+				txn = NULL;
+			}
+			if (r < 0) {
+				cache_buf_put(pool, base);
+				return r;
+			}
+			pthread_mutex_lock(&v->v_lock);
+			if (seq != v->v_sealed_seq) {
+				/* A seal landed and may have changed what is stored.
+				 * (Sealing a sparse entry that stays dirty changes it
+				 * too, but only under pages the entry still has.) */
+				cache_buf_put(pool, base);
+				base = NULL;
+			}
+			continue;
+		}
+		if (!d) {
+			struct dirty *nd;
+			uint8_t *buf = NULL;
+
+			if (full && src && !(buf = cache_buf_get(pool))) {
+				r = -ENOMEM;
+				break;
+			}
+			if (!full && !paged) { /* whole chunk from the stored one */
+				buf = base;
+				base = NULL;
+			}
+			if ((r = dirty_insert(v, idx, buf, !full && paged, &nd)) < 0) {
+				cache_buf_put(pool, buf);
+				break;
+			}
+			d = nd;
+			if (d->pages) {
+				r = pages_write(v, d, src, pofs, plen);
+			} else if (d->buf) {
 				if (src)
 					memcpy(d->buf + pofs, src, plen);
 				else
 					memset(d->buf + pofs, 0, plen);
 			}
-			d->gen = ++v->v_gen;
-			fifo_touch(v, d);
 			break;
 		}
-		if (full || fresh) {
-			if (!fresh && src) {
-				if (!(fresh = cache_buf_get(pool))) {
+		if (full) {
+			pages_free(v, d);
+			if (!src) { /* the whole chunk becomes zero */
+				cache_buf_put(pool, d->buf);
+				d->buf = NULL;
+			} else {
+				if (!d->buf && !(d->buf = cache_buf_get(pool))) {
 					r = -ENOMEM;
 					break;
 				}
+				memcpy(d->buf, src, cs);
 			}
-			if (fresh) {
-				if (src)
-					memcpy(fresh + pofs, src, plen);
-				else
-					memset(fresh + pofs, 0, plen);
-			}
-			if ((r = dirty_insert(v, idx, fresh)) < 0)
+			entry_set_bytes(v, d, cs);
+		} else if (d->pages && paged) {
+			if ((r = pages_write(v, d, src, pofs, plen)) < 0)
 				break;
-			fresh = NULL;
-			pthread_mutex_unlock(&v->v_lock);
-			dirty_account(v->v_store, cs);
-			return 0;
+		} else {
+			if (d->pages) { /* unaligned: make it whole first */
+				pages_overlay(v, d, base);
+				pages_free(v, d);
+				d->buf = base;
+				base = NULL;
+			} else if (!d->buf) { /* zero, now partly written */
+				if (!(d->buf = cache_buf_get(pool))) {
+					r = -ENOMEM;
+					break;
+				}
+				memset(d->buf, 0, cs);
+			}
+			entry_set_bytes(v, d, cs);
+			if (src)
+				memcpy(d->buf + pofs, src, plen);
+			else
+				memset(d->buf + pofs, 0, plen);
 		}
-		/* A partial write to a clean chunk: load what is committed. */
-		seq = v->v_sealed_seq;
-		pthread_mutex_unlock(&v->v_lock);
-		if (!(fresh = cache_buf_get(pool)))
-			return -ENOMEM;
-		r = read_committed(v, &txn, idx, fresh, 0, cs);
-		if (txn) {
-			mdb_txn_abort(txn);
-			txn = NULL;
-		}
-		if (r < 0) {
-			cache_buf_put(pool, fresh);
-			return r;
-		}
-		pthread_mutex_lock(&v->v_lock);
-		if (seq != v->v_sealed_seq && !dirty_find(v, idx)) {
-			/* A seal landed meanwhile and may have changed idx. */
-			cache_buf_put(pool, fresh);
-			fresh = NULL;
-			continue;
-		}
-		if (dirty_find(v, idx)) {
-			cache_buf_put(pool, fresh);
-			fresh = NULL;
-		}
+		d->gen = ++v->v_gen;
+		fifo_touch(v, d);
+		break;
 	}
 	pthread_mutex_unlock(&v->v_lock);
-	cache_buf_put(pool, fresh);
+	cache_buf_put(pool, base);
 	return r;
 }
 
@@ -640,7 +798,8 @@ int vd_volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 				struct dirty *d;
 				pthread_mutex_lock(&v->v_lock);
 				if ((d = dirty_find(v, idx))) {
-					type = d->buf ? VD_EXTENT_DATA : VD_EXTENT_HOLE;
+					type = d->buf || d->pages ? VD_EXTENT_DATA
+								  : VD_EXTENT_HOLE;
 					known = true;
 				} else {
 					stale = view_stale(v, &view);
@@ -687,6 +846,9 @@ struct seal_item {
 	uint8_t *payload;       /* compressed, NULL if the store has it */
 	uint8_t codec;
 	uint32_t stored_len;
+	bool needs_base;        /* sparse: raw holds only the pages in mask */
+	uint64_t mask[VD_CHUNK_MAX / PAGE / 64];
+	int r;                  /* this item failed (stays dirty) */
 };
 
 /* Picks up to MAX entries (oldest first) whose first_gen <= UPTO, marks them
@@ -703,12 +865,22 @@ static size_t seal_pick(vd_volume *v, struct seal_item *items, size_t max,
 		memset(&items[n], 0, sizeof items[n]);
 		items[n].idx = d->idx;
 		items[n].gen = d->gen;
-		if (d->buf) {
+		if (d->buf || d->pages) {
 			if (!(items[n].raw = cache_buf_get(v->v_store->st_cache))) {
 				*err = -ENOMEM;
 				break;
 			}
+		}
+		if (d->buf) {
 			memcpy(items[n].raw, d->buf, cs);
+		} else if (d->pages) {
+			items[n].needs_base = true;
+			for (uint32_t p = 0; p < cs / PAGE; p++)
+				if (d->pages[p]) {
+					memcpy(items[n].raw + (size_t)p * PAGE,
+					       d->pages[p], PAGE);
+					items[n].mask[p / 64] |= 1ull << (p % 64);
+				}
 		}
 		d->sealing = true;
 		n++;
@@ -719,16 +891,37 @@ static size_t seal_pick(vd_volume *v, struct seal_item *items, size_t max,
 /* Hashes ITEMS and compresses the content the store does not have yet.
  * Runs without locks, on two threads for a large batch. */
 struct prepare_job {
-	vd_store *s;
+	vd_volume *v;
 	struct seal_item *items;
 	size_t n;
 	int r;
 };
 
+/* Fills the pages a sparse item lacks from the stored chunk.  Nothing else
+ * seals this chunk meanwhile (the entry is marked sealing), so what is
+ * stored is what the pages were written over. */
+static int fill_base(vd_volume *v, MDB_txn **txn, struct seal_item *it)
+{
+	const uint32_t cs = v->v_chunk_size;
+	uint8_t *base = cache_buf_get(v->v_store->st_cache);
+	int r;
+
+	if (!base)
+		return -ENOMEM;
+	r = read_committed(v, txn, it->idx, base, 0, cs);
+	if (r == 0)
+		for (uint32_t p = 0; p < cs / PAGE; p++)
+			if (!(it->mask[p / 64] >> (p % 64) & 1))
+				memcpy(it->raw + (size_t)p * PAGE,
+				       base + (size_t)p * PAGE, PAGE);
+	cache_buf_put(v->v_store->st_cache, base);
+	return r;
+}
+
 static void *prepare_run(void *arg)
 {
 	struct prepare_job *j = arg;
-	vd_store *s = j->s;
+	vd_store *s = j->v->v_store;
 	const uint32_t cs = s->st_chunk_size;
 	MDB_txn *txn = NULL;
 
@@ -739,6 +932,13 @@ static void *prepare_run(void *arg)
 
 		if (!it->raw)
 			continue;
+		/* A stored chunk we cannot read fails this item only: its
+		 * writes stay in memory and the flush reports the error. */
+		if (it->needs_base && (it->r = fill_base(j->v, &txn, it)) < 0) {
+			if (it->r == -ENOMEM)
+				j->r = it->r;
+			continue;
+		}
 		if (chunk_is_zero(it->raw, cs)) {
 			cache_buf_put(s->st_cache, it->raw);
 			it->raw = NULL;
@@ -763,9 +963,9 @@ static void *prepare_run(void *arg)
 	return NULL;
 }
 
-static int seal_prepare(vd_store *s, struct seal_item *items, size_t n)
+static int seal_prepare(vd_volume *v, struct seal_item *items, size_t n)
 {
-	struct prepare_job a = { s, items, n / 2, 0 }, b = { s, items + n / 2, n - n / 2, 0 };
+	struct prepare_job a = { v, items, n / 2, 0 }, b = { v, items + n / 2, n - n / 2, 0 };
 	pthread_t t;
 
 	if (n < 8 || pthread_create(&t, NULL, prepare_run, &b) != 0) {
@@ -790,6 +990,8 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 		struct seal_item *it = &items[i];
 		struct map_val mv = { .kind = FMT_MAP_HOLE };
 
+		if (it->r < 0)
+			continue;
 		if (it->is_data) {
 			if ((r = chunk_ref(s, w, it->hash, it->raw, it->payload,
 					   it->codec, it->stored_len)) < 0)
@@ -813,9 +1015,9 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 {
 	vd_store *s = v->v_store;
-	const uint32_t cs = v->v_chunk_size;
 	struct seal_item *items = NULL;
-	size_t n = 0, cap = 0, removed = 0;
+	size_t n = 0, cap = 0;
+	int item_err = 0;
 	struct wtxn w = { 0 };
 	int r = 0;
 
@@ -840,7 +1042,7 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		if (got == 0)
 			break;
 		if (r == 0)
-			r = seal_prepare(s, items + n, got);
+			r = seal_prepare(v, items + n, got);
 		if (!w.txn && r == 0)
 			r = wtxn_begin(s, &w);
 		if (r == 0)
@@ -868,10 +1070,12 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		cache_buf_put(s->st_cache, it->payload);
 		assert(d && d->sealing);
 		d->sealing = false;
-		if (r == 0 && d->gen == it->gen) {
+		if (r == 0 && it->r < 0) {
+			if (item_err == 0)
+				item_err = it->r;
+		} else if (r == 0 && d->gen == it->gen) {
 			dirty_remove(v, d, it->is_data ? it->hash : NULL);
 			v->v_sealed_seq++;
-			removed++;
 		} else if (r == 0) {
 			d->first_gen = it->gen + 1;
 		}
@@ -880,8 +1084,12 @@ static int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	pthread_mutex_unlock(&v->v_lock);
 
 	free(items);
-	if (removed)
-		dirty_account(s, -(int64_t)removed * cs);
+	if (r == 0 && item_err < 0) { /* the others are stored; report this */
+		char why[256];
+		snprintf(why, sizeof why, "%s", vd_last_error());
+		r = SET_ERROR(item_err, "cannot store a write to '%s': %s",
+			      v->v_name, why);
+	}
 	return r < 0 ? r : (int)n;
 }
 
@@ -1248,12 +1456,10 @@ static int volume_unref(vd_volume *v)
 	v->v_lockfd = -1;
 	pthread_mutex_unlock(&s->st_vol_lock);
 	if (v->v_ndirty) { /* the flush failed: what is left is lost */
-		const int64_t n = (int64_t)v->v_ndirty;
 		pthread_mutex_lock(&v->v_lock);
 		while (v->v_fifo_head)
 			dirty_remove(v, v->v_fifo_head, NULL);
 		pthread_mutex_unlock(&v->v_lock);
-		dirty_account(s, -n * v->v_chunk_size);
 	}
 	{
 		vd_volume *t = v->v_target;

@@ -24,7 +24,9 @@
 #include "engine/vdisk.h"
 #include "engine-test.h"
 
-#define CHUNK    4096u
+#ifndef CHUNK
+#define CHUNK    4096u /* test-model-64k.c includes this file with 64 KiB */
+#endif
 #define MAXSIZE  (1024u * 1024u)
 #define MAXVOL   8
 #define MAXSNAP  5
@@ -466,10 +468,19 @@ static void random_extent(uint64_t size, uint64_t *off, size_t *len)
 {
 	uint64_t l;
 
-	switch (et_below(&rng, 6)) {
+	switch (et_below(&rng, 7)) {
 	case 0:
 		l = et_range(&rng, 1, 600);
 		break;
+	case 5: /* whole 4 KiB pages, aligned: sparse dirty chunks */
+		l = et_range(&rng, 1, 8) * 4096;
+		if (l > size / 4096 * 4096)
+			l = size / 4096 * 4096;
+		if (l == 0)
+			l = size;
+		*off = et_below(&rng, (size - l) / 4096 + 1) * 4096;
+		*len = (size_t)l;
+		return;
 	case 1:
 	case 2:
 		l = et_range(&rng, 1, 3 * CHUNK);

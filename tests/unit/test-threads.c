@@ -27,8 +27,10 @@
 #include "engine/vdisk.h"
 #include "engine-test.h"
 
+#ifndef CHUNK /* test-threads-64k.c includes this file with 64 KiB / 4 KiB */
 #define CHUNK     4096u
 #define SECTOR    512u
+#endif
 #define SPC       (CHUNK / SECTOR)
 #define NW        4
 #define OWN_CH    96u                   /* chunks per writer region */
