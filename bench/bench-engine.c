@@ -633,6 +633,40 @@ static struct run_stats read_uniform(vd_volume *v, uint64_t count, int threads,
 	return run_job(&j, threads, P3_CAP);
 }
 
+/* Random 256 KiB reads (4 or 5 chunks each, 4 KiB aligned) from one thread;
+ * returns MB/s. */
+static double read_big(vd_volume *v, uint64_t count, uint64_t seed)
+{
+	const uint64_t len = 256 * KiB;
+	char *buf = aligned_alloc(BLK, len);
+	double t0 = now();
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t s = seed ^ (i * 0x9e3779b97f4a7c15ull);
+		uint64_t off = splitmix(&s) % ((P3_WS - len) / BLK) * BLK;
+		check(vd_volume_pread(v, buf, len, off), "256 KiB read");
+	}
+	double dt = now() - t0;
+	free(buf);
+	return (double)(count * len) / dt / 1e6;
+}
+
+/* Like cold_reads() below, with 256 KiB requests; MB/s. */
+static double cold_big_reads(const char *dir, const char *vol, int evict)
+{
+	double rate[3];
+	for (int rep = 0; rep < 3; rep++) {
+		vd_store *st;
+		if (evict)
+			evict_store(dir);
+		check(open_store(dir, 0, &st), "vd_store_open");
+		vd_volume *v = open_vol(st, vol, VD_OPEN_RDONLY);
+		rate[rep] = read_big(v, 512, 555 + (uint64_t)rep);
+		vd_volume_close(v);
+		vd_store_close(st);
+	}
+	return median(rate, 3);
+}
+
 /* Median of 3 cold runs: store closed (and with EVICT, its files dropped
  * from the page cache), reopened, then the first P3_COLD_READS reads. */
 static double cold_reads(const char *dir, const char *vol, int evict, int threads)
@@ -705,6 +739,14 @@ static int cmd_cold(const char *dir, const char *tag)
 		result(key, c, "IOPS");
 		progress("VDISK_IO=%s reopened (page cache warm), %d thread(s): %8.0f IOPS",
 			 tag, threads, c);
+	}
+	for (int evict = 1; evict >= 0; evict--) {
+		double m = cold_big_reads(dir, "fresh", evict);
+		snprintf(key, sizeof key, "p5.%s.%s_256k_t1", tag,
+			 evict ? "evict" : "reopen");
+		result(key, m, "MB/s");
+		progress("VDISK_IO=%s %s, 256 KiB reads, 1 thread: %6.0f MB/s", tag,
+			 evict ? "cold (evicted)" : "reopened", m);
 	}
 	return 0;
 }

@@ -38,14 +38,25 @@ apparent() { du -sb "$1" | cut -f1; }      # apparent bytes
 say "building"
 make -s -C "$bench" ${BUILD:+BUILD=$BUILD} bench-engine >&2 || exit 1
 
-: >"$raw"
-res meta.date "$(date +%s)" unix
-res meta.nproc "$(nproc)" cpus
+# A full run starts afresh; a partial one replaces only its parts' figures.
+meta=meta
+if [ -z "${*:-}" ] || [ ! -f "$raw" ]; then
+	: >"$raw"
+else
+	meta=rerun
+	pat='^RESULT (rerun\.'
+	for p in $parts; do pat="$pat|p$p\.|q$p\."; done
+	grep -Ev "$pat)" "$raw" >"$raw.keep" || :
+	mv "$raw.keep" "$raw"
+	res rerun.parts "$(echo $parts | tr -d ' ')" parts
+fi
+res $meta.date "$(date +%s)" unix
+res $meta.nproc "$(nproc)" cpus
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
 # bench-engine and vdisk are built from the work tree: say if it differs.
 [ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
-res meta.commit "$commit" commit
-res meta.load_start "$(cut -d' ' -f1 /proc/loadavg)" load
+res $meta.commit "$commit" commit
+res $meta.load_start "$(cut -d' ' -f1 /proc/loadavg)" load
 started=$(now)
 
 # ---- qemu-img bench helpers -------------------------------------------------
@@ -212,12 +223,12 @@ for p in $parts; do
 	3) part3 ;;
 	4) part4 ;;
 	5) [[ " $parts " == *" 3 "* ]] || { s="$tmp/p3.store"; rm -rf "$s";
-	     "$bench/bench-engine" build3 "$s" >>"$raw" && part5 "$s"; rm -rf "$s"; } ;;
+	     "$bench/bench-engine" build3 "$s" >/dev/null && part5 "$s"; rm -rf "$s"; } ;;
 	*) echo "unknown part $p" >&2 ;;
 	esac
 done
-res meta.total_s "$(elapsed "$started" "$(now)")" s
-res meta.load_end "$(cut -d' ' -f1 /proc/loadavg)" load
+res $meta.total_s "$(elapsed "$started" "$(now)")" s
+res $meta.load_end "$(cut -d' ' -f1 /proc/loadavg)" load
 
 python3 "$bench/report.py" "$raw" >"$md"
 cat "$md"
