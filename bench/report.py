@@ -60,7 +60,7 @@ p(f"Run {time.strftime('%Y-%m-%d %H:%M', time.localtime(meta_date)) if meta_date
   " Produced by `bench/run-engine.sh` (raw figures in `results/engine-raw.txt`);"
   " one run, no repetitions except where noted, so expect ±10% noise.\n")
 if g("rerun.date"):
-    p(f"Parts {R.get('rerun.parts')} were re-run on their own at"
+    p(f"Part(s) {' '.join(str(int(R['rerun.parts'])) if isinstance(R['rerun.parts'], float) else R['rerun.parts'])} were re-run on their own at"
       f" {time.strftime('%Y-%m-%d %H:%M', time.localtime(g('rerun.date')))}"
       f" (commit `{R.get('rerun.commit', '?')}`, {secs(g('rerun.total_s'))}, load"
       f" {g('rerun.load_start') or 0:.1f} to {g('rerun.load_end') or 0:.1f}).\n")
@@ -163,7 +163,7 @@ p("Same 192 MiB working set on three 1 GiB volumes: **fresh** (written once);"
   " 64 random 4 KiB blocks; the deepest is read). Uniform random 4 KiB reads,"
   " same offsets for all three. *warm*: after reading the whole working set once"
   " (it fits the default 256 MiB chunk cache), 2M reads. *reopened*: store"
-  " closed and reopened (chunk cache empty, page cache warm), first 4096 reads,"
+  " closed and reopened (chunk cache empty, page cache warm), first 8192 reads,"
   " median of 3. *evicted*: also the store's files dropped from the page cache"
   " (`posix_fadvise(DONTNEED)`), first 8192 reads, median of 3.\n")
 p("| state | fresh | hist200 | hist200/fresh | deep20 | deep20/fresh | target | met |")
