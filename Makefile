@@ -75,7 +75,7 @@ demo: deps
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory vdisk unit
-	$(Q)VDISK_BUILD=$(BUILD) ./tests/run-tests.sh $(TESTS)
+	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" ./tests/run-tests.sh $(TESTS)
 
 unit: $(UNIT_BINS)
 

@@ -39,7 +39,7 @@ int main()
 }
 CXX
 # shellcheck disable=SC2046
-c++ -std=c++11 -Wall -Wextra -Werror -pedantic -I"$top" -o "$tmpdir/hdr" \
+c++ ${VDISK_SANFLAGS:-} -std=c++11 -Wall -Wextra -Werror -pedantic -I"$top" -o "$tmpdir/hdr" \
 	"$tmpdir/hdr.cc" "$lib" $(pkg-config --libs lmdb libzstd libcrypto liburing) -pthread ||
 	fail "a C++ program cannot use vdisk.h (missing extern \"C\"?)"
 "$tmpdir/hdr" || fail "C++ program failed"
