@@ -39,8 +39,10 @@
 #include "engine/vdisk.h"
 #include "engine-test.h"
 
+#ifndef CHUNK /* test-crash-64k.c includes this file with 64 KiB / 4 KiB */
 #define CHUNK   4096u
 #define SECTOR  512u
+#endif
 #define SPC     (CHUNK / SECTOR)
 #define NOPS    4000
 #define VOLNAME "crash"
