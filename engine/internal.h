@@ -243,11 +243,14 @@ struct chain {
 	size_t n;
 	uint64_t nidx;      /* chunk indices covered by the bitmaps */
 };
-/* Builds the chain of (LAYER, EPOCH); ancestors get presence bitmaps over
- * NIDX indices (their visible entries never change). */
+/* Builds the chain of (LAYER, EPOCH) with a presence bitmap per layer over
+ * NIDX indices: an ancestor's visible entries never change, and the top
+ * layer changes only through its writer, which marks what it adds. */
 int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 		uint64_t nidx, struct chain *out);
 void chain_free(struct chain *c);
+/* Records that the top layer now has an entry for IDX (a seal of ours). */
+void chain_mark(struct chain *c, uint64_t idx);
 /* Resolves index IDX through the chain; a missing entry is a hole. */
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
 		  uint64_t idx, struct map_val *out);

@@ -594,7 +594,10 @@ int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 	out->links[0].layer = layer;
 	out->links[0].epoch = epoch;
 	out->n = 1;
-	if ((r = layer_get(s, txn, layer, &l)) < 0)
+	/* The top layer gets a bitmap too; a writer keeps it current as its
+	 * seals add entries (chain_mark). */
+	if ((r = bitmap_build(s, txn, layer, nidx, &out->links[0].present)) < 0 ||
+	    (r = layer_get(s, txn, layer, &l)) < 0)
 		goto err;
 	while (l.parent) {
 		struct chain_link *link;
@@ -626,12 +629,22 @@ err:
 	return r;
 }
 
+/* Bits are only ever set, by a writer holding v_seal_lock, before the
+ * commit that adds the entry; readers see them without a lock. */
 static bool present(const struct chain *c, size_t i, uint64_t idx)
 {
 	const struct chain_link *l = &c->links[i];
 	if (!l->present)
 		return true;
-	return idx < c->nidx && (l->present[idx / 8] >> (idx % 8) & 1);
+	return idx < c->nidx &&
+	       (__atomic_load_n(&l->present[idx / 8], __ATOMIC_RELAXED) >> (idx % 8) & 1);
+}
+
+void chain_mark(struct chain *c, uint64_t idx)
+{
+	if (idx < c->nidx && c->links[0].present)
+		__atomic_fetch_or(&c->links[0].present[idx / 8],
+				  (uint8_t)(1u << (idx % 8)), __ATOMIC_RELAXED);
 }
 
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
