@@ -9,6 +9,10 @@ build=${VDISK_BUILD:-build}
 export VDISK="$top/$build/vdisk" VDISK_TOP="$top" VDISK_BUILD="$build"
 # Hostile allocator settings: catch use of uninitialised or freed memory.
 export MALLOC_PERTURB_=165 MALLOC_CHECK_=3
+# Tests leave the tree as they found it: no bytecode caches, and each test
+# runs in its own scratch directory (fio, for one, writes state files into
+# the current directory).
+export PYTHONDONTWRITEBYTECODE=1
 
 logdir="$top/$build/test-logs"
 mkdir -p "$logdir"
@@ -26,8 +30,11 @@ for t in "${tests[@]}"; do
 	name=$(basename "$t")
 	log="$logdir/$name.log"
 	start=$(date +%s)
-	"$t" >"$log" 2>&1 </dev/null
+	scratch=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-run.XXXXXX")
+	case $t in /*) path=$t ;; *) path=$top/$t ;; esac
+	(cd "$scratch" && "$path") >"$log" 2>&1 </dev/null
 	rc=$?
+	rm -rf "$scratch"
 	secs=$(( $(date +%s) - start ))
 	case $rc in
 	0) pass=$((pass + 1)); printf 'PASS: %s (%ss)\n' "$name" "$secs" ;;
