@@ -380,10 +380,12 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out)
 	return 0;
 }
 
-/* Batched loads: the records of cache misses are read with one io_uring
- * submission (bench/bench-io.c measured 16 records at once at 1.5x the rate
- * of 16 preads with the page cache warm, 2.2x with it dropped; a single
- * read gains nothing, so single loads keep pread). */
+/* Batched loads (VDISK_IO=uring): the records of cache misses are read
+ * with one io_uring submission.  bench/bench-io.c measured 16 records at
+ * once at 1.5x the rate of 16 preads with the page cache warm, 2.2x with it
+ * dropped, and a single read gaining nothing; but whole engine reads,
+ * where decompressing and hashing dominate, showed no gain (bench part 5),
+ * so plain pread is the default. */
 #define LOAD_BATCH 16
 
 static bool ring_ready(struct thread_ctx *t, size_t recsize)
