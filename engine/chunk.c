@@ -178,6 +178,22 @@ static uint64_t disk_bytes(const struct fmt_chunk *c)
 	return FMT_REC_HEADER_SIZE + (uint64_t)c->stored_len;
 }
 
+/* Adds a reference to stored chunk C, reviving it if it was dead (a write
+ * of the same content before gc dropped it). */
+static int ref_stored(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		      struct fmt_chunk *c)
+{
+	if (c->refs == 0) {
+		w->d.dead_chunks--;
+		w->d.dead_bytes -= disk_bytes(c);
+		w->d.chunks++;
+		w->d.stored += disk_bytes(c);
+	}
+	c->refs++;
+	w->d.refs++;
+	return chunk_put(s, w->txn, hash, c);
+}
+
 int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	      const void *raw, const void *payload, uint8_t codec,
 	      uint32_t stored_len)
@@ -194,15 +210,7 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 			hex8(hash, hx);
 			return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
 		}
-		if (c.refs == 0) { /* revived before gc dropped it */
-			w->d.dead_chunks--;
-			w->d.dead_bytes -= disk_bytes(&c);
-			w->d.chunks++;
-			w->d.stored += disk_bytes(&c);
-		}
-		c.refs++;
-		w->d.refs++;
-		return chunk_put(s, w->txn, hash, &c);
+		return ref_stored(s, w, hash, &c);
 	}
 	if (rc != MDB_NOTFOUND)
 		return SET_ERROR(err_from_mdb(rc), "chunk index: %s", mdb_strerror(rc));
@@ -244,17 +252,7 @@ int chunk_ref_existing(vd_store *s, struct wtxn *w, const uint8_t hash[32])
 	struct fmt_chunk c;
 	const int r = chunk_get(s, w->txn, hash, &c);
 
-	if (r < 0)
-		return r;
-	if (c.refs == 0) {
-		w->d.dead_chunks--;
-		w->d.dead_bytes -= disk_bytes(&c);
-		w->d.chunks++;
-		w->d.stored += disk_bytes(&c);
-	}
-	c.refs++;
-	w->d.refs++;
-	return chunk_put(s, w->txn, hash, &c);
+	return r < 0 ? r : ref_stored(s, w, hash, &c);
 }
 
 int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32])
