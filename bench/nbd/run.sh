@@ -1,19 +1,49 @@
 #!/bin/bash
-# NBD benchmark: the same fio jobs (ioengine=nbd, Unix socket) against
-# `vdisk serve`, nbdkit's file plugin and qemu-nbd on a raw file, in one
-# run, reported as figures and ratios to each anchor ("the client
-# matters": every server gets the same client).  Not part of make check.
+# NBD benchmark: the same client (fio ioengine=nbd over a Unix socket; a
+# libnbd Python client for the flush timing) against `vdisk serve` and its
+# anchors, in one run, reported as figures and ratios ("the client matters":
+# every server gets the same client).  Not part of make check.
 #
-#   bench/nbd/run.sh
+#   bench/nbd/run.sh            # ~10-12 min on 2 cores with the defaults
+#
+# Servers (one at a time; scratch data deleted between them):
+#   vdisk         vdisk serve, default cache
+#   vdisk-cache   vdisk serve --cache SIZE (caches every decompressed chunk)
+#   vdisk-snap    vdisk serve, `vdisk snapshot` taken (live) right before
+#                 each random-write job (random writes only)
+#   vdisk-deep    the deepest clone of a 20-level snapshot+clone chain, each
+#                 level with a few small `vdisk import --existing` writes
+#                 (random QD32 only)
+#   qemu-raw      qemu-nbd, raw file
+#   qemu-qcow2    qemu-nbd, qcow2
+#   qemu-overlay  qemu-nbd, qcow2 overlay (-b base.qcow2 -F qcow2); the data
+#                 is written into the base, then every later job runs on the
+#                 overlay
+#   qemu-snap     qemu-nbd, qcow2, `qemu-img snapshot -c` taken right before
+#                 each random-write job (server stopped for it)
+#   nbdkit        nbdkit's file plugin, raw file
+#
+# Workloads (in this order, each over the whole export):
+#   seqw / seqr          sequential 1 MiB, queue depth 8, SIZE bytes
+#   randw1 / randw32     random 4 KiB writes over the data, QD 1 / 32, RUNTIME s
+#   randr1 / randr32     random 4 KiB reads of the data, QD 1 / 32, RUNTIME s
+#   flush                write BURST bytes (1 MiB, QD 8, no flush), then time
+#                        one NBD flush on its own
+# Per job: the server's CPU time (utime+stime of its process, /proc/PID/stat)
+# per GiB moved; per server: peak RSS (VmHWM; the max over restarts).
 #
 # Environment:
-#   VDISK_BENCH_TMP  scratch directory (default /work/bench-tmp/nbd; never
+#   VDISK_BENCH_TMP  scratch directory (default /work/bench-tmp; never
 #                    inside the repository)
 #   SIZE             export size (default 2G); sequential jobs cover it
-#   RUNTIME          seconds per random job (default 15)
+#   RUNTIME          seconds per random job (default 10)
+#   BURST            bytes written before the timed flush (default 512M)
+#   DEPTH            snapshot+clone levels for vdisk-deep (default 20)
+#   SERVERS          subset of the servers above (default: all)
 #   VDISK            the vdisk program (default: ./vdisk at the top)
 #
-# Writes bench/results/nbd-raw.txt (RESULT lines) and nbd-latest.md.
+# Writes bench/results/nbd-raw.txt (RESULT lines) and nbd-latest.md
+# (bench/nbd/report.py turns the first into the second).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 bench=$PWD
@@ -21,102 +51,214 @@ top=$(cd .. && pwd)
 tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/nbd
 case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
 size=${SIZE:-2G}
-runtime=${RUNTIME:-15}
+runtime=${RUNTIME:-10}
+burst=${BURST:-512M}
+depth=${DEPTH:-20}
+servers=${SERVERS:-vdisk vdisk-cache vdisk-snap vdisk-deep qemu-raw qemu-qcow2 qemu-overlay qemu-snap nbdkit}
 vdisk=${VDISK:-$top/vdisk}
 raw=$bench/results/nbd-raw.txt
 md=$bench/results/nbd-latest.md
 mkdir -p "$bench/results"
 rm -rf "$tmp" && mkdir -p "$tmp" || exit 1
-for p in fio nbdkit qemu-nbd "$vdisk"; do
+for p in fio nbdkit qemu-nbd qemu-img numfmt "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "missing python3-libnbd" >&2; exit 77; }
+size_b=$(numfmt --from=iec "${size%iB}") || exit 2
+burst_b=$(numfmt --from=iec "${burst%iB}") || exit 2
+hz=$(getconf CLK_TCK)
 : >"$raw"
+t_start=$(date +%s)
 
 say() { printf '== %s\n' "$*" >&2; }
+res() { echo "RESULT $*" | tee -a "$raw"; }
+
+commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
+res meta commit "$commit"
+res meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
+res meta size "$size"
+res meta runtime "$runtime"
+res meta burst "$burst"
+res meta depth "$depth"
+res meta load_start "$(cut -d' ' -f1 /proc/loadavg)"
+res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{print $2}')/nbdkit-$(nbdkit --version | awk '{print $2}')"
+
 server_pid=
+peak_kb=0
 
 stop_server() {
 	[ -n "$server_pid" ] || return 0
+	local hwm
+	hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$server_pid/status" 2>/dev/null)
+	[ -n "$hwm" ] && [ "$hwm" -gt "$peak_kb" ] && peak_kb=$hwm
 	kill "$server_pid" 2>/dev/null
 	wait "$server_pid" 2>/dev/null
 	server_pid=
 }
-trap stop_server EXIT
+trap 'stop_server; rm -rf "$tmp"' EXIT
 
 wait_sock() {
-	for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done
+	for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.1; done
 	echo "server did not start" >&2
 	exit 1
 }
 
-start() {   # start SERVER: fresh backing store, server on $tmp/sock
-	local sock=$tmp/sock
+sock=$tmp/sock
+serve_vdisk() {   # serve_vdisk EXPORT [serve options...]
+	local exp=$1
+	shift
 	rm -f "$sock"
-	case $1 in
-	vdisk)
-		rm -rf "$tmp/store"
-		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
-		VDISK_STORE=$tmp/store "$vdisk" serve --socket "$sock" 2>"$tmp/serve.log" &
-		server_pid=$!
-		uri="nbd+unix:///vol?socket=$sock" ;;
-	nbdkit)
-		rm -f "$tmp/raw.img" && truncate -s "$size" "$tmp/raw.img"
-		nbdkit -f -U "$sock" file "$tmp/raw.img" &
-		server_pid=$!
-		uri="nbd+unix:///?socket=$sock" ;;
-	qemu-nbd)
-		rm -f "$tmp/raw.img" && truncate -s "$size" "$tmp/raw.img"
-		qemu-nbd -t -f raw -k "$sock" --cache=writeback --aio=threads -e 8 "$tmp/raw.img" &
-		server_pid=$!
-		uri="nbd+unix:///?socket=$sock" ;;
-	esac
+	VDISK_STORE=$tmp/store "$vdisk" serve --socket "$sock" "$@" "$exp" 2>>"$tmp/serve.log" &
+	server_pid=$!
+	uri="nbd+unix:///$exp?socket=$sock"
+	wait_sock "$sock"
+}
+serve_qemu() {   # serve_qemu FORMAT IMAGE
+	rm -f "$sock"
+	qemu-nbd -t -f "$1" -k "$sock" --cache=writeback --aio=threads -e 8 "$2" &
+	server_pid=$!
+	uri="nbd+unix:///?socket=$sock"
+	wait_sock "$sock"
+}
+serve_nbdkit() {   # serve_nbdkit IMAGE
+	rm -f "$sock"
+	nbdkit -f -U "$sock" file "$1" &
+	server_pid=$!
+	uri="nbd+unix:///?socket=$sock"
 	wait_sock "$sock"
 }
 
-job() {   # job NAME FIO-ARGS...: prints "bw_MBps iops"
-	local name=$1
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+
+# job NAME FIO-ARGS...: prints "MBps iops cpu_s_per_GiB"
+job() {
+	local name=$1 c0 c1
 	shift
+	c0=$(cpu_ticks)
 	fio --name="$name" --ioengine=nbd --uri="$uri" --output-format=json \
 		--output="$tmp/$name.json" "$@" >/dev/null || { echo "fio $name failed" >&2; exit 1; }
-	/usr/bin/python3 - "$tmp/$name.json" <<'PY'
+	c1=$(cpu_ticks)
+	/usr/bin/python3 - "$tmp/$name.json" "$((c1 - c0))" "$hz" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
-print("%.1f %.0f" % (d["bw_bytes"] / 1e6, d["iops"]))
+moved = (j["write"]["io_bytes"] + j["read"]["io_bytes"]) / 2**30
+cpu = int(sys.argv[2]) / int(sys.argv[3])
+print("%.1f %.0f %.3f" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if moved else 0))
 PY
 }
 
-servers="vdisk nbdkit qemu-nbd"
-for s in $servers; do
-	say "$s"
-	start "$s"
-	set -- $(job seqw --rw=write --bs=1M --iodepth=8 --size="$size")
-	echo "RESULT $s seq-write-MBps $1" | tee -a "$raw"
-	set -- $(job seqr --rw=read --bs=1M --iodepth=8 --size="$size")
-	echo "RESULT $s seq-read-MBps $1" | tee -a "$raw"
-	set -- $(job randw --rw=randwrite --bs=4k --iodepth=32 --size="$size" \
-		--time_based --runtime="$runtime" --randrepeat=0)
-	echo "RESULT $s rand-write-IOPS $2" | tee -a "$raw"
-	set -- $(job randr --rw=randread --bs=4k --iodepth=32 --size="$size" \
-		--time_based --runtime="$runtime" --randrepeat=0)
-	echo "RESULT $s rand-read-IOPS $2" | tee -a "$raw"
-	stop_server
-done
+got() { [ "$1" = "$2" ] || { echo "job failed" >&2; exit 1; }; }
 
-/usr/bin/python3 - "$raw" "$size" "$runtime" >"$md" <<'PY'
-import sys
-rows = {}
-for line in open(sys.argv[1]):
-    _, server, metric, value = line.split()
-    rows.setdefault(metric, {})[server] = float(value)
-servers = ["vdisk", "nbdkit", "qemu-nbd"]
-print("# NBD servers, same client (fio ioengine=nbd, Unix socket, %s export, random jobs %ss)\n"
-      % (sys.argv[2], sys.argv[3]))
-print("| metric | vdisk | nbdkit file | qemu-nbd raw | vdisk/nbdkit | vdisk/qemu-nbd |")
-print("|---|---|---|---|---|---|")
-for metric, v in rows.items():
-    r = lambda a: "%.2f" % (v["vdisk"] / v[a]) if v.get(a) else "-"
-    print("| %s | %s | %s | %s | %s | %s |" % (
-        metric, *("%.0f" % v.get(s, 0) for s in servers), r("nbdkit"), r("qemu-nbd")))
-PY
+# run WORKLOAD SERVER: run one workload and record it
+run() {
+	local wl=$1 s=$2 c0 c1
+	case $wl in
+	seqw) set -- $(job seqw --rw=write --bs=1M --iodepth=8 --size="$size")
+		got $# 3
+		res "$s" seqw "$1"; res "$s" seqw.cpu "$3" ;;
+	seqr) set -- $(job seqr --rw=read --bs=1M --iodepth=8 --size="$size")
+		got $# 3
+		res "$s" seqr "$1"; res "$s" seqr.cpu "$3" ;;
+	randw*|randr*)
+		local rw=randwrite
+		case $wl in randr*) rw=randread ;; esac
+		set -- $(job "$wl" --rw=$rw --bs=4k --iodepth="${wl#rand?}" --size="$size" \
+			--time_based --runtime="$runtime" --randrepeat=0)
+		got $# 3
+		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3" ;;
+	flush)
+		c0=$(cpu_ticks)
+		set -- $(/usr/bin/python3 "$bench/nbd/flush.py" "$uri" "$burst_b")
+		got $# 2
+		c1=$(cpu_ticks)
+		res "$s" burst "$1"; res "$s" flush "$2"
+		res "$s" flush.cpu "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v b="$burst_b" 'BEGIN{printf "%.3f", t / hz / (b / 2^30)}')" ;;
+	esac
+}
+
+fill() {   # fill: write the whole export once (not recorded)
+	set -- $(job fill --rw=write --bs=1M --iodepth=8 --size="$size")
+	got $# 3
+}
+
+all="seqw seqr randw1 randw32 randr1 randr32 flush"
+
+for s in $servers; do
+	say "$s ($(date +%T))"
+	rm -rf "$tmp/store" "$tmp"/*.img "$tmp"/*.qcow2 "$tmp"/*.json
+	peak_kb=0
+	res "$s" load "$(cut -d' ' -f1 /proc/loadavg)"
+	case $s in
+	vdisk|vdisk-cache)
+		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
+		if [ "$s" = vdisk ]; then serve_vdisk vol; else serve_vdisk vol --cache "$size"; fi
+		for wl in $all; do run "$wl" "$s"; done ;;
+	vdisk-snap)
+		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
+		serve_vdisk vol
+		fill
+		for wl in randw1 randw32; do
+			VDISK_STORE=$tmp/store "$vdisk" snapshot "vol@before-$wl" >/dev/null || exit 1
+			run "$wl" "$s"
+		done ;;
+	vdisk-deep)
+		export VDISK_STORE=$tmp/store
+		"$vdisk" create c0 "$size" >/dev/null || exit 1
+		serve_vdisk c0
+		fill
+		stop_server
+		t0=$(date +%s.%N)
+		chunks=$((size_b / 65536))
+		for i in $(seq 1 "$depth"); do
+			"$vdisk" snapshot "c$((i - 1))@s" >/dev/null &&
+			"$vdisk" clone "c$((i - 1))@s" "c$i" >/dev/null || exit 1
+			for k in 1 2 3; do
+				head -c 64K /dev/urandom >"$tmp/small.img"
+				"$vdisk" import --existing --offset $(( ((RANDOM << 15 | RANDOM) % chunks) * 65536 )) \
+					"c$i" "$tmp/small.img" >/dev/null || exit 1
+			done
+		done
+		res "$s" build-s "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')"
+		unset VDISK_STORE
+		serve_vdisk "c$depth"
+		for wl in randw32 randr32; do run "$wl" "$s"; done ;;
+	qemu-raw|nbdkit)
+		truncate -s "$size" "$tmp/raw.img"
+		if [ "$s" = nbdkit ]; then serve_nbdkit "$tmp/raw.img"; else serve_qemu raw "$tmp/raw.img"; fi
+		for wl in $all; do run "$wl" "$s"; done ;;
+	qemu-qcow2)
+		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
+		serve_qemu qcow2 "$tmp/img.qcow2"
+		for wl in $all; do run "$wl" "$s"; done ;;
+	qemu-overlay)
+		qemu-img create -q -f qcow2 "$tmp/base.qcow2" "$size" || exit 1
+		serve_qemu qcow2 "$tmp/base.qcow2"
+		run seqw "$s"   # into the base
+		stop_server
+		qemu-img create -q -f qcow2 -b "$tmp/base.qcow2" -F qcow2 "$tmp/ov.qcow2" || exit 1
+		serve_qemu qcow2 "$tmp/ov.qcow2"
+		for wl in seqr randw1 randw32 randr1 randr32 flush; do run "$wl" "$s"; done ;;
+	qemu-snap)
+		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
+		serve_qemu qcow2 "$tmp/img.qcow2"
+		for wl in $all; do
+			case $wl in randw*)
+				stop_server
+				qemu-img snapshot -c "before-$wl" "$tmp/img.qcow2" || exit 1
+				serve_qemu qcow2 "$tmp/img.qcow2" ;;
+			esac
+			run "$wl" "$s"
+		done ;;
+	*) echo "unknown server $s" >&2; exit 2 ;;
+	esac
+	stop_server
+	res "$s" peak-rss-MiB $((peak_kb / 1024))
+done
+rm -rf "$tmp/store" "$tmp"/*.img "$tmp"/*.qcow2
+
+res meta load_end "$(cut -d' ' -f1 /proc/loadavg)"
+res meta elapsed-s $(($(date +%s) - t_start))
+/usr/bin/python3 "$bench/nbd/report.py" "$raw" >"$md" || exit 1
 cat "$md"
