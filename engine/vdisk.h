@@ -9,7 +9,8 @@
  *    codes below.  vd_strerror() describes both; vd_last_error() returns the
  *    message recorded by the failing call in this thread, with context
  *    ("vd_volume_open: volume 'vm1' is held for writing by vdisk serve
- *    (pid 1234)").
+ *    (pid 1234)").  Every call clears it first, so it never describes an
+ *    earlier failure.
  *  - Names of volumes and snapshots are 1-64 characters of [A-Za-z0-9._-],
  *    not starting with '.' or '-'.  Anything else is VD_ENAME.
  *  - Threads: a vd_store and the vd_volume handles opened from it may be used
@@ -237,7 +238,8 @@ int vd_volume_flush(vd_volume *v);
 
 /* Reports allocation of [OFF, OFF+LEN) in runs: DATA (stored bytes, which
  * may still happen to be zero) or HOLE (reads as zeroes).  Runs are chunk
- * granular, clipped to the range, merged, and in order. */
+ * granular, clipped to the range, merged, and in order.  A non-zero return
+ * from CB stops the walk and is returned. */
 #define VD_EXTENT_DATA 0u
 #define VD_EXTENT_HOLE 1u
 typedef int (*vd_extent_fn)(void *opaque, uint64_t off, uint64_t len,
