@@ -616,3 +616,29 @@ int cli_is_zero(const void *buf, size_t len)
 		return 1;
 	return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
 }
+
+/* Parses the options of a command whose only option is --json.  Returns
+ * -1 to go on, or the exit status to return. */
+int cli_json_option(struct cli_ctx *ctx, int argc, char **argv,
+		    const char *help, int *json)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int c;
+
+	*json = 0;
+	while ((c = cli_getopt(ctx, argc, argv, "j", longopts, help)) != -1) {
+		switch (c) {
+		case 'j':
+			*json = 1;
+			break;
+		case CLI_GETOPT_HELP:
+			return CLI_EXIT_OK;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	return -1;
+}

@@ -276,4 +276,9 @@ ssize_t cli_read_full(int fd, void *buf, size_t len);
 /* True if the LEN bytes at BUF are all zero. */
 int cli_is_zero(const void *buf, size_t len);
 
+/* Parses the options of a command whose only option is --json (plus
+ * --help and --store).  Returns -1 to go on, or the exit status to return. */
+int cli_json_option(struct cli_ctx *ctx, int argc, char **argv,
+		    const char *help, int *json);
+
 #endif /* VDISK_CLI_H */

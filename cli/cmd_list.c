@@ -323,32 +323,6 @@ static void list_json(const struct listing *l, const struct vd_store_info *si,
 	cli_json_end_object(&j);
 }
 
-/* Parses the options of a command whose only option is --json.  Returns
- * -1 to go on, or the exit status to return. */
-static int json_option(struct cli_ctx *ctx, int argc, char **argv,
-		       const char *help, int *json)
-{
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ 0 },
-	};
-	int c;
-
-	*json = 0;
-	while ((c = cli_getopt(ctx, argc, argv, "j", longopts, help)) != -1) {
-		switch (c) {
-		case 'j':
-			*json = 1;
-			break;
-		case CLI_GETOPT_HELP:
-			return CLI_EXIT_OK;
-		default:
-			return CLI_EXIT_USAGE;
-		}
-	}
-	return -1;
-}
-
 int cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 {
 	struct listing l = { 0 };
@@ -356,7 +330,7 @@ int cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 	vd_store *store;
 	int rc, json;
 
-	if ((rc = json_option(ctx, argc, argv, list_help, &json)) >= 0)
+	if ((rc = cli_json_option(ctx, argc, argv, list_help, &json)) >= 0)
 		return rc;
 	if ((rc = cli_operands(ctx, argc, argv, 0, 0)) ||
 	    (rc = cli_store_open(ctx, NULL, &store)))
@@ -425,7 +399,7 @@ int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 	vd_store *store;
 	int rc, json;
 
-	if ((rc = json_option(ctx, argc, argv, info_help, &json)) >= 0)
+	if ((rc = cli_json_option(ctx, argc, argv, info_help, &json)) >= 0)
 		return rc;
 	if ((rc = cli_operands(ctx, argc, argv, 1, 1)) ||
 	    (rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_OPTIONAL, vol,
@@ -571,7 +545,7 @@ int cmd_diff(struct cli_ctx *ctx, int argc, char **argv)
 	vd_store *store;
 	int rc, json;
 
-	if ((rc = json_option(ctx, argc, argv, diff_help, &json)) >= 0)
+	if ((rc = cli_json_option(ctx, argc, argv, diff_help, &json)) >= 0)
 		return rc;
 	if ((rc = cli_operands(ctx, argc, argv, 1, 2)))
 		return rc;

@@ -11,27 +11,14 @@
 
 #include "cli/cli.h"
 
+/* --json and no operands. */
 static int json_only(struct cli_ctx *ctx, int argc, char **argv,
 		     const char *help, int *json)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ 0 },
-	};
-	int c;
+	const int rc = cli_json_option(ctx, argc, argv, help, json);
 
-	*json = 0;
-	while ((c = cli_getopt(ctx, argc, argv, "j", longopts, help)) != -1) {
-		switch (c) {
-		case 'j':
-			*json = 1;
-			break;
-		case CLI_GETOPT_HELP:
-			return CLI_EXIT_OK;
-		default:
-			return CLI_EXIT_USAGE;
-		}
-	}
+	if (rc >= 0)
+		return rc;
 	return cli_operands(ctx, argc, argv, 0, 0) ? CLI_EXIT_USAGE : -1;
 }
 
