@@ -366,6 +366,23 @@ static int collect_snap(void *opaque, const char *name,
 	return 0;
 }
 
+/* Starts a change to the head of VOL: takes its writer lock, begins a
+ * write transaction and reads its record.  On failure nothing is held. */
+static int head_change_begin(vd_store *s, const char *vol, int *fd,
+			     struct wtxn *w, struct fmt_volume *fv)
+{
+	int r;
+
+	if ((*fd = lock_acquire(s, vol, true, true)) < 0)
+		return *fd;
+	if ((r = wtxn_begin(s, w)) == 0 &&
+	    (r = volume_get(s, w->txn, vol, fv)) == 0)
+		return 0;
+	wtxn_abort(w);
+	lock_release(*fd);
+	return r;
+}
+
 int vd_volume_remove(vd_store *s, const char *vol, int recursive)
 {
 	struct snap_names sns = { 0 };
@@ -378,12 +395,9 @@ int vd_volume_remove(vd_store *s, const char *vol, int recursive)
 	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
-	if ((fd = lock_acquire(s, vol, true, true)) < 0)
-		return fd;
-	if ((r = wtxn_begin(s, &w)) < 0)
-		goto out;
-	if ((r = volume_get(s, w.txn, vol, &fv)) < 0 ||
-	    (r = for_each_snapshot(s, w.txn, vol, collect_snap, &sns)) < 0)
+	if ((r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+		return r;
+	if ((r = for_each_snapshot(s, w.txn, vol, collect_snap, &sns)) < 0)
 		goto abort;
 	if (sns.n && !recursive) {
 		r = SET_ERROR(VD_EHASSNAPS, "volume '%s' has %zu snapshot%s "
@@ -444,12 +458,9 @@ int vd_volume_rollback(vd_store *s, const char *vol, const char *snap)
 	API_BEGIN();
 	if ((r = check_names(vol, snap)) < 0)
 		return r;
-	if ((fd = lock_acquire(s, vol, true, true)) < 0)
-		return fd;
-	if ((r = wtxn_begin(s, &w)) < 0)
-		goto out;
-	if ((r = volume_get(s, w.txn, vol, &fv)) < 0 ||
-	    (r = snapshot_get(s, w.txn, vol, snap, &sn)) < 0)
+	if ((r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+		return r;
+	if ((r = snapshot_get(s, w.txn, vol, snap, &sn)) < 0)
 		goto abort;
 	old = fv.layer;
 	fv.size = sn.size;
@@ -478,12 +489,9 @@ int vd_volume_flatten(vd_store *s, const char *vol)
 	API_BEGIN();
 	if ((r = check_names(vol, NULL)) < 0)
 		return r;
-	if ((fd = lock_acquire(s, vol, true, true)) < 0)
-		return fd;
-	if ((r = wtxn_begin(s, &w)) < 0)
-		goto out;
-	if ((r = volume_get(s, w.txn, vol, &fv)) < 0 ||
-	    (r = layer_get(s, w.txn, fv.layer, &l)) < 0)
+	if ((r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+		return r;
+	if ((r = layer_get(s, w.txn, fv.layer, &l)) < 0)
 		goto abort;
 	if (!fv.origin_vol[0]) {
 		r = SET_ERROR(VD_ENOTCLONE, "volume '%s' is not a clone", vol);
