@@ -21,12 +21,11 @@ endif
 
 # Per-folder source lists.
 FORMAT_SRCS := format/format.c
-ENGINE_SRCS := engine/error.c engine/store.c engine/pack.c engine/chunk.c \
-               engine/layer.c engine/volume.c engine/admin.c engine/control.c \
-               engine/check.c
+COMMON_SRCS := $(wildcard common/*.c)
+ENGINE_SRCS := $(wildcard engine/*.c)
 NBD_SRCS    := $(wildcard nbd/*.c)
 CLI_SRCS    := $(wildcard cli/*.c)
-LIB_SRCS    := $(FORMAT_SRCS) $(ENGINE_SRCS)
+LIB_SRCS    := $(COMMON_SRCS) $(FORMAT_SRCS) $(ENGINE_SRCS)
 
 # Unit tests: each tests/unit/test-*.c is one program linked with the engine.
 UNIT_SRCS   := $(wildcard tests/unit/test-*.c)

@@ -265,14 +265,6 @@ void cli_progress_end(struct cli_progress *p);
 
 /* ---- I/O ---------------------------------------------------------------- */
 
-/* Full reads and writes, looping over short transfers and EINTR.
- * cli_pread_full returns the bytes read (short only at end of file) or
- * -errno; the others return 0 or -errno (-EIO on a zero-length write). */
-ssize_t cli_pread_full(int fd, void *buf, size_t len, off_t off);
-int cli_pwrite_full(int fd, const void *buf, size_t len, off_t off);
-int cli_write_full(int fd, const void *buf, size_t len);
-ssize_t cli_read_full(int fd, void *buf, size_t len);
-
 /* True if the LEN bytes at BUF are all zero. */
 int cli_is_zero(const void *buf, size_t len);
 

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/io.h"
 
 /* I/O buffer: a whole number of chunks, at least 1 MiB. */
 #define IO_BUF_MIN (1024u * 1024u)
@@ -138,7 +139,7 @@ static int import_range(struct import *im, uint64_t start, uint64_t end)
 	while (start < end) {
 		const size_t want = end - start < im->buf_len ?
 			(size_t)(end - start) : im->buf_len;
-		const ssize_t got = cli_pread_full(im->fd, im->buf, want,
+		const ssize_t got = pread_full(im->fd, im->buf, want,
 						   (off_t)start);
 		const uint64_t voff = im->base + start;
 		size_t pos = 0;
@@ -459,9 +460,9 @@ static int collect_extent(void *opaque, uint64_t off, uint64_t len,
 static int export_write(struct export *ex, const void *buf, size_t len,
 			uint64_t off)
 {
-	const int rc = ex->sparse ? cli_pwrite_full(ex->fd, buf, len,
+	const int rc = ex->sparse ? pwrite_full(ex->fd, buf, len,
 						    (off_t)off) :
-		cli_write_full(ex->fd, buf, len);
+		write_full(ex->fd, buf, len);
 
 	if (rc < 0) {
 		if (rc == -EPIPE)

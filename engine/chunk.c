@@ -1,14 +1,11 @@
-/* Chunks: content hashing, compression, verified loading, reference counts
- * and the cache of clean (verified, decompressed) chunks.
+/* Chunks: content hashing, compression, verified loading and reference
+ * counts.  This file alone reads and writes DB "chunks".
  *
  * A chunk is named by the SHA-256 of its chunk_size raw bytes.  The "chunks"
  * DB maps the name to its record's location and a reference count: the
  * number of map entries naming it.  A count of 0 marks a dead chunk that gc
  * drops; a write of the same content before that revives it for free.
- *
- * The cache is keyed by name, so it is shared by every volume, snapshot and
- * clone that holds the same bytes.  It is sharded to keep reads of different
- * chunks in different threads from contending on one lock.
+ * Verified chunks read from the packs go into the clean-chunk cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +14,7 @@
 #include <zstd.h>
 #include <liburing.h>
 
+#include "common/hex.h"
 #include "engine/internal.h"
 
 #define ZSTD_LEVEL 1
@@ -129,14 +127,11 @@ int chunk_compress(const void *chunk, size_t len, void *out, uint8_t *codec,
 
 /* ---- the chunks DB ------------------------------------------------------ */
 
+/* The first 8 bytes of a name in hex: enough to tell chunks apart in
+ * messages. */
 static void hex8(const uint8_t hash[32], char out[17])
 {
-	static const char digits[] = "0123456789abcdef";
-	for (int i = 0; i < 8; i++) {
-		out[2 * i] = digits[hash[i] >> 4];
-		out[2 * i + 1] = digits[hash[i] & 15];
-	}
-	out[16] = '\0';
+	hex_encode(hash, 8, out);
 }
 
 int chunk_get(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
@@ -151,8 +146,7 @@ int chunk_get(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 		return SET_ERROR(VD_ECORRUPT, "chunk %s is referenced but not "
 				 "in the index", hx);
 	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "chunk %s: %s", hx,
-				 mdb_strerror(rc));
+		return err_mdb(rc, "chunk index");
 	if (fmt_chunk_decode(v.mv_data, v.mv_size, c) != 0)
 		return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
 	return 0;
@@ -167,10 +161,7 @@ static int chunk_put(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 
 	fmt_chunk_encode(c, buf);
 	rc = mdb_put(txn, s->st_chunks, &k, &v, 0);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "chunk index: %s",
-				 mdb_strerror(rc));
-	return 0;
+	return rc ? err_mdb(rc, "chunk index") : 0;
 }
 
 static uint64_t disk_bytes(const struct fmt_chunk *c)
@@ -213,7 +204,7 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		return ref_stored(s, w, hash, &c);
 	}
 	if (rc != MDB_NOTFOUND)
-		return SET_ERROR(err_from_mdb(rc), "chunk index: %s", mdb_strerror(rc));
+		return err_mdb(rc, "chunk index");
 
 	/* New content: store it. */
 	if (!payload) {
@@ -235,7 +226,7 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	rec.stored_len = stored_len;
 	rec.raw_len = s->st_chunk_size;
 	memcpy(rec.hash, hash, 32);
-	r = pack_append(s, w->txn, &rec, payload, &c.pack_id, &c.offset);
+	r = pack_append(s, &rec, payload, &c.pack_id, &c.offset);
 	if (r < 0)
 		return r;
 	c.stored_len = stored_len;
@@ -275,6 +266,13 @@ int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32])
 	}
 	w->d.refs--;
 	return chunk_put(s, w->txn, hash, &c);
+}
+
+bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32])
+{
+	MDB_val k = { 32, (void *)hash }, v;
+
+	return mdb_get(txn, s->st_chunks, &k, &v) == 0;
 }
 
 /* ---- verified loading --------------------------------------------------- */
@@ -343,7 +341,7 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 		return -ENOENT;
 	if (r < 0) {
 		char why[256]; /* the message is rewritten in the same buffer */
-		snprintf(why, sizeof why, "%s", vd_last_error());
+		snprintf(why, sizeof why, "%s", err_detail());
 		hex8(hash, hx);
 		return SET_ERROR(r, "chunk %s: %s", hx, why);
 	}
@@ -490,199 +488,87 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 	return 0;
 }
 
-/* ---- cache -------------------------------------------------------------- */
+/* ---- scans, for check and gc -------------------------------------------- */
 
-#define CACHE_SHARDS 16
-
-struct cache_entry {
-	uint8_t hash[32];
-	uint8_t *buf;
-	struct cache_entry *bucket_next;
-	struct cache_entry *lru_prev, *lru_next; /* head = most recent */
-};
-
-struct cache_shard {
-	pthread_mutex_t lock;
-	struct cache_entry **buckets;
-	size_t nbuckets;
-	struct cache_entry *lru_head, *lru_tail;
-	size_t count, max_count;
-};
-
-/* Chunk-sized buffers are recycled rather than freed: a fresh one costs a
- * page fault per 4 KiB on first touch, which dominated writes. */
-#define POOL_MAX 512
-
-struct chunk_cache {
-	uint32_t chunk_size;
-	struct cache_shard shards[CACHE_SHARDS];
-	pthread_mutex_t pool_lock;
-	void *pool[POOL_MAX];
-	size_t npool;
-};
-
-void *cache_buf_get(struct chunk_cache *c)
+int chunk_scan(vd_store *s, MDB_txn *txn, chunk_scan_fn fn, void *opaque,
+	       uint64_t *n)
 {
-	void *p = NULL;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
 
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->npool)
-		p = c->pool[--c->npool];
-	pthread_mutex_unlock(&c->pool_lock);
-	return p ? p : malloc(c->chunk_size);
-}
-
-void cache_buf_put(struct chunk_cache *c, void *p)
-{
-	if (!p)
-		return;
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->npool < POOL_MAX) {
-		c->pool[c->npool++] = p;
-		p = NULL;
+	if (n) {
+		MDB_stat st;
+		if ((rc = mdb_stat(txn, s->st_chunks, &st)))
+			return err_mdb(rc, "chunk index");
+		*n = st.ms_entries;
 	}
-	pthread_mutex_unlock(&c->pool_lock);
-	free(p);
+	if ((rc = mdb_cursor_open(txn, s->st_chunks, &cur)))
+		return err_mdb(rc, "chunk index");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct fmt_chunk c;
+		const bool ok = k.mv_size == 32 &&
+				fmt_chunk_decode(v.mv_data, v.mv_size, &c) == 0;
+		r = fn(opaque, k.mv_data, k.mv_size, ok ? &c : NULL);
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = err_mdb(rc, "chunk index");
+	return r;
 }
 
-static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32])
+int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
+		    void *opaque, uint64_t *freed)
 {
-	uint64_t h;
-	memcpy(&h, hash + 8, 8);
-	return h % sh->nbuckets;
-}
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
 
-static struct cache_shard *shard_of(struct chunk_cache *c, const uint8_t hash[32])
-{
-	return &c->shards[hash[0] % CACHE_SHARDS];
-}
+	if ((rc = mdb_cursor_open(w->txn, s->st_chunks, &cur)))
+		return err_mdb(rc, "chunk index");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;) {
+		struct fmt_chunk c;
+		uint8_t key[32];
 
-struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
-{
-	struct chunk_cache *c = calloc(1, sizeof *c);
-	size_t per_shard;
-
-	if (!c)
-		return NULL;
-	c->chunk_size = chunk_size;
-	pthread_mutex_init(&c->pool_lock, NULL);
-	per_shard = MAX((size_t)(max_bytes / chunk_size / CACHE_SHARDS), 1);
-	for (int i = 0; i < CACHE_SHARDS; i++) {
-		struct cache_shard *sh = &c->shards[i];
-		pthread_mutex_init(&sh->lock, NULL);
-		sh->max_count = per_shard;
-		sh->nbuckets = per_shard * 2 + 1;
-		sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
-		if (!sh->buckets) {
-			cache_free(c);
-			return NULL;
+		if (k.mv_size != 32 || fmt_chunk_decode(v.mv_data, v.mv_size, &c)) {
+			/* check reports it; gc leaves it alone */
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
 		}
-	}
-	return c;
-}
-
-void cache_free(struct chunk_cache *c)
-{
-	if (!c)
-		return;
-	for (int i = 0; i < CACHE_SHARDS; i++) {
-		struct cache_shard *sh = &c->shards[i];
-		struct cache_entry *e = sh->lru_head;
-		while (e) {
-			struct cache_entry *next = e->lru_next;
-			free(e->buf);
-			free(e);
-			e = next;
+		if (c.refs) {
+			r = live(opaque, k.mv_data, 32, &c);
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
 		}
-		free(sh->buckets);
-		pthread_mutex_destroy(&sh->lock);
+		w->d.dead_chunks--;
+		w->d.dead_bytes -= FMT_REC_HEADER_SIZE + (int64_t)c.stored_len;
+		(*freed)++;
+		memcpy(key, k.mv_data, 32);
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+		/* Seek again rather than trust the cursor after a delete. */
+		k.mv_data = key;
+		k.mv_size = 32;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	}
-	while (c->npool)
-		free(c->pool[--c->npool]);
-	pthread_mutex_destroy(&c->pool_lock);
-	free(c);
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = err_mdb(rc, "chunk index");
+	return r;
 }
 
-static void lru_unlink(struct cache_shard *sh, struct cache_entry *e)
+int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw)
 {
-	if (e->lru_prev)
-		e->lru_prev->lru_next = e->lru_next;
-	else
-		sh->lru_head = e->lru_next;
-	if (e->lru_next)
-		e->lru_next->lru_prev = e->lru_prev;
-	else
-		sh->lru_tail = e->lru_prev;
-}
+	struct fmt_record rec;
+	int r;
 
-static void lru_push(struct cache_shard *sh, struct cache_entry *e)
-{
-	e->lru_prev = NULL;
-	e->lru_next = sh->lru_head;
-	if (sh->lru_head)
-		sh->lru_head->lru_prev = e;
-	sh->lru_head = e;
-	if (!sh->lru_tail)
-		sh->lru_tail = e;
-}
-
-static struct cache_entry **find(struct cache_shard *sh, const uint8_t hash[32])
-{
-	struct cache_entry **pp = &sh->buckets[bucket_of(sh, hash)];
-	while (*pp && memcmp((*pp)->hash, hash, 32) != 0)
-		pp = &(*pp)->bucket_next;
-	return pp;
-}
-
-bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
-		size_t off, size_t len)
-{
-	struct cache_shard *sh = shard_of(c, hash);
-	struct cache_entry *e;
-
-	pthread_mutex_lock(&sh->lock);
-	e = *find(sh, hash);
-	if (e) {
-		memcpy(out, e->buf + off, len);
-		lru_unlink(sh, e);
-		lru_push(sh, e);
-	}
-	pthread_mutex_unlock(&sh->lock);
-	return e != NULL;
-}
-
-void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
-{
-	struct cache_shard *sh = shard_of(c, hash);
-	struct cache_entry *e, **pp, *victim = NULL;
-
-	pthread_mutex_lock(&sh->lock);
-	pp = find(sh, hash);
-	if (*pp) { /* same name, same bytes: keep the one we have */
-		pthread_mutex_unlock(&sh->lock);
-		cache_buf_put(c, buf);
-		return;
-	}
-	if (sh->count >= sh->max_count) {
-		victim = sh->lru_tail;
-		lru_unlink(sh, victim);
-		*find(sh, victim->hash) = victim->bucket_next;
-		sh->count--;
-		pp = find(sh, hash); /* the chain may have changed */
-	}
-	e = victim ? victim : malloc(sizeof *e);
-	if (!e) {
-		pthread_mutex_unlock(&sh->lock);
-		cache_buf_put(c, buf);
-		return;
-	}
-	if (victim)
-		cache_buf_put(c, victim->buf);
-	memcpy(e->hash, hash, 32);
-	e->buf = buf;
-	e->bucket_next = NULL;
-	*pp = e;
-	lru_push(sh, e);
-	sh->count++;
-	pthread_mutex_unlock(&sh->lock);
+	if (chunk_verify(s, hash, c, scratch, raw) < 0)
+		return 1;
+	fmt_record_decode(scratch, &rec);
+	if ((r = pack_append(s, &rec, scratch + FMT_REC_HEADER_SIZE, &c->pack_id,
+			     &c->offset)) < 0)
+		return r;
+	return chunk_put(s, w->txn, hash, c);
 }

@@ -7,6 +7,8 @@
  *   reply:    "<status> <message>\n"   status is 0 or a vdisk/errno code
  * The holder seals the writes it acknowledged, then takes the snapshot, so
  * the snapshot holds every write acknowledged before the request arrived.
+ * What the holder does is the handler passed to control_start (volume.c);
+ * this file is only the transport.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "engine/internal.h"
 
 #define REQUEST_MAX 256
@@ -42,7 +45,6 @@ static void serve_one(vd_store *s, int fd)
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	size_t got = 0;
 	int r = -EINVAL;
-	vd_volume *v;
 
 	/* Read one line, with a deadline, from a client we trust little. */
 	while (got < REQUEST_MAX && poll(&p, 1, 5000) == 1) {
@@ -57,19 +59,13 @@ static void serve_one(vd_store *s, int fd)
 	if (sscanf(req, "SNAPSHOT %64s %64s", vol, snap) == 2 &&
 	    vd_name_valid(vol) && vd_name_valid(snap)) {
 		err_begin("vd_snapshot_create");
-		if ((v = volume_find_open(s, vol))) {
-			r = volume_snapshot(v, snap);
-			vd_volume_close(v);
-		} else {
-			r = SET_ERROR(VD_ENOVOL, "'%s' is not open here", vol);
-		}
+		r = err_end(s->st_ctl_snapshot(s, vol, snap));
 	} else {
 		SET_ERROR(r, "malformed control request");
 	}
-	snprintf(reply, sizeof reply, "%d %s\n", r, r ? vd_last_error() : "ok");
-	if (write(fd, reply, strlen(reply)) < 0) {
-		/* the requester went away; nothing to tell */
-	}
+	/* The requester names the call itself: send the message alone. */
+	snprintf(reply, sizeof reply, "%d %s\n", r, r ? err_detail() : "ok");
+	(void)write_full(fd, reply, strlen(reply)); /* gone: nothing to tell */
 }
 
 static void *control_main(void *arg)
@@ -89,15 +85,15 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-int control_start(vd_store *s)
+int control_start(vd_store *s, control_snapshot_fn fn)
 {
 	struct sockaddr_un a;
 	socklen_t len;
 	int fd, r;
 
-	pthread_mutex_lock(&s->st_vol_lock);
+	pthread_mutex_lock(&s->st_ctl_lock);
 	if (s->st_ctl_started) {
-		pthread_mutex_unlock(&s->st_vol_lock);
+		pthread_mutex_unlock(&s->st_ctl_lock);
 		return 0;
 	}
 	len = control_addr(s, getpid(), &a);
@@ -107,10 +103,11 @@ int control_start(vd_store *s)
 		r = SET_ERROR(-errno, "control socket: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		pthread_mutex_unlock(&s->st_vol_lock);
+		pthread_mutex_unlock(&s->st_ctl_lock);
 		return r;
 	}
 	s->st_ctl_fd = fd;
+	s->st_ctl_snapshot = fn;
 	r = -pthread_create(&s->st_ctl_thread, NULL, control_main, s);
 	if (r < 0) {
 		close(fd);
@@ -118,7 +115,7 @@ int control_start(vd_store *s)
 	} else {
 		s->st_ctl_started = true;
 	}
-	pthread_mutex_unlock(&s->st_vol_lock);
+	pthread_mutex_unlock(&s->st_ctl_lock);
 	return r;
 }
 
@@ -152,7 +149,7 @@ int control_request_snapshot(vd_store *s, int pid, const char *vol,
 				 "answer snapshot requests", vol, pid);
 	}
 	snprintf(req, sizeof req, "SNAPSHOT %s %s\n", vol, snap);
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+	if (write_full(fd, req, strlen(req)) < 0) {
 		close(fd);
 		return SET_ERROR(-EIO, "control request to pid %d failed", pid);
 	}
@@ -172,7 +169,8 @@ int control_request_snapshot(vd_store *s, int pid, const char *vol,
 		return SET_ERROR(-EIO, "no answer from pid %d holding '%s'", pid, vol);
 	if (status == 0)
 		return 0;
+	if (status > 0)
+		status = -EIO; /* not a code we send */
 	reply[strcspn(reply, "\n")] = '\0';
-	return vd_set_error(status, "vd_snapshot_create", "%s (via pid %d)",
-			    reply + off, pid);
+	return SET_ERROR(status, "%s (via pid %d)", reply + off, pid);
 }

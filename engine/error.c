@@ -6,28 +6,36 @@
 #include "engine/internal.h"
 
 static __thread char last_error[512];
+static __thread size_t prefix_len;    /* of "CALL: " in last_error */
 static __thread const char *api_name; /* the vd_* call under way */
 
-int vd_set_error(int err, const char *func, const char *fmt, ...)
+/* Appends TEXT to last_error at *LEN, truncating. */
+static void append(size_t *len, const char *text)
 {
-	va_list ap;
-	int n;
+	const size_t n = MIN(strlen(text), sizeof last_error - 1 - *len);
 
-	/* Users see the API call they made, not the helper that failed. */
-	n = snprintf(last_error, sizeof last_error, "%s: ",
-		     api_name ? api_name : func);
-	if (n < 0 || (size_t)n >= sizeof last_error)
-		n = 0;
-	/* Corruption is always called so, whatever the detail says. */
-	if (err == VD_ECORRUPT && strstr(fmt, "corrupt") == NULL) {
-		const int m = snprintf(last_error + n, sizeof last_error - n,
-				       "corrupt: ");
-		if (m > 0 && (size_t)(n + m) < sizeof last_error)
-			n += m;
-	}
+	memcpy(last_error + *len, text, n);
+	*len += n;
+	last_error[*len] = '\0';
+}
+
+int err_set(int err, const char *func, const char *fmt, ...)
+{
+	char msg[sizeof last_error];
+	size_t len = 0;
+	va_list ap;
+
 	va_start(ap, fmt);
-	vsnprintf(last_error + n, sizeof last_error - n, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* Users see the API call they made, not the helper that failed. */
+	append(&len, api_name ? api_name : func);
+	append(&len, ": ");
+	prefix_len = len;
+	/* Corruption is always called so, whatever the detail says. */
+	if (err == VD_ECORRUPT && !strstr(msg, "corrupt"))
+		append(&len, "corrupt: ");
+	append(&len, msg);
 	return err;
 }
 
@@ -35,6 +43,24 @@ void err_begin(const char *api)
 {
 	api_name = api;
 	last_error[0] = '\0';
+	prefix_len = 0;
+}
+
+int err_end(int r)
+{
+	if (r < 0 && !last_error[0])
+		err_set(r, api_name ? api_name : "vdisk", "%s", vd_strerror(r));
+	return r;
+}
+
+const char *err_detail(void)
+{
+	return last_error + prefix_len;
+}
+
+int err_mdb(int rc, const char *what)
+{
+	return err_set(err_from_mdb(rc), "lmdb", "%s: %s", what, mdb_strerror(rc));
 }
 
 const char *vd_last_error(void)

@@ -1,5 +1,35 @@
 /* vdisk engine internals, grouped by the source file that defines them.
- * Nothing outside engine/ includes this header. */
+ * Nothing outside engine/ includes this header.
+ *
+ * Modules, in one downward order: each file calls only the files listed
+ * below it (tests/test-engine-layering.sh checks this), and each LMDB
+ * database has one owner, the only file that touches it.
+ *
+ *   api.c      the public vd_* entry points: check arguments, name the call
+ *              in error messages, call one internal function
+ *   store.c    store lifecycle: open, create, close, info
+ *   check.c    vd_store_check: verify everything
+ *   gc.c       vd_store_gc: drop dead chunks, compact pack files
+ *   query.c    info, list, diff
+ *   admin.c    create, snapshot, clone, remove, rollback, flatten, resize
+ *   volume.c   volume handles: open/close, read/write/zero/extents/flush,
+ *              snapshots of open heads, the background sealer thread
+ *   seal.c     sealing a head's dirty chunks into the store
+ *   dirty.c    a head's dirty chunks (the write-back cache) and views
+ *   control.c  the control socket: snapshot requests between processes
+ *   catalog.c  DBs "volumes" and "snapshots"; resolving a point
+ *   layer.c    DBs "map", "epochs", "layers", "readers"; chains
+ *   chunk.c    DB "chunks": naming, compression, references, verified loads
+ *   pack.c     pack files (append-only chunk records)
+ *   cache.c    the clean-chunk cache and the chunk buffer pool
+ *   lock.c     process locks (lock files)
+ *   index.c    the LMDB environment, transactions, DB "meta" and counters
+ *   error.c    error codes and the per-thread error message
+ *   common/, format/   short I/O, vectors, hex; on-disk codecs (no state)
+ *
+ * vd_store_close (store.c) closes what volume.c opened; volume.c starts the
+ * control socket with a handler of its own, so control.c never calls up.
+ */
 #ifndef VDISK_INTERNAL_H
 #define VDISK_INTERNAL_H
 
@@ -8,25 +38,27 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <lmdb.h>
 
+#include "common/vector.h"
 #include "engine/vdisk.h"
 #include "format/format.h"
 
-/* ---- error.c ------------------------------------------------------------ */
+#define DIV_ROUND_UP(a, b) (((a) + (b) - 1) / (b))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Records "FUNC: message" as this thread's last error and returns ERR. */
-int vd_set_error(int err, const char *func, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-#define SET_ERROR(err, ...) vd_set_error((err), __func__, __VA_ARGS__)
-/* Maps an LMDB return code to a vdisk code. */
-int err_from_mdb(int rc);
-/* Starts a public call: clears the last error and names the call in the
- * messages its helpers set. */
-void err_begin(const char *api);
-#define API_BEGIN() err_begin(__func__)
+static inline uint64_t now_seconds(void)
+{
+	return (uint64_t)time(NULL);
+}
 
-/* ---- store.c ------------------------------------------------------------ */
+DEFINE_VECTOR(u32_vec, uint32_t);
+
+/* ---- the store handle ---------------------------------------------------
+ * Fields are grouped by the module that owns them; others go through that
+ * module's functions. */
 
 struct pack_writer {
 	int fd;           /* -1 until the first append */
@@ -40,6 +72,7 @@ struct chunk_cache;
 struct vd_volume;
 
 struct vd_store {
+	/* store.c */
 	char *st_dir;
 	int st_dirfd;
 	uint32_t st_chunk_size;
@@ -49,26 +82,29 @@ struct vd_store {
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
 	bool st_uring;           /* batch record reads with io_uring */
 
+	/* index.c opens the environment and the handles; each handle is used
+	 * only by its database's owner. */
 	MDB_env *st_env;
-	MDB_dbi st_meta, st_volumes, st_snapshots, st_layers, st_readers,
-		st_map, st_epochs, st_chunks;
+	MDB_dbi st_meta;                      /* index.c */
+	MDB_dbi st_chunks;                    /* chunk.c */
+	MDB_dbi st_map, st_epochs, st_layers, st_readers; /* layer.c */
+	MDB_dbi st_volumes, st_snapshots;     /* catalog.c */
 
-	/* Appends and the LMDB write transactions that reference them. */
+	/* pack.c: appends and the LMDB write transactions that reference
+	 * them; read descriptors indexed by pack id. */
 	pthread_mutex_t st_pack_lock;
 	struct pack_writer st_writer;
-
-	/* Read-only descriptors of pack files, indexed by pack id. */
 	pthread_rwlock_t st_fd_lock;
 	int *st_fds;
 	uint32_t st_nfds;
 
-	struct chunk_cache *st_cache;
+	struct chunk_cache *st_cache;         /* cache.c */
 
-	/* Open volume handles of this process, shared by (vol, snap). */
+	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
 	struct vd_volume *st_vols;
 
-	/* Background sealing of dirty chunks (volume.c). */
+	/* dirty.c counts dirty bytes; volume.c runs the sealer thread. */
 	pthread_mutex_t st_dirty_lock;
 	pthread_cond_t st_dirty_cond;   /* dirty bytes fell, or work to do */
 	uint64_t st_dirty_bytes;
@@ -76,21 +112,53 @@ struct vd_store {
 	bool st_sealer_started;
 	pthread_t st_sealer;
 
-	/* Control socket for requests from other processes (control.c). */
+	/* control.c */
+	pthread_mutex_t st_ctl_lock;
 	int st_ctl_fd;
 	bool st_ctl_started;
 	pthread_t st_ctl_thread;
+	int (*st_ctl_snapshot)(vd_store *s, const char *vol, const char *snap);
 };
 
-/* Accumulated changes to the store counters kept in the meta DB. */
-struct stat_delta {
+/* ---- error.c ------------------------------------------------------------ */
+
+/* Records "CALL: message" as this thread's last error, CALL being the
+ * public call under way (else FUNC), and returns ERR. */
+int err_set(int err, const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define SET_ERROR(err, ...) err_set((err), __func__, __VA_ARGS__)
+/* Maps an LMDB return code to a vdisk code. */
+int err_from_mdb(int rc);
+/* SET_ERROR for a failed LMDB call on WHAT. */
+int err_mdb(int rc, const char *what);
+/* Starts a public call: clears the last error and names API in the
+ * messages set until the call ends. */
+void err_begin(const char *api);
+#define API_BEGIN() err_begin(__func__)
+/* Ends a public call returning R: a failure that set no message gets one
+ * (vd_strerror's), so every failure explains itself. */
+int err_end(int r);
+/* The last message without its "CALL: " prefix. */
+const char *err_detail(void);
+
+/* ---- index.c ------------------------------------------------------------ */
+
+/* Opens STORE/index.mdb with every database, creating the meta records of
+ * a new store; checks the format and chunk size against the superblock. */
+int index_open(vd_store *s);
+void index_close(vd_store *s);
+/* Bytes the index file occupies on disk. */
+uint64_t index_disk_bytes(vd_store *s);
+
+/* The store counters kept in DB "meta". */
+struct store_stats {
 	int64_t chunks, refs, stored, dead_chunks, dead_bytes;
 };
 
 /* A write transaction with its counter changes. */
 struct wtxn {
 	MDB_txn *txn;
-	struct stat_delta d;
+	struct store_stats d;
 };
 
 int wtxn_begin(vd_store *s, struct wtxn *w);
@@ -98,14 +166,22 @@ int wtxn_begin(vd_store *s, struct wtxn *w);
 int wtxn_commit(vd_store *s, struct wtxn *w);
 void wtxn_abort(struct wtxn *w);
 int rtxn_begin(vd_store *s, MDB_txn **txn);
+void rtxn_end(MDB_txn *txn);   /* NULL is fine */
 
 int meta_get_u64(vd_store *s, MDB_txn *txn, const char *key, uint64_t *val);
 int meta_put_u64(vd_store *s, MDB_txn *txn, const char *key, uint64_t val);
 /* Returns the next value of counter KEY (starting at 1) and stores it. */
 int meta_next_id(vd_store *s, MDB_txn *txn, const char *key, uint64_t *id);
+/* Reads the counters; missing ones read as 0.  *PRESENT (may be NULL)
+ * gets a bit per counter found, in field order. */
+int stats_read(vd_store *s, MDB_txn *txn, struct store_stats *out,
+	       unsigned *present);
 
-/* Process locks in STORE/locks/.  lock_acquire returns an fd (>= 0) holding
- * an flock on the lock file for NAME, or VD_EBUSY with the holder named. */
+/* ---- lock.c ------------------------------------------------------------- */
+
+/* Process locks in STORE/locks/, one per point: "VOL" for a head,
+ * "VOL@SNAP" for a snapshot.  lock_acquire returns an fd (>= 0) holding an
+ * flock on the lock file of NAME, or VD_EBUSY with the holder named. */
 int lock_acquire(vd_store *s, const char *name, bool exclusive,
 		 bool write_holder);
 void lock_release(int fd);
@@ -115,19 +191,33 @@ int lock_write_holder(vd_store *s, int fd);
  * exclusively; returns 1 if held, 0 if free. */
 int lock_holder(vd_store *s, const char *name, int *pid, char *holder,
 		size_t holder_len);
+/* Removes the lock file of a point that no longer exists. */
+void lock_unlink(vd_store *s, const char *name);
+/* "VOL" or "VOL@SNAP" (SNAP NULL or ""). */
+#define LOCK_NAME_MAX (2 * VD_NAME_MAX + 2)
+void lock_name(char out[LOCK_NAME_MAX], const char *vol, const char *snap);
 
-uint64_t now_seconds(void);
+/* ---- cache.c ------------------------------------------------------------ */
+
+struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size);
+void cache_free(struct chunk_cache *c);
+/* Copies LEN bytes at OFF of cached chunk HASH into OUT; false if absent. */
+bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
+		size_t off, size_t len);
+/* A chunk-sized buffer from the store's pool (or malloc), and back. */
+void *cache_buf_get(struct chunk_cache *c);
+void cache_buf_put(struct chunk_cache *c, void *buf);
+/* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
+void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
 
 /* ---- pack.c ------------------------------------------------------------- */
 
 /* Ensures the writer pack has room for MAX_BYTES more, opening a new file
  * (its id drawn in TXN) if needed.  Caller holds st_pack_lock. */
 int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
-/* Forgets the cached descriptor of pack ID (gc removed the file). */
-void pack_forget(vd_store *s, uint32_t id);
 /* Appends a record (header + payload) to the writer pack; returns its
  * location.  Caller holds st_pack_lock and reserved room. */
-int pack_append(vd_store *s, MDB_txn *txn, const struct fmt_record *rec,
+int pack_append(vd_store *s, const struct fmt_record *rec,
 		const void *payload, uint32_t *pack_id, uint64_t *offset);
 /* fdatasyncs the writer pack if anything was appended.  Caller holds
  * st_pack_lock. */
@@ -137,11 +227,20 @@ int pack_sync(vd_store *s);
  * missing, -ENOENT if the pack file is gone (gc moved it: retry). */
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf);
-void pack_close_all(vd_store *s);
 /* A cached read descriptor of pack ID (header checked on first open);
  * -ENOENT if the file is gone. */
 int pack_fd_get(vd_store *s, uint32_t id);
-int pack_path(const vd_store *s, uint32_t id, char *out, size_t len);
+void pack_close_all(vd_store *s);
+/* The ids of every pack file in STORE/data. */
+int pack_list(vd_store *s, u32_vec *ids);
+/* Counts the pack files and the bytes they occupy on disk. */
+void pack_usage(vd_store *s, uint64_t *files, uint64_t *bytes);
+/* For gc: returns an fd holding an exclusive flock on pack ID, with its
+ * size, or < 0 if another handle appends to it (ours or another
+ * process's) or it is gone. */
+int pack_claim(vd_store *s, uint32_t id, uint64_t *size);
+/* Removes pack ID (gc moved everything out); returns 1 if removed. */
+int pack_remove(vd_store *s, uint32_t id);
 
 /* ---- chunk.c ------------------------------------------------------------ */
 
@@ -150,6 +249,8 @@ bool chunk_is_zero(const void *data, size_t len);
 /* Compresses CHUNK into OUT (capacity chunk_size); sets codec and length. */
 int chunk_compress(const void *chunk, size_t len, void *out, uint8_t *codec,
 		   uint32_t *stored_len);
+/* True if the store holds chunk HASH (live or dead). */
+bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 
 /* Loads chunk HASH, verified, into OUT (chunk_size bytes), from the cache or
  * the data files.  TXN is a read (or write) transaction.  VD_ECORRUPT on
@@ -170,8 +271,8 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 /* Reads a chunk's location; VD_ECORRUPT if absent or malformed. */
 int chunk_get(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 	      struct fmt_chunk *c);
-/* Verifies a stored record fully (used by check); VD_ECORRUPT with a
- * message if bad. */
+/* Verifies a stored record fully; VD_ECORRUPT with a message if bad,
+ * -ENOENT if its pack file is gone.  SCRATCH holds a record, OUT a chunk. */
 int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 		 uint8_t *scratch, uint8_t *out);
 
@@ -185,45 +286,48 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 int chunk_ref_existing(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
 int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
 
-struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size);
-void cache_free(struct chunk_cache *c);
-/* Copies LEN bytes at OFF of cached chunk HASH into OUT; false if absent. */
-bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
-		size_t off, size_t len);
-/* A chunk-sized buffer from the store's pool (or malloc), and back. */
-void *cache_buf_get(struct chunk_cache *c);
-void cache_buf_put(struct chunk_cache *c, void *buf);
-/* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
-void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
+/* Calls FN for every entry of DB "chunks" in key order: KEY of KEYLEN bytes
+ * (32 unless damaged) and its value, or C NULL if the value is malformed.
+ * A non-zero return from FN stops the scan and is returned.  *N (may be
+ * NULL) gets the number of entries first. */
+typedef int (*chunk_scan_fn)(void *opaque, const uint8_t *key, size_t keylen,
+			     const struct fmt_chunk *c);
+int chunk_scan(vd_store *s, MDB_txn *txn, chunk_scan_fn fn, void *opaque,
+	       uint64_t *n);
+/* For gc: deletes every dead chunk in W (counting them in *FREED) and calls
+ * LIVE for each live one. */
+int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
+		    void *opaque, uint64_t *freed);
+/* For gc: copies live chunk HASH (at C) to the writer pack and points the
+ * index at the copy (C is updated).  Returns 0 when moved, 1 when left in
+ * place because it fails verification.  Caller holds st_pack_lock and
+ * reserved room.  SCRATCH holds a record, RAW a chunk. */
+int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw);
 
 /* ---- layer.c ------------------------------------------------------------ */
-
-/* What a map entry says of one chunk index. */
-struct map_val {
-	uint8_t kind;      /* FMT_MAP_HOLE or FMT_MAP_DATA */
-	uint8_t hash[32];
-};
 
 /* Looks up the newest entry of (LAYER, IDX) with epoch <= EPOCH.
  * Returns 1 found, 0 none, < 0 error (VD_ECORRUPT for a bad value). */
 int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
-	       uint64_t epoch, struct map_val *out, uint64_t *found_epoch);
+	       uint64_t epoch, struct fmt_map_val *out);
 /* Sets (LAYER, IDX, EPOCH) to VAL, releasing the chunk it replaces. */
 int map_put(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t idx,
-	    uint64_t epoch, const struct map_val *val);
-/* Smallest chunk index >= IDX with any entry in LAYER, or UINT64_MAX. */
-int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
-		 uint64_t *next);
+	    uint64_t epoch, const struct fmt_map_val *val);
 
 int layer_get(vd_store *s, MDB_txn *txn, uint64_t id, struct fmt_layer *l);
-int layer_put(vd_store *s, MDB_txn *txn, uint64_t id,
-	      const struct fmt_layer *l);
 /* Creates a layer forked from (PARENT, PARENT_EPOCH) (0, 0 for none),
  * registering it as a reader of its parent and adding a head reader. */
 int layer_create(vd_store *s, struct wtxn *w, uint64_t parent,
 		 uint64_t parent_epoch, uint64_t *id);
+/* Freezes LAYER's current epoch for a snapshot: registers a reader there
+ * and moves the write epoch on.  Returns both epochs. */
+int layer_freeze(vd_store *s, struct wtxn *w, uint64_t layer,
+		 uint64_t *frozen_epoch, uint64_t *write_epoch);
+/* The write epoch of LAYER (what its head writes at). */
+int layer_write_epoch(vd_store *s, MDB_txn *txn, uint64_t layer,
+		      uint64_t *epoch);
 
-int reader_add(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t epoch);
 /* Removes one reader; entries nobody can see any more are dropped, and a
  * layer with no readers left is destroyed (and so on up its parents).
  * Cost: proportional to the entries that reader alone could see. */
@@ -253,12 +357,107 @@ void chain_free(struct chain *c);
 void chain_mark(struct chain *c, uint64_t idx);
 /* Resolves index IDX through the chain; a missing entry is a hole. */
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
-		  uint64_t idx, struct map_val *out);
+		  uint64_t idx, struct fmt_map_val *out);
 /* Smallest index >= IDX that any chain layer has an entry for. */
 int chain_next_idx(vd_store *s, MDB_txn *txn, const struct chain *c,
 		   uint64_t idx, uint64_t *next);
+/* Copies LEN bytes at OFF of chunk IDX as the chain's committed state shows
+ * it (verified) into OUT.  *TXN is begun lazily and renewed once if gc
+ * moved the chunk meanwhile; the caller ends it. */
+int chain_read(vd_store *s, MDB_txn **txn, const struct chain *c,
+	       uint64_t idx, void *out, size_t off, size_t len);
 
-/* ---- volume.c ----------------------------------------------------------- */
+/* Scans for check.  An entry of DB "map" as found: KEY_OK false for a key
+ * of the wrong size (then only KEYLEN is meaningful), VAL NULL for a
+ * malformed value. */
+struct map_entry {
+	bool key_ok;
+	size_t keylen;
+	uint64_t layer, idx, epoch;
+	const struct fmt_map_val *val;
+	bool has_epoch_record;   /* DB "epochs" lists it */
+};
+typedef int (*map_scan_fn)(void *opaque, const struct map_entry *e);
+int map_scan(vd_store *s, MDB_txn *txn, map_scan_fn fn, void *opaque);
+/* Every layer record: L NULL if malformed.  HAS_READERS: someone reads it. */
+typedef int (*layer_scan_fn)(void *opaque, uint64_t id,
+			     const struct fmt_layer *l, bool has_readers);
+int layer_scan(vd_store *s, MDB_txn *txn, layer_scan_fn fn, void *opaque);
+/* Every reader record: OK false if malformed. */
+typedef int (*reader_scan_fn)(void *opaque, uint64_t layer, uint64_t epoch,
+			      bool ok);
+int reader_scan(vd_store *s, MDB_txn *txn, reader_scan_fn fn, void *opaque);
+bool layer_exists(vd_store *s, MDB_txn *txn, uint64_t id);
+bool reader_exists(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch);
+
+/* ---- catalog.c ---------------------------------------------------------- */
+
+/* Errors: VD_ENOVOL (and VD_ENOSNAP for a snapshot of an existing volume),
+ * VD_ECORRUPT for a malformed record. */
+int catalog_volume_get(vd_store *s, MDB_txn *txn, const char *vol,
+		       struct fmt_volume *out);
+int catalog_volume_put(vd_store *s, MDB_txn *txn, const char *vol,
+		       const struct fmt_volume *fv);
+int catalog_volume_del(vd_store *s, MDB_txn *txn, const char *vol);
+int catalog_snapshot_get(vd_store *s, MDB_txn *txn, const char *vol,
+			 const char *snap, struct fmt_snapshot *out);
+int catalog_snapshot_del(vd_store *s, MDB_txn *txn, const char *vol,
+			 const char *snap);
+/* Takes snapshot VOL@SNAP of the committed head, in a transaction of its
+ * own; *WRITE_EPOCH (may be NULL) gets the head's new write epoch.  The
+ * caller holds VOL's lock or is its writer. */
+int catalog_snapshot_add(vd_store *s, const char *vol, const char *snap,
+			 uint64_t *write_epoch);
+
+/* Calls FN for each snapshot of VOL (in name order); a non-zero return
+ * stops the walk and is returned. */
+typedef int (*catalog_snap_fn)(void *opaque, const char *name,
+			       const struct fmt_snapshot *sn);
+int catalog_snapshots_of(vd_store *s, MDB_txn *txn, const char *vol,
+			 catalog_snap_fn fn, void *opaque);
+/* Writes the volumes cloned from VOL@SNAP into OUT, comma separated (OUT
+ * may be NULL); returns how many. */
+int catalog_clones_of(vd_store *s, MDB_txn *txn, const char *vol,
+		      const char *snap, char *out, size_t outlen);
+
+/* Scans for check and listing: every volume record (FV NULL if malformed;
+ * NAME NULL if the key is not a valid name, then KEY/KEYLEN say what it
+ * is), every snapshot record (SN NULL if malformed, names NULL if the key
+ * is). */
+typedef int (*catalog_volume_scan_fn)(void *opaque, const char *name,
+				      const struct fmt_volume *fv,
+				      const void *key, size_t keylen);
+int catalog_volume_scan(vd_store *s, MDB_txn *txn, catalog_volume_scan_fn fn,
+			void *opaque);
+typedef int (*catalog_snapshot_scan_fn)(void *opaque, const char *vol,
+					const char *snap,
+					const struct fmt_snapshot *sn,
+					size_t keylen);
+int catalog_snapshot_scan(vd_store *s, MDB_txn *txn,
+			  catalog_snapshot_scan_fn fn, void *opaque);
+
+/* Where a point (VOL, or VOL@SNAP with SNAP non-NULL) reads from. */
+struct point_loc {
+	uint64_t layer, epoch;   /* epoch FMT_EPOCH_HEAD for a head */
+	uint64_t size, created;
+	struct fmt_volume vol;   /* the volume's record (heads only) */
+};
+int catalog_point(vd_store *s, MDB_txn *txn, const char *vol,
+		  const char *snap, struct point_loc *out);
+
+/* ---- control.c ---------------------------------------------------------- */
+
+/* Serves snapshot requests from other processes on this process's control
+ * socket, answering each with FN's result (and its message).  Idempotent. */
+typedef int (*control_snapshot_fn)(vd_store *s, const char *vol,
+				   const char *snap);
+int control_start(vd_store *s, control_snapshot_fn fn);
+void control_stop(vd_store *s);
+/* Asks the process holding VOL (PID) to snapshot it. */
+int control_request_snapshot(vd_store *s, int pid, const char *vol,
+			     const char *snap);
+
+/* ---- volume handles (dirty.c, seal.c, volume.c) ------------------------- */
 
 struct dirty;
 
@@ -283,7 +482,7 @@ struct vd_volume {
 	struct chain v_chain;         /* links[0] is the top layer */
 	uint64_t v_write_epoch;       /* head: epoch new entries get */
 
-	/* Dirty chunks (writable heads only). */
+	/* dirty.c: the dirty chunks of a writable head, under v_lock. */
 	pthread_mutex_t v_lock;
 	pthread_cond_t v_cond;        /* a seal finished */
 	struct dirty **v_table;
@@ -292,7 +491,6 @@ struct vd_volume {
 	struct dirty *v_fifo_head, *v_fifo_tail; /* oldest first */
 	uint64_t v_gen;               /* write generation */
 	uint64_t v_sealed_seq;        /* bumped when an entry leaves */
-	int v_error;                  /* sticky failure of background seal */
 
 	/* Serializes seal commits and epoch changes. */
 	pthread_mutex_t v_seal_lock;
@@ -301,34 +499,148 @@ struct vd_volume {
 	pthread_rwlock_t v_barrier;
 };
 
+/* ---- dirty.c ------------------------------------------------------------ */
+
+/* Waits while the store's write-back cache is full (and wakes the sealer
+ * past its start mark). */
+void dirty_throttle(vd_store *s);
+/* Dirty bytes at which background sealing starts. */
+bool dirty_over_start(vd_store *s);
+/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN. */
+int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
+		size_t plen);
+/* How many chunks of V are dirty. */
+size_t dirty_count(vd_volume *v);
+/* Drops every dirty chunk (a close whose flush failed). */
+void dirty_discard(vd_volume *v);
+
+/* A view of the committed state: a read transaction with the v_sealed_seq
+ * read before it began.  While v_sealed_seq is unchanged no entry has left
+ * the dirty table since, so the transaction shows every chunk that is not
+ * dirty. */
+struct view {
+	MDB_txn *txn;
+	uint64_t seq;
+};
+int view_begin(vd_volume *v, struct view *w);
+void view_end(struct view *w);
+
+/* What the dirty table says of one chunk of a read. */
+enum dirty_hit {
+	DIRTY_MISS,    /* not dirty: read the committed state (view fresh) */
+	DIRTY_STALE,   /* not dirty, but the view is stale: renew, ask again */
+	DIRTY_COPIED,  /* copied into OUT */
+	DIRTY_SPARSE,  /* sparse pages: use dirty_read_sparse */
+};
+enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
+			  uint8_t *out, size_t pofs, size_t plen);
+/* Reads a piece of chunk IDX that a sparse entry covers: the stored chunk,
+ * then whatever the entry holds now laid over it.  May renew VIEW. */
+int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
+		      uint8_t *out, size_t pofs, size_t plen);
+/* Allocation of chunk IDX if dirty: DIRTY_COPIED with *TYPE set, or
+ * DIRTY_MISS / DIRTY_STALE as for dirty_read. */
+enum dirty_hit dirty_extent(vd_volume *v, const struct view *view,
+			    uint64_t idx, unsigned *type);
+/* Lowers *BEST to the smallest dirty index in [IDX, MIN(*BEST, END)).
+ * -EAGAIN if VIEW went stale (renew it and ask again). */
+int dirty_next(vd_volume *v, const struct view *view, uint64_t idx,
+	       uint64_t end, uint64_t *best);
+
+/* Sealing (seal.c) takes copies of dirty entries and reports back. */
+#define DIRTY_PAGE 4096u
+struct seal_item {
+	uint64_t idx, gen;
+	uint8_t *raw;           /* copy of the chunk; NULL: zero */
+	uint8_t hash[32];
+	bool is_data;
+	uint8_t *payload;       /* compressed, NULL if the store has it */
+	uint8_t codec;
+	uint32_t stored_len;
+	bool needs_base;        /* sparse: raw holds only the pages in mask */
+	uint64_t mask[VD_CHUNK_MAX / DIRTY_PAGE / 64];
+	int r;                  /* this item failed (stays dirty) */
+};
+/* The generation of V's latest write. */
+uint64_t dirty_gen(vd_volume *v);
+/* Picks up to MAX entries (oldest first) whose first write is <= UPTO,
+ * marks them sealing and copies their bytes into ITEMS. */
+size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
+		  uint64_t upto, int *err);
+/* Reports the picked ITEMS sealed (R == 0: committed, except items whose
+ * own r < 0) or not: sealed entries not written since leave the table.
+ * Returns the first item error. */
+int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r);
+/* True if an entry holds writes of generation <= UPTO.  With WAIT, when
+ * all of them are being sealed elsewhere, waits for such a seal to end. */
+bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
+
+/* ---- seal.c ------------------------------------------------------------- */
+
+#define SEAL_BACKGROUND 1024   /* chunks per background commit (64 MiB) */
+/* Seals up to MAX dirty entries of V whose first write is <= UPTO, oldest
+ * first, in one transaction.  Returns how many it sealed, or an error. */
+int seal_batch(vd_volume *v, size_t max, uint64_t upto);
 /* Seals every chunk dirty now (the body of flush). */
-int volume_seal_all(vd_volume *v);
+int seal_all(vd_volume *v);
+
+/* ---- volume.c ----------------------------------------------------------- */
+
+int volume_open(vd_store *s, const char *vol, const char *snap,
+		unsigned flags, vd_volume **out);
+int volume_close(vd_volume *v);
+int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off);
+int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off);
+int volume_zero(vd_volume *v, uint64_t off, uint64_t len);
+int volume_flush(vd_volume *v);
+int volume_extents(vd_volume *v, uint64_t off, uint64_t len,
+		   vd_extent_fn cb, void *opaque);
 /* Takes snapshot SNAP of the open writable head V (flushes first). */
 int volume_snapshot(vd_volume *v, const char *snap);
-void sealer_stop(vd_store *s);
-/* Finds this process's open handle of VOL's head, or NULL. */
+/* Finds this process's open writable head of VOL (a reference the caller
+ * drops with volume_close), or NULL. */
 vd_volume *volume_find_open(vd_store *s, const char *vol);
+/* Flushes and closes every handle still open; stops the sealer. */
+void volume_close_all(vd_store *s);
 
 /* ---- admin.c ------------------------------------------------------------ */
 
-int volume_get(vd_store *s, MDB_txn *txn, const char *vol,
-	       struct fmt_volume *out);
-int snapshot_get(vd_store *s, MDB_txn *txn, const char *vol, const char *snap,
-		 struct fmt_snapshot *out);
-/* The snapshot record write + reader registration (caller owns the lock). */
-int snapshot_commit(vd_store *s, const char *vol, const char *snap,
-		    uint64_t *new_epoch);
+int volume_create(vd_store *s, const char *vol, uint64_t size);
+int volume_remove(vd_store *s, const char *vol, bool recursive);
+int volume_resize(vd_store *s, const char *vol, uint64_t size,
+		  bool allow_shrink);
+int volume_rollback(vd_store *s, const char *vol, const char *snap);
+int volume_flatten(vd_store *s, const char *vol);
+int snapshot_create(vd_store *s, const char *vol, const char *snap);
+int snapshot_remove(vd_store *s, const char *vol, const char *snap);
+int clone_create(vd_store *s, const char *vol, const char *snap,
+		 const char *newvol);
 
-/* ---- control.c ---------------------------------------------------------- */
+/* ---- query.c ------------------------------------------------------------ */
 
-int control_start(vd_store *s);
-void control_stop(vd_store *s);
-/* Asks the process holding VOL (PID) to snapshot it. */
-int control_request_snapshot(vd_store *s, int pid, const char *vol,
-			     const char *snap);
+int info_get(vd_store *s, const char *vol, const char *snap, unsigned flags,
+	     struct vd_info *out);
+int list_points(vd_store *s, unsigned flags, vd_info_fn cb, void *opaque);
+int diff_points(vd_store *s, const char *vol_a, const char *snap_a,
+		const char *vol_b, const char *snap_b, vd_range_fn cb,
+		void *opaque);
 
-#define DIV_ROUND_UP(a, b) (((a) + (b) - 1) / (b))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+/* ---- gc.c --------------------------------------------------------------- */
+
+int store_gc(vd_store *s, vd_progress_fn progress, void *opaque,
+	     struct vd_gc_stats *out);
+
+/* ---- check.c ------------------------------------------------------------ */
+
+int store_check(vd_store *s, vd_progress_fn progress, vd_problem_fn problem,
+		void *opaque);
+
+/* ---- store.c ------------------------------------------------------------ */
+
+int store_open(const char *dir, const struct vd_store_options *opts,
+	       vd_store **out);
+void store_close(vd_store *s);
+int store_init(const char *dir, uint32_t chunk_size);
+int store_info(vd_store *s, struct vd_store_info *out);
 
 #endif /* VDISK_INTERNAL_H */

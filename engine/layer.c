@@ -19,35 +19,24 @@
  * Visible entries of a layer at any reader's epoch never change while that
  * reader exists, so a chain's ancestors get presence bitmaps built once at
  * open: resolving an index costs one seek plus a bit test per ancestor.
+ *
+ * This file alone reads and writes DBs "map", "epochs", "layers" and
+ * "readers".
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/vector.h"
 #include "engine/internal.h"
 
 #define CHAIN_MAX_DEPTH 4096 /* guards against a parent loop in a damaged index */
 
-static int mdb_error(int rc, const char *func, const char *what)
+static int decode_map_val(const MDB_val *v, struct fmt_map_val *out)
 {
-	return vd_set_error(err_from_mdb(rc), func, "%s: %s", what,
-			    mdb_strerror(rc));
-}
-
-static int decode_map_val(const MDB_val *v, struct map_val *out)
-{
-	const uint8_t *p = v->mv_data;
-
-	if (v->mv_size == FMT_MAP_VAL_HOLE_SIZE && p[0] == FMT_MAP_HOLE) {
-		out->kind = FMT_MAP_HOLE;
+	if (fmt_map_val_decode(v->mv_data, v->mv_size, out) == 0)
 		return 0;
-	}
-	if (v->mv_size == FMT_MAP_VAL_DATA_SIZE && p[0] == FMT_MAP_DATA) {
-		out->kind = FMT_MAP_DATA;
-		memcpy(out->hash, p + 1, 32);
-		return 0;
-	}
 	return SET_ERROR(VD_ECORRUPT, "malformed map entry (%zu bytes, kind %u)",
-			 v->mv_size, v->mv_size ? p[0] : 0);
+			 v->mv_size, v->mv_size ? ((const uint8_t *)v->mv_data)[0] : 0);
 }
 
 /* Drops the chunk reference held by map value V.  A value that is damaged,
@@ -56,7 +45,7 @@ static int decode_map_val(const MDB_val *v, struct map_val *out)
  * removing the rest. */
 static int release_value(vd_store *s, struct wtxn *w, const MDB_val *v)
 {
-	struct map_val mv;
+	struct fmt_map_val mv;
 	int r;
 
 	if (decode_map_val(v, &mv) < 0 || mv.kind != FMT_MAP_DATA)
@@ -65,10 +54,13 @@ static int release_value(vd_store *s, struct wtxn *w, const MDB_val *v)
 	return r == VD_ECORRUPT ? 0 : r;
 }
 
+static int reader_add(vd_store *s, struct wtxn *w, uint64_t layer,
+		      uint64_t epoch);
+
 /* ---- map ---------------------------------------------------------------- */
 
 int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
-	       uint64_t epoch, struct map_val *out, uint64_t *found_epoch)
+	       uint64_t epoch, struct fmt_map_val *out)
 {
 	uint8_t kb[FMT_MAP_KEY_SIZE];
 	MDB_val k = { sizeof kb, kb }, v;
@@ -78,7 +70,7 @@ int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
 
 	fmt_map_key(kb, layer, idx, epoch);
 	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	if (rc == 0) {
 		if (k.mv_size != FMT_MAP_KEY_SIZE) {
@@ -87,22 +79,19 @@ int map_lookup(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
 			fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
 			if (kl == layer && ki == idx) {
 				r = decode_map_val(&v, out);
-				if (r == 0) {
+				if (r == 0)
 					r = 1;
-					if (found_epoch)
-						*found_epoch = ke;
-				}
 			}
 		}
 	} else if (rc != MDB_NOTFOUND) {
-		r = mdb_error(rc, __func__, "map");
+		r = err_mdb(rc, "map");
 	}
 	mdb_cursor_close(cur);
 	return r;
 }
 
 int map_put(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t idx,
-	    uint64_t epoch, const struct map_val *val)
+	    uint64_t epoch, const struct fmt_map_val *val)
 {
 	uint8_t kb[FMT_MAP_KEY_SIZE], vb[FMT_MAP_VAL_DATA_SIZE];
 	MDB_val k = { sizeof kb, kb }, v;
@@ -118,24 +107,20 @@ int map_put(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t idx,
 		MDB_val ek = { sizeof eb, eb }, ev = { 0, NULL };
 		fmt_epoch_key(eb, layer, epoch, idx);
 		if ((rc = mdb_put(w->txn, s->st_epochs, &ek, &ev, 0)))
-			return mdb_error(rc, __func__, "epochs");
+			return err_mdb(rc, "epochs");
 	} else {
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	}
-	vb[0] = val->kind;
 	v.mv_data = vb;
-	v.mv_size = FMT_MAP_VAL_HOLE_SIZE;
-	if (val->kind == FMT_MAP_DATA) {
-		memcpy(vb + 1, val->hash, 32);
-		v.mv_size = FMT_MAP_VAL_DATA_SIZE;
-	}
+	v.mv_size = fmt_map_val_encode(val, vb);
 	if ((rc = mdb_put(w->txn, s->st_map, &k, &v, 0)))
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	return 0;
 }
 
-int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
-		 uint64_t *next)
+/* Smallest chunk index >= IDX with any entry in LAYER, or UINT64_MAX. */
+static int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer,
+			uint64_t idx, uint64_t *next)
 {
 	uint8_t kb[FMT_MAP_KEY_SIZE];
 	MDB_val k = { sizeof kb, kb }, v;
@@ -146,7 +131,7 @@ int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
 	*next = UINT64_MAX;
 	fmt_map_key(kb, layer, idx, FMT_EPOCH_HEAD);
 	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	if (rc == 0 && k.mv_size == FMT_MAP_KEY_SIZE) {
 		fmt_map_key_decode(k.mv_data, &kl, &ki, &ke);
@@ -154,7 +139,7 @@ int map_next_idx(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t idx,
 			*next = ki;
 	}
 	mdb_cursor_close(cur);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : mdb_error(rc, __func__, "map");
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : err_mdb(rc, "map");
 }
 
 /* ---- layers ------------------------------------------------------------- */
@@ -171,14 +156,15 @@ int layer_get(vd_store *s, MDB_txn *txn, uint64_t id, struct fmt_layer *l)
 		return SET_ERROR(VD_ECORRUPT, "layer %llu is missing",
 				 (unsigned long long)id);
 	if (rc)
-		return mdb_error(rc, __func__, "layers");
+		return err_mdb(rc, "layers");
 	if (fmt_layer_decode(v.mv_data, v.mv_size, l) != 0)
 		return SET_ERROR(VD_ECORRUPT, "layer %llu: malformed record",
 				 (unsigned long long)id);
 	return 0;
 }
 
-int layer_put(vd_store *s, MDB_txn *txn, uint64_t id, const struct fmt_layer *l)
+static int layer_put(vd_store *s, MDB_txn *txn, uint64_t id,
+		     const struct fmt_layer *l)
 {
 	uint8_t kb[8], vb[FMT_LAYER_VAL_SIZE];
 	MDB_val k = { 8, kb }, v = { sizeof vb, vb };
@@ -187,7 +173,7 @@ int layer_put(vd_store *s, MDB_txn *txn, uint64_t id, const struct fmt_layer *l)
 	fmt_u64_key(kb, id);
 	fmt_layer_encode(l, vb);
 	if ((rc = mdb_put(txn, s->st_layers, &k, &v, 0)))
-		return mdb_error(rc, __func__, "layers");
+		return err_mdb(rc, "layers");
 	return 0;
 }
 
@@ -210,6 +196,31 @@ int layer_create(vd_store *s, struct wtxn *w, uint64_t parent,
 	return 0;
 }
 
+int layer_freeze(vd_store *s, struct wtxn *w, uint64_t layer,
+		 uint64_t *frozen_epoch, uint64_t *write_epoch)
+{
+	struct fmt_layer l;
+	int r;
+
+	if ((r = layer_get(s, w->txn, layer, &l)) < 0 ||
+	    (r = reader_add(s, w, layer, l.epoch)) < 0)
+		return r;
+	*frozen_epoch = l.epoch++;
+	*write_epoch = l.epoch;
+	return layer_put(s, w->txn, layer, &l);
+}
+
+int layer_write_epoch(vd_store *s, MDB_txn *txn, uint64_t layer,
+		      uint64_t *epoch)
+{
+	struct fmt_layer l;
+	const int r = layer_get(s, txn, layer, &l);
+
+	if (r == 0)
+		*epoch = l.epoch;
+	return r;
+}
+
 /* ---- readers ------------------------------------------------------------ */
 
 static int reader_count(vd_store *s, MDB_txn *txn, uint64_t layer,
@@ -225,7 +236,7 @@ static int reader_count(vd_store *s, MDB_txn *txn, uint64_t layer,
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return mdb_error(rc, __func__, "readers");
+		return err_mdb(rc, "readers");
 	if (v.mv_size != 4)
 		return SET_ERROR(VD_ECORRUPT, "malformed reader record");
 	*count = fmt_get_le32(v.mv_data);
@@ -244,11 +255,12 @@ static int reader_set(vd_store *s, MDB_txn *txn, uint64_t layer,
 	rc = count ? mdb_put(txn, s->st_readers, &k, &v, 0)
 		   : mdb_del(txn, s->st_readers, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
-		return mdb_error(rc, __func__, "readers");
+		return err_mdb(rc, "readers");
 	return 0;
 }
 
-int reader_add(vd_store *s, struct wtxn *w, uint64_t layer, uint64_t epoch)
+static int reader_add(vd_store *s, struct wtxn *w, uint64_t layer,
+		      uint64_t epoch)
 {
 	uint32_t n;
 	const int r = reader_count(s, w->txn, layer, epoch, &n);
@@ -269,7 +281,7 @@ static int reader_neighbours(vd_store *s, MDB_txn *txn, uint64_t layer,
 
 	*has_prev = *has_next = false;
 	if ((rc = mdb_cursor_open(txn, s->st_readers, &cur)))
-		return mdb_error(rc, __func__, "readers");
+		return err_mdb(rc, "readers");
 	/* Next: the first key after (layer, epoch). */
 	if (epoch != UINT64_MAX) {
 		fmt_reader_key(kb, layer, epoch + 1);
@@ -317,7 +329,7 @@ static int successor_epoch(vd_store *s, MDB_txn *txn, uint64_t layer,
 	*has = false;
 	fmt_map_key(kb, layer, idx, ep);
 	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
 		     : mdb_cursor_get(cur, &k, &v, MDB_LAST);
@@ -336,7 +348,7 @@ static int successor_epoch(vd_store *s, MDB_txn *txn, uint64_t layer,
 static int entry_bytes_if_last(vd_store *s, MDB_txn *txn, const MDB_val *v,
 			       uint64_t *bytes)
 {
-	struct map_val mv;
+	struct fmt_map_val mv;
 	struct fmt_chunk c;
 	int r;
 
@@ -363,7 +375,7 @@ static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
 	int rc, r = 0;
 
 	if ((rc = mdb_cursor_open(txn, s->st_epochs, &cur)))
-		return mdb_error(rc, __func__, "epochs");
+		return err_mdb(rc, "epochs");
 	for (;;) {
 		bool has_succ, dead;
 		uint64_t succ = 0;
@@ -375,7 +387,7 @@ static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
 		if (rc == MDB_NOTFOUND)
 			break;
 		if (rc) {
-			r = mdb_error(rc, __func__, "epochs");
+			r = err_mdb(rc, "epochs");
 			break;
 		}
 		if (k.mv_size != FMT_MAP_KEY_SIZE) {
@@ -392,7 +404,7 @@ static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
 			fmt_map_key(mk, layer, ki, ke);
 			rc = mdb_get(txn, s->st_map, &m, &mv);
 			if (rc && rc != MDB_NOTFOUND) {
-				r = mdb_error(rc, __func__, "map");
+				r = err_mdb(rc, "map");
 				break;
 			}
 			if (!w) {
@@ -408,7 +420,7 @@ static int prune(vd_store *s, MDB_txn *txn, struct wtxn *w, uint64_t layer,
 				k.mv_size = sizeof kb;
 				fmt_epoch_key(kb, layer, ke, ki);
 				if ((rc = mdb_del(txn, s->st_epochs, &k, NULL))) {
-					r = mdb_error(rc, __func__, "epochs");
+					r = err_mdb(rc, "epochs");
 					break;
 				}
 			}
@@ -437,7 +449,7 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 	int rc, r = 0;
 
 	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
-		return mdb_error(rc, __func__, "map");
+		return err_mdb(rc, "map");
 	fmt_map_key(kb, layer, 0, FMT_EPOCH_HEAD);
 	k.mv_data = kb;
 	k.mv_size = sizeof kb;
@@ -459,7 +471,7 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 		if ((r = release_value(s, w, &v)) < 0)
 			break;
 		if ((rc = mdb_cursor_del(cur, 0))) {
-			r = mdb_error(rc, __func__, "map");
+			r = err_mdb(rc, "map");
 			break;
 		}
 		/* Seek again rather than trust the cursor after a delete. */
@@ -472,7 +484,7 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 		return r;
 
 	if ((rc = mdb_cursor_open(txn, s->st_epochs, &cur)))
-		return mdb_error(rc, __func__, "epochs");
+		return err_mdb(rc, "epochs");
 	fmt_epoch_key(kb, layer, 0, 0);
 	k.mv_data = kb;
 	k.mv_size = sizeof kb;
@@ -487,13 +499,13 @@ static int layer_destroy(vd_store *s, MDB_txn *txn, struct wtxn *w,
 	}
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
-		return mdb_error(rc, __func__, "epochs");
+		return err_mdb(rc, "epochs");
 
 	fmt_u64_key(kb, layer);
 	k.mv_data = kb;
 	k.mv_size = 8;
 	rc = mdb_del(txn, s->st_layers, &k, NULL);
-	return rc && rc != MDB_NOTFOUND ? mdb_error(rc, __func__, "layers") : 0;
+	return rc && rc != MDB_NOTFOUND ? err_mdb(rc, "layers") : 0;
 }
 
 /* Removes (W) or measures (W NULL, BYTES) one reader of (LAYER, EPOCH). */
@@ -584,13 +596,13 @@ int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 		uint64_t nidx, struct chain *out)
 {
 	struct fmt_layer l;
-	size_t cap = 4;
+	size_t cap = 0;
 	int r;
 
 	memset(out, 0, sizeof *out);
 	out->nidx = nidx;
-	if (!(out->links = calloc(cap, sizeof *out->links)))
-		return -ENOMEM;
+	if (vector_reserve((void **)&out->links, &cap, 0, 4, sizeof *out->links) < 0)
+		return SET_ERROR(-ENOMEM, "out of memory");
 	out->links[0].layer = layer;
 	out->links[0].epoch = epoch;
 	out->n = 1;
@@ -605,14 +617,10 @@ int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 			r = SET_ERROR(VD_ECORRUPT, "layer chain too deep (a loop?)");
 			goto err;
 		}
-		if (out->n == cap) {
-			struct chain_link *nl = realloc(out->links, 2 * cap * sizeof *nl);
-			if (!nl) {
-				r = -ENOMEM;
-				goto err;
-			}
-			out->links = nl;
-			cap *= 2;
+		if (vector_reserve((void **)&out->links, &cap, out->n, 1,
+				   sizeof *out->links) < 0) {
+			r = SET_ERROR(-ENOMEM, "out of memory");
+			goto err;
 		}
 		link = &out->links[out->n];
 		link->layer = l.parent;
@@ -648,14 +656,14 @@ void chain_mark(struct chain *c, uint64_t idx)
 }
 
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
-		  uint64_t idx, struct map_val *out)
+		  uint64_t idx, struct fmt_map_val *out)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		int r;
 		if (!present(c, i, idx))
 			continue;
 		r = map_lookup(s, txn, c->links[i].layer, idx, c->links[i].epoch,
-			       out, NULL);
+			       out);
 		if (r != 0)
 			return r < 0 ? r : 0;
 	}
@@ -685,4 +693,165 @@ int chain_next_idx(vd_store *s, MDB_txn *txn, const struct chain *c,
 	}
 	*next = best;
 	return 0;
+}
+
+int chain_read(vd_store *s, MDB_txn **txn, const struct chain *c,
+	       uint64_t idx, void *out, size_t off, size_t len)
+{
+	struct fmt_map_val mv;
+	int r;
+
+	for (int attempt = 0;; attempt++) {
+		if (!*txn && (r = rtxn_begin(s, txn)) < 0)
+			return r;
+		if ((r = chain_resolve(s, *txn, c, idx, &mv)) < 0)
+			return r;
+		if (mv.kind == FMT_MAP_HOLE) {
+			memset(out, 0, len);
+			return 0;
+		}
+		if (cache_read(s->st_cache, mv.hash, out, off, len))
+			return 0;
+		if (off == 0 && len == s->st_chunk_size) {
+			r = chunk_load(s, *txn, mv.hash, out);
+		} else {
+			uint8_t *tmp = cache_buf_get(s->st_cache);
+			if (!tmp)
+				return SET_ERROR(-ENOMEM, "out of memory");
+			r = chunk_load(s, *txn, mv.hash, tmp);
+			if (r == 0)
+				memcpy(out, tmp + off, len);
+			cache_buf_put(s->st_cache, tmp);
+		}
+		if (r != -ENOENT)
+			return r;
+		/* A data file vanished: gc compacted it after our transaction
+		 * began.  A fresh transaction sees the new location. */
+		rtxn_end(*txn);
+		*txn = NULL;
+		if (attempt == 1)
+			return SET_ERROR(VD_ECORRUPT, "chunk %llu: its data file is "
+					 "missing", (unsigned long long)idx);
+	}
+}
+
+/* ---- scans, for check --------------------------------------------------- */
+
+bool layer_exists(vd_store *s, MDB_txn *txn, uint64_t id)
+{
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, v;
+	struct fmt_layer l;
+
+	fmt_u64_key(kb, id);
+	return mdb_get(txn, s->st_layers, &k, &v) == 0 &&
+	       fmt_layer_decode(v.mv_data, v.mv_size, &l) == 0;
+}
+
+bool reader_exists(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch)
+{
+	uint8_t kb[FMT_READER_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+
+	fmt_reader_key(kb, layer, epoch);
+	return mdb_get(txn, s->st_readers, &k, &v) == 0;
+}
+
+int map_scan(vd_store *s, MDB_txn *txn, map_scan_fn fn, void *opaque)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->st_map, &cur)))
+		return err_mdb(rc, "map");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct map_entry e = { .keylen = k.mv_size };
+		struct fmt_map_val mv;
+
+		if (k.mv_size == FMT_MAP_KEY_SIZE) {
+			uint8_t eb[FMT_MAP_KEY_SIZE];
+			MDB_val ek = { sizeof eb, eb }, ev;
+
+			e.key_ok = true;
+			fmt_map_key_decode(k.mv_data, &e.layer, &e.idx, &e.epoch);
+			fmt_epoch_key(eb, e.layer, e.epoch, e.idx);
+			e.has_epoch_record = mdb_get(txn, s->st_epochs, &ek, &ev) == 0;
+			if (fmt_map_val_decode(v.mv_data, v.mv_size, &mv) == 0)
+				e.val = &mv;
+		}
+		r = fn(opaque, &e);
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = err_mdb(rc, "map");
+	return r;
+}
+
+/* True if any reader record names LAYER. */
+static bool layer_has_readers(vd_store *s, MDB_txn *txn, uint64_t layer)
+{
+	uint8_t kb[FMT_READER_KEY_SIZE];
+	MDB_val k = { sizeof kb, kb }, v;
+	MDB_cursor *cur;
+	bool has = false;
+
+	fmt_reader_key(kb, layer, 0);
+	if (mdb_cursor_open(txn, s->st_readers, &cur) == 0) {
+		has = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0 &&
+		      k.mv_size == FMT_READER_KEY_SIZE &&
+		      fmt_get_be64(k.mv_data) == layer;
+		mdb_cursor_close(cur);
+	}
+	return has;
+}
+
+int layer_scan(vd_store *s, MDB_txn *txn, layer_scan_fn fn, void *opaque)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->st_layers, &cur)))
+		return err_mdb(rc, "layers");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct fmt_layer l;
+		uint64_t id;
+
+		if (k.mv_size != 8 || fmt_layer_decode(v.mv_data, v.mv_size, &l)) {
+			r = fn(opaque, 0, NULL, false);
+			continue;
+		}
+		id = fmt_u64_key_decode(k.mv_data);
+		r = fn(opaque, id, &l, layer_has_readers(s, txn, id));
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = err_mdb(rc, "layers");
+	return r;
+}
+
+int reader_scan(vd_store *s, MDB_txn *txn, reader_scan_fn fn, void *opaque)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, r = 0;
+
+	if ((rc = mdb_cursor_open(txn, s->st_readers, &cur)))
+		return err_mdb(rc, "readers");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && r == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint64_t layer = 0, epoch = 0;
+		const bool ok = k.mv_size == FMT_READER_KEY_SIZE && v.mv_size == 4;
+
+		if (ok)
+			fmt_reader_key_decode(k.mv_data, &layer, &epoch);
+		r = fn(opaque, layer, epoch, ok);
+	}
+	mdb_cursor_close(cur);
+	if (r == 0 && rc != MDB_NOTFOUND)
+		r = err_mdb(rc, "readers");
+	return r;
 }

@@ -10,56 +10,22 @@
  * Records appended but never committed to the index (a crash between
  * append and commit) are dead bytes that gc reclaims.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "engine/internal.h"
 
-int pack_path(const vd_store *s, uint32_t id, char *out, size_t len)
+static int pack_path(const vd_store *s, uint32_t id, char *out, size_t len)
 {
 	const int n = snprintf(out, len, "data/%08x.pack", id);
 	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
-}
-
-static int write_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		const ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= n;
-		off += n;
-	}
-	return 0;
-}
-
-static ssize_t read_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-
-	while (done < len) {
-		const ssize_t n = pread(fd, p + done, len - done, off + done);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += n;
-	}
-	return done;
 }
 
 /* Starts a new writer pack, its id drawn in the caller's transaction.  If
@@ -94,7 +60,7 @@ static int writer_open(vd_store *s, MDB_txn *txn)
 	h.pack_id = (uint32_t)id;
 	memcpy(h.uuid, s->st_uuid, 16);
 	fmt_pack_header_encode(&h, hb.b);
-	if ((r = write_full(fd, hb.b, sizeof hb.b, 0)) < 0)
+	if ((r = pwrite_full(fd, hb.b, sizeof hb.b, 0)) < 0)
 		goto err_close;
 	/* The file and its directory entry become durable with the first
 	 * pack_sync(), before any index commit can name this pack. */
@@ -113,20 +79,19 @@ err_close:
 	return SET_ERROR(r, "%s: %s", path, strerror(-r));
 }
 
-int pack_append(vd_store *s, MDB_txn *txn, const struct fmt_record *rec,
+int pack_append(vd_store *s, const struct fmt_record *rec,
 		const void *payload, uint32_t *pack_id, uint64_t *offset)
 {
 	uint8_t hdr[FMT_REC_HEADER_SIZE];
 	struct pack_writer *w = &s->st_writer;
 	int r;
 
-	(void)txn;
 	/* pack_reserve() made room in the caller's transaction. */
 	assert(w->fd >= 0);
 	fmt_record_encode(rec, hdr);
-	if ((r = write_full(w->fd, hdr, sizeof hdr, w->size)) < 0 ||
-	    (r = write_full(w->fd, payload, rec->stored_len,
-			    w->size + sizeof hdr)) < 0)
+	if ((r = pwrite_full(w->fd, hdr, sizeof hdr, w->size)) < 0 ||
+	    (r = pwrite_full(w->fd, payload, rec->stored_len,
+			     w->size + sizeof hdr)) < 0)
 		return SET_ERROR(r, "pack %08x: write: %s", w->id, strerror(-r));
 	*pack_id = w->id;
 	*offset = w->size;
@@ -198,7 +163,7 @@ int pack_fd_get(vd_store *s, uint32_t id)
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT
 		       : SET_ERROR(-errno, "%s: %s", path, strerror(errno));
-	if (read_full(fd, hb, sizeof hb, 0) != sizeof hb ||
+	if (pread_full(fd, hb, sizeof hb, 0) != sizeof hb ||
 	    fmt_pack_header_decode(hb, &h) != 0 || h.pack_id != id ||
 	    memcmp(h.uuid, s->st_uuid, 16) != 0) {
 		close(fd);
@@ -238,7 +203,7 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 
 	if (fd < 0)
 		return fd;
-	n = read_full(fd, buf, len, offset);
+	n = pread_full(fd, buf, len, offset);
 	if (n < 0)
 		return SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
 				 (unsigned long long)offset, strerror((int)-n));
@@ -250,7 +215,7 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 }
 
 /* Forgets the descriptor of pack ID (gc removed the file). */
-void pack_forget(vd_store *s, uint32_t id)
+static void pack_forget(vd_store *s, uint32_t id)
 {
 	pthread_rwlock_wrlock(&s->st_fd_lock);
 	if (id < s->st_nfds && s->st_fds[id] >= 0) {
@@ -275,4 +240,114 @@ void pack_close_all(vd_store *s)
 	free(s->st_fds);
 	s->st_fds = NULL;
 	s->st_nfds = 0;
+}
+
+/* ---- the data directory ------------------------------------------------- */
+
+/* Calls FN for each pack file in STORE/data with its id; -errno if the
+ * directory cannot be read (no message set). */
+static int scan_dir(vd_store *s, void (*fn)(void *, int dfd, const char *name,
+					    uint32_t id), void *opaque)
+{
+	const int fd = openat(s->st_dirfd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		const int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		unsigned id;
+		char tail[8];
+		if (sscanf(e->d_name, "%8x.%7s", &id, tail) == 2 &&
+		    !strcmp(tail, "pack") && id != 0)
+			fn(opaque, fd, e->d_name, id);
+	}
+	closedir(d);
+	return 0;
+}
+
+struct list_ctx {
+	u32_vec *ids;
+	int r;
+};
+
+static void list_one(void *opaque, int dfd, const char *name, uint32_t id)
+{
+	struct list_ctx *c = opaque;
+	(void)dfd;
+	(void)name;
+	if (c->r == 0)
+		c->r = u32_vec_append(c->ids, id);
+}
+
+int pack_list(vd_store *s, u32_vec *ids)
+{
+	struct list_ctx c = { ids, 0 };
+	const int r = scan_dir(s, list_one, &c);
+
+	if (r < 0)
+		return SET_ERROR(r, "%s/data: %s", s->st_dir, strerror(-r));
+	return c.r < 0 ? SET_ERROR(c.r, "listing pack files: out of memory") : 0;
+}
+
+struct usage_ctx {
+	uint64_t files, bytes;
+};
+
+static void usage_one(void *opaque, int dfd, const char *name, uint32_t id)
+{
+	struct usage_ctx *u = opaque;
+	struct stat st;
+	(void)id;
+	if (fstatat(dfd, name, &st, 0) == 0) {
+		u->files++;
+		u->bytes += (uint64_t)st.st_blocks * 512;
+	}
+}
+
+void pack_usage(vd_store *s, uint64_t *files, uint64_t *bytes)
+{
+	struct usage_ctx u = { 0, 0 };
+
+	(void)scan_dir(s, usage_one, &u); /* unreadable: counts as empty */
+	*files = u.files;
+	*bytes = u.bytes;
+}
+
+int pack_claim(vd_store *s, uint32_t id, uint64_t *size)
+{
+	struct stat st;
+	char path[64];
+	bool mine;
+	int fd;
+
+	pthread_mutex_lock(&s->st_pack_lock);
+	mine = s->st_writer.fd >= 0 && s->st_writer.id == id;
+	pthread_mutex_unlock(&s->st_pack_lock);
+	if (mine)
+		return -EBUSY;
+	pack_path(s, id, path, sizeof path);
+	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* Another process appending to it holds its flock. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &st) < 0) {
+		const int e = errno;
+		close(fd);
+		return -e;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+int pack_remove(vd_store *s, uint32_t id)
+{
+	char path[64];
+
+	pack_forget(s, id);
+	pack_path(s, id, path, sizeof path);
+	return unlinkat(s->st_dirfd, path, 0) == 0;
 }

@@ -1,5 +1,6 @@
-/* The store: a directory holding the superblock, the LMDB index, the data
- * (pack) files and the process lock files.
+/* The store's lifecycle: open, create, close and info.  A store is a
+ * directory holding the superblock, the LMDB index, the data (pack) files
+ * and the process lock files.
  *
  *   STORE/vdisk.sb          superblock, written once by init (FORMAT.md)
  *   STORE/index.mdb         LMDB environment (MDB_NOSUBDIR), + index.mdb-lock
@@ -23,230 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "engine/internal.h"
-
-#define INDEX_NAME "index.mdb"
-#define MAP_SIZE (1ull << 40) /* address space only; the file grows as used */
-
-uint64_t now_seconds(void)
-{
-	return (uint64_t)time(NULL);
-}
-
-/* ---- transactions ------------------------------------------------------- */
-
-int rtxn_begin(vd_store *s, MDB_txn **txn)
-{
-	const int rc = mdb_txn_begin(s->st_env, NULL, MDB_RDONLY, txn);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "read transaction: %s",
-				 mdb_strerror(rc));
-	return 0;
-}
-
-int wtxn_begin(vd_store *s, struct wtxn *w)
-{
-	int rc;
-
-	memset(w, 0, sizeof *w);
-	rc = mdb_txn_begin(s->st_env, NULL, 0, &w->txn);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "write transaction: %s",
-				 mdb_strerror(rc));
-	return 0;
-}
-
-void wtxn_abort(struct wtxn *w)
-{
-	if (w->txn)
-		mdb_txn_abort(w->txn);
-	w->txn = NULL;
-}
-
-static int meta_add(vd_store *s, MDB_txn *txn, const char *key, int64_t delta)
-{
-	uint64_t v = 0;
-	int r;
-
-	if (delta == 0)
-		return 0;
-	r = meta_get_u64(s, txn, key, &v);
-	if (r < 0 && r != -ENOENT)
-		return r;
-	return meta_put_u64(s, txn, key, v + (uint64_t)delta);
-}
-
-int wtxn_commit(vd_store *s, struct wtxn *w)
-{
-	int r, rc;
-
-	if ((r = meta_add(s, w->txn, "stat_chunks", w->d.chunks)) < 0 ||
-	    (r = meta_add(s, w->txn, "stat_refs", w->d.refs)) < 0 ||
-	    (r = meta_add(s, w->txn, "stat_stored", w->d.stored)) < 0 ||
-	    (r = meta_add(s, w->txn, "stat_dead_chunks", w->d.dead_chunks)) < 0 ||
-	    (r = meta_add(s, w->txn, "stat_dead_bytes", w->d.dead_bytes)) < 0) {
-		wtxn_abort(w);
-		return r;
-	}
-	rc = mdb_txn_commit(w->txn);
-	w->txn = NULL;
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "commit: %s",
-				 mdb_strerror(rc));
-	return 0;
-}
-
-int meta_get_u64(vd_store *s, MDB_txn *txn, const char *key, uint64_t *val)
-{
-	MDB_val k = { strlen(key), (void *)key }, v;
-	const int rc = mdb_get(txn, s->st_meta, &k, &v);
-
-	if (rc == MDB_NOTFOUND)
-		return -ENOENT;
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "meta %s: %s", key,
-				 mdb_strerror(rc));
-	if (v.mv_size != 8)
-		return SET_ERROR(VD_ECORRUPT, "meta %s: value of %zu bytes", key,
-				 v.mv_size);
-	*val = fmt_get_le64(v.mv_data);
-	return 0;
-}
-
-int meta_put_u64(vd_store *s, MDB_txn *txn, const char *key, uint64_t val)
-{
-	uint8_t buf[8];
-	MDB_val k = { strlen(key), (void *)key }, v = { 8, buf };
-	int rc;
-
-	fmt_put_le64(buf, val);
-	rc = mdb_put(txn, s->st_meta, &k, &v, 0);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "meta %s: %s", key,
-				 mdb_strerror(rc));
-	return 0;
-}
-
-int meta_next_id(vd_store *s, MDB_txn *txn, const char *key, uint64_t *id)
-{
-	uint64_t v = 0;
-	int r = meta_get_u64(s, txn, key, &v);
-
-	if (r < 0 && r != -ENOENT)
-		return r;
-	*id = v + 1;
-	return meta_put_u64(s, txn, key, v + 1);
-}
-
-/* ---- process locks ------------------------------------------------------ */
-
-static int lock_path(vd_store *s, const char *name, char *out, size_t len)
-{
-	const int n = snprintf(out, len, "locks/%s.lock", name);
-	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
-}
-
-static void read_holder(int fd, int *pid, char *holder, size_t holder_len)
-{
-	char buf[128] = "";
-	const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-	char *nl;
-
-	*pid = 0;
-	if (holder_len)
-		holder[0] = '\0';
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	*pid = atoi(buf);
-	nl = strchr(buf, '\n');
-	if (nl && holder_len) {
-		char *end = strchr(nl + 1, '\n');
-		if (end)
-			*end = '\0';
-		snprintf(holder, holder_len, "%s", nl + 1);
-	}
-}
-
-int lock_acquire(vd_store *s, const char *name, bool exclusive,
-		 bool write_holder)
-{
-	char path[160];
-	int fd;
-
-	if (lock_path(s, name, path, sizeof path) < 0)
-		return SET_ERROR(-ENAMETOOLONG, "lock %s", name);
-	fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return SET_ERROR(-errno, "lock %s: %s", path, strerror(errno));
-	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
-		const int e = errno;
-		int pid;
-		char holder[64];
-
-		read_holder(fd, &pid, holder, sizeof holder);
-		close(fd);
-		if (e != EWOULDBLOCK)
-			return SET_ERROR(-e, "lock %s: %s", path, strerror(e));
-		if (pid == getpid())
-			return SET_ERROR(VD_EBUSY, "'%s' is open in this process", name);
-		if (pid > 0 && kill(pid, 0) == 0 && !exclusive)
-			return SET_ERROR(VD_EBUSY,
-					 "'%s' is held for writing by %s (pid %d)",
-					 name, holder[0] ? holder : "?", pid);
-		if (pid > 0 && kill(pid, 0) == 0)
-			return SET_ERROR(VD_EBUSY, "'%s' is in use by %s (pid %d)",
-					 name, holder[0] ? holder : "?", pid);
-		return SET_ERROR(VD_EBUSY, "'%s' is in use by another process",
-				 name);
-	}
-	if (write_holder) {
-		const int r = lock_write_holder(s, fd);
-		if (r < 0) {
-			close(fd);
-			return SET_ERROR(r, "lock %s: %s", path, strerror(-r));
-		}
-	}
-	return fd;
-}
-
-int lock_write_holder(vd_store *s, int fd)
-{
-	char buf[128];
-	const int n = snprintf(buf, sizeof buf, "%d\n%s\n", (int)getpid(),
-			       s->st_holder);
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n)
-		return -errno;
-	return 0;
-}
-
-void lock_release(int fd)
-{
-	if (fd >= 0)
-		close(fd); /* drops the flock */
-}
-
-int lock_holder(vd_store *s, const char *name, int *pid, char *holder,
-		size_t holder_len)
-{
-	char path[160];
-	int fd, held = 0;
-
-	*pid = 0;
-	if (holder_len)
-		holder[0] = '\0';
-	if (lock_path(s, name, path, sizeof path) < 0)
-		return 0;
-	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-		read_holder(fd, pid, holder, holder_len);
-		held = 1;
-	}
-	close(fd);
-	return held;
-}
 
 /* ---- open and create ---------------------------------------------------- */
 
@@ -278,7 +57,7 @@ static int sb_create(int dirfd, uint32_t chunk_size)
 	if (fd < 0)
 		return -errno;
 	/* fsync orders the superblock's bytes before its name appears. */
-	if (write(fd, buf, sizeof buf) != sizeof buf || fsync(fd) < 0)
+	if ((r = write_full(fd, buf, sizeof buf)) == 0 && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r == 0 && linkat(dirfd, tmp, dirfd, FMT_SB_NAME, 0) < 0 &&
@@ -316,12 +95,14 @@ static int read_superblock(vd_store *s)
 
 	fd = openat(s->st_dirfd, FMT_SB_NAME, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
-	n = pread(fd, buf, sizeof buf, 0);
+		return errno == ENOENT ? -ENOENT
+		       : SET_ERROR(-errno, "%s/%s: %s", s->st_dir, FMT_SB_NAME,
+				   strerror(errno));
+	n = pread_full(fd, buf, sizeof buf, 0);
 	close(fd);
 	if (n < 0)
-		return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, FMT_SB_NAME,
-				 strerror(errno));
+		return SET_ERROR((int)n, "%s/%s: %s", s->st_dir, FMT_SB_NAME,
+				 strerror((int)-n));
 	if (n != FMT_SB_SIZE)
 		return SET_ERROR(VD_ECORRUPT,
 				 "%s/%s: superblock is %zd bytes, expected %d",
@@ -344,75 +125,6 @@ static int read_superblock(vd_store *s)
 	s->st_chunk_size = sb.chunk_size;
 	memcpy(s->st_uuid, sb.uuid, 16);
 	return 0;
-}
-
-static int open_index(vd_store *s)
-{
-	static const struct { const char *name; size_t off; } dbs[] = {
-		{ "meta", offsetof(vd_store, st_meta) },
-		{ "volumes", offsetof(vd_store, st_volumes) },
-		{ "snapshots", offsetof(vd_store, st_snapshots) },
-		{ "layers", offsetof(vd_store, st_layers) },
-		{ "readers", offsetof(vd_store, st_readers) },
-		{ "map", offsetof(vd_store, st_map) },
-		{ "epochs", offsetof(vd_store, st_epochs) },
-		{ "chunks", offsetof(vd_store, st_chunks) },
-	};
-	char path[4096];
-	struct wtxn w;
-	uint64_t v;
-	int rc, r, n;
-
-	n = snprintf(path, sizeof path, "%s/%s", s->st_dir, INDEX_NAME);
-	if (n < 0 || (size_t)n >= sizeof path)
-		return SET_ERROR(-ENAMETOOLONG, "%s: path too long", s->st_dir);
-	if ((rc = mdb_env_create(&s->st_env)) ||
-	    (rc = mdb_env_set_maxdbs(s->st_env, 16)) ||
-	    (rc = mdb_env_set_mapsize(s->st_env, MAP_SIZE)) ||
-	    (rc = mdb_env_set_maxreaders(s->st_env, 1022)))
-		return SET_ERROR(err_from_mdb(rc), "index: %s", mdb_strerror(rc));
-	/* MDB_NOTLS: read transactions are not tied to threads, and a thread
-	 * may hold several.  No MDB_WRITEMAP, so LMDB's syncs are fdatasync
-	 * calls that order our data-file syncs before them. */
-	rc = mdb_env_open(s->st_env, path,
-			  MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD, 0644);
-	if (rc)
-		return SET_ERROR(err_from_mdb(rc), "%s: %s", path,
-				 mdb_strerror(rc));
-	r = wtxn_begin(s, &w);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		rc = mdb_dbi_open(w.txn, dbs[i].name, MDB_CREATE,
-				  (MDB_dbi *)((char *)s + dbs[i].off));
-		if (rc) {
-			wtxn_abort(&w);
-			return SET_ERROR(err_from_mdb(rc), "index db %s: %s",
-					 dbs[i].name, mdb_strerror(rc));
-		}
-	}
-	/* A store whose init stopped after the superblock gets its meta now. */
-	r = meta_get_u64(s, w.txn, "format", &v);
-	if (r == -ENOENT) {
-		if ((r = meta_put_u64(s, w.txn, "format", FMT_VERSION)) < 0 ||
-		    (r = meta_put_u64(s, w.txn, "chunk_size", s->st_chunk_size)) < 0) {
-			wtxn_abort(&w);
-			return r;
-		}
-	} else if (r < 0) {
-		wtxn_abort(&w);
-		return r;
-	} else if (v != FMT_VERSION) {
-		wtxn_abort(&w);
-		return SET_ERROR(VD_EVERSION, "index format version %llu",
-				 (unsigned long long)v);
-	} else if ((r = meta_get_u64(s, w.txn, "chunk_size", &v)) < 0 ||
-		   v != s->st_chunk_size) {
-		wtxn_abort(&w);
-		return SET_ERROR(VD_ECORRUPT,
-				 "index chunk size disagrees with the superblock");
-	}
-	return wtxn_commit(s, &w);
 }
 
 static uint64_t env_mb(const char *name, uint64_t dflt)
@@ -453,8 +165,9 @@ static int store_setup(vd_store *s, const char *dir,
 	pthread_mutex_init(&s->st_vol_lock, NULL);
 	pthread_mutex_init(&s->st_dirty_lock, NULL);
 	pthread_cond_init(&s->st_dirty_cond, NULL);
+	pthread_mutex_init(&s->st_ctl_lock, NULL);
 	if (!(s->st_dir = strdup(dir)))
-		return -ENOMEM;
+		return SET_ERROR(-ENOMEM, "out of memory");
 
 	if (cs < VD_CHUNK_MIN || cs > VD_CHUNK_MAX || (cs & (cs - 1)))
 		return SET_ERROR(-EINVAL, "chunk size %u is not a power of two "
@@ -496,41 +209,38 @@ static int store_setup(vd_store *s, const char *dir,
 	    (mkdirat(s->st_dirfd, "locks", 0755) < 0 && errno != EEXIST))
 		return SET_ERROR(-errno, "%s: %s", dir, strerror(errno));
 	if (!(s->st_cache = cache_new(s->st_cache_bytes, s->st_chunk_size)))
-		return -ENOMEM;
+		return SET_ERROR(-ENOMEM, "%s: no memory for a chunk cache of %llu "
+				 "bytes", dir, (unsigned long long)s->st_cache_bytes);
 	return 0;
 }
 
-int vd_store_open(const char *dir, const struct vd_store_options *opts,
-		  vd_store **out)
+int store_open(const char *dir, const struct vd_store_options *opts,
+	       vd_store **out)
 {
 	vd_store *s;
 	int r;
 
-	API_BEGIN();
 	*out = NULL;
-	if (!dir || !*dir)
-		return SET_ERROR(-EINVAL, "no store directory given");
 	if (!(s = calloc(1, sizeof *s)))
-		return -ENOMEM;
+		return SET_ERROR(-ENOMEM, "out of memory");
 	r = store_setup(s, dir, opts);
 	if (r == 0)
-		r = open_index(s);
+		r = index_open(s);
 	if (r < 0) {
-		vd_store_close(s);
+		store_close(s);
 		return r;
 	}
 	*out = s;
 	return 0;
 }
 
-int vd_store_init(const char *dir, uint32_t chunk_size)
+int store_init(const char *dir, uint32_t chunk_size)
 {
 	struct vd_store_options o = { .chunk_size = chunk_size, .create = 1 };
 	vd_store *s;
 	struct stat st;
 	int r, fd;
 
-	API_BEGIN();
 	if (chunk_size == 0)
 		o.chunk_size = VD_CHUNK_DEFAULT;
 	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -543,34 +253,20 @@ int vd_store_init(const char *dir, uint32_t chunk_size)
 						 "%s is already a vdisk store", dir);
 		}
 	}
-	r = vd_store_open(dir, &o, &s);
-	if (r < 0)
+	if ((r = store_open(dir, &o, &s)) < 0)
 		return r;
-	vd_store_close(s);
+	store_close(s);
 	return 0;
 }
 
-void vd_store_close(vd_store *s)
+void store_close(vd_store *s)
 {
 	if (!s)
 		return;
-	/* Volumes the caller left open are flushed and closed. */
-	for (;;) {
-		vd_volume *v;
-		pthread_mutex_lock(&s->st_vol_lock);
-		v = s->st_vols;
-		if (v)
-			v->v_refs = 1;
-		pthread_mutex_unlock(&s->st_vol_lock);
-		if (!v)
-			break;
-		vd_volume_close(v);
-	}
-	sealer_stop(s);
+	volume_close_all(s);
 	control_stop(s);
 	pack_close_all(s);
-	if (s->st_env)
-		mdb_env_close(s->st_env);
+	index_close(s);
 	cache_free(s->st_cache);
 	if (s->st_dirfd >= 0)
 		close(s->st_dirfd);
@@ -579,22 +275,20 @@ void vd_store_close(vd_store *s)
 	pthread_mutex_destroy(&s->st_vol_lock);
 	pthread_mutex_destroy(&s->st_dirty_lock);
 	pthread_cond_destroy(&s->st_dirty_cond);
+	pthread_mutex_destroy(&s->st_ctl_lock);
 	free(s->st_dir);
 	free(s);
 }
 
 /* ---- info --------------------------------------------------------------- */
 
-int vd_store_info(vd_store *s, struct vd_store_info *out)
+int store_info(vd_store *s, struct vd_store_info *out)
 {
+	struct store_stats st;
 	MDB_txn *txn;
-	uint64_t v;
-	struct stat st;
-	DIR *d;
-	int r, fd;
 	const uint8_t *u = s->st_uuid;
+	int r;
 
-	API_BEGIN();
 	memset(out, 0, sizeof *out);
 	out->format_version = FMT_VERSION;
 	out->chunk_size = s->st_chunk_size;
@@ -604,35 +298,19 @@ int vd_store_info(vd_store *s, struct vd_store_info *out)
 		 u[10], u[11], u[12], u[13], u[14], u[15]);
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
-#define GET(key, field) \
-	if (meta_get_u64(s, txn, key, &v) == 0) out->field = v
-	GET("stat_chunks", chunks);
-	GET("stat_refs", chunk_refs);
-	GET("stat_stored", stored_bytes);
-	GET("stat_dead_chunks", dead_chunks);
-	GET("stat_dead_bytes", dead_bytes);
-#undef GET
-	mdb_txn_abort(txn);
+	r = stats_read(s, txn, &st, NULL);
+	rtxn_end(txn);
+	if (r < 0)
+		return r;
+	out->chunks = (uint64_t)st.chunks;
+	out->chunk_refs = (uint64_t)st.refs;
+	out->stored_bytes = (uint64_t)st.stored;
+	out->dead_chunks = (uint64_t)st.dead_chunks;
+	out->dead_bytes = (uint64_t)st.dead_bytes;
 	out->dedup_ratio = out->chunks ? (double)out->chunk_refs / out->chunks : 1.0;
 	out->compress_ratio = out->stored_bytes
 		? (double)out->chunks * s->st_chunk_size / out->stored_bytes : 1.0;
-
-	fd = openat(s->st_dirfd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && (d = fdopendir(fd))) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			const size_t n = strlen(e->d_name);
-			if (n > 5 && !strcmp(e->d_name + n - 5, ".pack") &&
-			    fstatat(fd, e->d_name, &st, 0) == 0) {
-				out->pack_files++;
-				out->pack_bytes += (uint64_t)st.st_blocks * 512;
-			}
-		}
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	if (fstatat(s->st_dirfd, INDEX_NAME, &st, 0) == 0)
-		out->index_bytes = (uint64_t)st.st_blocks * 512;
+	pack_usage(s, &out->pack_files, &out->pack_bytes);
+	out->index_bytes = index_disk_bytes(s);
 	return 0;
 }

@@ -141,6 +141,30 @@ void fmt_map_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
 	*epoch = ~fmt_get_be64(in + 16);
 }
 
+size_t fmt_map_val_encode(const struct fmt_map_val *v,
+			  uint8_t out[FMT_MAP_VAL_DATA_SIZE])
+{
+	out[0] = v->kind;
+	if (v->kind != FMT_MAP_DATA)
+		return FMT_MAP_VAL_HOLE_SIZE;
+	memcpy(out + 1, v->hash, 32);
+	return FMT_MAP_VAL_DATA_SIZE;
+}
+
+int fmt_map_val_decode(const uint8_t *in, size_t len, struct fmt_map_val *v)
+{
+	if (len == FMT_MAP_VAL_HOLE_SIZE && in[0] == FMT_MAP_HOLE) {
+		v->kind = FMT_MAP_HOLE;
+		return 0;
+	}
+	if (len == FMT_MAP_VAL_DATA_SIZE && in[0] == FMT_MAP_DATA) {
+		v->kind = FMT_MAP_DATA;
+		memcpy(v->hash, in + 1, 32);
+		return 0;
+	}
+	return FMT_BAD_FIELD;
+}
+
 void fmt_epoch_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer,
 		   uint64_t epoch, uint64_t idx)
 {
@@ -302,4 +326,20 @@ size_t fmt_snap_key(uint8_t out[130], const char *vol, const char *snap)
 	out[vl] = '\0';
 	memcpy(out + vl + 1, snap, sl);
 	return vl + 1 + sl;
+}
+
+int fmt_snap_key_decode(const uint8_t *in, size_t len, char vol[65],
+			char snap[65])
+{
+	const uint8_t *nul = memchr(in, '\0', len);
+	const size_t vl = nul ? (size_t)(nul - in) : len, sl = len - vl - 1;
+
+	if (!nul || vl == 0 || vl > 64 || sl == 0 || sl > 64 ||
+	    memchr(nul + 1, '\0', sl))
+		return FMT_BAD_FIELD;
+	memcpy(vol, in, vl);
+	vol[vl] = '\0';
+	memcpy(snap, nul + 1, sl);
+	snap[sl] = '\0';
+	return 0;
 }

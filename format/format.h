@@ -89,6 +89,16 @@ void fmt_map_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer, uint64_t idx,
 void fmt_map_key_decode(const uint8_t in[FMT_MAP_KEY_SIZE], uint64_t *layer,
 			uint64_t *idx, uint64_t *epoch);
 
+/* A map value: a hole, or data naming a chunk. */
+struct fmt_map_val {
+	uint8_t kind;      /* FMT_MAP_HOLE or FMT_MAP_DATA */
+	uint8_t hash[32];  /* DATA only */
+};
+/* Encodes V into OUT; returns its length (1 or 33). */
+size_t fmt_map_val_encode(const struct fmt_map_val *v,
+			  uint8_t out[FMT_MAP_VAL_DATA_SIZE]);
+int fmt_map_val_decode(const uint8_t *in, size_t len, struct fmt_map_val *v);
+
 /* DB "epochs": key (layer, epoch, idx), 24 bytes big-endian, empty value:
  * which chunk indices each epoch of a layer wrote. */
 void fmt_epoch_key(uint8_t out[FMT_MAP_KEY_SIZE], uint64_t layer,
@@ -160,6 +170,9 @@ int fmt_snapshot_decode(const uint8_t *in, size_t len,
 			struct fmt_snapshot *s);
 /* Builds "VOL\0SNAP"; returns its length (<= 2 * 64 + 1). */
 size_t fmt_snap_key(uint8_t out[130], const char *vol, const char *snap);
+/* Splits a "VOL\0SNAP" key into names; FMT_BAD_FIELD if malformed. */
+int fmt_snap_key_decode(const uint8_t *in, size_t len, char vol[65],
+			char snap[65]);
 
 /* DB "meta": string keys, u64 little-endian values (see FORMAT.md). */
 

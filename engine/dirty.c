@@ -1,0 +1,621 @@
+/* The dirty chunks of a writable head: the write-back cache.
+ *
+ * Writes never touch the index directly.  A write patches an in-memory
+ * copy of each chunk it touches and is acknowledged at once; seal.c later
+ * stores the copies.  An entry is FULL (buf: the whole chunk), SPARSE
+ * (pages: 4 KiB pages written over the stored chunk, which was never
+ * loaded) or ZERO (neither).  Page-aligned writes into a chunk not in
+ * memory make it SPARSE, so a 4 KiB write costs a 4 KiB copy; the stored
+ * chunk is read when sealing (off the write path, on two threads) or when
+ * an unaligned write needs it.
+ *
+ * States of an entry: dirty -> sealing (a copy is being stored) -> gone, or
+ * back to dirty if a write landed meanwhile (first_gen then marks the first
+ * write the stored copy lacks, so a flush knows to seal again).
+ *
+ * v_lock guards the table and is never held across I/O except memcpy;
+ * st_dirty_lock guards the store-wide dirty byte count.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+#define PAGE DIRTY_PAGE
+#define SEAL_START(s) ((s)->st_dirty_max / 4 * 3)
+
+struct dirty {
+	uint64_t idx;
+	uint8_t *buf;           /* FULL: chunk_size bytes */
+	uint8_t **pages;        /* SPARSE: chunk_size / PAGE, NULL = stored */
+	size_t bytes;           /* what it counts in st_dirty_bytes */
+	uint64_t gen;           /* generation of the last write */
+	uint64_t first_gen;     /* first write not yet in the index */
+	bool sealing;
+	struct dirty *hnext;
+	struct dirty *fprev, *fnext;
+};
+
+
+/* ---- dirty table -------------------------------------------------------- */
+
+static size_t slot(const vd_volume *v, uint64_t idx)
+{
+	return (idx * 0x9E3779B97F4A7C15ull >> 20) & (v->v_table_size - 1);
+}
+
+static struct dirty *dirty_find(const vd_volume *v, uint64_t idx)
+{
+	struct dirty *d;
+
+	if (!v->v_table)
+		return NULL;
+	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
+		if (d->idx == idx)
+			return d;
+	return NULL;
+}
+
+static int table_grow(vd_volume *v)
+{
+	const size_t n = v->v_table_size ? v->v_table_size * 2 : 1024;
+	struct dirty **t = calloc(n, sizeof *t);
+	struct dirty **old = v->v_table;
+	const size_t old_n = v->v_table_size;
+
+	if (!t)
+		return -ENOMEM;
+	v->v_table = t;
+	v->v_table_size = n;
+	for (size_t i = 0; i < old_n; i++) {
+		struct dirty *d = old[i];
+		while (d) {
+			struct dirty *next = d->hnext;
+			d->hnext = t[slot(v, d->idx)];
+			t[slot(v, d->idx)] = d;
+			d = next;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static void dirty_account(vd_store *s, int64_t bytes)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	s->st_dirty_bytes += bytes;
+	pthread_cond_broadcast(&s->st_dirty_cond);
+	pthread_mutex_unlock(&s->st_dirty_lock);
+}
+
+/* Sets what D counts toward the store's dirty bytes. */
+static void entry_set_bytes(vd_volume *v, struct dirty *d, size_t bytes)
+{
+	if (bytes != d->bytes)
+		dirty_account(v->v_store, (int64_t)bytes - (int64_t)d->bytes);
+	d->bytes = bytes;
+}
+
+static void pages_free(vd_volume *v, struct dirty *d)
+{
+	if (!d->pages)
+		return;
+	for (uint32_t p = 0; p < v->v_chunk_size / PAGE; p++)
+		free(d->pages[p]);
+	free(d->pages);
+	d->pages = NULL;
+}
+
+/* Writes SRC (NULL: zeroes) into the pages of sparse D over the
+ * page-aligned range [POFS, POFS+PLEN). */
+static int pages_write(vd_volume *v, struct dirty *d, const uint8_t *src,
+		       size_t pofs, size_t plen)
+{
+	size_t added = 0;
+	int r = 0;
+
+	for (size_t p = pofs / PAGE; p < (pofs + plen) / PAGE; p++) {
+		if (!d->pages[p]) {
+			if (!(d->pages[p] = malloc(PAGE))) {
+				r = -ENOMEM;
+				break;
+			}
+			added += PAGE;
+		}
+		if (src)
+			memcpy(d->pages[p], src + (p * PAGE - pofs), PAGE);
+		else
+			memset(d->pages[p], 0, PAGE);
+	}
+	entry_set_bytes(v, d, d->bytes + added);
+	return r;
+}
+
+/* Lays the pages of sparse D over BASE (the stored chunk). */
+static void pages_overlay(const vd_volume *v, const struct dirty *d,
+			  uint8_t *base)
+{
+	for (uint32_t p = 0; p < v->v_chunk_size / PAGE; p++)
+		if (d->pages[p])
+			memcpy(base + (size_t)p * PAGE, d->pages[p], PAGE);
+}
+
+/* Copies [POFS, POFS+PLEN) of D's own bytes into OUT: all of it for FULL
+ * and ZERO entries, the written pages only for SPARSE ones. */
+static void entry_copy(const vd_volume *v, const struct dirty *d, uint8_t *out,
+		       size_t pofs, size_t plen)
+{
+	if (d->buf) {
+		memcpy(out, d->buf + pofs, plen);
+	} else if (!d->pages) {
+		memset(out, 0, plen);
+	} else {
+		for (size_t p = pofs / PAGE; p * PAGE < pofs + plen; p++) {
+			const size_t lo = MAX(p * PAGE, pofs);
+			const size_t hi = MIN((p + 1) * PAGE, pofs + plen);
+			if (d->pages[p])
+				memcpy(out + (lo - pofs), d->pages[p] + (lo - p * PAGE),
+				       hi - lo);
+		}
+	}
+}
+
+/* Inserts an entry for IDX owning BUF (NULL: zero), or a sparse one.
+ * Caller holds v_lock. */
+static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
+			struct dirty **out)
+{
+	struct dirty *d;
+	int r;
+
+	if (v->v_ndirty >= v->v_table_size && (r = table_grow(v)) < 0)
+		return r;
+	if (!(d = calloc(1, sizeof *d)))
+		return -ENOMEM;
+	if (sparse && !(d->pages = calloc(v->v_chunk_size / PAGE, sizeof *d->pages))) {
+		free(d);
+		return -ENOMEM;
+	}
+	d->idx = idx;
+	d->buf = buf;
+	if (out)
+		*out = d;
+	d->gen = d->first_gen = ++v->v_gen;
+	d->hnext = v->v_table[slot(v, idx)];
+	v->v_table[slot(v, idx)] = d;
+	d->fprev = v->v_fifo_tail;
+	if (v->v_fifo_tail)
+		v->v_fifo_tail->fnext = d;
+	else
+		v->v_fifo_head = d;
+	v->v_fifo_tail = d;
+	v->v_ndirty++;
+	entry_set_bytes(v, d, sparse ? 0 : v->v_chunk_size);
+	return 0;
+}
+
+/* Moves D to the young end of the list: the sealer takes the coldest
+ * chunks first, so chunks written again and again stay in memory.  Caller
+ * holds v_lock. */
+static void fifo_touch(vd_volume *v, struct dirty *d)
+{
+	if (v->v_fifo_tail == d)
+		return;
+	if (d->fprev)
+		d->fprev->fnext = d->fnext;
+	else
+		v->v_fifo_head = d->fnext;
+	d->fnext->fprev = d->fprev;
+	d->fprev = v->v_fifo_tail;
+	d->fnext = NULL;
+	v->v_fifo_tail->fnext = d;
+	v->v_fifo_tail = d;
+}
+
+/* Unlinks and frees D, handing its buffer to the cache under HASH if
+ * given.  Caller holds v_lock. */
+static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
+{
+	struct dirty **pp = &v->v_table[slot(v, d->idx)];
+
+	while (*pp != d)
+		pp = &(*pp)->hnext;
+	*pp = d->hnext;
+	if (d->fprev)
+		d->fprev->fnext = d->fnext;
+	else
+		v->v_fifo_head = d->fnext;
+	if (d->fnext)
+		d->fnext->fprev = d->fprev;
+	else
+		v->v_fifo_tail = d->fprev;
+	v->v_ndirty--;
+	if (hash && d->buf)
+		cache_insert(v->v_store->st_cache, hash, d->buf);
+	else
+		cache_buf_put(v->v_store->st_cache, d->buf);
+	pages_free(v, d);
+	entry_set_bytes(v, d, 0);
+	free(d);
+}
+
+
+/* ---- views of the committed state ---------------------------------------
+ *
+ * A chunk that is not dirty must be read from a read transaction that
+ * began after the chunk left the dirty table, or the seal that moved it
+ * into the index may be invisible.  A view is a read transaction with the
+ * v_sealed_seq read before it began: while v_sealed_seq is unchanged, no
+ * entry has left the dirty table since, so the transaction is fresh enough.
+ */
+int view_begin(vd_volume *v, struct view *w)
+{
+	if (!v->v_readonly) {
+		pthread_mutex_lock(&v->v_lock);
+		w->seq = v->v_sealed_seq;
+		pthread_mutex_unlock(&v->v_lock);
+	}
+	return rtxn_begin(v->v_store, &w->txn);
+}
+
+void view_end(struct view *w)
+{
+	rtxn_end(w->txn);
+	w->txn = NULL;
+}
+
+/* True if W no longer shows everything that left the dirty table.  Caller
+ * holds v_lock. */
+static bool view_stale(const vd_volume *v, const struct view *w)
+{
+	return !v->v_readonly && w->seq != v->v_sealed_seq;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Waits while the store's write-back cache is full. */
+void dirty_throttle(vd_store *s)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	while (s->st_dirty_bytes >= s->st_dirty_max && !s->st_sealer_stop) {
+		pthread_cond_broadcast(&s->st_dirty_cond);
+		pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+	}
+	if (s->st_dirty_bytes >= SEAL_START(s))
+		pthread_cond_broadcast(&s->st_dirty_cond); /* wake the sealer */
+	pthread_mutex_unlock(&s->st_dirty_lock);
+}
+
+int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
+		size_t plen)
+{
+	const uint32_t cs = v->v_chunk_size;
+	const bool full = pofs == 0 && plen == cs;
+	const bool paged = cs > PAGE && pofs % PAGE == 0 && plen % PAGE == 0;
+	struct chunk_cache *pool = v->v_store->st_cache;
+	uint8_t *base = NULL; /* the stored chunk, when this write needs it */
+	MDB_txn *txn = NULL;
+	int r = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (;;) {
+		struct dirty *d = dirty_find(v, idx);
+		const bool need_base = !full && !paged && (!d || d->pages);
+		uint64_t seq;
+
+		if (need_base && !base) {
+			/* Load what is stored, then look again: things may have
+			 * moved meanwhile. */
+			seq = v->v_sealed_seq;
+			pthread_mutex_unlock(&v->v_lock);
+			if (!(base = cache_buf_get(pool)))
+				return SET_ERROR(-ENOMEM, "out of memory");
+			r = chain_read(v->v_store, &txn, &v->v_chain, idx, base, 0, cs);
+			rtxn_end(txn);
+			txn = NULL;
+			if (r < 0) {
+				cache_buf_put(pool, base);
+				return r;
+			}
+			pthread_mutex_lock(&v->v_lock);
+			if (seq != v->v_sealed_seq) {
+				/* A seal landed and may have changed what is stored.
+				 * (Sealing a sparse entry that stays dirty changes it
+				 * too, but only under pages the entry still has.) */
+				cache_buf_put(pool, base);
+				base = NULL;
+			}
+			continue;
+		}
+		if (!d) {
+			struct dirty *nd;
+			uint8_t *buf = NULL;
+
+			if (full && src && !(buf = cache_buf_get(pool))) {
+				r = -ENOMEM;
+				break;
+			}
+			if (!full && !paged) { /* whole chunk from the stored one */
+				buf = base;
+				base = NULL;
+			}
+			if ((r = dirty_insert(v, idx, buf, !full && paged, &nd)) < 0) {
+				cache_buf_put(pool, buf);
+				break;
+			}
+			d = nd;
+			if (d->pages) {
+				r = pages_write(v, d, src, pofs, plen);
+			} else if (d->buf) {
+				if (src)
+					memcpy(d->buf + pofs, src, plen);
+				else
+					memset(d->buf + pofs, 0, plen);
+			}
+			break;
+		}
+		if (full) {
+			pages_free(v, d);
+			if (!src) { /* the whole chunk becomes zero */
+				cache_buf_put(pool, d->buf);
+				d->buf = NULL;
+			} else {
+				if (!d->buf && !(d->buf = cache_buf_get(pool))) {
+					r = -ENOMEM;
+					break;
+				}
+				memcpy(d->buf, src, cs);
+			}
+			entry_set_bytes(v, d, cs);
+		} else if (d->pages && paged) {
+			if ((r = pages_write(v, d, src, pofs, plen)) < 0)
+				break;
+		} else {
+			if (d->pages) { /* unaligned: make it whole first */
+				pages_overlay(v, d, base);
+				pages_free(v, d);
+				d->buf = base;
+				base = NULL;
+			} else if (!d->buf) { /* zero, now partly written */
+				if (!(d->buf = cache_buf_get(pool))) {
+					r = -ENOMEM;
+					break;
+				}
+				memset(d->buf, 0, cs);
+			}
+			entry_set_bytes(v, d, cs);
+			if (src)
+				memcpy(d->buf + pofs, src, plen);
+			else
+				memset(d->buf + pofs, 0, plen);
+		}
+		d->gen = ++v->v_gen;
+		fifo_touch(v, d);
+		break;
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	cache_buf_put(pool, base);
+	return r;
+}
+
+bool dirty_over_start(vd_store *s)
+{
+	bool over;
+
+	pthread_mutex_lock(&s->st_dirty_lock);
+	over = s->st_dirty_bytes >= SEAL_START(s);
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	return over;
+}
+
+size_t dirty_count(vd_volume *v)
+{
+	size_t n;
+
+	pthread_mutex_lock(&v->v_lock);
+	n = v->v_ndirty;
+	pthread_mutex_unlock(&v->v_lock);
+	return n;
+}
+
+void dirty_discard(vd_volume *v)
+{
+	pthread_mutex_lock(&v->v_lock);
+	while (v->v_fifo_head)
+		dirty_remove(v, v->v_fifo_head, NULL);
+	pthread_mutex_unlock(&v->v_lock);
+	free(v->v_table);
+	v->v_table = NULL;
+	v->v_table_size = 0;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
+			  uint8_t *out, size_t pofs, size_t plen)
+{
+	enum dirty_hit hit = DIRTY_MISS;
+	struct dirty *d;
+
+	if (v->v_readonly)
+		return DIRTY_MISS;
+	pthread_mutex_lock(&v->v_lock);
+	if ((d = dirty_find(v, idx))) {
+		if (d->pages) {
+			hit = DIRTY_SPARSE;
+		} else {
+			entry_copy(v, d, out, pofs, plen);
+			hit = DIRTY_COPIED;
+		}
+	} else if (view->txn && view_stale(v, view)) {
+		hit = DIRTY_STALE;
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	return hit;
+}
+
+int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
+		      uint8_t *out, size_t pofs, size_t plen)
+{
+	for (;;) {
+		struct dirty *d;
+		bool stale;
+		int r;
+
+		if (!view->txn && (r = view_begin(v, view)) < 0)
+			return r;
+		if ((r = chain_read(v->v_store, &view->txn, &v->v_chain, idx, out,
+				    pofs, plen)) < 0)
+			return r;
+		pthread_mutex_lock(&v->v_lock);
+		if ((d = dirty_find(v, idx))) {
+			entry_copy(v, d, out, pofs, plen);
+			pthread_mutex_unlock(&v->v_lock);
+			return 0;
+		}
+		/* Sealed meanwhile: the view must show the seal. */
+		stale = view_stale(v, view);
+		pthread_mutex_unlock(&v->v_lock);
+		if (!stale)
+			return 0;
+		view_end(view);
+	}
+}
+
+enum dirty_hit dirty_extent(vd_volume *v, const struct view *view,
+			    uint64_t idx, unsigned *type)
+{
+	enum dirty_hit hit = DIRTY_MISS;
+	struct dirty *d;
+
+	if (v->v_readonly)
+		return DIRTY_MISS;
+	pthread_mutex_lock(&v->v_lock);
+	if ((d = dirty_find(v, idx))) {
+		*type = d->buf || d->pages ? VD_EXTENT_DATA : VD_EXTENT_HOLE;
+		hit = DIRTY_COPIED;
+	} else if (view_stale(v, view)) {
+		hit = DIRTY_STALE;
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	return hit;
+}
+
+int dirty_next(vd_volume *v, const struct view *view, uint64_t idx,
+	       uint64_t end, uint64_t *best)
+{
+	if (v->v_readonly)
+		return 0;
+	pthread_mutex_lock(&v->v_lock);
+	/* Checked after the caller's index lookup: an entry that left the
+	 * dirty table before it is in the index view, or we retry. */
+	if (view_stale(v, view)) {
+		pthread_mutex_unlock(&v->v_lock);
+		return -EAGAIN;
+	}
+	if (v->v_ndirty < MIN(*best, end) - idx) {
+		for (struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+			if (d->idx >= idx && d->idx < *best)
+				*best = d->idx;
+	} else {
+		for (uint64_t i = idx; i < MIN(*best, end); i++)
+			if (dirty_find(v, i)) {
+				*best = i;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	return 0;
+}
+
+/* ---- sealing ------------------------------------------------------------ */
+
+uint64_t dirty_gen(vd_volume *v)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&v->v_lock);
+	gen = v->v_gen;
+	pthread_mutex_unlock(&v->v_lock);
+	return gen;
+}
+
+size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
+		  uint64_t upto, int *err)
+{
+	const uint32_t cs = v->v_chunk_size;
+	size_t n = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (struct dirty *d = v->v_fifo_head; d && n < max; d = d->fnext) {
+		if (d->sealing || d->first_gen > upto)
+			continue;
+		memset(&items[n], 0, sizeof items[n]);
+		items[n].idx = d->idx;
+		items[n].gen = d->gen;
+		if (d->buf || d->pages) {
+			if (!(items[n].raw = cache_buf_get(v->v_store->st_cache))) {
+				*err = SET_ERROR(-ENOMEM, "out of memory");
+				break;
+			}
+		}
+		if (d->buf) {
+			memcpy(items[n].raw, d->buf, cs);
+		} else if (d->pages) {
+			items[n].needs_base = true;
+			for (uint32_t p = 0; p < cs / PAGE; p++)
+				if (d->pages[p]) {
+					memcpy(items[n].raw + (size_t)p * PAGE,
+					       d->pages[p], PAGE);
+					items[n].mask[p / 64] |= 1ull << (p % 64);
+				}
+		}
+		d->sealing = true;
+		n++;
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	return n;
+}
+
+int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
+{
+	int item_err = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct seal_item *it = &items[i];
+		struct dirty *d = dirty_find(v, it->idx);
+
+		assert(d && d->sealing);
+		d->sealing = false;
+		if (r == 0 && it->r < 0) {
+			if (item_err == 0)
+				item_err = it->r;
+		} else if (r == 0 && d->gen == it->gen) {
+			dirty_remove(v, d, it->is_data ? it->hash : NULL);
+			v->v_sealed_seq++;
+		} else if (r == 0) {
+			d->first_gen = it->gen + 1;
+		}
+	}
+	pthread_cond_broadcast(&v->v_cond);
+	pthread_mutex_unlock(&v->v_lock);
+	return item_err;
+}
+
+bool dirty_pending(vd_volume *v, uint64_t upto, bool wait)
+{
+	bool pending = false, picked = true;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (const struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+		if (d->first_gen <= upto) {
+			pending = true;
+			picked &= d->sealing;
+		}
+	/* Only a seal under way can take them: wait for it to finish. */
+	if (pending && picked && wait)
+		pthread_cond_wait(&v->v_cond, &v->v_lock);
+	pthread_mutex_unlock(&v->v_lock);
+	return pending;
+}
