@@ -29,8 +29,16 @@ CLI_SRCS    := $(wildcard cli/*.c)
 LIB_SRCS    := $(FORMAT_SRCS) $(ENGINE_SRCS)
 
 # Unit tests: each tests/unit/test-*.c is one program linked with the engine.
+# The programs named in UNIT_64K are built a second time as test-NAME-64k,
+# from the same source with 64 KiB chunks and 4 KiB sectors (CHUNK, SECTOR):
+# page-aligned writes then leave chunks sparse in memory, sealed over the
+# stored chunk, which 4 KiB chunks never do.
 UNIT_SRCS   := $(wildcard tests/unit/test-*.c)
-UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+UNIT_64K    := crash model threads
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS)) \
+               $(patsubst %,$(BUILD)/tests/test-%-64k,$(UNIT_64K))
+# The LD_PRELOAD power-cut shim that test-crash runs the engine under.
+POWERCUT_SO := $(BUILD)/tests/powercut.so
 
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
@@ -56,9 +64,22 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libvdisk.a $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libvdisk.a $(LIBS)
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+$(BUILD)/tests/%-64k: tests/unit/%.c $(BUILD)/libvdisk.a
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (64 KiB chunks)"
+	$(Q)$(CC) $(ALL_CFLAGS) -DCHUNK=65536u -DSECTOR=4096u -MMD -MP -o $@ $< \
+	    $(BUILD)/libvdisk.a $(LIBS)
+
+# With $(SAN) too: the test binaries it is preloaded into link the same
+# sanitizer runtime, which is therefore loaded when the shim needs it.
+$(POWERCUT_SO): tests/powercut/powercut.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (shared)"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -MMD -MP -o $@ $< -ldl
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(POWERCUT_SO:.so=.d)
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
@@ -77,7 +98,7 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory vdisk unit
 	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" ./tests/run-tests.sh $(TESTS)
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(POWERCUT_SO)
 
 asan:
 	$(Q)$(MAKE) --no-print-directory check BUILD=build-asan CFLAGS="-O1 -g" \
