@@ -1,6 +1,7 @@
 # vdisk: one readable Makefile.  `make` builds ./vdisk; `make check` runs
 # the tests; `make demo` runs the demo; `make asan` runs the tests under
-# AddressSanitizer and UBSan.  Quiet unless V=1.
+# AddressSanitizer and UBSan; `make tsan` runs the threaded tests under
+# ThreadSanitizer.  Quiet unless V=1.
 
 BUILD    ?= build
 CC       ?= cc
@@ -9,6 +10,8 @@ WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 SAN      ?=
+# A command the test runner runs under (make tsan: setarch -R).
+TEST_WRAP ?=
 ALL_CFLAGS = -std=gnu11 $(WARNINGS) $(CFLAGS) $(SAN) -D_GNU_SOURCE -pthread \
              -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
@@ -28,8 +31,16 @@ CLI_SRCS    := $(wildcard cli/*.c)
 LIB_SRCS    := $(COMMON_SRCS) $(FORMAT_SRCS) $(ENGINE_SRCS)
 
 # Unit tests: each tests/unit/test-*.c is one program linked with the engine.
+# The programs named in UNIT_64K are built a second time as test-NAME-64k,
+# from the same source with 64 KiB chunks and 4 KiB sectors (CHUNK, SECTOR):
+# page-aligned writes then leave chunks sparse in memory, sealed over the
+# stored chunk, which 4 KiB chunks never do.
 UNIT_SRCS   := $(wildcard tests/unit/test-*.c)
-UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+UNIT_64K    := crash model threads
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS)) \
+               $(patsubst %,$(BUILD)/tests/test-%-64k,$(UNIT_64K))
+# The LD_PRELOAD power-cut shim that test-crash runs the engine under.
+POWERCUT_SO := $(BUILD)/tests/powercut.so
 
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
@@ -55,9 +66,22 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libvdisk.a $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libvdisk.a $(LIBS)
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+$(BUILD)/tests/%-64k: tests/unit/%.c $(BUILD)/libvdisk.a
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (64 KiB chunks)"
+	$(Q)$(CC) $(ALL_CFLAGS) -DCHUNK=65536u -DSECTOR=4096u -MMD -MP -o $@ $< \
+	    $(BUILD)/libvdisk.a $(LIBS)
+
+# With $(SAN) too: the test binaries it is preloaded into link the same
+# sanitizer runtime, which is therefore loaded when the shim needs it.
+$(POWERCUT_SO): tests/powercut/powercut.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (shared)"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -MMD -MP -o $@ $< -ldl
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(POWERCUT_SO:.so=.d)
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
@@ -74,18 +98,38 @@ demo: deps
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory vdisk unit
-	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" ./tests/run-tests.sh $(TESTS)
+	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" $(TEST_WRAP) ./tests/run-tests.sh $(TESTS)
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(POWERCUT_SO)
 
 asan:
 	$(Q)$(MAKE) --no-print-directory check BUILD=build-asan CFLAGS="-O1 -g" \
 	   SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
-clean:
-	rm -rf build build-asan vdisk
+# ThreadSanitizer over the tests with threads: the engine's own (writers,
+# snapshots, flush and gc against the sealer thread), the model test (one
+# thread, but the engine seals in its own), the crash test (and its power
+# cuts, with a TSan-built shim) and the NBD server under load and while
+# snapshots go through its control socket.  Any report fails the test
+# (halt_on_error).  tests/tsan.supp is only for false positives in
+# third-party libraries, never for races in vdisk's code.  ASLR is turned
+# off where setarch can, since TSan cannot run with some kernels' mmap
+# randomisation ("unexpected memory mapping").
+TSAN_TESTS = $(addprefix build-tsan/tests/,test-threads test-threads-64k \
+                 test-model test-crash) \
+             tests/test-nbd-load.sh tests/test-nbd-snapshot.sh \
+             tests/test-nbd-kill9.sh tests/test-cli-busy.sh
+tsan:
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66 \
+	   suppressions=$(CURDIR)/tests/tsan.supp $${TSAN_OPTIONS:-}" \
+	   $(MAKE) --no-print-directory check BUILD=build-tsan CFLAGS="-O1 -g" \
+	   SAN="-fsanitize=thread -fno-omit-frame-pointer" TESTS="$(TSAN_TESTS)" \
+	   TEST_WRAP="$$(setarch -R true 2>/dev/null && echo setarch -R)"
 
-.PHONY: all vdisk deps demo check unit asan clean
+clean:
+	rm -rf build build-asan build-tsan vdisk
+
+.PHONY: all vdisk deps demo check unit asan tsan clean
 
 # NBD fuzzing targets (make fuzz-nbd, fuzz-nbd-run, fuzz-nbd-corpus).
 include nbd/nbd.mk

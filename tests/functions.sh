@@ -5,7 +5,8 @@
 #   fail MSG             print MSG and exit 1
 #   expect_exit N CMD... run CMD, fail unless it exits N
 #   start_serve SOCK ... start `vdisk serve` on unix socket SOCK in the
-#                        background, wait until it accepts; stopped at exit
+#                        background, wait until it accepts; stopped at exit;
+#                        its pid is left in $serve_pid
 set -u
 set -o pipefail
 
@@ -57,6 +58,7 @@ start_serve() {
 	shift
 	"$VDISK" serve --socket "$sock" "$@" 2>>"$tmpdir/serve.log" &
 	local pid=$!
+	serve_pid=$pid
 	cleanup_fn "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
 	for i in $(seq 1 100); do
 		[ -S "$sock" ] && return 0

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 top=$PWD
 build=${VDISK_BUILD:-build}
 export VDISK="$top/$build/vdisk" VDISK_TOP="$top" VDISK_BUILD="$build"
+# The power-cut shim test-crash preloads (built by make unit).
+export VDISK_POWERCUT="$top/$build/tests/powercut.so"
 # Hostile allocator settings: catch use of uninitialised or freed memory.
 export MALLOC_PERTURB_=165 MALLOC_CHECK_=3
 # Tests leave the tree as they found it: no bytecode caches, and each test

@@ -48,10 +48,26 @@ vdisk check --json >"$tmpdir/cj"
 [ $? -eq 1 ] || fail "check --json on a damaged store did not exit 1"
 json 'assert not d["clean"] and d["problem_count"] >= 1 and len(d["problems"]) >= 1, d' \
 	<"$tmpdir/cj" || fail "check --json: $(cat "$tmpdir/cj")"
-# Reading the damaged volume fails (exit 1), never returns wrong bytes.
-if vdisk export b "$tmpdir/b.out" 2>/dev/null; then
-	cmp -s "$tmpdir/b" "$tmpdir/b.out" ||
-		fail "export of a damaged volume succeeded with wrong bytes"
-	echo "note: the damage did not hit b's chunks"
-fi
+# Reading the damaged volume fails: b is the only volume left, so the
+# damaged chunk is one of its.  Export exits 1 (never a crash: a signal is
+# an exit status above 128) and says "corrupt"; the file it created is
+# removed (export --help); to a pipe, the bytes written before the error
+# are b's own, never wrong ones.
+vdisk export b "$tmpdir/b.out" 2>"$tmpdir/export.err"
+rc=$?
+[ "$rc" -le 128 ] || fail "export of a damaged volume crashed (exit $rc): $(cat "$tmpdir/export.err")"
+[ "$rc" -eq 1 ] || fail "export of a damaged volume exited $rc, expected 1: $(cat "$tmpdir/export.err")"
+grep -q '^vdisk: export: .*corrupt' "$tmpdir/export.err" ||
+	fail "export of a damaged volume did not say corrupt: $(cat "$tmpdir/export.err")"
+[ ! -e "$tmpdir/b.out" ] || fail "export left the file it created behind after failing"
+vdisk export b - 2>"$tmpdir/export.err" >"$tmpdir/b.pipe"
+rc=$?
+[ "$rc" -le 128 ] || fail "export to a pipe crashed (exit $rc): $(cat "$tmpdir/export.err")"
+[ "$rc" -eq 1 ] || fail "export to a pipe exited $rc, expected 1: $(cat "$tmpdir/export.err")"
+grep -q '^vdisk: export: .*corrupt' "$tmpdir/export.err" ||
+	fail "export to a pipe did not say corrupt: $(cat "$tmpdir/export.err")"
+n=$(stat -c %s "$tmpdir/b.pipe")
+[ "$n" -lt $((1024 * 1024)) ] || fail "export to a pipe wrote the whole volume ($n bytes) and failed"
+cmp -s -n "$n" "$tmpdir/b.pipe" "$tmpdir/b" ||
+	fail "export to a pipe wrote wrong bytes before failing: $(cmp -n "$n" "$tmpdir/b.pipe" "$tmpdir/b")"
 echo OK

@@ -116,13 +116,21 @@ for cs in 4K 64K; do
 
 	# Removal and gc: dead chunks, compacted packs.
 	v rm vm@s2
-	vdisk --store "$s" rm c1@c1s 2>/dev/null || :  # refused while c2 exists?
+	# c2 is a clone of c1@c1s: removing the snapshot is refused (exit 1).
+	vdisk --store "$s" rm c1@c1s 2>"$tmpdir/err"
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "rm c1@c1s with clone c2 exited $rc, expected 1 ($cs)"
+	grep -qF "vdisk: rm: vd_snapshot_remove: snapshot 'c1@c1s' has 1 clone: c2" \
+		"$tmpdir/err" || fail "rm c1@c1s with clone c2: $(cat "$tmpdir/err")"
 	compare_all "$s"                                # dead chunks, before gc
 	v gc >/dev/null
 	v check >/dev/null
 	compare_all "$s"
 	v flatten c2
-	vdisk --store "$s" rm -r c1 2>/dev/null || :
+	# c2 no longer depends on c1@c1s: rm -r removes c1 and its snapshot.
+	v rm -r c1
+	expect_exit 1 vdisk --store "$s" info c1 2>/dev/null
+	expect_exit 1 vdisk --store "$s" info c1@c1s 2>/dev/null
 	v gc >/dev/null
 	compare_all "$s"
 	unset -f v

@@ -58,9 +58,11 @@ if mode == "verify":
     print("verified %d flushed writes" % n)
     sys.exit(0)
 
+# After the last block it starts over with the same contents, so that the
+# kill always lands mid-load however fast the machine is.
 done = 0
-while done < N:
-    batch = perm[done:done + 64]
+while True:
+    batch = perm[done % N:done % N + 64]
     bufs = {i: block(i) for i in batch}  # alive until completion
     cookies = [h.aio_pwrite(bufs[i], i * BS) for i in batch[:16]]
     nxt = 16
@@ -74,7 +76,7 @@ while done < N:
     done += len(batch)
     h.flush()
     with open(state + ".tmp", "w") as f:
-        json.dump({"flushed": done}, f)
+        json.dump({"flushed": min(done, N)}, f)
     os.replace(state + ".tmp", state)
 PY
 

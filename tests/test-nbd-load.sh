@@ -148,16 +148,17 @@ hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 sleep 0.5   # let the last connection threads finish
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "server RSS ${rss} KiB after the clients left, peak ${hwm} KiB"
-asan=0
-if ldd "$VDISK" 2>/dev/null | grep -q libasan; then
-	# AddressSanitizer's shadow memory and quarantine make RSS meaningless.
-	peak_limit_kib=$((4096 * 1024)) idle_limit_kib=$((4096 * 1024)) asan=1
+sanitized=0
+if ldd "$VDISK" 2>/dev/null | grep -Eq 'libasan|libtsan'; then
+	# The sanitizers' shadow memory (and ASan's quarantine) make RSS
+	# meaningless.
+	peak_limit_kib=$((4096 * 1024)) idle_limit_kib=$((4096 * 1024)) sanitized=1
 fi
 [ "$hwm" -lt "$peak_limit_kib" ] || fail "server peak RSS ${hwm} KiB over ${peak_limit_kib} KiB"
 [ "$rss" -lt "$idle_limit_kib" ] || fail "server RSS ${rss} KiB after the clients left (leak?)"
 # No growth: the second half of the run peaks no higher than the first
 # half plus a margin.
-[ $asan = 1 ] || awk -v limit=$((32 * 1024)) '{ v[NR] = $1 } END {
+[ $sanitized = 1 ] || awk -v limit=$((32 * 1024)) '{ v[NR] = $1 } END {
 	h = int(NR / 2); a = 0; b = 0
 	for (i = 1; i <= h; i++) if (v[i] > a) a = v[i]
 	for (i = h + 1; i <= NR; i++) if (v[i] > b) b = v[i]

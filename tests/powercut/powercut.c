@@ -1,8 +1,9 @@
 /* powercut.so: an LD_PRELOAD shim that keeps, for every file under one
  * directory, a shadow copy holding what a power cut would leave: the file as
- * of its last fsync/fdatasync.  tests/unit/test-crash.c builds it with cc,
- * runs the engine under it, kills the process and replaces the store by the
- * shadow copies, then checks what survived.
+ * of its last fsync/fdatasync.  The Makefile builds it as
+ * $(BUILD)/tests/powercut.so with the build's flags and sanitizers;
+ * tests/unit/test-crash.c runs the engine under it, kills the process and
+ * replaces the store by the shadow copies, then checks what survived.
  *
  * Environment:
  *   POWERCUT_DIR     the directory to watch (the store); unset: pass-through
@@ -29,7 +30,9 @@
  * powercut_set_paused(1) (found with dlsym) stops all shadowing, so the
  * test can restore the store from the shadow without the shim mirroring
  * the restore. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -165,7 +168,9 @@ static int abs_path(int dirfd, const char *path, char out[PATH_MAX])
 		} else if (fd_path(dirfd, base) < 0) {
 			return -1;
 		}
-		snprintf(tmp, sizeof(tmp), "%s/%s", base, path);
+		if ((size_t)snprintf(tmp, sizeof(tmp), "%s/%s", base, path) >=
+		    sizeof(tmp))
+			return -1; /* too long: not shadowed */
 	}
 	char *const slash = strrchr(tmp, '/');
 	if (!slash)
@@ -178,7 +183,8 @@ static int abs_path(int dirfd, const char *path, char out[PATH_MAX])
 	*slash = '\0';
 	if (!realpath(tmp, parent))
 		return -1;
-	snprintf(out, PATH_MAX, "%s/%s", parent, name);
+	if ((size_t)snprintf(out, PATH_MAX, "%s/%s", parent, name) >= PATH_MAX)
+		return -1;
 	return 0;
 }
 

@@ -24,8 +24,6 @@
  * Usage: test-corrupt [seed] */
 #include <fcntl.h>
 #include <stdbool.h>
-#include <lmdb.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <zstd.h>
@@ -33,6 +31,7 @@
 #include "engine/vdisk.h"
 #include "format/format.h"
 #include "engine-test.h"
+#include "index-test.h"
 
 #define CHUNK   4096u
 #define NCHUNK  64u
@@ -55,13 +54,6 @@ struct chunk_ent {
 };
 static struct chunk_ent chunks[4 * NCHUNK];
 static int nchunks;
-
-static void sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned len = 32;
-	if (!EVP_Digest(p, n, out, &len, EVP_sha256(), NULL))
-		DIE("EVP_Digest failed");
-}
 
 static void hex16(const uint8_t h[32], char out[17])
 {
@@ -146,52 +138,16 @@ static void make_template(void)
 
 	for (int p = 0; p < NPOINT; p++)
 		for (uint32_t i = 0; i < NCHUNK; i++)
-			sha256(model[p] + (uint64_t)i * CHUNK, CHUNK, hashes[p][i]);
-}
-
-/* ---- direct LMDB access (store closed) ---------------------------------- */
-
-struct idx {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi chunks, map, volumes;
-};
-
-static void idx_open(const char *store, struct idx *x)
-{
-	char path[4300];
-	int rc;
-
-	snprintf(path, sizeof(path), "%s/index.mdb", store);
-	if ((rc = mdb_env_create(&x->env)) || (rc = mdb_env_set_maxdbs(x->env, 16)) ||
-	    (rc = mdb_env_set_mapsize(x->env, 1ull << 30)) ||
-	    (rc = mdb_env_open(x->env, path, MDB_NOSUBDIR, 0644)) ||
-	    (rc = mdb_txn_begin(x->env, NULL, 0, &x->txn)) ||
-	    (rc = mdb_dbi_open(x->txn, "chunks", 0, &x->chunks)) ||
-	    (rc = mdb_dbi_open(x->txn, "map", 0, &x->map)) ||
-	    (rc = mdb_dbi_open(x->txn, "volumes", 0, &x->volumes)))
-		DIE("lmdb %s: %s", path, mdb_strerror(rc));
-}
-
-static void idx_close(struct idx *x, int commit)
-{
-	int rc = 0;
-	if (commit)
-		rc = mdb_txn_commit(x->txn);
-	else
-		mdb_txn_abort(x->txn);
-	if (rc)
-		DIE("lmdb commit: %s", mdb_strerror(rc));
-	mdb_env_close(x->env);
+			et_sha256(model[p] + (uint64_t)i * CHUNK, CHUNK, hashes[p][i]);
 }
 
 static void load_chunks(void)
 {
-	struct idx x;
+	struct et_idx x;
 	MDB_cursor *cur;
 	MDB_val k, v;
 
-	idx_open(tmpl, &x);
+	et_idx_open(tmpl, &x);
 	nchunks = 0;
 	if (mdb_cursor_open(x.txn, x.chunks, &cur))
 		DIE("cursor");
@@ -204,7 +160,7 @@ static void load_chunks(void)
 		nchunks++;
 	}
 	mdb_cursor_close(cur);
-	idx_close(&x, 0);
+	et_idx_close(&x, 0);
 	int raw = 0, zstd = 0;
 	for (int i = 0; i < nchunks; i++)
 		chunks[i].c.codec == FMT_CODEC_RAW ? raw++ : zstd++;
@@ -230,7 +186,7 @@ static const struct chunk_ent *head_chunk(uint32_t idx)
 }
 
 /* The newest map entry of the head's layer for IDX: key and value. */
-static void head_map_key(struct idx *x, const char *vol, uint32_t idx,
+static void head_map_key(struct et_idx *x, const char *vol, uint32_t idx,
 			 uint8_t key[FMT_MAP_KEY_SIZE])
 {
 	MDB_val k = {strlen(vol), (void *)vol}, v;
@@ -470,18 +426,18 @@ static void chunk_value(struct expect *e, uint32_t idx,
 			int damaged)
 {
 	const struct chunk_ent *const c = head_chunk(idx);
-	struct idx x;
+	struct et_idx x;
 	uint8_t raw[64];
 	size_t len = FMT_CHUNK_VAL_SIZE;
 	struct fmt_chunk fc = c->c;
 
-	idx_open(work, &x);
+	et_idx_open(work, &x);
 	fmt_chunk_encode(&fc, raw);
 	mut(&fc, raw, &len);
 	MDB_val k = {32, (void *)c->hash}, v = {len, raw};
 	if (mdb_put(x.txn, x.chunks, &k, &v, 0))
 		DIE("mdb_put");
-	idx_close(&x, 1);
+	et_idx_close(&x, 1);
 	if (damaged)
 		bad_hash(e, c->hash);
 }
@@ -581,12 +537,12 @@ static void sc_chunk_refs(struct expect *e)
 static void sc_chunk_missing(struct expect *e)
 {
 	const struct chunk_ent *const c = head_chunk(18);
-	struct idx x;
-	idx_open(work, &x);
+	struct et_idx x;
+	et_idx_open(work, &x);
 	MDB_val k = {32, (void *)c->hash};
 	if (mdb_del(x.txn, x.chunks, &k, NULL))
 		DIE("mdb_del");
-	idx_close(&x, 1);
+	et_idx_close(&x, 1);
 	bad_hash(e, c->hash);
 }
 
@@ -594,15 +550,15 @@ static void sc_chunk_missing(struct expect *e)
 static void map_value(struct expect *e, int point, uint32_t idx,
 		      const uint8_t *val, size_t len)
 {
-	struct idx x;
+	struct et_idx x;
 	uint8_t key[FMT_MAP_KEY_SIZE];
 
-	idx_open(work, &x);
+	et_idx_open(work, &x);
 	head_map_key(&x, point_vol[point], idx, key);
 	MDB_val k = {FMT_MAP_KEY_SIZE, key}, v = {len, (void *)val};
 	if (mdb_put(x.txn, x.map, &k, &v, 0))
 		DIE("mdb_put map");
-	idx_close(&x, 1);
+	et_idx_close(&x, 1);
 	e->bad_entry[point][idx] = 1;
 }
 

@@ -18,15 +18,19 @@
  * Several rounds run on one store, each starting from the state the
  * previous one verified.
  *
- * Power cut: the same rounds run under tests/powercut/powercut.so (built
- * here with cc), an LD_PRELOAD shim that keeps a shadow copy of every store
+ * Power cut: the same rounds run under powercut.so (tests/powercut/, built
+ * by the Makefile next to this program), an LD_PRELOAD shim that keeps a shadow copy of every store
  * file as of its last fsync/fdatasync (and O_DSYNC writes, which LMDB uses
  * for its meta pages).  After the kill the store is replaced by the shadow:
  * each file as of its last sync, files never synced gone, no LMDB lock
  * file.  Verification (and store creation) also run under the shim, and
  * each round starts from a power cut too, so nothing counts unless synced.
  *
- * Usage: test-crash [seed]    (VDISK_TEST_ROUNDS=N to change the rounds)
+ * The Makefile also builds test-crash-64k from this file with 64 KiB chunks
+ * and 4 KiB sectors (-DCHUNK=65536u -DSECTOR=4096u).
+ *
+ * Usage: test-crash [seed]    (VDISK_TEST_ROUNDS=N to change the rounds;
+ * VDISK_POWERCUT=path/to/powercut.so, default: next to this program)
  * Internal: test-crash --powercut-driver SEED (run under the shim). */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -39,7 +43,7 @@
 #include "engine/vdisk.h"
 #include "engine-test.h"
 
-#ifndef CHUNK /* test-crash-64k.c includes this file with 64 KiB / 4 KiB */
+#ifndef CHUNK /* test-crash-64k: -DCHUNK=65536u -DSECTOR=4096u */
 #define CHUNK   4096u
 #define SECTOR  512u
 #endif
@@ -64,7 +68,6 @@ struct rec {
 
 static const char *mode_name = "kill";
 static int powercut;
-static char top_dir[PATH_MAX];
 static char store_dir[PATH_MAX + 16], shadow_dir[PATH_MAX + 16],
 	side_path[PATH_MAX + 64];
 static uint64_t volsize;
@@ -652,28 +655,25 @@ static int powercut_driver(void)
 	return et_failures ? 1 : 0;
 }
 
-/* Builds the shim and runs the power-cut rounds in a child process with
- * LD_PRELOAD set.  Returns 0 pass, 1 fail, 77 could not run. */
+/* Runs the power-cut rounds in a child process with the shim (built by the
+ * Makefile: $VDISK_POWERCUT, else powercut.so next to SELF) in LD_PRELOAD.
+ * Returns 0 pass, 1 fail. */
 static int run_powercut(const char *self, const char *tmp)
 {
-	char src[PATH_MAX + 64], so[PATH_MAX + 64], cmd[3 * PATH_MAX + 256];
+	char so[PATH_MAX + 64];
 	struct stat st;
+	const char *const env = getenv("VDISK_POWERCUT");
 
-	snprintf(src, sizeof(src), "%s/tests/powercut/powercut.c", top_dir);
-	if (stat(src, &st) < 0) {
-		printf("SKIP powercut: %s not found\n", src);
-		return 77;
+	if (env && *env) {
+		snprintf(so, sizeof(so), "%s", env);
+	} else {
+		const char *const slash = strrchr(self, '/');
+		snprintf(so, sizeof(so), "%.*s/powercut.so",
+			 slash ? (int)(slash - self) : 1, slash ? self : ".");
 	}
-	if (system("command -v cc >/dev/null 2>&1") != 0) {
-		printf("SKIP powercut: no cc to build the shim\n");
-		return 77;
-	}
-	snprintf(so, sizeof(so), "%s/powercut.so", tmp);
-	snprintf(cmd, sizeof(cmd),
-		 "cc -shared -fPIC -O2 -Wall -Wno-format-truncation -o '%s' '%s' "
-		 "-ldl -pthread", so, src);
-	if (system(cmd) != 0) {
-		CHECK(0, "building the powercut shim failed: %s", cmd);
+	if (stat(so, &st) < 0) {
+		CHECK(0, "the power-cut shim %s: %s (make unit builds it)", so,
+		      strerror(errno));
 		return 1;
 	}
 	char store[PATH_MAX + 32], shadow[PATH_MAX + 32], seed[32];
@@ -706,30 +706,6 @@ static int run_powercut(const char *self, const char *tmp)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
-static void find_top(const char *argv0)
-{
-	const char *const t = getenv("VDISK_TOP");
-	char exe[PATH_MAX];
-
-	if (t && *t) {
-		snprintf(top_dir, sizeof(top_dir), "%s", t);
-		return;
-	}
-	/* build/tests/test-crash -> the repository root */
-	const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		for (int i = 0; i < 3; i++) {
-			char *const s = strrchr(exe, '/');
-			if (s)
-				*s = '\0';
-		}
-		snprintf(top_dir, sizeof(top_dir), "%s", exe);
-	} else {
-		snprintf(top_dir, sizeof(top_dir), "%s/../..", argv0);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	if (argc > 2 && !strcmp(argv[1], "--powercut-driver")) {
@@ -738,7 +714,6 @@ int main(int argc, char **argv)
 		return powercut_driver();
 	}
 	et_init_seed(argc, argv);
-	find_top(argv[0]);
 	char tmp[PATH_MAX];
 	/* A real file system: kills land inside slow syncs. */
 	if (!realpath(et_tmpdir_in("crash", 0), tmp))

@@ -14,6 +14,9 @@
  * find no problem, in the middle and at the end.
  *
  * Small chunks (a 4 KiB store) and small volumes (<= 1 MiB) keep it fast.
+ * The Makefile also builds test-model-64k from this file with 64 KiB chunks:
+ * 4 KiB-aligned writes then leave chunks sparse in memory (only the written
+ * pages), which 4 KiB chunks never do.
  *
  * Usage: test-model [seed [ops]]   (or VDISK_TEST_SEED, VDISK_TEST_OPS)
  * VDISK_TEST_VERBOSE=1 prints every operation.  On the first failure the
@@ -25,7 +28,7 @@
 #include "engine-test.h"
 
 #ifndef CHUNK
-#define CHUNK    4096u /* test-model-64k.c includes this file with 64 KiB */
+#define CHUNK    4096u /* test-model-64k: -DCHUNK=65536u (the Makefile) */
 #endif
 #define MAXSIZE  (1024u * 1024u)
 #define MAXVOL   8

@@ -20,6 +20,11 @@
  * after closing and reopening the store, snapshots still hold their prefix,
  * and vd_store_check finds no problem.
  *
+ * The Makefile also builds test-threads-64k from this file with 64 KiB
+ * chunks and 4 KiB sectors: every write is page-aligned, so chunks are
+ * written sparse and sealed over the stored chunk while other threads read
+ * and snapshot them.
+ *
  * Usage: test-threads [seed] */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,7 +32,7 @@
 #include "engine/vdisk.h"
 #include "engine-test.h"
 
-#ifndef CHUNK /* test-threads-64k.c includes this file with 64 KiB / 4 KiB */
+#ifndef CHUNK /* test-threads-64k: -DCHUNK=65536u -DSECTOR=4096u */
 #define CHUNK     4096u
 #define SECTOR    512u
 #endif
