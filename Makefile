@@ -23,7 +23,7 @@ endif
 FORMAT_SRCS := format/format.c
 ENGINE_SRCS := engine/error.c engine/store.c engine/pack.c engine/chunk.c \
                engine/layer.c engine/volume.c engine/admin.c engine/control.c \
-               engine/check.c
+               engine/check.c engine/frontend.c
 NBD_SRCS    := $(wildcard nbd/*.c)
 CLI_SRCS    := $(wildcard cli/*.c)
 LIB_SRCS    := $(FORMAT_SRCS) $(ENGINE_SRCS)

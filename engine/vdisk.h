@@ -10,9 +10,13 @@
  *    message recorded by the failing call in this thread, with context
  *    ("vd_volume_open: volume 'vm1' is held for writing by vdisk serve
  *    (pid 1234)").  Every call clears it first, so it never describes an
- *    earlier failure.
+ *    earlier failure.  vd_errno() turns any code into a positive errno for a
+ *    front end.  The pure helpers (vd_strerror, vd_name_valid, vd_errno,
+ *    vd_point_parse) leave the last error alone.
  *  - Names of volumes and snapshots are 1-64 characters of [A-Za-z0-9._-],
- *    not starting with '.' or '-'.  Anything else is VD_ENAME.
+ *    not starting with '.' or '-'.  Anything else is VD_ENAME.  A point is
+ *    "VOL" (a volume head) or "VOL@SNAP"; vd_point_parse() splits and
+ *    checks that spelling for every front end.
  *  - Threads: a vd_store and the vd_volume handles opened from it may be used
  *    from any number of threads at once.  Reads of different chunks proceed
  *    in parallel.  A vd_volume must not be used after vd_volume_close().
@@ -32,6 +36,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The store format version (FORMAT.md) this library reads and writes: a
+ * store of any other version fails to open with VD_EVERSION.  Equal to
+ * FMT_VERSION in format/format.h (tests/unit/test-frontend.c checks). */
+#define VD_FORMAT_VERSION 1u
 
 /* vdisk's own error codes, in a band well clear of errno values. */
 #define VD_ECORRUPT    (-32001) /* data or index failed verification */
@@ -63,6 +72,61 @@ const char *vd_last_error(void);
 
 /* True if NAME is a valid volume or snapshot name. */
 int vd_name_valid(const char *name);
+
+/* ---- helpers for front ends (engine/frontend.c) ------------------------- */
+
+/* Maps ERR, any code this API returns, to the positive errno a front end
+ * reports (an NBD error, a FUSE reply, a syscall's errno); 0 for ERR >= 0.
+ *   -errno (-4095..-1)       that errno
+ *   VD_ECORRUPT              EIO: the data cannot be given back
+ *   VD_EVERSION              EPROTONOSUPPORT: a store format this build
+ *                            does not speak (not ENOTSUP, which front ends
+ *                            use for an unsupported operation)
+ *   VD_ENOTSTORE             ENOTDIR: the path is not a store directory
+ *                            (ENOENT stays for volumes and snapshots)
+ *   VD_ENOVOL, VD_ENOSNAP    ENOENT
+ *   VD_EEXIST                EEXIST
+ *   VD_EHASCLONES,
+ *   VD_EHASSNAPS             ENOTEMPTY: others still depend on it
+ *   VD_EBUSY                 EBUSY
+ *   VD_ENAME                 EINVAL
+ *   VD_EREADONLY             EROFS
+ *   VD_ERANGE                EINVAL: the request itself is out of bounds,
+ *                            as for a read past the end.  Writes past the
+ *                            end are often reported differently (NBD wants
+ *                            ENOSPC, FUSE may prefer EFBIG): the front end
+ *                            decides, by testing ERR == VD_ERANGE.
+ *   VD_ENOTCLONE, VD_ESHRINK EINVAL: the operation does not apply
+ *   anything else            EIO
+ * Pure; thread-safe; does not touch vd_last_error().
+ * Errors: none (it returns errno values, never fails). */
+int vd_errno(int err);
+
+/* A point parsed from "VOL" or "VOL@SNAP". */
+struct vd_point {
+	char vol[VD_NAME_MAX + 1];
+	char snap[VD_NAME_MAX + 1]; /* "" for a volume head */
+};
+
+/* A WHY buffer of this size holds every reason vd_point_parse gives. */
+#define VD_POINT_WHY_MAX 128
+
+/* Splits SPEC ("VOL" or "VOL@SNAP") into OUT->vol and OUT->snap ("" when
+ * there is no '@') and checks both names by the rules of vd_name_valid().
+ * Whether a snapshot is required or forbidden is for the caller to check
+ * (OUT->snap[0]).
+ * On failure OUT holds two empty names and, if WHY is not NULL and WHYLEN
+ * is not 0, WHY gets a NUL-terminated reason without the spec in it, for
+ * the caller to put into context (truncated to WHYLEN; VD_POINT_WHY_MAX
+ * always fits): "volume name is empty", "snapshot name is empty", "more
+ * than one '@'", "volume name is longer than 64 characters", "snapshot
+ * name starts with '.' (names may not start with '.' or '-')", "invalid
+ * character ' ' in volume name (names use A-Z a-z 0-9 . _ -)".
+ * SPEC NULL is treated as "".  Pure; thread-safe; does not touch
+ * vd_last_error().
+ * Errors: VD_ENAME. */
+int vd_point_parse(const char *spec, struct vd_point *out, char *why,
+		   size_t whylen);
 
 /* ---- store -------------------------------------------------------------- */
 
