@@ -41,7 +41,8 @@ static void check_bad(const char *spec, const char *want)
 
 	memset(&p, 'x', sizeof p);
 	r = vd_point_parse(spec, &p, why, sizeof why);
-	CHECK(r == VD_ENAME, "'%s': returned %d, expected VD_ENAME", spec ? spec : "(null)", r);
+	CHECK(r == VD_ENAME, "'%s': returned %d, expected VD_ENAME",
+	      spec ? spec : "(null)", r);
 	CHECK(strstr(why, want) != NULL, "'%s': why '%s' lacks '%s'",
 	      spec ? spec : "(null)", why, want);
 	CHECK(strlen(why) < VD_POINT_WHY_MAX - 1, "'%s': why may be truncated",

@@ -18,6 +18,11 @@ ERRS
 #undef X
 
 _Static_assert(VD_NAME_MAX == 64, "names are 1-64 characters");
+_Static_assert(VD_VERSION_MAJOR == 0 && VD_VERSION_MINOR == 2 &&
+		       VD_VERSION_PATCH == 0,
+	       "version numbers");
+_Static_assert(sizeof(VD_VERSION_STRING) == sizeof("0.2.0"),
+	       "version string");
 _Static_assert(VD_FORMAT_VERSION == 1u, "format version");
 _Static_assert(sizeof(((struct vd_point *)0)->vol) == VD_NAME_MAX + 1 &&
 		       sizeof(((struct vd_point *)0)->snap) == VD_NAME_MAX + 1,
@@ -151,6 +156,8 @@ int main(void)
 			      "012345678901234567890123") ||
 	       vd_name_valid("0123456789012345678901234567890123456789"
 			     "0123456789012345678901234");
+	/* The version string spells the numbers. */
+	bad |= !same(VD_VERSION_STRING, "0.2.0");
 	/* Front-end helpers. */
 	{
 		struct vd_point pt;
