@@ -27,8 +27,8 @@
  *    never describes an earlier call's failure.  Read it only right after a
  *    call failed: after a success it may hold the text of an internal step
  *    that was expected to fail (vd_volume_create leaves "no volume 'x'").
- *    Some failures (mostly -ENOMEM) set no message; fall back to
- *    vd_strerror().  The pure helpers (vd_strerror, vd_last_error,
+ *    A failure may come with an empty message (some -ENOMEM do): fall back
+ *    to vd_strerror().  The pure helpers (vd_strerror, vd_last_error,
  *    vd_name_valid, vd_errno, vd_point_parse) and the handle accessors
  *    (vd_volume_size, vd_volume_chunk_size, vd_volume_is_readonly) leave it
  *    alone.
@@ -41,9 +41,10 @@
  *  - Where a function takes SNAP as "NULL for the head" (vd_volume_open,
  *    vd_info_get, vd_diff), NULL means the head.  Where a snapshot is
  *    required (vd_snapshot_create, vd_snapshot_remove, vd_clone_create,
- *    vd_volume_rollback), SNAP must not be NULL: the engine does not check
- *    (it crashes today).  No other pointer argument may be NULL unless its
- *    comment says so.
+ *    vd_volume_rollback), SNAP must not be NULL.  No other pointer argument
+ *    may be NULL unless its comment says so.  Passing NULL anyway is a
+ *    caller bug with no promised outcome: some calls return -EINVAL, others
+ *    crash (NULL SNAP in the four above, in this engine).
  *
  * Threads
  *  - A vd_store and the vd_volume handles opened from it may be used from
@@ -269,8 +270,7 @@ struct vd_store_options {
  * short superblock, index disagreeing with it, LMDB corruption), -ENOMEM,
  * -ENAMETOOLONG (DIR longer than 4095 bytes), -EAGAIN, -EIO, -ENOSPC,
  * -EDQUOT, -errno (stat, mkdir, open, read of DIR and its files,
- * getrandom, LMDB's open: e.g. -EACCES, which may come without a
- * message). */
+ * getrandom, LMDB's open: e.g. -EACCES). */
 int vd_store_open(const char *dir, const struct vd_store_options *opts,
 		  vd_store **out);
 
@@ -285,8 +285,7 @@ void vd_store_close(vd_store *store);
 
 /* Creates a store in DIR (missing or an empty directory) with CHUNK_SIZE (0
  * for VD_CHUNK_DEFAULT, else a power of two in [VD_CHUNK_MIN,
- * VD_CHUNK_MAX]), then closes it.  Messages after the first check name
- * vd_store_open.
+ * VD_CHUNK_MAX]), then closes it.
  * Errors: VD_EEXIST (DIR is already a store), and those of vd_store_open()
  * with create: -EINVAL, VD_ENOTSTORE, VD_EVERSION, VD_ECORRUPT, -ENOMEM,
  * -ENAMETOOLONG, -EAGAIN, -EIO, -ENOSPC, -EDQUOT, -errno. */
@@ -344,8 +343,7 @@ int vd_volume_remove(vd_store *store, const char *vol, int recursive);
 /* Sets VOL's size to SIZE (0 < SIZE <= VD_SIZE_MAX); shrinking needs
  * ALLOW_SHRINK and zeroes the cut-off tail first (growing later shows
  * zeroes).  Opens the head for writing internally, which starts the sealer
- * and control threads if they are not running (see Threads), and messages
- * after the first checks name vd_volume_open/vd_volume_close.
+ * and control threads if they are not running (see Threads).
  * Errors: VD_ENAME, -EINVAL (size), VD_EBUSY (VOL is open for writing in
  * this process, or open in another; read-only handles in this process do
  * not stop it: see vd_volume_size), VD_ENOVOL, VD_ESHRINK, VD_ECORRUPT,
@@ -362,9 +360,10 @@ int vd_volume_resize(vd_store *store, const char *vol, uint64_t size,
  * seconds for its answer.  SNAP must not be NULL.
  * Errors: VD_ENAME, VD_ENOVOL, VD_EEXIST, VD_EBUSY (VOL is locked by a
  * process that does not answer snapshot requests, e.g. one removing or
- * rolling it back), -EIO (the holder did not answer), VD_ECORRUPT, -ENOSPC, -EDQUOT, -ENOMEM, -EAGAIN,
- * -errno (lock files; the control socket; the data-file writes of sealing),
- * and any status the holding process reports for its own attempt. */
+ * rolling it back), -EIO (the holder did not answer), VD_ECORRUPT,
+ * -ENOSPC, -EDQUOT, -ENOMEM, -EAGAIN, -errno (lock files; the control
+ * socket; the data-file writes of sealing), and any status the holding
+ * process reports for its own attempt. */
 int vd_snapshot_create(vd_store *store, const char *vol, const char *snap);
 
 /* Removes VOL@SNAP.  Chunks only it referenced become dead (vd_store_gc
@@ -607,8 +606,7 @@ struct vd_gc_stats {
  * skipped, and so are records that fail verification (with their file, for
  * vd_store_check to report).  Runs alongside readers and writers in any
  * process.  PROGRESS may be NULL and is called with no lock or transaction
- * held; OUT may be NULL.  Some failures set no message, or one naming
- * vd_store_info.
+ * held; OUT may be NULL.
  * Errors: -ENOSPC, -EDQUOT, -EIO, VD_ECORRUPT, -ENOMEM, -EAGAIN, -errno
  * (listing, creating, writing, syncing and removing data files). */
 int vd_store_gc(vd_store *store, vd_progress_fn progress, void *opaque,
