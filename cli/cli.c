@@ -220,24 +220,13 @@ int cli_size_arg(struct cli_ctx *ctx, const char *s, uint64_t *out)
 	return 0;
 }
 
-static int check_name(struct cli_ctx *ctx, const char *what, const char *arg,
-		      const char *name)
-{
-	if (vd_name_valid(name))
-		return 0;
-	return cli_usage_error(ctx,
-			       "invalid %s name '%s' in '%s' (want 1-%d of "
-			       "A-Z a-z 0-9 . _ -, not starting with . or -)",
-			       what, name, arg, VD_NAME_MAX);
-}
-
 int cli_parse_point(struct cli_ctx *ctx, const char *arg,
 		    enum cli_snap_rule rule, char vol[VD_NAME_MAX + 1],
 		    char snap[VD_NAME_MAX + 1])
 {
-	const char *at = strchr(arg, '@');
-	const size_t vlen = at ? (size_t)(at - arg) : strlen(arg);
-	int rc;
+	const char *const at = strchr(arg, '@');
+	char why[VD_POINT_WHY_MAX];
+	struct vd_point p;
 
 	vol[0] = snap[0] = '\0';
 	if (at && rule == CLI_SNAP_FORBIDDEN)
@@ -245,18 +234,11 @@ int cli_parse_point(struct cli_ctx *ctx, const char *arg,
 				       "not a snapshot", arg);
 	if (!at && rule == CLI_SNAP_REQUIRED)
 		return cli_usage_error(ctx, "'%s': expected VOL@SNAP", arg);
-	if (vlen > VD_NAME_MAX || (at && strlen(at + 1) > VD_NAME_MAX))
-		return cli_usage_error(ctx, "'%.80s...': name longer than %d "
-				       "characters", arg, VD_NAME_MAX);
-	memcpy(vol, arg, vlen);
-	vol[vlen] = '\0';
-	if ((rc = check_name(ctx, "volume", arg, vol)))
-		return rc;
-	if (at) {
-		strcpy(snap, at + 1);
-		if ((rc = check_name(ctx, "snapshot", arg, snap)))
-			return rc;
-	}
+	if (vd_point_parse(arg, &p, why, sizeof why) < 0)
+		return cli_usage_error(ctx, "'%.80s%s': %s", arg,
+				       strlen(arg) > 80 ? "..." : "", why);
+	memcpy(vol, p.vol, sizeof p.vol);
+	memcpy(snap, p.snap, sizeof p.snap);
 	return 0;
 }
 

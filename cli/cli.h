@@ -157,8 +157,9 @@ enum cli_snap_rule {
 };
 
 /* Splits ARG ("VOL" or "VOL@SNAP") into VOL and SNAP (SNAP "" when absent)
- * and checks both with vd_name_valid() and RULE.  On error prints why and
- * returns CLI_EXIT_USAGE; returns 0 on success. */
+ * with vd_point_parse(), after checking RULE.  On error prints why ("'ARG':
+ * expected VOL@SNAP", "'ARG': more than one '@'", ...) and returns
+ * CLI_EXIT_USAGE; returns 0 on success. */
 int cli_parse_point(struct cli_ctx *ctx, const char *arg,
 		    enum cli_snap_rule rule, char vol[VD_NAME_MAX + 1],
 		    char snap[VD_NAME_MAX + 1]);

@@ -25,6 +25,7 @@
  *   lock.c     process locks (lock files)
  *   index.c    the LMDB environment, transactions, DB "meta" and counters
  *   error.c    error codes and the per-thread error message
+ *   frontend.c vd_point_parse, vd_errno: pure helpers for the front ends
  *   common/, format/   short I/O, vectors, hex; on-disk codecs (no state)
  *
  * vd_store_close (store.c) closes what volume.c opened; volume.c starts the

@@ -270,8 +270,11 @@ static void reply_error(struct nbd_conn *c, const struct nbdp_request *r,
 	send_reply(c, iov, 2);
 }
 
-/* The one place engine status codes become NBD errors.  Corruption and
- * unexpected failures are logged; the client sees EIO. */
+/* The one place engine status codes become NBD errors: vd_errno() gives
+ * the errno, and this picks the NBD error for it.  The one engine code NBD
+ * treats its own way is VD_ERANGE on a write, which the NBD spec answers
+ * with ENOSPC (vd_errno says EINVAL, and leaves writes to the front end).
+ * Corruption and unexpected failures are logged; the client sees EIO. */
 static uint32_t map_error(struct nbd_conn *c, const struct nbdp_request *r,
 			  int rc)
 {
@@ -280,28 +283,28 @@ static uint32_t map_error(struct nbd_conn *c, const struct nbdp_request *r,
 			     r->type == NBD_CMD_WRITE_ZEROES;
 	char name[16];
 
-	switch (rc) {
-	case VD_ERANGE:
-		return is_write ? NBD_ENOSPC : NBD_EINVAL;
-	case VD_EREADONLY:
-	case -EROFS:
-	case -EPERM:
-	case -EACCES:
-		return NBD_EPERM;
-	case -ENOSPC:
-	case -EDQUOT:
-	case -EFBIG:
+	if (rc == VD_ERANGE && is_write)
 		return NBD_ENOSPC;
-	case -ENOMEM:
+	switch (vd_errno(rc)) {
+	case EROFS:
+	case EPERM:
+	case EACCES:
+		return NBD_EPERM;
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		return NBD_ENOSPC;
+	case ENOMEM:
 		return NBD_ENOMEM;
-	case -EINVAL:
+	case EINVAL:
 		return NBD_EINVAL;
-	case -EOVERFLOW:
+	case EOVERFLOW:
 		return NBD_EOVERFLOW;
-	case -ESHUTDOWN:
+	case ENOTSUP: /* == EOPNOTSUPP on Linux */
+		return NBD_ENOTSUP;
+	case ESHUTDOWN:
 		return NBD_ESHUTDOWN;
-	case VD_ECORRUPT:
-	default:
+	default: /* EIO (corruption among them) and the rest */
 		nbd_log("[%u] export '%s': %s at offset %llu length %u: %s",
 			c->id, c->sess.desc.name, nbdp_cmd_name(r->type, name),
 			(unsigned long long)r->offset, r->length,

@@ -120,8 +120,8 @@ static int is_listed(const struct nbd_serve_options *o, const char *name)
 static uint32_t resolve(struct nbd_server *srv, const char *name,
 			struct point *p, char *msg, size_t msglen)
 {
-	const char *at;
-	size_t vl;
+	struct vd_point vp;
+	char why[VD_POINT_WHY_MAX];
 
 	memset(p, 0, sizeof(*p));
 	if (!*name) {
@@ -133,22 +133,18 @@ static uint32_t resolve(struct nbd_server *srv, const char *name,
 		}
 		name = srv->opts->exports[0];
 	}
-	at = strchr(name, '@');
-	vl = at ? (size_t)(at - name) : strlen(name);
-	if (vl > VD_NAME_MAX || (at && strlen(at + 1) > VD_NAME_MAX))
-		goto unknown;
-	memcpy(p->vol, name, vl);
-	if (at)
-		strcpy(p->snap, at + 1);
-	if (!vd_name_valid(p->vol) || (at && !vd_name_valid(p->snap)))
-		goto unknown;
-	if (srv->opts->nexports && !is_listed(srv->opts, name))
-		goto unknown;
+	if (vd_point_parse(name, &vp, why, sizeof(why)) < 0) {
+		snprintf(msg, msglen, "no export named '%.200s' (%s)", name, why);
+		return NBD_REP_ERR_UNKNOWN;
+	}
+	if (srv->opts->nexports && !is_listed(srv->opts, name)) {
+		snprintf(msg, msglen, "no export named '%.200s'", name);
+		return NBD_REP_ERR_UNKNOWN;
+	}
+	memcpy(p->vol, vp.vol, sizeof(p->vol));
+	memcpy(p->snap, vp.snap, sizeof(p->snap));
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	return 0;
-unknown:
-	snprintf(msg, msglen, "no export named '%.200s'", name);
-	return NBD_REP_ERR_UNKNOWN;
 }
 
 static void describe(const struct vd_info *in, char *buf, size_t len)

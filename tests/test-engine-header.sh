@@ -31,7 +31,15 @@ int main()
 	int rc = vd_store_open("/nonexistent/vdisk-header-test", nullptr, &s);
 	if (rc >= 0)
 		return 1;
-	std::printf("open of a missing store: %s\n", vd_strerror(rc));
+	std::printf("open of a missing store: %s (errno %d)\n", vd_strerror(rc),
+		    vd_errno(rc));
+	struct vd_point p;
+	char why[VD_POINT_WHY_MAX];
+	if (vd_point_parse("vm1@snap", &p, why, sizeof why) != 0 ||
+	    std::strcmp(p.snap, "snap") != 0 ||
+	    vd_point_parse("a@b@c", &p, why, sizeof why) != VD_ENAME)
+		return 1;
+	std::printf("vdisk %s: 'a@b@c': %s\n", VD_VERSION_STRING, why);
 	if (std::strlen(vd_strerror(VD_ECORRUPT)) == 0)
 		return 1;
 	vd_store_close(nullptr);

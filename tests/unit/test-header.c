@@ -20,6 +20,16 @@ ERRS
 #undef X
 
 _Static_assert(VD_NAME_MAX == 64, "names are 1-64 characters");
+_Static_assert(VD_VERSION_MAJOR == 0 && VD_VERSION_MINOR == 2 &&
+		       VD_VERSION_PATCH == 0,
+	       "version numbers");
+_Static_assert(sizeof(VD_VERSION_STRING) == sizeof("0.2.0"),
+	       "version string");
+_Static_assert(VD_FORMAT_VERSION == 1u, "format version");
+_Static_assert(sizeof(((struct vd_point *)0)->vol) == VD_NAME_MAX + 1 &&
+		       sizeof(((struct vd_point *)0)->snap) == VD_NAME_MAX + 1,
+	       "point names hold the longest name and its NUL");
+_Static_assert(VD_POINT_WHY_MAX >= 64, "room for a reason");
 _Static_assert(VD_CHUNK_MIN == 4096u && VD_CHUNK_MAX == 1024u * 1024u &&
 		       VD_CHUNK_DEFAULT == 65536u,
 	       "chunk size limits");
@@ -40,6 +50,9 @@ _Static_assert(sizeof(((struct vd_store_info *)0)->uuid) == 37,
 static const char *(*const p_strerror)(int) = vd_strerror;
 static const char *(*const p_last_error)(void) = vd_last_error;
 static int (*const p_name_valid)(const char *) = vd_name_valid;
+static int (*const p_errno)(int) = vd_errno;
+static int (*const p_point_parse)(const char *, struct vd_point *, char *,
+				  size_t) = vd_point_parse;
 static int (*const p_store_open)(const char *, const struct vd_store_options *,
 				 vd_store **) = vd_store_open;
 static void (*const p_store_close)(vd_store *) = vd_store_close;
@@ -195,7 +208,8 @@ int main(void)
 	};
 	const void *const fns[] = {
 		(const void *)p_strerror, (const void *)p_last_error,
-		(const void *)p_name_valid, (const void *)p_store_open,
+		(const void *)p_name_valid, (const void *)p_errno,
+		(const void *)p_point_parse, (const void *)p_store_open,
 		(const void *)p_store_close, (const void *)p_store_init,
 		(const void *)p_store_info, (const void *)p_vol_create,
 		(const void *)p_vol_remove, (const void *)p_vol_resize,
@@ -241,6 +255,16 @@ int main(void)
 			      "012345678901234567890123") ||
 	       vd_name_valid("0123456789012345678901234567890123456789"
 			     "0123456789012345678901234");
+	/* The version string spells the numbers. */
+	bad |= !same(VD_VERSION_STRING, "0.2.0");
+	/* Front-end helpers. */
+	{
+		struct vd_point pt;
+		bad |= vd_point_parse("vm1@s", &pt, (char *)0, 0) != 0 ||
+		       !same(pt.vol, "vm1") || !same(pt.snap, "s");
+		bad |= vd_point_parse("vm1@", &pt, (char *)0, 0) != VD_ENAME;
+		bad |= vd_errno(VD_ENOVOL) <= 0 || vd_errno(0) != 0;
+	}
 	/* Free functions accept NULL. */
 	vd_store_close((vd_store *)0);
 	bad |= vd_volume_close((vd_volume *)0) != 0;
