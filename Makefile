@@ -1,6 +1,7 @@
 # vdisk: one readable Makefile.  `make` builds ./vdisk; `make check` runs
 # the tests; `make demo` runs the demo; `make asan` runs the tests under
-# AddressSanitizer and UBSan.  Quiet unless V=1.
+# AddressSanitizer and UBSan; `make install` / `make uninstall` (PREFIX,
+# DESTDIR) install the tool and the engine library.  Quiet unless V=1.
 
 BUILD    ?= build
 CC       ?= cc
@@ -12,6 +13,12 @@ SAN      ?=
 ALL_CFLAGS = -std=gnu11 $(WARNINGS) $(CFLAGS) $(SAN) -D_GNU_SOURCE -pthread \
              -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+
+# The version: VD_VERSION_STRING from engine/vdisk.h when the header has
+# it, else this default.  The only other place it appears is --version.
+VDISK_VERSION_DEFAULT := 0.2.0
+VDISK_VERSION := $(or $(shell sed -n 's/^[[:space:]]*\#[[:space:]]*define[[:space:]][[:space:]]*VD_VERSION_STRING[[:space:]][[:space:]]*"\([^"]*\)".*/\1/p' engine/vdisk.h 2>/dev/null),$(VDISK_VERSION_DEFAULT))
+VDISK_SOMAJOR := $(firstword $(subst ., ,$(VDISK_VERSION)))
 
 ifeq ($(V),1)
 Q :=
@@ -33,9 +40,14 @@ UNIT_SRCS   := $(wildcard tests/unit/test-*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
+# The shared library's objects: position-independent, every symbol hidden
+# except the declarations of engine/vdisk.h (dist/libvdisk-export.h).
+PIC_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRCS))
+SO_NAME  := libvdisk.so.$(VDISK_SOMAJOR)
+SO_FILE  := libvdisk.so.$(VDISK_VERSION)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
 
-all: vdisk
+all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc
 
 vdisk: $(BUILD)/vdisk
 	$(Q)ln -sf $(BUILD)/vdisk vdisk
@@ -53,12 +65,74 @@ $(BUILD)/%.o: %.c
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
+$(BUILD)/cli/main.o: ALL_CFLAGS += -DVDISK_VERSION_STRING='"$(VDISK_VERSION)"'
+$(BUILD)/cli/main.o: Makefile
+
+$(BUILD)/pic/%.o: %.c dist/libvdisk-export.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (PIC)"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden \
+	   -include dist/libvdisk-export.h -MMD -MP -c -o $@ $<
+
+$(BUILD)/$(SO_FILE): $(PIC_OBJS) dist/libvdisk.map
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SO_NAME) \
+	   -Wl,--version-script=dist/libvdisk.map -Wl,--no-undefined \
+	   -o $@ $(PIC_OBJS) $(LIBS)
+	$(Q)ln -sf $(SO_FILE) $(BUILD)/$(SO_NAME)
+	$(Q)ln -sf $(SO_NAME) $(BUILD)/libvdisk.so
+
+$(BUILD)/vdisk.pc: dist/vdisk.pc.in Makefile
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' \
+	   -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VDISK_VERSION)|' \
+	   -e 's|@PKGS@|$(PKGS)|' $< >$@.tmp && mv $@.tmp $@
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libvdisk.a $(LIBS)
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(PIC_OBJS:.o=.d)
+
+# ---- install -----------------------------------------------------------------
+# GNU directory variables; DESTDIR is prepended to every path.  The .pc file
+# and vdisk.1 record directories, so they are regenerated when those change
+# (a stamp names the directories they were made with).
+PREFIX      ?= /usr/local
+bindir      ?= $(PREFIX)/bin
+libdir      ?= $(PREFIX)/lib
+includedir  ?= $(PREFIX)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
+datadir     ?= $(PREFIX)/share
+mandir      ?= $(datadir)/man
+docdir      ?= $(datadir)/doc/vdisk
+INSTALL     ?= install
+
+# Every file `make install` creates (and `make uninstall` removes), without
+# DESTDIR.
+INSTALLED := $(bindir)/vdisk $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
+             $(libdir)/libvdisk.so $(libdir)/libvdisk.a \
+             $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc
+
+DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir))
+$(DIRS_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dirs-* && touch $@
+$(BUILD)/vdisk.pc: $(DIRS_STAMP)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) \
+	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	$(INSTALL) -m 755 $(BUILD)/vdisk $(DESTDIR)$(bindir)/vdisk
+	$(INSTALL) -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(libdir)/$(SO_FILE)
+	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(libdir)/libvdisk.so
+	$(INSTALL) -m 644 $(BUILD)/libvdisk.a $(DESTDIR)$(libdir)/libvdisk.a
+	$(INSTALL) -m 644 engine/vdisk.h $(DESTDIR)$(includedir)/vdisk.h
+	$(INSTALL) -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(pkgconfigdir)/vdisk.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
@@ -74,7 +148,7 @@ demo: deps
 	$(Q)./tests/demo.sh
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory vdisk unit
+	$(Q)$(MAKE) --no-print-directory all unit
 	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" ./tests/run-tests.sh $(TESTS)
 
 unit: $(UNIT_BINS)
@@ -86,7 +160,7 @@ asan:
 clean:
 	rm -rf build build-asan vdisk
 
-.PHONY: all vdisk deps demo check unit asan clean
+.PHONY: all vdisk deps demo check unit asan clean install uninstall
 
 # NBD fuzzing targets (make fuzz-nbd, fuzz-nbd-run, fuzz-nbd-corpus).
 include nbd/nbd.mk

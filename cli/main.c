@@ -15,7 +15,16 @@
 
 #include "cli/cli.h"
 
-#define VDISK_VERSION "0.1.0"
+/* One source for the version: engine/vdisk.h once it defines
+ * VD_VERSION_STRING, else the Makefile's VDISK_VERSION (which itself reads
+ * VD_VERSION_STRING from the header when present). */
+#if defined(VD_VERSION_STRING)
+#define VDISK_VERSION VD_VERSION_STRING
+#elif defined(VDISK_VERSION_STRING)
+#define VDISK_VERSION VDISK_VERSION_STRING
+#else
+#error "build with -DVDISK_VERSION_STRING (see the Makefile)"
+#endif
 
 static const struct cli_command commands[] = {
 	{ "init", cmd_init, "[--chunk-size SIZE]",
