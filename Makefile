@@ -47,7 +47,7 @@ SO_NAME  := libvdisk.so.$(VDISK_SOMAJOR)
 SO_FILE  := libvdisk.so.$(VDISK_VERSION)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
 
-all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc
+all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc $(BUILD)/vdisk.1
 
 vdisk: $(BUILD)/vdisk
 	$(Q)ln -sf $(BUILD)/vdisk vdisk
@@ -88,6 +88,12 @@ $(BUILD)/vdisk.pc: dist/vdisk.pc.in Makefile
 	   -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VDISK_VERSION)|' \
 	   -e 's|@PKGS@|$(PKGS)|' $< >$@.tmp && mv $@.tmp $@
 
+$(BUILD)/vdisk.1: dist/vdisk.1.in Makefile
+	@mkdir -p $(BUILD)
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@VERSION@|$(VDISK_VERSION)|' -e 's|@DOCDIR@|$(docdir)|' \
+	   $< >$@.tmp && mv $@.tmp $@
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
@@ -113,16 +119,18 @@ INSTALL     ?= install
 # DESTDIR.
 INSTALLED := $(bindir)/vdisk $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
              $(libdir)/libvdisk.so $(libdir)/libvdisk.a \
-             $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc
+             $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc \
+             $(mandir)/man1/vdisk.1 $(docdir)/FORMAT.md $(docdir)/JSON.md
 
 DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir))
 $(DIRS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dirs-* && touch $@
-$(BUILD)/vdisk.pc: $(DIRS_STAMP)
+$(BUILD)/vdisk.pc $(BUILD)/vdisk.1: $(DIRS_STAMP)
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) \
-	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir)
+	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
+	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir)
 	$(INSTALL) -m 755 $(BUILD)/vdisk $(DESTDIR)$(bindir)/vdisk
 	$(INSTALL) -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(libdir)/$(SO_FILE)
 	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
@@ -130,15 +138,18 @@ install: all
 	$(INSTALL) -m 644 $(BUILD)/libvdisk.a $(DESTDIR)$(libdir)/libvdisk.a
 	$(INSTALL) -m 644 engine/vdisk.h $(DESTDIR)$(includedir)/vdisk.h
 	$(INSTALL) -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(pkgconfigdir)/vdisk.pc
+	$(INSTALL) -m 644 $(BUILD)/vdisk.1 $(DESTDIR)$(mandir)/man1/vdisk.1
+	$(INSTALL) -m 644 FORMAT.md cli/JSON.md $(DESTDIR)$(docdir)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(docdir) 2>/dev/null
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
 DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux zstd lmdb-utils
+             util-linux zstd lmdb-utils groff-base
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 

@@ -16,7 +16,8 @@ mk install >"$tmpdir/install.log" 2>&1 ||
 	fail "make install: $(cat "$tmpdir/install.log")"
 root=$dest$prefix
 for f in bin/vdisk lib/libvdisk.a lib/libvdisk.so lib/libvdisk.so.0 \
-	 include/vdisk.h lib/pkgconfig/vdisk.pc; do
+	 include/vdisk.h lib/pkgconfig/vdisk.pc share/man/man1/vdisk.1 \
+	 share/doc/vdisk/FORMAT.md share/doc/vdisk/JSON.md; do
 	[ -e "$root/$f" ] || fail "make install did not install $prefix/$f"
 done
 [ -L "$root/lib/libvdisk.so" ] && [ -L "$root/lib/libvdisk.so.0" ] ||
@@ -80,6 +81,10 @@ out=$(LD_LIBRARY_PATH=$root/lib "$tmpdir/prog" "$tmpdir/store") ||
 # The store it made is a real one.
 "$root/bin/vdisk" --store "$tmpdir/store" info vm1 | grep -q '1 MiB\|1048576' ||
 	fail "installed vdisk cannot read the program's store"
+
+# The installed page names the installed documents.
+grep -q "^\.I $prefix/share/doc/vdisk/FORMAT.md" "$root/share/man/man1/vdisk.1" ||
+	fail "vdisk(1) does not name $prefix/share/doc/vdisk/FORMAT.md"
 
 # The installed tool.
 [ "$("$root/bin/vdisk" --version)" = "vdisk $version" ] ||
