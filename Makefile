@@ -92,7 +92,7 @@ $(BUILD)/vdisk.1: dist/vdisk.1.in Makefile
 	@mkdir -p $(BUILD)
 	@echo "  GEN   $@"
 	$(Q)sed -e 's|@VERSION@|$(VDISK_VERSION)|' -e 's|@DOCDIR@|$(docdir)|' \
-	   $< >$@.tmp && mv $@.tmp $@
+	   -e 's|@BASHCOMPDIR@|$(bashcompdir)|' $< >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
@@ -113,6 +113,7 @@ pkgconfigdir ?= $(libdir)/pkgconfig
 datadir     ?= $(PREFIX)/share
 mandir      ?= $(datadir)/man
 docdir      ?= $(datadir)/doc/vdisk
+bashcompdir ?= $(datadir)/bash-completion/completions
 INSTALL     ?= install
 
 # Every file `make install` creates (and `make uninstall` removes), without
@@ -120,9 +121,10 @@ INSTALL     ?= install
 INSTALLED := $(bindir)/vdisk $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
              $(libdir)/libvdisk.so $(libdir)/libvdisk.a \
              $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc \
-             $(mandir)/man1/vdisk.1 $(docdir)/FORMAT.md $(docdir)/JSON.md
+             $(mandir)/man1/vdisk.1 $(docdir)/FORMAT.md $(docdir)/JSON.md \
+             $(bashcompdir)/vdisk
 
-DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir))
+DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir)$(bashcompdir))
 $(DIRS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dirs-* && touch $@
 $(BUILD)/vdisk.pc $(BUILD)/vdisk.1: $(DIRS_STAMP)
@@ -130,7 +132,7 @@ $(BUILD)/vdisk.pc $(BUILD)/vdisk.1: $(DIRS_STAMP)
 install: all
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) \
 	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
-	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir)
+	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir) $(DESTDIR)$(bashcompdir)
 	$(INSTALL) -m 755 $(BUILD)/vdisk $(DESTDIR)$(bindir)/vdisk
 	$(INSTALL) -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(libdir)/$(SO_FILE)
 	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
@@ -140,6 +142,7 @@ install: all
 	$(INSTALL) -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(pkgconfigdir)/vdisk.pc
 	$(INSTALL) -m 644 $(BUILD)/vdisk.1 $(DESTDIR)$(mandir)/man1/vdisk.1
 	$(INSTALL) -m 644 FORMAT.md cli/JSON.md $(DESTDIR)$(docdir)
+	$(INSTALL) -m 644 dist/vdisk.bash $(DESTDIR)$(bashcompdir)/vdisk
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

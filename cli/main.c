@@ -55,6 +55,13 @@ static const struct cli_command commands[] = {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* Commands left out of `vdisk --help`: helpers for other programs. */
+static const struct cli_command hidden_commands[] = {
+	{ "complete", cmd_complete, "volumes | snapshots VOL",
+	  "names for shell completion (dist/vdisk.bash)" },
+};
+#define N_HIDDEN (sizeof(hidden_commands) / sizeof(hidden_commands[0]))
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -179,6 +186,15 @@ int main(int argc, char **argv)
 			ctx.cmd = commands[i].name;
 			optind = 0; /* full getopt re-initialisation */
 			rc = commands[i].fn(&ctx, subc, sub);
+			free(def_store);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < N_HIDDEN; i++) {
+		if (strcmp(argv[optind], hidden_commands[i].name) == 0) {
+			ctx.cmd = hidden_commands[i].name;
+			rc = hidden_commands[i].fn(&ctx, argc - optind,
+						   argv + optind);
 			free(def_store);
 			return rc;
 		}

@@ -17,7 +17,8 @@ mk install >"$tmpdir/install.log" 2>&1 ||
 root=$dest$prefix
 for f in bin/vdisk lib/libvdisk.a lib/libvdisk.so lib/libvdisk.so.0 \
 	 include/vdisk.h lib/pkgconfig/vdisk.pc share/man/man1/vdisk.1 \
-	 share/doc/vdisk/FORMAT.md share/doc/vdisk/JSON.md; do
+	 share/doc/vdisk/FORMAT.md share/doc/vdisk/JSON.md \
+	 share/bash-completion/completions/vdisk; do
 	[ -e "$root/$f" ] || fail "make install did not install $prefix/$f"
 done
 [ -L "$root/lib/libvdisk.so" ] && [ -L "$root/lib/libvdisk.so.0" ] ||
