@@ -47,7 +47,8 @@ SO_NAME  := libvdisk.so.$(VDISK_SOMAJOR)
 SO_FILE  := libvdisk.so.$(VDISK_VERSION)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
 
-all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc $(BUILD)/vdisk.1
+all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc $(BUILD)/vdisk.1 \
+     $(BUILD)/vdisk-serve.service
 
 vdisk: $(BUILD)/vdisk
 	$(Q)ln -sf $(BUILD)/vdisk vdisk
@@ -92,7 +93,13 @@ $(BUILD)/vdisk.1: dist/vdisk.1.in Makefile
 	@mkdir -p $(BUILD)
 	@echo "  GEN   $@"
 	$(Q)sed -e 's|@VERSION@|$(VDISK_VERSION)|' -e 's|@DOCDIR@|$(docdir)|' \
-	   -e 's|@BASHCOMPDIR@|$(bashcompdir)|' $< >$@.tmp && mv $@.tmp $@
+	   -e 's|@BASHCOMPDIR@|$(bashcompdir)|' -e 's|@UNITDIR@|$(unitdir)|' \
+	   $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/vdisk-serve.service: dist/vdisk-serve.service.in Makefile
+	@mkdir -p $(BUILD)
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@BINDIR@|$(bindir)|' $< >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
@@ -114,6 +121,7 @@ datadir     ?= $(PREFIX)/share
 mandir      ?= $(datadir)/man
 docdir      ?= $(datadir)/doc/vdisk
 bashcompdir ?= $(datadir)/bash-completion/completions
+unitdir     ?= $(PREFIX)/lib/systemd/system
 INSTALL     ?= install
 
 # Every file `make install` creates (and `make uninstall` removes), without
@@ -122,17 +130,19 @@ INSTALLED := $(bindir)/vdisk $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
              $(libdir)/libvdisk.so $(libdir)/libvdisk.a \
              $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc \
              $(mandir)/man1/vdisk.1 $(docdir)/FORMAT.md $(docdir)/JSON.md \
-             $(bashcompdir)/vdisk
+             $(bashcompdir)/vdisk $(unitdir)/vdisk-serve.service \
+             $(unitdir)/vdisk-serve.socket
 
-DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir)$(bashcompdir))
+DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir)$(bashcompdir)$(unitdir))
 $(DIRS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dirs-* && touch $@
-$(BUILD)/vdisk.pc $(BUILD)/vdisk.1: $(DIRS_STAMP)
+$(BUILD)/vdisk.pc $(BUILD)/vdisk.1 $(BUILD)/vdisk-serve.service: $(DIRS_STAMP)
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) \
 	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
-	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir) $(DESTDIR)$(bashcompdir)
+	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir) $(DESTDIR)$(bashcompdir) \
+	   $(DESTDIR)$(unitdir)
 	$(INSTALL) -m 755 $(BUILD)/vdisk $(DESTDIR)$(bindir)/vdisk
 	$(INSTALL) -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(libdir)/$(SO_FILE)
 	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
@@ -143,6 +153,8 @@ install: all
 	$(INSTALL) -m 644 $(BUILD)/vdisk.1 $(DESTDIR)$(mandir)/man1/vdisk.1
 	$(INSTALL) -m 644 FORMAT.md cli/JSON.md $(DESTDIR)$(docdir)
 	$(INSTALL) -m 644 dist/vdisk.bash $(DESTDIR)$(bashcompdir)/vdisk
+	$(INSTALL) -m 644 $(BUILD)/vdisk-serve.service dist/vdisk-serve.socket \
+	   $(DESTDIR)$(unitdir)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))

@@ -7,7 +7,7 @@
 
 static const char help[] =
 	"Usage: vdisk serve [--socket PATH | --listen HOST[:PORT]] [--read-only]\n"
-	"                   [--cache SIZE] [EXPORT...]\n"
+	"                   [--cache SIZE] [--pidfile FILE] [EXPORT...]\n"
 	"Serve the store's volumes over NBD until SIGINT or SIGTERM.\n"
 	"\n"
 	"Every volume VOL is an export named VOL (read-write) and every snapshot\n"
@@ -24,6 +24,13 @@ static const char help[] =
 	"                            (default 256M); random reads are fastest when\n"
 	"                            it holds the working set.  Unflushed writes\n"
 	"                            are bounded separately (1G; VDISK_DIRTY_MB)\n"
+	"  --pidfile FILE            write the server's pid to FILE once it accepts\n"
+	"                            connections; removed on a clean exit\n"
+	"\n"
+	"Without --socket and --listen, listening sockets passed by systemd socket\n"
+	"activation (LISTEN_FDS) are used, else TCP on loopback.  With\n"
+	"NOTIFY_SOCKET set (systemd Type=notify), READY=1 is sent once the server\n"
+	"accepts connections and STOPPING=1 when it starts to shut down.\n"
 	"\n"
 	"Writes are durable after NBD_CMD_FLUSH or FUA.  TRIM and WRITE_ZEROES\n"
 	"(with or without NO_HOLE) both make the range a hole that reads as\n"
@@ -32,11 +39,13 @@ static const char help[] =
 
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 {
+	enum { OPT_PIDFILE = 0x100 };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "cache", required_argument, NULL, 'c' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nbd_serve_options o;
@@ -65,6 +74,11 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 			rc = cli_size_arg(ctx, optarg, &cache);
 			if (rc)
 				return rc;
+			break;
+		case OPT_PIDFILE:
+			if (!*optarg)
+				return cli_usage_error(ctx, "empty pidfile name");
+			o.pidfile = optarg;
 			break;
 		case CLI_GETOPT_HELP:
 			return CLI_EXIT_OK;

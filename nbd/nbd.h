@@ -4,6 +4,7 @@
  * nbd_handshake.c option haggling over an abstract byte stream
  * nbd_conn.c      one connection: handshake, reader, workers, replies
  * nbd_server.c    listening sockets, signals, the export registry
+ * nbd_service.c   socket activation, readiness notification, pidfile
  *
  * cli/cmd_serve.c parses the command line and calls nbd_listener_open(),
  * opens the store, then nbd_serve().
@@ -90,6 +91,7 @@ struct nbd_serve_options {
 	int readonly;            /* every export read-only */
 	char **exports;          /* restrict to these names (may be empty) */
 	int nexports;
+	const char *pidfile;     /* written once listening, or NULL */
 };
 
 #define NBD_MAX_LISTENERS 4
@@ -107,7 +109,9 @@ struct nbd_listener {
 
 /* Binds and listens (a Unix socket under a temporary name, so that it
  * appears only once it accepts).  Refuses a socket a live server listens
- * on; a stale one is replaced.  Returns 0, or -1 with a message in ERR. */
+ * on; a stale one is replaced.  Without socket_path and listen_addr,
+ * sockets passed by the service manager (nbd_listener_from_env()) are used
+ * if there are any.  Returns 0, or -1 with a message in ERR. */
 int nbd_listener_open(const struct nbd_serve_options *opts,
 		      struct nbd_listener *l, char *err, size_t errlen);
 
@@ -136,6 +140,22 @@ void nbd_server_conn_done(struct nbd_server *srv, struct nbd_conn *c);
 
 /* Logs one line "vdisk serve: ..." to stderr. */
 void nbd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- nbd_service.c ------------------------------------------------------- */
+
+/* Takes the listening sockets passed by systemd socket activation into L
+ * (which must be empty).  Returns 1 if it did, 0 if none were passed to
+ * this process, -1 with a message in ERR if they are unusable. */
+int nbd_listener_from_env(struct nbd_listener *l, char *err, size_t errlen);
+
+/* Sends STATE ("READY=1", ...) to $NOTIFY_SOCKET if set.  Thread-safe. */
+void nbd_notify(const char *state);
+
+/* Writes this process's pid to PATH (atomically).  Returns 0 or -1 (and
+ * logs why). */
+int nbd_pidfile_write(const char *path);
+/* Removes PATH if it holds this process's pid. */
+void nbd_pidfile_remove(const char *path);
 
 /* ---- nbd_conn.c ---------------------------------------------------------- */
 

@@ -14,6 +14,9 @@
  *    connections using it; the last one to leave closes it, which flushes
  *    it and lets other processes take it.  INFO and LIST use vd_info_get()
  *    and open nothing.
+ *  - Listeners come from --socket, --listen or systemd socket activation
+ *    (nbd_service.c), which also sends READY=1 once they accept and
+ *    STOPPING=1 at the first signal, and keeps the pidfile.
  *  - Shutdown: the first signal closes the listeners (removing the socket
  *    file), shuts down the read side of every connection, waits for each to
  *    finish its in-flight requests and release its volume (flushing it),
@@ -552,6 +555,11 @@ int nbd_listener_open(const struct nbd_serve_options *opts,
 	memset(l, 0, sizeof(*l));
 	for (i = 0; i < NBD_MAX_LISTENERS; i++)
 		l->fds[i] = -1;
+	if (!opts->socket_path && !opts->listen_addr) {
+		i = nbd_listener_from_env(l, err, errlen);
+		if (i != 0)
+			return i < 0 ? -1 : 0;
+	}
 	if (opts->socket_path)
 		return open_unix(opts->socket_path, l, err, errlen);
 	return open_tcp(opts->listen_addr, l, err, errlen);
@@ -790,6 +798,9 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 		return 1;
 	nbd_log("listening on %s%s", l->where,
 		opts->readonly ? " (read-only)" : "");
+	if (opts->pidfile && nbd_pidfile_write(opts->pidfile) < 0)
+		return 1;
+	nbd_notify("READY=1");
 
 	for (i = 0; i < l->nfds; i++)
 		pfd[i] = (struct pollfd){ .fd = l->fds[i], .events = POLLIN };
@@ -807,6 +818,7 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 			if (pfd[i].revents & POLLIN)
 				accept_one(&srv, l->fds[i], &next_id);
 	}
+	nbd_notify("STOPPING=1");
 	if (sig)
 		nbd_log("signal %d: stopping", sig);
 	nbd_listener_close(l);
@@ -821,6 +833,8 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 	pthread_mutex_destroy(&srv.reg_lock);
 	pthread_cond_destroy(&srv.gone);
 	pthread_mutex_destroy(&srv.lock);
+	if (opts->pidfile)
+		nbd_pidfile_remove(opts->pidfile);
 	nbd_log("stopped");
 	return 0;
 }

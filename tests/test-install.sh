@@ -18,7 +18,9 @@ root=$dest$prefix
 for f in bin/vdisk lib/libvdisk.a lib/libvdisk.so lib/libvdisk.so.0 \
 	 include/vdisk.h lib/pkgconfig/vdisk.pc share/man/man1/vdisk.1 \
 	 share/doc/vdisk/FORMAT.md share/doc/vdisk/JSON.md \
-	 share/bash-completion/completions/vdisk; do
+	 share/bash-completion/completions/vdisk \
+	 lib/systemd/system/vdisk-serve.service \
+	 lib/systemd/system/vdisk-serve.socket; do
 	[ -e "$root/$f" ] || fail "make install did not install $prefix/$f"
 done
 [ -L "$root/lib/libvdisk.so" ] && [ -L "$root/lib/libvdisk.so.0" ] ||
@@ -86,6 +88,10 @@ out=$(LD_LIBRARY_PATH=$root/lib "$tmpdir/prog" "$tmpdir/store") ||
 # The installed page names the installed documents.
 grep -q "^\.I $prefix/share/doc/vdisk/FORMAT.md" "$root/share/man/man1/vdisk.1" ||
 	fail "vdisk(1) does not name $prefix/share/doc/vdisk/FORMAT.md"
+
+grep -qx "ExecStart=$prefix/bin/vdisk --store /var/lib/vdisk serve" \
+	"$root/lib/systemd/system/vdisk-serve.service" ||
+	fail "vdisk-serve.service does not run $prefix/bin/vdisk"
 
 # The installed tool.
 [ "$("$root/bin/vdisk" --version)" = "vdisk $version" ] ||
