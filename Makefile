@@ -6,13 +6,16 @@
 BUILD    ?= build
 CC       ?= cc
 PKGS     := lmdb libzstd libcrypto liburing
+# Only the NBD server (so only the vdisk binary) links GnuTLS.
+NBD_PKGS := gnutls
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 SAN      ?=
 ALL_CFLAGS = -std=gnu11 $(WARNINGS) $(CFLAGS) $(SAN) -D_GNU_SOURCE -pthread \
-             -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+             -I. $(shell pkg-config --cflags $(PKGS) $(NBD_PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+NBD_LIBS  = $(shell pkg-config --libs $(NBD_PKGS) 2>/dev/null)
 
 # The version: VD_VERSION_STRING from engine/vdisk.h when the header has
 # it, else this default.  The only other place it appears is --version.
@@ -55,7 +58,7 @@ vdisk: $(BUILD)/vdisk
 
 $(BUILD)/vdisk: $(CLI_OBJS) $(BUILD)/libvdisk.a
 	@echo "  LINK  $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(NBD_LIBS)
 
 $(BUILD)/libvdisk.a: $(LIB_OBJS)
 	@echo "  AR    $@"
@@ -162,9 +165,10 @@ uninstall:
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
-DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev
+DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev \
+             libgnutls28-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux zstd lmdb-utils groff-base
+             util-linux zstd lmdb-utils groff-base gnutls-bin
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 

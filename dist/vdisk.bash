@@ -24,13 +24,21 @@ _vdisk_options()
 }
 
 # Prints the options of `vdisk CMD --help` that take an argument, short
-# and long ("-s --socket"): those shown as "--opt ARG" or "--opt=ARG".
+# and long ("-s --socket"): those shown as "--opt ARG", "--opt=ARG" or
+# "--opt=a|b".
 _vdisk_arg_options()
 {
 	"$1" "$2" --help 2>/dev/null |
-		grep -oE -- '(-[a-zA-Z], )?--[a-z][a-z-]*[ =][A-Z]' |
-		sed -E 's/[ =][A-Z]$//; s/, / /'
+		grep -oE -- '(-[a-zA-Z], )?--[a-z][a-z-]*([ =][A-Z]|=[a-z]+[|])' |
+		sed -E 's/([ =][A-Z]|=[a-z]+[|])$//; s/, / /'
 	echo --store
+}
+
+# Prints the values of "--OPT=a|b|c" in `vdisk CMD --help`.
+_vdisk_option_values()
+{
+	"$1" "$2" --help 2>/dev/null | grep -oE -- "$3=[a-z|]+" | head -n 1 |
+		sed "s/^$3=//; s/|/ /g"
 }
 
 _vdisk()
@@ -88,8 +96,13 @@ _vdisk()
 	# The argument of an option: files for paths, nothing for sizes.
 	if [[ $prev == -* && $argopts == *" $prev "* ]]; then
 		case $prev in
-		--socket | -s | --pidfile | --tls-psk | --tls-certificates)
+		--socket | -s | --pidfile | --tls-psk)
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;
+		--tls-certificates)
+			mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
+		*)
+			mapfile -t COMPREPLY < <(compgen -W \
+				"$(_vdisk_option_values "$prog" "$cmd" "$prev")" -- "$cur") ;;
 		esac
 		return 0
 	fi

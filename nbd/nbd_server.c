@@ -75,6 +75,8 @@ struct nbd_server {
 
 	pthread_mutex_t reg_lock;
 	struct nbd_export *exports;
+
+	struct nbd_tls *tls; /* NULL: TLS off */
 };
 
 /* ---- logging ------------------------------------------------------------- */
@@ -347,6 +349,12 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
 		free(e);
 	}
 	pthread_mutex_unlock(&srv->reg_lock);
+}
+
+const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode)
+{
+	*mode = srv->opts->tls;
+	return srv->tls;
 }
 
 const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv)
@@ -790,16 +798,32 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 	 * instead of lingering in malloc arenas (this also stops glibc from
 	 * raising the threshold dynamically). */
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+	if (opts->tls != NBD_TLS_OFF) {
+		char err[512];
+
+		srv.tls = nbd_tls_new(opts, err, sizeof(err));
+		if (!srv.tls) {
+			nbd_log("%s", err);
+			return 1;
+		}
+	}
 	if (signals_install() < 0) {
 		nbd_log("cannot install signal handlers: %s", strerror(errno));
+		nbd_tls_free(srv.tls);
 		return 1;
 	}
-	if (listener_activate(l) < 0)
+	if (listener_activate(l) < 0) {
+		nbd_tls_free(srv.tls);
 		return 1;
-	nbd_log("listening on %s%s", l->where,
-		opts->readonly ? " (read-only)" : "");
-	if (opts->pidfile && nbd_pidfile_write(opts->pidfile) < 0)
+	}
+	nbd_log("listening on %s%s%s", l->where,
+		opts->readonly ? " (read-only)" : "",
+		opts->tls == NBD_TLS_REQUIRE ? " (TLS required)" :
+		opts->tls == NBD_TLS_ON ? " (TLS offered)" : "");
+	if (opts->pidfile && nbd_pidfile_write(opts->pidfile) < 0) {
+		nbd_tls_free(srv.tls);
 		return 1;
+	}
 	nbd_notify("READY=1");
 
 	for (i = 0; i < l->nfds; i++)
@@ -830,6 +854,7 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 		vd_volume_close(e->vol);
 		free(e);
 	}
+	nbd_tls_free(srv.tls);
 	pthread_mutex_destroy(&srv.reg_lock);
 	pthread_cond_destroy(&srv.gone);
 	pthread_mutex_destroy(&srv.lock);

@@ -63,6 +63,8 @@ touch "$tmpdir/out.raw"
 expect "$tmpdir/out.raw" export web1 "$tmpdir/out"
 # Option arguments are skipped when counting operands.
 expect "$(nl db web1 web2)" serve --cache 64M ""
+expect "$(nl db web1 web2)" serve --tls require --tls-psk keys ""
+expect "$(nl off on)" serve --tls o
 # --store DIR on the command line, before or after the command.
 expect elsewhere --store "$other" info ""
 expect elsewhere info --store "$other" e
