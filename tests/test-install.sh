@@ -93,6 +93,14 @@ grep -qx "ExecStart=$prefix/bin/vdisk --store /var/lib/vdisk serve" \
 	"$root/lib/systemd/system/vdisk-serve.service" ||
 	fail "vdisk-serve.service does not run $prefix/bin/vdisk"
 
+# One version everywhere: VD_VERSION_STRING of vdisk.h when the header has
+# it, else the Makefile's default.
+hdr=$(sed -n 's/^[[:space:]]*#[[:space:]]*define[[:space:]]\{1,\}VD_VERSION_STRING[[:space:]]\{1,\}"\([^"]*\)".*/\1/p' \
+	"$top/engine/vdisk.h")
+want=${hdr:-$(sed -n 's/^VDISK_VERSION_DEFAULT := //p' "$top/Makefile")}
+[ -n "$want" ] && [ "$version" = "$want" ] ||
+	fail "version $version, expected '$want' (vdisk.h: '${hdr:-none}')"
+
 # The installed tool.
 [ "$("$root/bin/vdisk" --version)" = "vdisk $version" ] ||
 	fail "installed vdisk --version: $("$root/bin/vdisk" --version), .pc says $version"
