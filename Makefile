@@ -1,11 +1,14 @@
 # vdisk: one readable Makefile.  `make` builds ./vdisk; `make check` runs
 # the tests; `make demo` runs the demo; `make asan` runs the tests under
 # AddressSanitizer and UBSan; `make tsan` runs the threaded tests under
-# ThreadSanitizer.  Quiet unless V=1.
+# ThreadSanitizer; `make install` / `make uninstall` (PREFIX, DESTDIR)
+# install the tool and the engine library.  Quiet unless V=1.
 
 BUILD    ?= build
 CC       ?= cc
 PKGS     := lmdb libzstd libcrypto liburing
+# Only the NBD server (so only the vdisk binary) links GnuTLS.
+NBD_PKGS := gnutls
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
@@ -13,8 +16,15 @@ SAN      ?=
 # A command the test runner runs under (make tsan: setarch -R).
 TEST_WRAP ?=
 ALL_CFLAGS = -std=gnu11 $(WARNINGS) $(CFLAGS) $(SAN) -D_GNU_SOURCE -pthread \
-             -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+             -I. $(shell pkg-config --cflags $(PKGS) $(NBD_PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+NBD_LIBS  = $(shell pkg-config --libs $(NBD_PKGS) 2>/dev/null)
+
+# The version: VD_VERSION_STRING from engine/vdisk.h when the header has
+# it, else this default.  The only other place it appears is --version.
+VDISK_VERSION_DEFAULT := 0.2.0
+VDISK_VERSION := $(or $(shell sed -n 's/^[[:space:]]*\#[[:space:]]*define[[:space:]][[:space:]]*VD_VERSION_STRING[[:space:]][[:space:]]*"\([^"]*\)".*/\1/p' engine/vdisk.h 2>/dev/null),$(VDISK_VERSION_DEFAULT))
+VDISK_SOMAJOR := $(firstword $(subst ., ,$(VDISK_VERSION)))
 
 ifeq ($(V),1)
 Q :=
@@ -43,16 +53,22 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS)) \
 POWERCUT_SO := $(BUILD)/tests/powercut.so
 
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
+# The shared library's objects: position-independent, every symbol hidden
+# except the declarations of engine/vdisk.h (dist/libvdisk-export.h).
+PIC_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRCS))
+SO_NAME  := libvdisk.so.$(VDISK_SOMAJOR)
+SO_FILE  := libvdisk.so.$(VDISK_VERSION)
 CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
 
-all: vdisk
+all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc $(BUILD)/vdisk.1 \
+     $(BUILD)/vdisk-serve.service
 
 vdisk: $(BUILD)/vdisk
 	$(Q)ln -sf $(BUILD)/vdisk vdisk
 
 $(BUILD)/vdisk: $(CLI_OBJS) $(BUILD)/libvdisk.a
 	@echo "  LINK  $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS) $(NBD_LIBS)
 
 $(BUILD)/libvdisk.a: $(LIB_OBJS)
 	@echo "  AR    $@"
@@ -62,6 +78,41 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/cli/main.o: ALL_CFLAGS += -DVDISK_VERSION_STRING='"$(VDISK_VERSION)"'
+$(BUILD)/cli/main.o: Makefile
+
+$(BUILD)/pic/%.o: %.c dist/libvdisk-export.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (PIC)"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden \
+	   -include dist/libvdisk-export.h -MMD -MP -c -o $@ $<
+
+$(BUILD)/$(SO_FILE): $(PIC_OBJS) dist/libvdisk.map
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SO_NAME) \
+	   -Wl,--version-script=dist/libvdisk.map -Wl,--no-undefined \
+	   -o $@ $(PIC_OBJS) $(LIBS)
+	$(Q)ln -sf $(SO_FILE) $(BUILD)/$(SO_NAME)
+	$(Q)ln -sf $(SO_NAME) $(BUILD)/libvdisk.so
+
+$(BUILD)/vdisk.pc: dist/vdisk.pc.in Makefile
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(libdir)|' \
+	   -e 's|@INCLUDEDIR@|$(includedir)|' -e 's|@VERSION@|$(VDISK_VERSION)|' \
+	   -e 's|@PKGS@|$(PKGS)|' $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/vdisk.1: dist/vdisk.1.in Makefile
+	@mkdir -p $(BUILD)
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@VERSION@|$(VDISK_VERSION)|' -e 's|@DOCDIR@|$(docdir)|' \
+	   -e 's|@BASHCOMPDIR@|$(bashcompdir)|' -e 's|@UNITDIR@|$(unitdir)|' \
+	   $< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/vdisk-serve.service: dist/vdisk-serve.service.in Makefile
+	@mkdir -p $(BUILD)
+	@echo "  GEN   $@"
+	$(Q)sed -e 's|@BINDIR@|$(bindir)|' $< >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
@@ -81,13 +132,67 @@ $(POWERCUT_SO): tests/powercut/powercut.c
 	@echo "  CC    $< (shared)"
 	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -MMD -MP -o $@ $< -ldl
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(POWERCUT_SO:.so=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(POWERCUT_SO:.so=.d) \
+         $(PIC_OBJS:.o=.d)
+
+# ---- install -----------------------------------------------------------------
+# GNU directory variables; DESTDIR is prepended to every path.  The .pc file
+# and vdisk.1 record directories, so they are regenerated when those change
+# (a stamp names the directories they were made with).
+PREFIX      ?= /usr/local
+bindir      ?= $(PREFIX)/bin
+libdir      ?= $(PREFIX)/lib
+includedir  ?= $(PREFIX)/include
+pkgconfigdir ?= $(libdir)/pkgconfig
+datadir     ?= $(PREFIX)/share
+mandir      ?= $(datadir)/man
+docdir      ?= $(datadir)/doc/vdisk
+bashcompdir ?= $(datadir)/bash-completion/completions
+unitdir     ?= $(PREFIX)/lib/systemd/system
+INSTALL     ?= install
+
+# Every file `make install` creates (and `make uninstall` removes), without
+# DESTDIR.
+INSTALLED := $(bindir)/vdisk $(libdir)/$(SO_FILE) $(libdir)/$(SO_NAME) \
+             $(libdir)/libvdisk.so $(libdir)/libvdisk.a \
+             $(includedir)/vdisk.h $(pkgconfigdir)/vdisk.pc \
+             $(mandir)/man1/vdisk.1 $(docdir)/FORMAT.md $(docdir)/JSON.md \
+             $(bashcompdir)/vdisk $(unitdir)/vdisk-serve.service \
+             $(unitdir)/vdisk-serve.socket
+
+DIRS_STAMP := $(BUILD)/.dirs-$(subst /,_,$(PREFIX)$(bindir)$(libdir)$(includedir)$(docdir)$(bashcompdir)$(unitdir))
+$(DIRS_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dirs-* && touch $@
+$(BUILD)/vdisk.pc $(BUILD)/vdisk.1 $(BUILD)/vdisk-serve.service: $(DIRS_STAMP)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir) \
+	   $(DESTDIR)$(includedir) $(DESTDIR)$(pkgconfigdir) \
+	   $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(docdir) $(DESTDIR)$(bashcompdir) \
+	   $(DESTDIR)$(unitdir)
+	$(INSTALL) -m 755 $(BUILD)/vdisk $(DESTDIR)$(bindir)/vdisk
+	$(INSTALL) -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(libdir)/$(SO_FILE)
+	ln -sf $(SO_FILE) $(DESTDIR)$(libdir)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(libdir)/libvdisk.so
+	$(INSTALL) -m 644 $(BUILD)/libvdisk.a $(DESTDIR)$(libdir)/libvdisk.a
+	$(INSTALL) -m 644 engine/vdisk.h $(DESTDIR)$(includedir)/vdisk.h
+	$(INSTALL) -m 644 $(BUILD)/vdisk.pc $(DESTDIR)$(pkgconfigdir)/vdisk.pc
+	$(INSTALL) -m 644 $(BUILD)/vdisk.1 $(DESTDIR)$(mandir)/man1/vdisk.1
+	$(INSTALL) -m 644 FORMAT.md cli/JSON.md $(DESTDIR)$(docdir)
+	$(INSTALL) -m 644 dist/vdisk.bash $(DESTDIR)$(bashcompdir)/vdisk
+	$(INSTALL) -m 644 $(BUILD)/vdisk-serve.service dist/vdisk-serve.socket \
+	   $(DESTDIR)$(unitdir)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(docdir) 2>/dev/null
 
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
-DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev
+DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev \
+             libgnutls28-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux zstd lmdb-utils
+             util-linux zstd lmdb-utils groff-base gnutls-bin
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -97,7 +202,7 @@ demo: deps
 	$(Q)./tests/demo.sh
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory vdisk unit
+	$(Q)$(MAKE) --no-print-directory all unit
 	$(Q)VDISK_BUILD=$(BUILD) VDISK_SANFLAGS="$(SAN)" $(TEST_WRAP) ./tests/run-tests.sh $(TESTS)
 
 unit: $(UNIT_BINS) $(POWERCUT_SO)
@@ -129,7 +234,7 @@ tsan:
 clean:
 	rm -rf build build-asan build-tsan vdisk
 
-.PHONY: all vdisk deps demo check unit asan tsan clean
+.PHONY: all vdisk deps demo check unit asan tsan clean install uninstall
 
 # NBD fuzzing targets (make fuzz-nbd, fuzz-nbd-run, fuzz-nbd-corpus).
 include nbd/nbd.mk

@@ -15,7 +15,16 @@
 
 #include "cli/cli.h"
 
-#define VDISK_VERSION "0.1.0"
+/* One source for the version: engine/vdisk.h once it defines
+ * VD_VERSION_STRING, else the Makefile's VDISK_VERSION (which itself reads
+ * VD_VERSION_STRING from the header when present). */
+#if defined(VD_VERSION_STRING)
+#define VDISK_VERSION VD_VERSION_STRING
+#elif defined(VDISK_VERSION_STRING)
+#define VDISK_VERSION VDISK_VERSION_STRING
+#else
+#error "build with -DVDISK_VERSION_STRING (see the Makefile)"
+#endif
 
 static const struct cli_command commands[] = {
 	{ "init", cmd_init, "[--chunk-size SIZE]",
@@ -45,6 +54,13 @@ static const struct cli_command commands[] = {
 	{ "serve", cmd_serve, "[OPTIONS]", "serve volumes over NBD" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* Commands left out of `vdisk --help`: helpers for other programs. */
+static const struct cli_command hidden_commands[] = {
+	{ "complete", cmd_complete, "volumes | snapshots VOL",
+	  "names for shell completion (dist/vdisk.bash)" },
+};
+#define N_HIDDEN (sizeof(hidden_commands) / sizeof(hidden_commands[0]))
 
 static void usage(FILE *f)
 {
@@ -170,6 +186,15 @@ int main(int argc, char **argv)
 			ctx.cmd = commands[i].name;
 			optind = 0; /* full getopt re-initialisation */
 			rc = commands[i].fn(&ctx, subc, sub);
+			free(def_store);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < N_HIDDEN; i++) {
+		if (strcmp(argv[optind], hidden_commands[i].name) == 0) {
+			ctx.cmd = hidden_commands[i].name;
+			rc = hidden_commands[i].fn(&ctx, argc - optind,
+						   argv + optind);
 			free(def_store);
 			return rc;
 		}

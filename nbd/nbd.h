@@ -4,6 +4,8 @@
  * nbd_handshake.c option haggling over an abstract byte stream
  * nbd_conn.c      one connection: handshake, reader, workers, replies
  * nbd_server.c    listening sockets, signals, the export registry
+ * nbd_service.c   socket activation, readiness notification, pidfile
+ * nbd_transport.c a connection's byte stream: plain or TLS (GnuTLS)
  *
  * cli/cmd_serve.c parses the command line and calls nbd_listener_open(),
  * opens the store, then nbd_serve().
@@ -31,6 +33,14 @@ struct nbd_io {
 	/* Writes all of IOV.  Returns 0 or -1. */
 	int (*send_all)(void *opaque, const struct iovec *iov, int iovcnt);
 	void *opaque;
+	/* NBD_OPT_STARTTLS, called after its ACK went out: runs the TLS
+	 * handshake, after which recv_full and send_all go over TLS.
+	 * Returns 0, or -1 with the reason in WHY (the session ends).  NULL:
+	 * TLS is off and STARTTLS gets NBD_REP_ERR_UNSUP. */
+	int (*starttls)(void *opaque, char *why, size_t whylen);
+	/* FORCEDTLS: before STARTTLS every option but STARTTLS and ABORT gets
+	 * NBD_REP_ERR_TLS_REQD (EXPORT_NAME ends the session). */
+	int tls_required;
 };
 
 struct nbd_export_desc {
@@ -71,6 +81,7 @@ struct nbd_session {
 	void *handle;                /* from ops->open, or NULL */
 	int no_zeroes;
 	unsigned options;            /* options received */
+	int tls;                     /* STARTTLS succeeded */
 	char why[192];               /* why the handshake ended otherwise */
 };
 
@@ -90,7 +101,16 @@ struct nbd_serve_options {
 	int readonly;            /* every export read-only */
 	char **exports;          /* restrict to these names (may be empty) */
 	int nexports;
+	const char *pidfile;     /* written once listening, or NULL */
+	int tls;                 /* NBD_TLS_OFF, NBD_TLS_ON or NBD_TLS_REQUIRE */
+	const char *tls_certificates; /* X.509 directory, or NULL */
+	const char *tls_psk;     /* psktool file, or NULL (one of the two) */
+	int tls_verify_peer;     /* require a client certificate (X.509) */
 };
+
+#define NBD_TLS_OFF     0
+#define NBD_TLS_ON      1 /* SELECTIVETLS: clients may upgrade */
+#define NBD_TLS_REQUIRE 2 /* FORCEDTLS: nothing before STARTTLS */
 
 #define NBD_MAX_LISTENERS 4
 #define NBD_DEFAULT_PORT "10809"
@@ -107,7 +127,9 @@ struct nbd_listener {
 
 /* Binds and listens (a Unix socket under a temporary name, so that it
  * appears only once it accepts).  Refuses a socket a live server listens
- * on; a stale one is replaced.  Returns 0, or -1 with a message in ERR. */
+ * on; a stale one is replaced.  Without socket_path and listen_addr,
+ * sockets passed by the service manager (nbd_listener_from_env()) are used
+ * if there are any.  Returns 0, or -1 with a message in ERR. */
 int nbd_listener_open(const struct nbd_serve_options *opts,
 		      struct nbd_listener *l, char *err, size_t errlen);
 
@@ -131,11 +153,56 @@ struct vd_volume;
 struct vd_volume *nbd_server_volume(void *handle);
 void nbd_server_release(struct nbd_server *srv, void *handle);
 const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv);
+/* The server's TLS credentials (NULL when TLS is off) and mode. */
+const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode);
 /* Called by a connection as its very last act: unlinks and frees C. */
 void nbd_server_conn_done(struct nbd_server *srv, struct nbd_conn *c);
 
 /* Logs one line "vdisk serve: ..." to stderr. */
 void nbd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- nbd_service.c ------------------------------------------------------- */
+
+/* Takes the listening sockets passed by systemd socket activation into L
+ * (which must be empty).  Returns 1 if it did, 0 if none were passed to
+ * this process, -1 with a message in ERR if they are unusable. */
+int nbd_listener_from_env(struct nbd_listener *l, char *err, size_t errlen);
+
+/* Sends STATE ("READY=1", ...) to $NOTIFY_SOCKET if set.  Thread-safe. */
+void nbd_notify(const char *state);
+
+/* Writes this process's pid to PATH (atomically).  Returns 0 or -1 (and
+ * logs why). */
+int nbd_pidfile_write(const char *path);
+/* Removes PATH if it holds this process's pid. */
+void nbd_pidfile_remove(const char *path);
+
+/* ---- nbd_transport.c ----------------------------------------------------- */
+
+/* Server credentials, loaded once from OPTS->tls_certificates or
+ * OPTS->tls_psk.  Returns NULL with a message in ERR. */
+struct nbd_tls;
+struct nbd_tls *nbd_tls_new(const struct nbd_serve_options *opts, char *err,
+			    size_t errlen);
+void nbd_tls_free(struct nbd_tls *tls);
+
+/* One connection's stream: the socket, and the TLS session once started. */
+struct nbd_transport {
+	int fd;
+	void *tls; /* gnutls_session_t, or NULL: plain */
+};
+
+/* Reads exactly LEN bytes: 0, or -1 at end of stream or on error. */
+int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len);
+/* Writes all of IOV (which it modifies): 0 or -1.  One sender at a time. */
+int nbd_tp_send_iov(struct nbd_transport *tp, struct iovec *iov, int n);
+/* Runs the server side of the TLS handshake on TP's socket: 0, or -1 with
+ * the reason in WHY. */
+int nbd_tp_starttls(struct nbd_transport *tp, const struct nbd_tls *tls,
+		    char *why, size_t whylen);
+/* Ends the TLS session (with a close_notify alert if CLEAN); the socket
+ * stays open. */
+void nbd_tp_close(struct nbd_transport *tp, int clean);
 
 /* ---- nbd_conn.c ---------------------------------------------------------- */
 

@@ -76,6 +76,7 @@ struct nbd_conn {
 	struct nbd_conn_link link; /* server's list, under its lock */
 	struct nbd_server *srv;
 	int fd;
+	struct nbd_transport tp; /* fd, plain or TLS */
 	unsigned id;
 	char peer[96];
 	struct timespec start;
@@ -155,77 +156,33 @@ static void buf_put(struct nbd_conn *c, void *buf, size_t len)
 	free(b);
 }
 
-/* ---- socket I/O ---------------------------------------------------------- */
-
-static int recv_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-
-	while (len) {
-		const ssize_t n = recv(fd, p, len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Sends all of IOV (modified).  Caller holds send_lock. */
-static int send_iov(int fd, struct iovec *iov, int n)
-{
-	while (n > 0) {
-		struct msghdr m;
-		ssize_t done;
-
-		if (iov->iov_len == 0) {
-			iov++;
-			n--;
-			continue;
-		}
-		memset(&m, 0, sizeof(m));
-		m.msg_iov = iov;
-		m.msg_iovlen = (size_t)(n < IOV_MAX ? n : IOV_MAX);
-		done = sendmsg(fd, &m, MSG_NOSIGNAL);
-		if (done < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		while (done > 0) {
-			if ((size_t)done >= iov->iov_len) {
-				done -= (ssize_t)iov->iov_len;
-				iov++;
-				n--;
-			} else {
-				iov->iov_base = (char *)iov->iov_base + done;
-				iov->iov_len -= (size_t)done;
-				done = 0;
-			}
-		}
-	}
-	return 0;
-}
+/* ---- the stream (nbd_transport.c) --------------------------------------- */
 
 static int io_recv(void *opaque, void *buf, size_t len)
 {
-	const struct nbd_conn *c = opaque;
+	struct nbd_conn *c = opaque;
 
-	return recv_full(c->fd, buf, len);
+	return nbd_tp_recv_full(&c->tp, buf, len);
 }
 
 static int io_send(void *opaque, const struct iovec *iov, int n)
 {
-	const struct nbd_conn *c = opaque;
+	struct nbd_conn *c = opaque;
 	struct iovec copy[4];
 
 	if (n > 4)
 		return -1;
 	memcpy(copy, iov, sizeof(*iov) * (size_t)n);
-	return send_iov(c->fd, copy, n);
+	return nbd_tp_send_iov(&c->tp, copy, n);
+}
+
+static int io_starttls(void *opaque, char *why, size_t whylen)
+{
+	struct nbd_conn *c = opaque;
+	int mode;
+
+	return nbd_tp_starttls(&c->tp, nbd_server_tls(c->srv, &mode), why,
+			       whylen);
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -233,7 +190,7 @@ static int io_send(void *opaque, const struct iovec *iov, int n)
 static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
 {
 	pthread_mutex_lock(&c->send_lock);
-	if (!c->send_broken && send_iov(c->fd, iov, n) < 0) {
+	if (!c->send_broken && nbd_tp_send_iov(&c->tp, iov, n) < 0) {
 		c->send_broken = 1;
 		shutdown(c->fd, SHUT_RDWR);
 	}
@@ -624,7 +581,7 @@ static const char *reader_loop(struct nbd_conn *c)
 	size_t cost;
 
 	for (;;) {
-		if (recv_full(c->fd, hdr, sizeof(hdr)))
+		if (nbd_tp_recv_full(&c->tp, hdr, sizeof(hdr)))
 			return c->send_broken ? "send failed" :
 						"client hung up";
 		if (nbdp_request_decode(hdr, &req))
@@ -657,7 +614,7 @@ static const char *reader_loop(struct nbd_conn *c)
 		}
 		job->req = req;
 		job->cost = cost;
-		if (payload && recv_full(c->fd, job->buf, payload)) {
+		if (payload && nbd_tp_recv_full(&c->tp, job->buf, payload)) {
 			buf_put(c, job->buf, payload);
 			free(job);
 			return "client hung up mid-payload";
@@ -723,6 +680,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 		return NULL;
 	c->srv = srv;
 	c->fd = fd;
+	c->tp.fd = fd;
 	c->id = id;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
@@ -758,17 +716,26 @@ void *nbd_conn_main(void *arg)
 {
 	struct nbd_conn *c = arg;
 	const struct nbd_exports_ops *ops = nbd_server_ops(c->srv);
-	const struct nbd_io io = { io_recv, io_send, c };
+	int tls_mode;
+	const struct nbd_tls *tls = nbd_server_tls(c->srv, &tls_mode);
+	const struct nbd_io io = {
+		.recv_full = io_recv,
+		.send_all = io_send,
+		.opaque = c,
+		.starttls = tls ? io_starttls : NULL,
+		.tls_required = tls && tls_mode == NBD_TLS_REQUIRE,
+	};
 	const char *why;
 	int rc;
 
 	rc = nbd_handshake(&io, ops, &c->sess);
 	if (rc == 0) {
 		why = transmission(c);
-		nbd_log("[%u] %s: export '%s' (%s%s%s), %llu requests, "
+		nbd_log("[%u] %s: export '%s' (%s%s%s%s), %llu requests, "
 			"%llu bytes read, %llu written, %llu errors, %.2f s: %s",
 			c->id, c->peer, c->sess.desc.name,
 			c->sess.desc.readonly ? "ro" : "rw",
+			c->sess.tls ? ", tls" : "",
 			c->sess.x.structured ? ", structured" : "",
 			c->sess.x.meta_alloc ? ", base:allocation" : "",
 			(unsigned long long)c->requests,
@@ -799,6 +766,7 @@ void nbd_conn_free(struct nbd_conn *c)
 
 	if (!c)
 		return;
+	nbd_tp_close(&c->tp, !c->send_broken);
 	close(c->fd);
 	for (k = 0; k < POOL_CLASSES; k++) {
 		while ((b = c->pool[k])) {

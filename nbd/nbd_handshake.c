@@ -12,9 +12,18 @@
  * Options served: EXPORT_NAME, ABORT, LIST, INFO, GO (replies
  * NBD_INFO_EXPORT always, NBD_INFO_BLOCK_SIZE always, NAME and DESCRIPTION
  * when asked), STRUCTURED_REPLY, LIST_META_CONTEXT, SET_META_CONTEXT
- * (base:allocation only).  Anything else, STARTTLS included, gets
- * NBD_REP_ERR_UNSUP.  An option longer than NBDP_MAX_OPTION, a bad magic,
- * unknown client flags or end of stream end the handshake.
+ * (base:allocation only), and STARTTLS when the stream offers it
+ * (io->starttls).  Anything else gets NBD_REP_ERR_UNSUP.  An option longer
+ * than NBDP_MAX_OPTION, a bad magic, unknown client flags or end of stream
+ * end the handshake.
+ *
+ * TLS (proto.md "TLS support"): with io->tls_required the server is in
+ * FORCEDTLS mode: before STARTTLS every other option but ABORT gets
+ * NBD_REP_ERR_TLS_REQD, so nothing (not even the export list) is shown, and
+ * EXPORT_NAME ends the session.  Otherwise (SELECTIVETLS) the client may
+ * upgrade at any point.  A successful STARTTLS forgets what was negotiated
+ * in the clear (structured replies, the meta context selection), so that
+ * nothing a man in the middle injected before it survives.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +239,33 @@ out:
 	return rc;
 }
 
+/* NBD_OPT_STARTTLS.  Returns 0 to go on haggling (over TLS when it
+ * worked), -1 when the TLS handshake failed or a send did. */
+static int opt_starttls(struct hs *h, uint32_t len)
+{
+	struct nbd_session *s = h->s;
+
+	if (!h->io->starttls)
+		return reply_err(h, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+				 "TLS is not enabled on this server "
+				 "(vdisk serve --tls)");
+	if (len)
+		return reply_err(h, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+				 "NBD_OPT_STARTTLS takes no data");
+	if (s->tls)
+		return reply_err(h, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+				 "TLS is already active");
+	if (reply(h, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0))
+		return -1;
+	if (h->io->starttls(h->io->opaque, s->why, sizeof(s->why)))
+		return -1;
+	s->tls = 1;
+	s->x.structured = 0;
+	s->x.meta_alloc = 0;
+	h->meta_export[0] = '\0';
+	return 0;
+}
+
 /* NBD_OPT_EXPORT_NAME: no way to report errors but hanging up. */
 static int opt_export_name(struct hs *h, const uint8_t *data, uint32_t len)
 {
@@ -331,6 +367,22 @@ int nbd_handshake(const struct nbd_io *io, const struct nbd_exports_ops *ops,
 			break;
 		}
 
+		if (io->tls_required && !session->tls &&
+		    o.opt != NBD_OPT_STARTTLS && o.opt != NBD_OPT_ABORT) {
+			if (o.opt == NBD_OPT_EXPORT_NAME) {
+				snprintf(session->why, sizeof(session->why),
+					 "NBD_OPT_EXPORT_NAME without TLS "
+					 "(TLS is required)");
+				break;
+			}
+			rc = reply_err(&h, o.opt, NBD_REP_ERR_TLS_REQD,
+				       "TLS is required: send NBD_OPT_STARTTLS");
+			if (rc == 0)
+				continue;
+			snprintf(session->why, sizeof(session->why),
+				 "send failed");
+			break;
+		}
 		switch (o.opt) {
 		case NBD_OPT_EXPORT_NAME:
 			rc = opt_export_name(&h, data, o.len);
@@ -369,8 +421,7 @@ int nbd_handshake(const struct nbd_io *io, const struct nbd_exports_ops *ops,
 			rc = opt_meta(&h, o.opt, data, o.len);
 			break;
 		case NBD_OPT_STARTTLS:
-			rc = reply_err(&h, o.opt, NBD_REP_ERR_UNSUP,
-				       "TLS is not supported by vdisk serve");
+			rc = opt_starttls(&h, o.len);
 			break;
 		default: {
 			char msg[64];

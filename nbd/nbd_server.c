@@ -14,6 +14,9 @@
  *    connections using it; the last one to leave closes it, which flushes
  *    it and lets other processes take it.  INFO and LIST use vd_info_get()
  *    and open nothing.
+ *  - Listeners come from --socket, --listen or systemd socket activation
+ *    (nbd_service.c), which also sends READY=1 once they accept and
+ *    STOPPING=1 at the first signal, and keeps the pidfile.
  *  - Shutdown: the first signal closes the listeners (removing the socket
  *    file), shuts down the read side of every connection, waits for each to
  *    finish its in-flight requests and release its volume (flushing it),
@@ -72,6 +75,8 @@ struct nbd_server {
 
 	pthread_mutex_t reg_lock;
 	struct nbd_export *exports;
+
+	struct nbd_tls *tls; /* NULL: TLS off */
 };
 
 /* ---- logging ------------------------------------------------------------- */
@@ -342,6 +347,12 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
 	pthread_mutex_unlock(&srv->reg_lock);
 }
 
+const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode)
+{
+	*mode = srv->opts->tls;
+	return srv->tls;
+}
+
 const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv)
 {
 	return &srv->ops;
@@ -548,6 +559,11 @@ int nbd_listener_open(const struct nbd_serve_options *opts,
 	memset(l, 0, sizeof(*l));
 	for (i = 0; i < NBD_MAX_LISTENERS; i++)
 		l->fds[i] = -1;
+	if (!opts->socket_path && !opts->listen_addr) {
+		i = nbd_listener_from_env(l, err, errlen);
+		if (i != 0)
+			return i < 0 ? -1 : 0;
+	}
 	if (opts->socket_path)
 		return open_unix(opts->socket_path, l, err, errlen);
 	return open_tcp(opts->listen_addr, l, err, errlen);
@@ -778,14 +794,33 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 	 * instead of lingering in malloc arenas (this also stops glibc from
 	 * raising the threshold dynamically). */
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+	if (opts->tls != NBD_TLS_OFF) {
+		char err[512];
+
+		srv.tls = nbd_tls_new(opts, err, sizeof(err));
+		if (!srv.tls) {
+			nbd_log("%s", err);
+			return 1;
+		}
+	}
 	if (signals_install() < 0) {
 		nbd_log("cannot install signal handlers: %s", strerror(errno));
+		nbd_tls_free(srv.tls);
 		return 1;
 	}
-	if (listener_activate(l) < 0)
+	if (listener_activate(l) < 0) {
+		nbd_tls_free(srv.tls);
 		return 1;
-	nbd_log("listening on %s%s", l->where,
-		opts->readonly ? " (read-only)" : "");
+	}
+	nbd_log("listening on %s%s%s", l->where,
+		opts->readonly ? " (read-only)" : "",
+		opts->tls == NBD_TLS_REQUIRE ? " (TLS required)" :
+		opts->tls == NBD_TLS_ON ? " (TLS offered)" : "");
+	if (opts->pidfile && nbd_pidfile_write(opts->pidfile) < 0) {
+		nbd_tls_free(srv.tls);
+		return 1;
+	}
+	nbd_notify("READY=1");
 
 	for (i = 0; i < l->nfds; i++)
 		pfd[i] = (struct pollfd){ .fd = l->fds[i], .events = POLLIN };
@@ -803,6 +838,7 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 			if (pfd[i].revents & POLLIN)
 				accept_one(&srv, l->fds[i], &next_id);
 	}
+	nbd_notify("STOPPING=1");
 	if (sig)
 		nbd_log("signal %d: stopping", sig);
 	nbd_listener_close(l);
@@ -814,9 +850,12 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 		vd_volume_close(e->vol);
 		free(e);
 	}
+	nbd_tls_free(srv.tls);
 	pthread_mutex_destroy(&srv.reg_lock);
 	pthread_cond_destroy(&srv.gone);
 	pthread_mutex_destroy(&srv.lock);
+	if (opts->pidfile)
+		nbd_pidfile_remove(opts->pidfile);
 	nbd_log("stopped");
 	return 0;
 }

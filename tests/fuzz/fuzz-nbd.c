@@ -218,7 +218,8 @@ static void fz_transmission(struct fz_stream *s, const struct nbd_session *ss)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_stream s = { .p = data, .n = size };
-	const struct nbd_io io = { fz_recv, fz_send, &s };
+	const struct nbd_io io = { .recv_full = fz_recv, .send_all = fz_send,
+				   .opaque = &s };
 	const struct nbd_exports_ops ops = { fz_list, fz_info, fz_open, NULL };
 	struct nbd_session *ss;
 	int rc;
