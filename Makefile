@@ -6,7 +6,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := lmdb libzstd libcrypto liburing
+PKGS     := lmdb libzstd libcrypto liburing libxxhash
 # Only the NBD server (so only the vdisk binary) links GnuTLS.
 NBD_PKGS := gnutls
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
@@ -190,9 +190,9 @@ uninstall:
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
 DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev \
-             libgnutls28-dev
+             libgnutls28-dev libxxhash-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux zstd lmdb-utils groff-base gnutls-bin
+             util-linux zstd lmdb-utils groff-base gnutls-bin python3-xxhash
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 

@@ -48,7 +48,10 @@ int snapshot_create(vd_store *s, const char *vol, const char *snap)
 		volume_close(v);
 		return r;
 	}
-	/* A shared lock keeps a writer from opening the volume meanwhile. */
+	/* Writes a dead writer journaled belong in the snapshot.  A shared
+	 * lock then keeps a writer from opening the volume meanwhile. */
+	if ((r = volume_recover(s, vol, false)) < 0)
+		return r;
 	r = lock_acquire(s, vol, false, false);
 	if (r >= 0) {
 		const int e = catalog_snapshot_add(s, vol, snap, NULL);
@@ -219,6 +222,7 @@ int volume_remove(vd_store *s, const char *vol, bool recursive)
 	if ((r = wtxn_commit(s, &w)) == 0) {
 		for (size_t i = 0; i < sns.len; i++)
 			unlink_lock(s, vol, sns.ptr[i].name);
+		journal_remove(s, vol);
 		unlink_lock(s, vol, NULL);
 	}
 	goto out;
@@ -253,7 +257,9 @@ int volume_rollback(vd_store *s, const char *vol, const char *snap)
 	    (r = catalog_volume_put(s, w.txn, vol, &fv)) < 0 ||
 	    (r = reader_remove(s, &w, old, FMT_EPOCH_HEAD)) < 0)
 		goto abort;
-	r = wtxn_commit(s, &w);
+	/* What a dead writer journaled is rolled back too. */
+	if ((r = wtxn_commit(s, &w)) == 0)
+		journal_remove(s, vol);
 	goto out;
 abort:
 	wtxn_abort(&w);
@@ -271,7 +277,9 @@ int volume_flatten(vd_store *s, const char *vol)
 	uint64_t old, nidx;
 	int fd, r;
 
-	if ((r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+	/* The new layer gets what the head holds, journaled writes too. */
+	if ((r = volume_recover(s, vol, false)) < 0 ||
+	    (r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
 		return r;
 	if ((r = layer_get(s, w.txn, fv.layer, &l)) < 0)
 		goto abort;

@@ -31,6 +31,8 @@ struct dirty {
 	size_t bytes;           /* what it counts in st_dirty_bytes */
 	uint64_t gen;           /* generation of the last write */
 	uint64_t first_gen;     /* first write not yet in the index */
+	uint64_t jseg;          /* journal segment of that write */
+	uint64_t jseg_next;     /* of the first write since sealing began */
 	bool sealing;
 	struct dirty *hnext;
 	struct dirty *fprev, *fnext;
@@ -287,7 +289,7 @@ void dirty_throttle(vd_store *s)
 }
 
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
-		size_t plen)
+		size_t plen, uint64_t jseg)
 {
 	const uint32_t cs = v->v_chunk_size;
 	const bool full = pofs == 0 && plen == cs;
@@ -344,6 +346,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				break;
 			}
 			d = nd;
+			d->jseg = jseg;
 			if (d->pages) {
 				r = pages_write(v, d, src, pofs, plen);
 			} else if (d->buf) {
@@ -390,6 +393,8 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				memset(d->buf + pofs, 0, plen);
 		}
 		d->gen = ++v->v_gen;
+		if (d->sealing && !d->jseg_next)
+			d->jseg_next = jseg;
 		fifo_touch(v, d);
 		break;
 	}
@@ -427,6 +432,25 @@ void dirty_discard(vd_volume *v)
 	free(v->v_table);
 	v->v_table = NULL;
 	v->v_table_size = 0;
+}
+
+uint64_t dirty_min_jseg(vd_volume *v)
+{
+	uint64_t min = UINT64_MAX;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (const struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+		if (d->jseg < min)
+			min = d->jseg;
+	pthread_mutex_unlock(&v->v_lock);
+	return min;
+}
+
+void dirty_wake(vd_store *s)
+{
+	pthread_mutex_lock(&s->st_dirty_lock);
+	pthread_cond_broadcast(&s->st_dirty_cond);
+	pthread_mutex_unlock(&s->st_dirty_lock);
 }
 
 /* ---- reads -------------------------------------------------------------- */
@@ -594,9 +618,13 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 		} else if (r == 0 && d->gen == it->gen) {
 			dirty_remove(v, d, it->is_data ? it->hash : NULL);
 			v->v_sealed_seq++;
+			continue;
 		} else if (r == 0) {
+			/* Written while sealing: what is left starts there. */
 			d->first_gen = it->gen + 1;
+			d->jseg = d->jseg_next;
 		}
+		d->jseg_next = 0;
 	}
 	pthread_cond_broadcast(&v->v_cond);
 	pthread_mutex_unlock(&v->v_lock);

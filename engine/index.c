@@ -155,6 +155,7 @@ int stats_read(vd_store *s, MDB_txn *txn, struct store_stats *out,
 
 /* ---- open --------------------------------------------------------------- */
 
+
 int index_open(vd_store *s)
 {
 	static const struct { const char *name; size_t off; } dbs[] = {
@@ -197,9 +198,11 @@ int index_open(vd_store *s)
 			return err_mdb(rc, dbs[i].name);
 		}
 	}
+	/* A store whose init or upgrade stopped after the superblock gets its
+	 * meta records now. */
 	r = meta_get_u64(s, w.txn, "format", &v);
 	if (r == -ENOENT) {
-		if ((r = meta_put_u64(s, w.txn, "format", FMT_VERSION)) < 0 ||
+		if ((r = meta_put_u64(s, w.txn, "format", s->st_version)) < 0 ||
 		    (r = meta_put_u64(s, w.txn, "chunk_size", s->st_chunk_size)) < 0) {
 			wtxn_abort(&w);
 			return r;
@@ -207,16 +210,21 @@ int index_open(vd_store *s)
 	} else if (r < 0) {
 		wtxn_abort(&w);
 		return r;
-	} else if (v != FMT_VERSION) {
+	} else if (v < FMT_VERSION_MIN || v > s->st_version) {
 		wtxn_abort(&w);
-		return SET_ERROR(VD_EVERSION, "index format version %llu",
-				 (unsigned long long)v);
+		return SET_ERROR(VD_EVERSION, "index format version %llu (superblock "
+				 "says %u)", (unsigned long long)v, s->st_version);
 	} else if ((r = meta_get_u64(s, w.txn, "chunk_size", &v)) < 0 ||
 		   v != s->st_chunk_size) {
 		wtxn_abort(&w);
 		return r < 0 && r != -ENOENT ? r
 		       : SET_ERROR(VD_ECORRUPT,
 				   "index chunk size disagrees with the superblock");
+	} else if ((r = meta_get_u64(s, w.txn, "format", &v)) == 0 &&
+		   v < s->st_version &&
+		   (r = meta_put_u64(s, w.txn, "format", s->st_version)) < 0) {
+		wtxn_abort(&w);
+		return r;
 	}
 	return wtxn_commit(s, &w);
 }

@@ -16,6 +16,7 @@
  *              snapshots of open heads, the background sealer thread
  *   seal.c     sealing a head's dirty chunks into the store
  *   dirty.c    a head's dirty chunks (the write-back cache) and views
+ *   journal.c  a head's write journal: append, group commit, replay, trim
  *   control.c  the control socket: snapshot requests between processes
  *   catalog.c  DBs "volumes" and "snapshots"; resolving a point
  *   layer.c    DBs "map", "epochs", "layers", "readers"; chains
@@ -23,6 +24,7 @@
  *   pack.c     pack files (append-only chunk records)
  *   cache.c    the clean-chunk cache and the chunk buffer pool
  *   lock.c     process locks (lock files)
+ *   superblock.c  STORE/vdisk.sb: read, create, upgrade to version 2
  *   index.c    the LMDB environment, transactions, DB "meta" and counters
  *   error.c    error codes and the per-thread error message
  *   frontend.c vd_point_parse, vd_errno: pure helpers for the front ends
@@ -73,9 +75,11 @@ struct chunk_cache;
 struct vd_volume;
 
 struct vd_store {
-	/* store.c */
+	/* store.c; superblock.c (under st_sb_lock once open) */
 	char *st_dir;
 	int st_dirfd;
+	uint32_t st_version;     /* the superblock's format version */
+	pthread_mutex_t st_sb_lock;
 	uint32_t st_chunk_size;
 	uint8_t st_uuid[16];
 	char st_holder[64];
@@ -177,6 +181,18 @@ int meta_next_id(vd_store *s, MDB_txn *txn, const char *key, uint64_t *id);
  * gets a bit per counter found, in field order. */
 int stats_read(vd_store *s, MDB_txn *txn, struct store_stats *out,
 	       unsigned *present);
+
+/* ---- superblock.c ------------------------------------------------------- */
+
+/* Creates STORE/vdisk.sb in DIRFD (if another process created one first,
+ * that one stands). */
+int sb_create(int dirfd, uint32_t chunk_size);
+/* Reads and checks the superblock into S (st_version, st_chunk_size,
+ * st_uuid); -ENOENT if there is none. */
+int sb_read(vd_store *s);
+/* Makes a version 1 store version 2 (superblock, then DB "meta"); a no-op
+ * for a version 2 store. */
+int sb_upgrade(vd_store *s);
 
 /* ---- lock.c ------------------------------------------------------------- */
 
@@ -458,6 +474,39 @@ void control_stop(vd_store *s);
 int control_request_snapshot(vd_store *s, int pid, const char *vol,
 			     const char *snap);
 
+/* ---- journal.c ---------------------------------------------------------- */
+
+struct journal;
+/* Applies one journaled write (DATA NULL: zeroes) whose first record is in
+ * segment SEG. */
+typedef int (*journal_apply_fn)(void *opaque, const void *data, uint64_t off,
+				uint64_t len, uint64_t seg);
+/* Opens the journal of head VOL (of LAYER), replaying what it holds through
+ * FN in order (*APPLIED counts the records).  VD_ECORRUPT if a synced
+ * segment is damaged. */
+int journal_open(vd_store *s, const char *vol, uint64_t layer,
+		 journal_apply_fn fn, void *opaque, struct journal **out,
+		 uint64_t *applied);
+void journal_close(struct journal *j);  /* NULL is fine */
+/* Appends a write (KIND FMT_JREC_WRITE with DATA, or FMT_JREC_ZERO) and
+ * applies it through APPLY, both under the journal's lock, so writes take
+ * effect in the order they are journaled. */
+int journal_write(struct journal *j, unsigned kind, uint64_t off,
+		  const void *data, uint64_t len, journal_apply_fn apply,
+		  void *opaque);
+/* Makes every write journaled before the call durable (group commit). */
+int journal_sync(struct journal *j);
+/* Removes the segments below KEEP, oldest first (never one being
+ * appended to while KEEP is not past it).  Skips the work if a write is
+ * under way. */
+void journal_trim(struct journal *j, uint64_t keep);
+/* Bytes the journal's segments take. */
+uint64_t journal_bytes(struct journal *j);
+/* True if head VOL has journal segments on disk. */
+bool journal_exists(vd_store *s, const char *vol);
+/* Deletes head VOL's journal (the head was removed or rolled back). */
+int journal_remove(vd_store *s, const char *vol);
+
 /* ---- volume handles (dirty.c, seal.c, volume.c) ------------------------- */
 
 struct dirty;
@@ -498,6 +547,8 @@ struct vd_volume {
 	/* Writes hold it shared; a snapshot holds it exclusively for an
 	 * instant, to be a point in time. */
 	pthread_rwlock_t v_barrier;
+
+	struct journal *v_journal;    /* writable heads */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */
@@ -507,9 +558,15 @@ struct vd_volume {
 void dirty_throttle(vd_store *s);
 /* Dirty bytes at which background sealing starts. */
 bool dirty_over_start(vd_store *s);
-/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN. */
+/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN; the write
+ * is in journal segment JSEG (0: not journaled). */
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
-		size_t plen);
+		size_t plen, uint64_t jseg);
+/* The oldest journal segment holding a write that is not sealed yet
+ * (UINT64_MAX if none). */
+uint64_t dirty_min_jseg(vd_volume *v);
+/* Wakes the background sealer. */
+void dirty_wake(vd_store *s);
 /* How many chunks of V are dirty. */
 size_t dirty_count(vd_volume *v);
 /* Drops every dirty chunk (a close whose flush failed). */
@@ -603,6 +660,11 @@ int volume_snapshot(vd_volume *v, const char *snap);
 vd_volume *volume_find_open(vd_store *s, const char *vol);
 /* Flushes and closes every handle still open; stops the sealer. */
 void volume_close_all(vd_store *s);
+/* Makes the committed state of head VOL hold every acknowledged write it
+ * can: replays and seals the journal a dead writer left, if any; with
+ * SEAL_OURS, seals what this process holds of it.  (A head another
+ * process writes is left to that process.) */
+int volume_recover(vd_store *s, const char *vol, bool seal_ours);
 
 /* ---- admin.c ------------------------------------------------------------ */
 

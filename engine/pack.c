@@ -34,7 +34,7 @@ static int pack_path(const vd_store *s, uint32_t id, char *out, size_t len)
 static int writer_open(vd_store *s, MDB_txn *txn)
 {
 	struct pack_header_buf { uint8_t b[FMT_PACK_HEADER_SIZE]; } hb;
-	struct fmt_pack_header h = { .version = FMT_VERSION };
+	struct fmt_pack_header h = { .version = FMT_PACK_VERSION };
 	char path[64];
 	uint64_t id;
 	int fd, r;

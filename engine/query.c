@@ -91,6 +91,8 @@ int info_get(vd_store *s, const char *vol, const char *snap, unsigned flags,
 	MDB_txn *txn;
 	int r;
 
+	if (!snap && (r = volume_recover(s, vol, false)) < 0)
+		return r;
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
 	r = info_fill(s, txn, vol, snap, flags, out);
@@ -207,6 +209,10 @@ int diff_points(vd_store *s, const char *vol_a, const char *snap_a,
 	MDB_txn *txn;
 	int r;
 
+	/* A head compares as every write acknowledged to it so far. */
+	if ((!snap_a && (r = volume_recover(s, vol_a, true)) < 0) ||
+	    (!snap_b && (r = volume_recover(s, vol_b, true)) < 0))
+		return r;
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
 	/* Sizes first (bitmaps need the index count), then the chains. */

@@ -175,7 +175,12 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		n += got;
 	}
 	if (w.txn) {
-		/* The data reaches the disk before the index names it. */
+		/* The writes sealed here reach the journal's disk first: replay
+		 * re-applies the journal over what is sealed, and must never
+		 * lay an older write over a newer sealed one.  Then the data
+		 * reaches the disk before the index names it. */
+		if (r == 0 && v->v_journal)
+			r = journal_sync(v->v_journal);
 		if (r == 0)
 			r = pack_sync(s);
 		if (r == 0)
@@ -187,6 +192,9 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	pthread_mutex_unlock(&v->v_seal_lock);
 
 	item_err = dirty_sealed(v, items, n, r);
+	/* What is sealed is in the index, durably: its journal can go. */
+	if (r == 0 && n && v->v_journal)
+		journal_trim(v->v_journal, dirty_min_jseg(v));
 	for (size_t i = 0; i < n; i++) {
 		cache_buf_put(s->st_cache, items[i].raw);
 		cache_buf_put(s->st_cache, items[i].payload);

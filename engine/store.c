@@ -29,46 +29,6 @@
 
 /* ---- open and create ---------------------------------------------------- */
 
-static int fsync_dir(int dirfd)
-{
-	return fsync(dirfd) < 0 ? -errno : 0;
-}
-
-/* Writes the superblock under a temporary name and links it into place:
- * if another process won the race, its superblock stands. */
-static int sb_create(int dirfd, uint32_t chunk_size)
-{
-	struct fmt_superblock sb = {
-		.version = FMT_VERSION,
-		.chunk_size = chunk_size,
-		.created = now_seconds(),
-	};
-	uint8_t buf[FMT_SB_SIZE];
-	char tmp[64];
-	int fd, r = 0;
-
-	if (getrandom(sb.uuid, sizeof sb.uuid, 0) != sizeof sb.uuid)
-		return -errno;
-	sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40; /* RFC 4122 version 4 */
-	sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
-	fmt_sb_encode(&sb, buf);
-	snprintf(tmp, sizeof tmp, FMT_SB_NAME ".tmp.%d", (int)getpid());
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	/* fsync orders the superblock's bytes before its name appears. */
-	if ((r = write_full(fd, buf, sizeof buf)) == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && linkat(dirfd, tmp, dirfd, FMT_SB_NAME, 0) < 0 &&
-	    errno != EEXIST)
-		r = -errno;
-	unlinkat(dirfd, tmp, 0);
-	if (r == 0)
-		r = fsync_dir(dirfd);
-	return r;
-}
-
 static bool dir_is_empty(int dirfd)
 {
 	DIR *d = fdopendir(dup(dirfd));
@@ -84,47 +44,6 @@ static bool dir_is_empty(int dirfd)
 		}
 	closedir(d);
 	return empty;
-}
-
-static int read_superblock(vd_store *s)
-{
-	uint8_t buf[FMT_SB_SIZE];
-	struct fmt_superblock sb;
-	ssize_t n;
-	int fd, r;
-
-	fd = openat(s->st_dirfd, FMT_SB_NAME, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? -ENOENT
-		       : SET_ERROR(-errno, "%s/%s: %s", s->st_dir, FMT_SB_NAME,
-				   strerror(errno));
-	n = pread_full(fd, buf, sizeof buf, 0);
-	close(fd);
-	if (n < 0)
-		return SET_ERROR((int)n, "%s/%s: %s", s->st_dir, FMT_SB_NAME,
-				 strerror((int)-n));
-	if (n != FMT_SB_SIZE)
-		return SET_ERROR(VD_ECORRUPT,
-				 "%s/%s: superblock is %zd bytes, expected %d",
-				 s->st_dir, FMT_SB_NAME, n, FMT_SB_SIZE);
-	r = fmt_sb_decode(buf, &sb);
-	switch (r) {
-	case 0:
-		break;
-	case FMT_BAD_MAGIC:
-		return SET_ERROR(VD_ENOTSTORE, "%s: %s has no vdisk signature",
-				 s->st_dir, FMT_SB_NAME);
-	case FMT_BAD_VERSION:
-		return SET_ERROR(VD_EVERSION,
-				 "%s: unsupported store format version %u (this vdisk reads %u)",
-				 s->st_dir, sb.version, FMT_VERSION);
-	default:
-		return SET_ERROR(VD_ECORRUPT, "%s: damaged superblock (%s)",
-				 s->st_dir, r == FMT_BAD_CRC ? "checksum" : "field");
-	}
-	s->st_chunk_size = sb.chunk_size;
-	memcpy(s->st_uuid, sb.uuid, 16);
-	return 0;
 }
 
 static uint64_t env_mb(const char *name, uint64_t dflt)
@@ -166,6 +85,7 @@ static int store_setup(vd_store *s, const char *dir,
 	pthread_mutex_init(&s->st_dirty_lock, NULL);
 	pthread_cond_init(&s->st_dirty_cond, NULL);
 	pthread_mutex_init(&s->st_ctl_lock, NULL);
+	pthread_mutex_init(&s->st_sb_lock, NULL);
 	if (!(s->st_dir = strdup(dir)))
 		return SET_ERROR(-ENOMEM, "out of memory");
 
@@ -188,7 +108,7 @@ static int store_setup(vd_store *s, const char *dir,
 	if (s->st_dirfd < 0)
 		return SET_ERROR(-errno, "%s: %s", dir, strerror(errno));
 
-	r = read_superblock(s);
+	r = sb_read(s);
 	if (r == -ENOENT) {
 		if (!create)
 			return SET_ERROR(VD_ENOTSTORE, "%s: not a vdisk store "
@@ -199,14 +119,15 @@ static int store_setup(vd_store *s, const char *dir,
 		if ((r = sb_create(s->st_dirfd, cs)) < 0)
 			return SET_ERROR(r, "%s: cannot create the store: %s", dir,
 					 strerror(-r));
-		r = read_superblock(s);
+		r = sb_read(s);
 	}
 	if (r < 0)
 		return r == -ENOENT ? SET_ERROR(r, "%s: %s", dir, strerror(-r)) : r;
 
 	/* Everything else lives relative to the store directory. */
 	if ((mkdirat(s->st_dirfd, "data", 0755) < 0 && errno != EEXIST) ||
-	    (mkdirat(s->st_dirfd, "locks", 0755) < 0 && errno != EEXIST))
+	    (mkdirat(s->st_dirfd, "locks", 0755) < 0 && errno != EEXIST) ||
+	    (mkdirat(s->st_dirfd, "journal", 0755) < 0 && errno != EEXIST))
 		return SET_ERROR(-errno, "%s: %s", dir, strerror(errno));
 	if (!(s->st_cache = cache_new(s->st_cache_bytes, s->st_chunk_size)))
 		return SET_ERROR(-ENOMEM, "%s: no memory for a chunk cache of %llu "
@@ -276,6 +197,7 @@ void store_close(vd_store *s)
 	pthread_mutex_destroy(&s->st_dirty_lock);
 	pthread_cond_destroy(&s->st_dirty_cond);
 	pthread_mutex_destroy(&s->st_ctl_lock);
+	pthread_mutex_destroy(&s->st_sb_lock);
 	free(s->st_dir);
 	free(s);
 }
@@ -290,7 +212,7 @@ int store_info(vd_store *s, struct vd_store_info *out)
 	int r;
 
 	memset(out, 0, sizeof *out);
-	out->format_version = FMT_VERSION;
+	out->format_version = s->st_version;
 	out->chunk_size = s->st_chunk_size;
 	snprintf(out->uuid, sizeof out->uuid,
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",

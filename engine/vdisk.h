@@ -131,10 +131,12 @@ extern "C" {
 #define VD_VERSION_PATCH 0
 #define VD_VERSION_STRING "0.2.0"
 
-/* The store format version (FORMAT.md) this library reads and writes: a
- * store of any other version fails to open with VD_EVERSION.  Equal to
- * FMT_VERSION in format/format.h (tests/unit/test-frontend.c checks). */
-#define VD_FORMAT_VERSION 1u
+/* The store format version (FORMAT.md) this library writes.  It also reads
+ * version 1 stores, and upgrades one to version 2 the first time a volume
+ * of it is opened for writing; a store of any other version fails to open
+ * with VD_EVERSION.  Equal to FMT_VERSION in format/format.h
+ * (tests/unit/test-frontend.c checks). */
+#define VD_FORMAT_VERSION 2u
 
 /* vdisk's own error codes, in a band well clear of errno values.  vd_errno()
  * gives the errno a front end reports for each. */
@@ -292,7 +294,7 @@ void vd_store_close(vd_store *store);
 int vd_store_init(const char *dir, uint32_t chunk_size);
 
 struct vd_store_info {
-	uint32_t format_version;  /* VD_FORMAT_VERSION */
+	uint32_t format_version;  /* of this store: 1, or VD_FORMAT_VERSION */
 	uint32_t chunk_size;
 	char uuid[37];            /* RFC 4122 text, with dashes */
 	uint64_t chunks;          /* unique chunks referenced */

@@ -1,9 +1,12 @@
 /* Volume handles: open and close, reads, writes, zeroing, extents and
  * flush, snapshots of open heads, and the background sealer thread.
  *
- * A writable head keeps its writes in the dirty table (dirty.c) until they
- * are sealed (seal.c): in the background past three quarters of the dirty
- * bound, and at every flush.  Reads see dirty chunks first, then the
+ * A writable head journals every write (journal.c) and keeps it in the
+ * dirty table (dirty.c) until it is sealed (seal.c): in the background
+ * past three quarters of the dirty bound or when the journal grows past
+ * JOURNAL_HIGH, and at snapshots and close.  A flush syncs the journal; it
+ * seals nothing.  Opening a head replays its journal (the writes a crash
+ * left unsealed) and seals them.  Reads see dirty chunks first, then the
  * committed state through a view (a read transaction known to be fresh).
  *
  * One handle per point per process, reference counted: opening the same
@@ -18,6 +21,8 @@
 #include <unistd.h>
 
 #include "engine/internal.h"
+
+#define JOURNAL_HIGH (1ull << 30) /* seal everything past this */
 
 static int volume_unref(vd_volume *v);
 
@@ -146,7 +151,7 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 /* ---- writing ------------------------------------------------------------ */
 
 static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
-		       uint64_t off)
+		       uint64_t off, uint64_t jseg)
 {
 	const uint32_t cs = v->v_chunk_size;
 	int r;
@@ -157,8 +162,9 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
 
-		dirty_throttle(v->v_store);
-		if ((r = dirty_write(v, idx, src, pofs, plen)) < 0)
+		if (jseg)
+			dirty_throttle(v->v_store); /* replay seals as it goes */
+		if ((r = dirty_write(v, idx, src, pofs, plen, jseg)) < 0)
 			return r;
 		if (src)
 			src += plen;
@@ -168,14 +174,38 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 	return 0;
 }
 
-int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
+/* journal_write's apply step, and replay's. */
+static int apply_write(void *opaque, const void *data, uint64_t off,
+		       uint64_t len, uint64_t jseg)
+{
+	return write_range(opaque, data, len, off, jseg);
+}
+
+static int apply_zero(void *opaque, const void *data, uint64_t off,
+		      uint64_t len, uint64_t jseg);
+
+/* Journals a write (DATA NULL: zeroes) and applies it. */
+static int journaled(vd_volume *v, const void *data, uint64_t off,
+		     uint64_t len)
 {
 	int r;
 
+	if ((r = check_writable(v)) < 0 || (r = check_range(v, off, len)) < 0)
+		return r;
+	if (len == 0)
+		return 0;
 	pthread_rwlock_rdlock(&v->v_barrier);
-	r = write_range(v, buf, len, off);
+	r = journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
+			  off, data, len, data ? apply_write : apply_zero, v);
 	pthread_rwlock_unlock(&v->v_barrier);
+	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH)
+		dirty_wake(v->v_store);
 	return r;
+}
+
+int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
+{
+	return journaled(v, buf, off, len);
 }
 
 /* Next chunk index >= IDX that may hold data: dirty or in the chain.
@@ -194,7 +224,7 @@ static int next_candidate(vd_volume *v, const struct view *view, uint64_t idx,
 	return 0;
 }
 
-static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
 {
 	const uint32_t cs = v->v_chunk_size;
 	struct view view = { 0 };
@@ -205,14 +235,14 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 	/* Partial chunks at either end are rewritten with zeroes. */
 	if (off % cs) {
 		const uint64_t n = MIN(len, cs - off % cs);
-		if ((r = write_range(v, NULL, n, off)) < 0)
+		if ((r = write_range(v, NULL, n, off, jseg)) < 0)
 			return r;
 		off += n;
 		len -= n;
 	}
 	if (len % cs) {
 		const uint64_t tail = len % cs;
-		if ((r = write_range(v, NULL, tail, off + len - tail)) < 0)
+		if ((r = write_range(v, NULL, tail, off + len - tail, jseg)) < 0)
 			return r;
 		len -= tail;
 	}
@@ -228,8 +258,9 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 		}
 		if (r < 0 || idx >= end)
 			break;
-		dirty_throttle(v->v_store);
-		if ((r = dirty_write(v, idx, NULL, 0, cs)) < 0)
+		if (jseg)
+			dirty_throttle(v->v_store);
+		if ((r = dirty_write(v, idx, NULL, 0, cs, jseg)) < 0)
 			break;
 		idx++;
 	}
@@ -237,14 +268,16 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len)
 	return r < 0 ? r : 0;
 }
 
+static int apply_zero(void *opaque, const void *data, uint64_t off,
+		      uint64_t len, uint64_t jseg)
+{
+	(void)data;
+	return zero_range(opaque, off, len, jseg);
+}
+
 int volume_zero(vd_volume *v, uint64_t off, uint64_t len)
 {
-	int r;
-
-	pthread_rwlock_rdlock(&v->v_barrier);
-	r = zero_range(v, off, len);
-	pthread_rwlock_unlock(&v->v_barrier);
-	return r;
+	return journaled(v, NULL, off, len);
 }
 
 int volume_extents(vd_volume *v, uint64_t off, uint64_t len,
@@ -309,7 +342,8 @@ int volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 
 int volume_flush(vd_volume *v)
 {
-	return seal_all(read_target(v));
+	v = read_target(v);
+	return v->v_journal ? journal_sync(v->v_journal) : 0;
 }
 
 /* ---- background sealer -------------------------------------------------- */
@@ -469,8 +503,65 @@ out:
 	return r;
 }
 
+/* Replay applies a journaled write as it was applied first (clipped to
+ * the size: a shrink may have cut it), sealing as it goes. */
+static int replay_apply(void *opaque, const void *data, uint64_t off,
+			uint64_t len, uint64_t jseg)
+{
+	vd_volume *v = opaque;
+	int r;
+
+	(void)jseg;
+	if (off >= v->v_size)
+		return 0;
+	len = MIN(len, v->v_size - off);
+	r = data ? write_range(v, data, len, off, 0) : zero_range(v, off, len, 0);
+	if (r == 0 && dirty_over_start(v->v_store))
+		r = seal_batch(v, SEAL_BACKGROUND, UINT64_MAX);
+	return r < 0 ? r : 0;
+}
+
+/* Opens the journal of writable head V, replaying what a crash left in it:
+ * those writes are sealed and their segments removed before V is used. */
+static int journal_replay(vd_volume *v)
+{
+	struct journal *j;
+	uint64_t applied;
+	int r;
+
+	if ((r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
+			      replay_apply, v, &j, &applied)) < 0)
+		return r;
+	if ((r = seal_all(v)) < 0) {
+		journal_close(j);
+		return r;
+	}
+	journal_trim(j, UINT64_MAX);
+	v->v_journal = j;
+	return 0;
+}
+
+int volume_recover(vd_store *s, const char *vol, bool seal_ours)
+{
+	vd_volume *v;
+	int r;
+
+	if ((v = volume_find_open(s, vol))) { /* ours: nothing to recover */
+		r = seal_ours ? seal_all(v) : 0;
+		volume_unref(v);
+		return r;
+	}
+	if (!journal_exists(s, vol))
+		return 0;
+	r = volume_open(s, vol, NULL, 0, &v);
+	if (r == VD_EBUSY || r == VD_ENOVOL)
+		return 0; /* its writer owns the journal / nothing to do */
+	return r < 0 ? r : volume_close(v);
+}
+
 static void volume_free(vd_volume *v)
 {
+	journal_close(v->v_journal);
 	chain_free(&v->v_chain);
 	lock_release(v->v_lockfd);
 	dirty_discard(v);
@@ -528,8 +619,13 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 		}
 	pthread_mutex_unlock(&s->st_vol_lock);
 
+	/* A head whose writer died has writes in its journal: a writer's open
+	 * replays and seals them.  (If another process writes it, it owns the
+	 * journal, and our lock below reports it busy.) */
+	if (rdonly && !snap && (r = volume_recover(s, vol, false)) < 0)
+		return r;
 	if (!(v = calloc(1, sizeof *v)))
-		return -ENOMEM;
+		return SET_ERROR(-ENOMEM, "out of memory");
 	v->v_store = s;
 	v->v_refs = 1;
 	v->v_readonly = rdonly;
@@ -580,9 +676,10 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 			goto err;
 		v->v_lockfd = r;
 	}
-	if ((r = volume_load(v)) < 0)
+	if ((r = volume_load(v)) < 0 || (!rdonly && (r = journal_replay(v)) < 0))
 		goto err;
-	if (!rdonly && ((r = sealer_start(s)) < 0 || (r = control_start(s, snapshot_for_peer)) < 0))
+	if (!rdonly && ((r = sealer_start(s)) < 0 ||
+			(r = control_start(s, snapshot_for_peer)) < 0))
 		goto err;
 
 	pthread_mutex_lock(&s->st_vol_lock);
@@ -632,6 +729,14 @@ static int volume_unref(vd_volume *v)
 		;
 	if (*pp)
 		*pp = v->v_next;
+	/* Everything sealed: the journal holds nothing that is needed.  It
+	 * goes while we still hold the head's lock.  (After a failed seal it
+	 * stays, and the next open replays it.) */
+	if (r == 0 && v->v_journal && dirty_count(v) == 0) {
+		journal_close(v->v_journal);
+		v->v_journal = NULL;
+		journal_remove(s, v->v_name);
+	}
 	/* Not findable and unlocked in one step, so a concurrent open either
 	 * shares this handle or takes the lock afresh. */
 	lock_release(v->v_lockfd);

@@ -1,6 +1,7 @@
 /* Encoders and decoders for every structure vdisk writes (see FORMAT.md).
  * Decoders reject what a reader must reject; they never trust a length. */
 #include <string.h>
+#include <xxhash.h>
 
 #include "format.h"
 
@@ -58,7 +59,7 @@ int fmt_sb_decode(const uint8_t in[FMT_SB_SIZE], struct fmt_superblock *sb)
 	sb->chunk_size = fmt_get_le32(in + 12);
 	memcpy(sb->uuid, in + 16, 16);
 	sb->created = fmt_get_le64(in + 32);
-	if (sb->version != FMT_VERSION)
+	if (sb->version < FMT_VERSION_MIN || sb->version > FMT_VERSION)
 		return FMT_BAD_VERSION;
 	if (!chunk_size_valid(sb->chunk_size) || !all_zero(in + 40, 20))
 		return FMT_BAD_FIELD;
@@ -88,7 +89,7 @@ int fmt_pack_header_decode(const uint8_t in[FMT_PACK_HEADER_SIZE],
 	h->version = fmt_get_le32(in + 8);
 	h->pack_id = fmt_get_le32(in + 12);
 	memcpy(h->uuid, in + 16, 16);
-	if (h->version != FMT_VERSION)
+	if (h->version != FMT_PACK_VERSION)
 		return FMT_BAD_VERSION;
 	if (!all_zero(in + 32, 28))
 		return FMT_BAD_FIELD;
@@ -121,6 +122,85 @@ int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
 	    (r->codec == FMT_CODEC_RAW && r->stored_len != r->raw_len))
 		return FMT_BAD_FIELD;
 	return 0;
+}
+
+/* ---- journal ------------------------------------------------------------ */
+
+void fmt_jnl_header_encode(const struct fmt_jnl_header *h,
+			   uint8_t out[FMT_JNL_HEADER_SIZE])
+{
+	memset(out, 0, FMT_JNL_HEADER_SIZE);
+	memcpy(out, FMT_JNL_MAGIC, 8);
+	fmt_put_le32(out + 8, h->version);
+	memcpy(out + 16, h->uuid, 16);
+	fmt_put_le64(out + 32, h->layer);
+	fmt_put_le64(out + 40, h->segment);
+	fmt_put_le32(out + 60, fmt_crc32c(0, out, 60));
+}
+
+int fmt_jnl_header_decode(const uint8_t in[FMT_JNL_HEADER_SIZE],
+			  struct fmt_jnl_header *h)
+{
+	if (memcmp(in, FMT_JNL_MAGIC, 8) != 0)
+		return FMT_BAD_MAGIC;
+	if (fmt_get_le32(in + 60) != fmt_crc32c(0, in, 60))
+		return FMT_BAD_CRC;
+	h->version = fmt_get_le32(in + 8);
+	memcpy(h->uuid, in + 16, 16);
+	h->layer = fmt_get_le64(in + 32);
+	h->segment = fmt_get_le64(in + 40);
+	if (h->version != FMT_JNL_VERSION)
+		return FMT_BAD_VERSION;
+	if (!all_zero(in + 12, 4) || !all_zero(in + 48, 12) || h->layer == 0 ||
+	    h->segment == 0)
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+static uint64_t jrec_check(const uint8_t in[FMT_JREC_HEADER_SIZE],
+			   const void *data, uint64_t len)
+{
+	return XXH3_64bits_withSeed(data, data ? (size_t)len : 0,
+				    XXH3_64bits(in, 32));
+}
+
+void fmt_jrec_encode(struct fmt_jrec *r, const void *data,
+		     uint8_t out[FMT_JREC_HEADER_SIZE])
+{
+	memset(out, 0, FMT_JREC_HEADER_SIZE);
+	fmt_put_le32(out, FMT_JREC_MAGIC);
+	out[4] = (uint8_t)r->kind;
+	out[5] = (uint8_t)(r->kind >> 8);
+	fmt_put_le64(out + 8, r->seq);
+	fmt_put_le64(out + 16, r->offset);
+	fmt_put_le64(out + 24, r->length);
+	r->check = jrec_check(out, r->kind == FMT_JREC_WRITE ? data : NULL,
+			      r->length);
+	fmt_put_le64(out + 32, r->check);
+}
+
+int fmt_jrec_decode(const uint8_t in[FMT_JREC_HEADER_SIZE], struct fmt_jrec *r)
+{
+	if (fmt_get_le32(in) != FMT_JREC_MAGIC)
+		return FMT_BAD_MAGIC;
+	r->kind = (uint16_t)(in[4] | in[5] << 8);
+	r->seq = fmt_get_le64(in + 8);
+	r->offset = fmt_get_le64(in + 16);
+	r->length = fmt_get_le64(in + 24);
+	r->check = fmt_get_le64(in + 32);
+	if ((r->kind != FMT_JREC_WRITE && r->kind != FMT_JREC_ZERO) ||
+	    in[6] || in[7] || r->seq == 0 || r->length == 0 ||
+	    (r->kind == FMT_JREC_WRITE && r->length > FMT_JREC_DATA_MAX) ||
+	    r->offset + r->length < r->offset)
+		return FMT_BAD_FIELD;
+	return 0;
+}
+
+int fmt_jrec_verify(const uint8_t in[FMT_JREC_HEADER_SIZE],
+		    const struct fmt_jrec *r, const void *data)
+{
+	return jrec_check(in, r->kind == FMT_JREC_WRITE ? data : NULL,
+			  r->length) == r->check;
 }
 
 /* ---- LMDB keys ---------------------------------------------------------- */

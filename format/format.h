@@ -14,7 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FMT_VERSION 1u
+/* The store format this code writes, and the oldest it reads: a version 1
+ * store becomes version 2 when a volume of it is first opened for writing
+ * (version 2 adds the write journal; nothing else changed). */
+#define FMT_VERSION 2u
+#define FMT_VERSION_MIN 1u
+#define FMT_PACK_VERSION 1u  /* pack file headers */
 
 /* ---- superblock: the file STORE/vdisk.sb, written once at init ---------- */
 
@@ -31,7 +36,8 @@ struct fmt_superblock {
 
 void fmt_sb_encode(const struct fmt_superblock *sb, uint8_t out[FMT_SB_SIZE]);
 /* Returns 0, -1 (bad magic: not a superblock), -2 (bad checksum), -3 (bad
- * field: version other than FMT_VERSION is reported as -4). */
+ * field; a version outside FMT_VERSION_MIN..FMT_VERSION is reported as
+ * -4). */
 #define FMT_BAD_MAGIC   (-1)
 #define FMT_BAD_CRC     (-2)
 #define FMT_BAD_FIELD   (-3)
@@ -72,6 +78,51 @@ void fmt_record_encode(const struct fmt_record *r,
 		       uint8_t out[FMT_REC_HEADER_SIZE]);
 int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
 		      struct fmt_record *r);
+
+/* ---- write journal: STORE/journal/VOL/NNNNNNNNNNNNNNNN.jnl -------------
+ * A volume head's acknowledged writes, in order, until they are destaged
+ * into chunks.  A segment file is a 64-byte header, then records. */
+
+#define FMT_JNL_MAGIC "VDISKJN1"
+#define FMT_JNL_VERSION 1u
+#define FMT_JNL_HEADER_SIZE 64
+
+struct fmt_jnl_header {
+	uint32_t version;
+	uint8_t uuid[16];     /* the store's */
+	uint64_t layer;       /* the volume's layer when it was written */
+	uint64_t segment;     /* equals the number in the file name, >= 1 */
+};
+void fmt_jnl_header_encode(const struct fmt_jnl_header *h,
+			   uint8_t out[FMT_JNL_HEADER_SIZE]);
+int fmt_jnl_header_decode(const uint8_t in[FMT_JNL_HEADER_SIZE],
+			  struct fmt_jnl_header *h);
+
+/* A record: 40-byte header, then LENGTH bytes of data for a WRITE (none
+ * for a ZERO).  CHECK is XXH3-64 of the data seeded with XXH3-64 of header
+ * bytes 0..31, so a torn or damaged record is detected before use. */
+#define FMT_JREC_HEADER_SIZE 40
+#define FMT_JREC_MAGIC 0x4a524456u  /* bytes "VDRJ" */
+#define FMT_JREC_WRITE 1u
+#define FMT_JREC_ZERO 2u
+#define FMT_JREC_DATA_MAX (8u << 20) /* longer writes take several records */
+
+struct fmt_jrec {
+	uint16_t kind;
+	uint64_t seq;      /* 1, 2, 3, ... across the volume's segments */
+	uint64_t offset;   /* byte offset in the volume */
+	uint64_t length;   /* bytes written or zeroed */
+	uint64_t check;
+};
+/* Encodes R with its CHECK computed over DATA (NULL for a ZERO). */
+void fmt_jrec_encode(struct fmt_jrec *r, const void *data,
+		     uint8_t out[FMT_JREC_HEADER_SIZE]);
+/* Decodes a header: FMT_BAD_MAGIC or FMT_BAD_FIELD if it is not one. */
+int fmt_jrec_decode(const uint8_t in[FMT_JREC_HEADER_SIZE],
+		    struct fmt_jrec *r);
+/* True if R's check matches header IN and DATA (NULL for a ZERO). */
+int fmt_jrec_verify(const uint8_t in[FMT_JREC_HEADER_SIZE],
+		    const struct fmt_jrec *r, const void *data);
 
 /* ---- LMDB keys and values ----------------------------------------------- */
 

@@ -92,9 +92,9 @@ def read_superblock(store):
         corrupt("Superblock", "CRC-32C mismatch (stored %08x, computed %08x)"
                 % (crc, crc32c(sb[0:60])))
     version, chunk_size = struct.unpack_from("<II", sb, 8)
-    if version != 1:
+    if version not in (1, 2):
         raise SpecError("unsupported format version %d (superblock); this "
-                        "reader knows version 1" % version)
+                        "reader knows versions 1 and 2" % version)
     if chunk_size < 4096 or chunk_size > 1048576 or \
             chunk_size & (chunk_size - 1):
         corrupt("Superblock", "chunk_size %d is not a power of two in "
@@ -104,7 +104,7 @@ def read_superblock(store):
     uuid = sb[16:32]
     if (uuid[6] >> 4) != 4 or (uuid[8] & 0xC0) != 0x80:
         corrupt("Superblock", "uuid %s is not RFC 4122 version 4" % uuid.hex())
-    return {"chunk_size": chunk_size, "uuid": uuid,
+    return {"chunk_size": chunk_size, "uuid": uuid, "version": version,
             "created": struct.unpack_from("<Q", sb, 32)[0]}
 
 
@@ -173,6 +173,7 @@ def load_index(store):
 
 class Index:
     def __init__(self, sb, dbs):
+        self.sb = sb
         self.cs = sb["chunk_size"]
         self.meta = {}
         self.chunks = {}
@@ -212,9 +213,11 @@ class Index:
             self.meta[key] = struct.unpack("<Q", v)[0]
         if "format" not in self.meta:
             corrupt("meta", "no 'format' key")
-        if self.meta["format"] != 1:
-            raise SpecError("unsupported format version %d (meta.format); "
-                            "this reader knows version 1" % self.meta["format"])
+        if self.meta["format"] not in (1, 2) or \
+                self.meta["format"] > sb_version(self):
+            raise SpecError("unsupported format version %d (meta.format, "
+                            "superblock %d)" % (self.meta["format"],
+                                                sb_version(self)))
         if self.meta.get("chunk_size") != self.cs:
             corrupt("meta", "chunk_size %s differs from the superblock's %d"
                     % (self.meta.get("chunk_size"), self.cs))
@@ -638,6 +641,86 @@ def zstd_run(frames):
     return True, p.stdout
 
 
+def sb_version(index):
+    return index.sb["version"]
+
+
+# ---- the write journal (version 2) ---------------------------------------------
+
+JREC = struct.Struct("<IHHQQQQ")   # magic kind reserved seq offset length check
+JREC_MAGIC = 0x4a524456
+JREC_WRITE, JREC_ZERO = 1, 2
+JREC_DATA_MAX = 8 << 20
+
+
+def journal_records(store, sb, vol, layer):
+    """The journal records of head VOL (of LAYER) that a reader applies, in
+    order: the consecutive run of segments ending at the newest, valid
+    records, up to the first invalid one of the newest segment."""
+    try:
+        import xxhash
+    except ImportError:
+        raise SpecError("reading a journal needs the xxhash module "
+                        "(python3-xxhash)")
+    d = os.path.join(store, "journal", vol.decode())
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    segs = sorted(int(n[:16], 16) for n in names
+                  if len(n) == 20 and n.endswith(".jnl") and
+                  all(c in "0123456789abcdef" for c in n[:16]) and
+                  int(n[:16], 16) > 0)
+    first = len(segs)
+    while first > 0 and (first == len(segs) or segs[first - 1] + 1 == segs[first]):
+        first -= 1
+    out, last_seq = [], 0
+    for i in range(first, len(segs)):
+        newest = i + 1 == len(segs)
+        path = os.path.join(d, "%016x.jnl" % segs[i])
+        with open(path, "rb") as f:
+            data = f.read()
+        what = "journal segment %s" % path
+        h = data[:64]
+        if len(h) < 64 or h[0:8] != b"VDISKJN1" or \
+                struct.unpack_from("<I", h, 60)[0] != crc32c(h[:60]):
+            if newest:
+                continue  # created, never synced
+            corrupt("Journal", "%s: bad header" % what)
+        version, = struct.unpack_from("<I", h, 8)
+        hlayer, hseg = struct.unpack_from("<QQ", h, 32)
+        if version != 1 or h[16:32] != sb["uuid"] or hseg != segs[i] or \
+                h[12:16] != bytes(4) or h[48:60] != bytes(12) or hlayer == 0:
+            if newest:
+                continue
+            corrupt("Journal", "%s: bad header fields" % what)
+        if hlayer != layer:
+            continue  # stale: an earlier life of the volume
+        off = 64
+        while off < len(data):
+            ok = off + JREC.size <= len(data)
+            if ok:
+                magic, kind, res, seq, voff, length, check = \
+                    JREC.unpack_from(data, off)
+                ok = (magic == JREC_MAGIC and kind in (JREC_WRITE, JREC_ZERO)
+                      and res == 0 and seq > last_seq and length > 0 and
+                      (kind == JREC_ZERO or length <= JREC_DATA_MAX))
+            if ok:
+                dlen = length if kind == JREC_WRITE else 0
+                body = data[off + JREC.size:off + JREC.size + dlen]
+                ok = len(body) == dlen and check == xxhash.xxh3_64_intdigest(
+                    body, seed=xxhash.xxh3_64_intdigest(data[off:off + 32]))
+            if not ok:
+                if newest:
+                    break  # the torn tail: never flushed
+                corrupt("Journal", "%s: damaged record at offset %d"
+                        % (what, off))
+            out.append((voff, length, body if kind == JREC_WRITE else None))
+            last_seq = seq
+            off += JREC.size + dlen
+    return out
+
+
 # ---- main ---------------------------------------------------------------------
 
 def read_point(store, point, out):
@@ -661,6 +744,22 @@ def read_point(store, point, out):
     cs = sb["chunk_size"]
     names = [idx.lookup(layer, i, epoch) for i in range(-(-size // cs))]
     data = packs.read_chunks({n: idx.chunks[n] for n in names if n})
+    # A head's journal holds writes not yet in chunks: laid over them in
+    # order (FORMAT.md "Write journal").
+    records = journal_records(store, sb, vol, layer) if snap is None else []
+    if records:
+        image = bytearray(size)
+        for i, name in enumerate(names):
+            if name is not None:
+                n = min(cs, size - i * cs)
+                image[i * cs:i * cs + n] = data[name][:n]
+        for off, length, body in records:
+            if off >= size:
+                continue
+            n = min(length, size - off)
+            image[off:off + n] = body[:n] if body is not None else bytes(n)
+        out.write(image)
+        return
     for i, name in enumerate(names):
         n = min(cs, size - i * cs)
         if name is None:

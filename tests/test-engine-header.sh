@@ -48,7 +48,7 @@ int main()
 CXX
 # shellcheck disable=SC2046
 c++ ${VDISK_SANFLAGS:-} -std=c++11 -Wall -Wextra -Werror -pedantic -I"$top" -o "$tmpdir/hdr" \
-	"$tmpdir/hdr.cc" "$lib" $(pkg-config --libs lmdb libzstd libcrypto liburing) -pthread ||
+	"$tmpdir/hdr.cc" "$lib" $(pkg-config --libs lmdb libzstd libcrypto liburing libxxhash) -pthread ||
 	fail "a C++ program cannot use vdisk.h (missing extern \"C\"?)"
 "$tmpdir/hdr" || fail "C++ program failed"
 echo "vdisk.h: C99/C11 alone and C++ (extern \"C\") ok"

@@ -5,7 +5,9 @@
 # (and tests/format-reader.py, the reader written from FORMAT.md alone,
 # agrees).  Damaged copies made here fail with exit 1 and a clear message,
 # never wrong bytes: a flipped byte in a raw and in a zstd chunk payload, a
-# torn superblock, a superblock of version 2 with a valid CRC.
+# torn superblock, a superblock of an unknown version (3).  A version 1 store
+# stays version 1 when read and is upgraded in place to version 2 by its
+# first write; an upgrade cut short after the superblock is finished.
 source "$(dirname "$0")/functions.sh"
 requires tar sha256sum python3 cmp
 golden="$VDISK_TOP/tests/golden"
@@ -140,9 +142,10 @@ if [ -n "$have_reader" ]; then
 	grep -q 'corrupt' <<<"$out" || fail "format-reader: $out"
 fi
 
-# ---- superblock version 2 with a valid CRC ------------------------------------
-s=$(fresh v2)
-"$PY" - "$s/vdisk.sb" <<'EOF' || fail "rewrite superblock"
+# ---- superblock versions -------------------------------------------------------
+# setver STORE N: rewrites the superblock's version field (valid CRC).
+setver() {
+	"$PY" - "$1/vdisk.sb" "$2" <<'EOF' || fail "rewrite superblock"
 import struct, sys
 def crc32c(data):                     # FORMAT.md "Conventions"
     c = 0xFFFFFFFF
@@ -154,24 +157,70 @@ def crc32c(data):                     # FORMAT.md "Conventions"
 assert crc32c(b"123456789") == 0xE3069283
 sb = bytearray(open(sys.argv[1], "rb").read())
 assert len(sb) == 64 and struct.unpack_from("<I", sb, 60)[0] == crc32c(sb[:60])
-struct.pack_into("<I", sb, 8, 2)
+struct.pack_into("<I", sb, 8, int(sys.argv[2]))
 struct.pack_into("<I", sb, 60, crc32c(sb[:60]))
 open(sys.argv[1], "wb").write(sb)
 EOF
-for cmd in "list" "check" "export vm $tmpdir/v2.raw" "info vm"; do
+}
+sbver() { od -An -tu4 -j8 -N4 "$1/vdisk.sb" | tr -d ' '; }
+
+# Version 3 does not exist yet: refused, nothing written.
+s=$(fresh v3)
+setver "$s" 3
+for cmd in "list" "check" "export vm $tmpdir/v3.raw" "info vm"; do
 	# shellcheck disable=SC2086
 	out=$(vdisk --store "$s" $cmd 2>&1)
 	rc=$?
-	[ "$rc" -eq 1 ] || fail "$cmd on a version 2 store exited $rc: $out"
-	# vdisk 2026-11 says "store format version 2, this vdisk reads 1".
-	grep -Eqi 'unsupported.*version|version 2' <<<"$out" ||
+	[ "$rc" -eq 1 ] || fail "$cmd on a version 3 store exited $rc: $out"
+	grep -Eqi 'unsupported.*version 3' <<<"$out" ||
 		fail "$cmd: no unsupported version message: $out"
-	echo "version 2: $cmd: $out"
+	echo "version 3: $cmd: $out"
 done
-[ -e "$tmpdir/v2.raw" ] && fail "export of a version 2 store wrote a file"
+[ -e "$tmpdir/v3.raw" ] && fail "export of a version 3 store wrote a file"
 if [ -n "$have_reader" ]; then
 	out=$(reader "$s" vm - 2>&1 >/dev/null)
-	[ $? -eq 1 ] || fail "format-reader on a version 2 store"
-	grep -q 'unsupported format version 2' <<<"$out" || fail "format-reader: $out"
+	[ $? -eq 1 ] || fail "format-reader on a version 3 store"
+	grep -q 'unsupported format version 3' <<<"$out" || fail "format-reader: $out"
 fi
+
+# verify STORE WHAT: every golden point still reads as recorded, by vdisk and
+# by the reader, and check is clean.
+verify() {
+	vdisk --store "$1" check >/dev/null || fail "$2: check is not clean"
+	for p in $points; do
+		want=$(awk -v p="$p" '$2 == p {print $1}' "$golden/v1-expected/v1.sha256")
+		got=$(vdisk --store "$1" export "$p" - | sha256sum | cut -d' ' -f1)
+		[ "$got" = "$want" ] || fail "$2: export $p: sha256 $got, expected $want"
+		if [ -n "$have_reader" ]; then
+			got=$(reader "$1" "$p" - | sha256sum | cut -d' ' -f1)
+			[ "$got" = "$want" ] || fail "$2: format-reader $p: $got"
+		fi
+	done
+}
+
+# Reading a version 1 store leaves it version 1.
+s=$(fresh ro)
+verify "$s" "read-only use"
+[ "$(sbver "$s")" = 1 ] || fail "reading a version 1 store changed its version"
+
+# The first write upgrades it in place to version 2; old points read the same.
+s=$(fresh up)
+vdisk --store "$s" create fresh 1M || fail "create on a version 1 store"
+head -c 300000 /dev/urandom >"$tmpdir/w.img"
+vdisk --store "$s" import --existing fresh "$tmpdir/w.img" ||
+	fail "write into a version 1 store"
+[ "$(sbver "$s")" = 2 ] || fail "the first write did not upgrade the store to version 2"
+verify "$s" "upgraded store"
+vdisk --store "$s" export fresh "$tmpdir/fresh.raw" &&
+	cmp -n 300000 "$tmpdir/fresh.raw" "$tmpdir/w.img" ||
+	fail "upgraded store: the new volume does not read back"
+vdisk --store "$s" list --json | grep -q '"format_version": 2' ||
+	fail "list --json does not say format version 2"
+
+# An upgrade cut short after the superblock (version 2, meta still 1) is
+# finished by the next open.
+s=$(fresh cut)
+setver "$s" 2
+verify "$s" "interrupted upgrade"
+echo "upgrade: version 1 stays 1 when read, becomes 2 at the first write"
 echo OK

@@ -120,11 +120,15 @@ static void check_superblock(void)
 	memset(m + 32, 0, 32);
 	CHECK(fmt_sb_decode(m, &out) == FMT_BAD_CRC, "torn sb");
 
-	/* Versions other than FMT_VERSION, correctly sealed. */
-	const uint32_t versions[] = {0, FMT_VERSION + 1, 2, 0xffffffffu, 0x100};
+	/* Version 1 stores are still read (and upgraded by the engine). */
+	sb.version = FMT_VERSION_MIN;
+	sb.chunk_size = 65536;
+	fmt_sb_encode(&sb, m);
+	CHECK(fmt_sb_decode(m, &out) == 0 && out.version == FMT_VERSION_MIN,
+	      "sb version %u is read", FMT_VERSION_MIN);
+	/* Versions outside FMT_VERSION_MIN..FMT_VERSION, correctly sealed. */
+	const uint32_t versions[] = {0, FMT_VERSION + 1, 3, 0xffffffffu, 0x100};
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-		if (versions[i] == FMT_VERSION)
-			continue;
 		sb.version = versions[i];
 		sb.chunk_size = 65536;
 		fmt_sb_encode(&sb, m);
@@ -166,7 +170,7 @@ static void check_pack_header(void)
 	uint8_t h[FMT_PACK_HEADER_SIZE], m[FMT_PACK_HEADER_SIZE];
 
 	for (int i = 0; i < 200; i++) {
-		ph.version = FMT_VERSION;
+		ph.version = FMT_PACK_VERSION;
 		ph.pack_id = (uint32_t)et_next(&rng);
 		et_fill(&rng, ph.uuid, 16);
 		memset(h, 0xa5, sizeof(h));
@@ -177,7 +181,7 @@ static void check_pack_header(void)
 			      !memcmp(out.uuid, ph.uuid, 16),
 		      "pack fields survive");
 		CHECK(!memcmp(h, "VDISKPK1", 8), "pack magic at 0");
-		CHECK(fmt_get_le32(h + 8) == FMT_VERSION, "pack version at 8");
+		CHECK(fmt_get_le32(h + 8) == FMT_PACK_VERSION, "pack version at 8");
 		CHECK(fmt_get_le32(h + 12) == ph.pack_id, "pack id at 12");
 		CHECK(!memcmp(h + 16, ph.uuid, 16), "pack uuid at 16");
 		for (int k = 32; k < 60; k++)
@@ -197,13 +201,13 @@ static void check_pack_header(void)
 	CHECK(fmt_pack_header_decode(m, &out) == FMT_BAD_MAGIC, "sb magic");
 	memset(m, 0, sizeof(m));
 	CHECK(fmt_pack_header_decode(m, &out) == FMT_BAD_MAGIC, "zero pack");
-	ph.version = FMT_VERSION + 1;
+	ph.version = FMT_PACK_VERSION + 1;
 	fmt_pack_header_encode(&ph, m);
 	CHECK(fmt_pack_header_decode(m, &out) == FMT_BAD_VERSION, "pack v+1");
 	ph.version = 0;
 	fmt_pack_header_encode(&ph, m);
 	CHECK(fmt_pack_header_decode(m, &out) == FMT_BAD_VERSION, "pack v0");
-	ph.version = FMT_VERSION;
+	ph.version = FMT_PACK_VERSION;
 	for (int k = 32; k < 60; k++) {
 		fmt_pack_header_encode(&ph, m);
 		m[k] = 0x80;
@@ -757,7 +761,7 @@ static void fuzz_values(void)
 			break;
 		}
 		default: {
-			struct fmt_pack_header ph = {.version = FMT_VERSION,
+			struct fmt_pack_header ph = {.version = FMT_PACK_VERSION,
 						     .pack_id = 1};
 			fmt_pack_header_encode(&ph, v);
 			mutate(v, FMT_PACK_HEADER_SIZE);
@@ -794,6 +798,74 @@ static void check_constants(void)
 	      "distinct negative decode errors");
 }
 
+/* Journal segment headers and records (FORMAT.md "Write journal"). */
+static void check_journal(void)
+{
+	static const uint8_t data[] = "the bytes of a journaled write";
+	struct fmt_jnl_header h = { .version = FMT_JNL_VERSION, .layer = 7,
+				    .segment = 3 }, hout;
+	struct fmt_jrec r = { .kind = FMT_JREC_WRITE, .seq = 9, .offset = 4096,
+			      .length = sizeof data }, rout;
+	uint8_t hb[FMT_JNL_HEADER_SIZE], rb[FMT_JREC_HEADER_SIZE], m[64];
+
+	memset(h.uuid, 0xab, 16);
+	fmt_jnl_header_encode(&h, hb);
+	CHECK(!memcmp(hb, FMT_JNL_MAGIC, 8) && fmt_get_le32(hb + 8) == 1 &&
+	      fmt_get_le64(hb + 32) == 7 && fmt_get_le64(hb + 40) == 3 &&
+	      fmt_get_le32(hb + 60) == fmt_crc32c(0, hb, 60),
+	      "journal header layout");
+	CHECK(fmt_jnl_header_decode(hb, &hout) == 0 && hout.layer == 7 &&
+	      hout.segment == 3 && !memcmp(hout.uuid, h.uuid, 16),
+	      "journal header round trip");
+	for (int k = 0; k < FMT_JNL_HEADER_SIZE; k++) { /* every byte counts */
+		memcpy(m, hb, sizeof hb);
+		m[k] ^= 0x10;
+		CHECK(fmt_jnl_header_decode(m, &hout) != 0,
+		      "journal header byte %d flipped", k);
+	}
+	memcpy(m, hb, sizeof hb);
+	m[50] = 1; /* reserved, resealed */
+	reseal(m);
+	CHECK(fmt_jnl_header_decode(m, &hout) == FMT_BAD_FIELD, "journal reserved");
+
+	fmt_jrec_encode(&r, data, rb);
+	CHECK(fmt_get_le32(rb) == FMT_JREC_MAGIC && fmt_get_le64(rb + 8) == 9 &&
+	      fmt_get_le64(rb + 16) == 4096 && fmt_get_le64(rb + 24) == sizeof data,
+	      "journal record layout");
+	CHECK(fmt_jrec_decode(rb, &rout) == 0 && rout.kind == FMT_JREC_WRITE &&
+	      rout.seq == 9 && rout.check == r.check &&
+	      fmt_jrec_verify(rb, &rout, data), "journal record round trip");
+	/* A flipped bit anywhere, header or data, is caught.  (D is as long
+	 * as any length a flip can make: a reader reads that much.) */
+	uint8_t *d = calloc(1, FMT_JREC_DATA_MAX);
+	CHECK(d != NULL, "out of memory");
+	for (size_t k = 0; d && k < FMT_JREC_HEADER_SIZE + sizeof data; k++) {
+		memcpy(m, rb, sizeof rb);
+		memcpy(d, data, sizeof data);
+		if (k < FMT_JREC_HEADER_SIZE)
+			m[k] ^= 0x04;
+		else
+			d[k - FMT_JREC_HEADER_SIZE] ^= 0x04;
+		CHECK(fmt_jrec_decode(m, &rout) != 0 || !fmt_jrec_verify(m, &rout, d),
+		      "journal record byte %zu flipped", k);
+	}
+	free(d);
+	/* A zero record has no data; lengths and kinds are checked. */
+	r.kind = FMT_JREC_ZERO;
+	r.length = 1ull << 40;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == 0 && fmt_jrec_verify(rb, &rout, NULL),
+	      "journal zero record");
+	r.kind = FMT_JREC_WRITE;
+	r.length = FMT_JREC_DATA_MAX + 1ull;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record too long");
+	r.kind = 3;
+	r.length = 1;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 3");
+}
+
 int main(int argc, char **argv)
 {
 	et_rng_seed(&rng, et_init_seed(argc, argv));
@@ -808,6 +880,7 @@ int main(int argc, char **argv)
 	check_layer_val();
 	check_volume_val();
 	check_snapshot_val();
+	check_journal();
 	fuzz_values();
 	return et_finish("test-format");
 }

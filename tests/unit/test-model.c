@@ -386,7 +386,7 @@ static void open_store(int create)
 	verdict();
 	struct vd_store_info si;
 	CHECK_RC(vd_store_info(store, &si), 0);
-	CHECK(si.chunk_size == CHUNK && si.format_version == 1,
+	CHECK(si.chunk_size == CHUNK && si.format_version == 2,
 	      "store info: chunk %u version %u", si.chunk_size,
 	      si.format_version);
 	CHECK(strlen(si.uuid) == 36, "uuid '%s'", si.uuid);
@@ -1345,7 +1345,8 @@ static void directed_dedup(void)
 	CHECK_RC(vd_volume_open(store, "dd2", NULL, 0, &h), 0);
 	verdict();
 	CHECK_RC(vd_volume_pwrite(h, chunk, CHUNK, 5 * CHUNK), 0);
-	CHECK_RC(vd_volume_flush(h), 0);
+	/* A flush only syncs the journal; the counters count sealed chunks. */
+	CHECK_RC(vd_volume_close(h), 0);
 	CHECK_RC(vd_store_info(store, &b), 0);
 	verdict();
 	CHECK(b.chunks == a.chunks + 1 && b.chunk_refs == a.chunk_refs + 17,
@@ -1354,6 +1355,8 @@ static void directed_dedup(void)
 	      a.chunks, b.chunks, a.chunk_refs, b.chunk_refs);
 	CHECK(b.dedup_ratio >= 1.0, "dedup ratio %f", b.dedup_ratio);
 	/* Zeroing whole chunks frees them: holes. */
+	CHECK_RC(vd_volume_open(store, "dd2", NULL, 0, &h), 0);
+	verdict();
 	CHECK_RC(vd_volume_zero(h, 4 * CHUNK, 3 * CHUNK), 0);
 	nruns = 0;
 	CHECK_RC(vd_volume_extents(h, 0, 64 * CHUNK, extent_cb, NULL), 0);

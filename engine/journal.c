@@ -1,0 +1,507 @@
+/* The write journal of a volume head: acknowledged writes, in order, until
+ * they are destaged into chunks.
+ *
+ *   STORE/journal/VOL/NNNNNNNNNNNNNNNN.jnl   segments, numbered from 1
+ *
+ * A write is appended (header + data, one pwritev) before it is applied to
+ * the head's dirty chunks, under one lock, so the journal's order is the
+ * order the writes took effect in.  A flush is one fdatasync of the
+ * current segment, shared by every flush waiting at the time (group
+ * commit); a segment is synced before the next one starts, so only the
+ * newest can have an unsynced tail.
+ *
+ * Trimming: a segment goes once every write it holds is destaged, and
+ * segments go oldest first, so the journal is always a suffix of the
+ * writes.  Replay applies that suffix in order over the committed state;
+ * the committed state of each chunk holds a prefix of its writes at least
+ * as long as what was trimmed, so re-applying a destaged write there is
+ * harmless.  Replay uses only the run of consecutively numbered segments
+ * ending at the newest: a gap means the segments below it were trimmed.
+ * It stops at the first invalid record of the newest segment (a torn
+ * tail: writes never flushed); an invalid record in an older, synced
+ * segment is damage, and opening the volume fails with VD_ECORRUPT.
+ * Segments of another layer (a rollback or removal that stopped before
+ * deleting them) are stale: skipped, and removed with the rest.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "common/vector.h"
+#include "engine/internal.h"
+
+#define SEGMENT_MAX (64ull << 20) /* start a new segment past this */
+
+struct journal {
+	vd_store *j_store;
+	char j_vol[VD_NAME_MAX + 1];
+	uint64_t j_layer;
+
+	/* Appends and their application, under j_lock (held across both, so
+	 * the journal's order is the order writes took effect); the fields
+	 * below change under j_lock plus j_tail_lock, so j_tail_lock alone is
+	 * enough to read them. */
+	pthread_mutex_t j_lock;
+	pthread_mutex_t j_tail_lock;
+	int j_fd;                 /* current segment, -1 before the first */
+	uint64_t j_seg;           /* its number */
+	uint64_t j_size;          /* its append offset */
+	uint64_t j_seq;           /* last record's sequence number */
+	uint64_t j_first_seg;     /* oldest segment on disk */
+	uint64_t j_bytes;         /* in all segments on disk */
+	bool j_dir_unsynced;      /* a segment was created since the last sync */
+
+	/* Group commit, under j_sync_lock. */
+	pthread_mutex_t j_sync_lock;
+	pthread_cond_t j_sync_cond;
+	uint64_t j_synced;        /* records up to this seq are durable */
+	bool j_syncing;
+};
+
+static int seg_path(const char *vol, uint64_t seg, char *out, size_t len)
+{
+	const int n = snprintf(out, len, "journal/%s/%016llx.jnl", vol,
+			       (unsigned long long)seg);
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int dir_path(const char *vol, char *out, size_t len)
+{
+	const int n = snprintf(out, len, "journal/%s", vol);
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int fsync_at(vd_store *s, const char *dir)
+{
+	const int fd = openat(s->st_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* The segment numbers in journal/VOL, sorted. */
+DEFINE_VECTOR(u64_vec, uint64_t);
+
+static int cmp_u64(const void *a, const void *b)
+{
+	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int list_segments(vd_store *s, const char *vol, u64_vec *out)
+{
+	char dir[128];
+	DIR *d;
+	int fd;
+
+	if (dir_path(vol, dir, sizeof dir) < 0)
+		return SET_ERROR(-ENAMETOOLONG, "journal of '%s': name too long", vol);
+	fd = openat(s->st_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0
+		       : SET_ERROR(-errno, "%s/%s: %s", s->st_dir, dir, strerror(errno));
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, dir, strerror(errno));
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		unsigned long long seg;
+		char tail[8];
+		if (sscanf(e->d_name, "%16llx.%7s", &seg, tail) == 2 &&
+		    !strcmp(tail, "jnl") && strlen(e->d_name) == 20 && seg &&
+		    u64_vec_append(out, seg) < 0) {
+			closedir(d);
+			return SET_ERROR(-ENOMEM, "out of memory");
+		}
+	}
+	closedir(d);
+	if (out->len)
+		qsort(out->ptr, out->len, sizeof *out->ptr, cmp_u64);
+	return 0;
+}
+
+bool journal_exists(vd_store *s, const char *vol)
+{
+	u64_vec segs = { 0 };
+	const bool any = list_segments(s, vol, &segs) == 0 && segs.len > 0;
+
+	free(segs.ptr);
+	return any;
+}
+
+int journal_remove(vd_store *s, const char *vol)
+{
+	u64_vec segs = { 0 };
+	char path[160];
+	int r;
+
+	if ((r = list_segments(s, vol, &segs)) < 0)
+		return r;
+	/* Oldest first, so that what is left is always a suffix. */
+	for (size_t i = 0; i < segs.len; i++)
+		if (seg_path(vol, segs.ptr[i], path, sizeof path) == 0 &&
+		    unlinkat(s->st_dirfd, path, 0) < 0 && errno != ENOENT) {
+			r = SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path,
+				      strerror(errno));
+			break;
+		}
+	if (r == 0 && dir_path(vol, path, sizeof path) == 0)
+		unlinkat(s->st_dirfd, path, AT_REMOVEDIR);
+	free(segs.ptr);
+	return r;
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+/* Applies the valid records of segment SEG; *END is set where they end.
+ * LAST: the newest segment, whose invalid tail is dropped. */
+static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
+			  bool last, journal_apply_fn fn, void *opaque,
+			  uint64_t *applied)
+{
+	uint8_t hb[FMT_JNL_HEADER_SIZE], rb[FMT_JREC_HEADER_SIZE];
+	struct fmt_jnl_header h;
+	uint8_t *data = NULL;
+	char path[160];
+	struct stat st;
+	uint64_t off;
+	int fd, r = 0;
+
+	seg_path(j->j_vol, seg, path, sizeof path);
+	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path, strerror(errno));
+		goto out;
+	}
+	__atomic_add_fetch(&j->j_bytes, (uint64_t)st.st_size, __ATOMIC_RELAXED);
+	if (pread_full(fd, hb, sizeof hb, 0) != (ssize_t)sizeof hb ||
+	    fmt_jnl_header_decode(hb, &h) != 0 || h.segment != seg ||
+	    memcmp(h.uuid, s->st_uuid, 16)) {
+		/* A segment created but never synced may be empty or torn. */
+		if (!last)
+			r = SET_ERROR(VD_ECORRUPT, "%s/%s: bad journal header",
+				      s->st_dir, path);
+		goto out;
+	}
+	if (h.layer != j->j_layer)
+		goto out; /* stale: an earlier life of the volume */
+	if (!(data = malloc(FMT_JREC_DATA_MAX))) {
+		r = SET_ERROR(-ENOMEM, "out of memory");
+		goto out;
+	}
+	for (off = FMT_JNL_HEADER_SIZE;; ) {
+		struct fmt_jrec rec;
+		ssize_t n = pread_full(fd, rb, sizeof rb, off);
+		bool ok = n == (ssize_t)sizeof rb && fmt_jrec_decode(rb, &rec) == 0 &&
+			  rec.seq > j->j_seq;
+
+		if (n == 0 && off == (uint64_t)st.st_size)
+			break; /* the clean end */
+		if (ok && rec.kind == FMT_JREC_WRITE)
+			ok = pread_full(fd, data, rec.length, off + sizeof rb) ==
+			     (ssize_t)rec.length;
+		if (ok)
+			ok = fmt_jrec_verify(rb, &rec, data);
+		if (!ok) {
+			if (!last)
+				r = SET_ERROR(VD_ECORRUPT, "%s/%s: damaged journal "
+					      "record at offset %llu", s->st_dir,
+					      path, (unsigned long long)off);
+			break; /* the newest segment's torn tail: never flushed */
+		}
+		if ((r = fn(opaque, rec.kind == FMT_JREC_WRITE ? data : NULL,
+			    rec.offset, rec.length, seg)) < 0)
+			break;
+		j->j_seq = rec.seq;
+		(*applied)++;
+		off += sizeof rb + (rec.kind == FMT_JREC_WRITE ? rec.length : 0);
+	}
+out:
+	free(data);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int journal_open(vd_store *s, const char *vol, uint64_t layer,
+		 journal_apply_fn fn, void *opaque, struct journal **out,
+		 uint64_t *applied)
+{
+	struct journal *j = calloc(1, sizeof *j);
+	u64_vec segs = { 0 };
+	size_t first;
+	int r;
+
+	*out = NULL;
+	*applied = 0;
+	if (!j)
+		return SET_ERROR(-ENOMEM, "out of memory");
+	j->j_store = s;
+	j->j_layer = layer;
+	j->j_fd = -1;
+	snprintf(j->j_vol, sizeof j->j_vol, "%s", vol);
+	pthread_mutex_init(&j->j_lock, NULL);
+	pthread_mutex_init(&j->j_tail_lock, NULL);
+	pthread_mutex_init(&j->j_sync_lock, NULL);
+	pthread_cond_init(&j->j_sync_cond, NULL);
+	if ((r = list_segments(s, vol, &segs)) < 0)
+		goto err;
+	/* The consecutive run ending at the newest segment. */
+	first = segs.len;
+	while (first > 0 && (first == segs.len ||
+			     segs.ptr[first - 1] + 1 == segs.ptr[first]))
+		first--;
+	for (size_t i = first; i < segs.len; i++)
+		if ((r = replay_segment(s, j, segs.ptr[i], i + 1 == segs.len, fn,
+					opaque, applied)) < 0)
+			goto err;
+	j->j_first_seg = segs.len ? segs.ptr[0] : 1;
+	j->j_seg = segs.len ? segs.ptr[segs.len - 1] : 0; /* next append: +1 */
+	j->j_synced = j->j_seq;
+	free(segs.ptr);
+	*out = j;
+	return 0;
+err:
+	free(segs.ptr);
+	journal_close(j);
+	return r;
+}
+
+void journal_close(struct journal *j)
+{
+	if (!j)
+		return;
+	if (j->j_fd >= 0)
+		close(j->j_fd);
+	pthread_mutex_destroy(&j->j_lock);
+	pthread_mutex_destroy(&j->j_tail_lock);
+	pthread_mutex_destroy(&j->j_sync_lock);
+	pthread_cond_destroy(&j->j_sync_cond);
+	free(j);
+}
+
+/* ---- appending ---------------------------------------------------------- */
+
+/* Starts segment j_seg + 1, syncing the current one first so that only
+ * the newest segment can have an unsynced tail.  Caller holds j_lock. */
+static int segment_start(struct journal *j)
+{
+	vd_store *s = j->j_store;
+	struct fmt_jnl_header h = { .version = FMT_JNL_VERSION, .layer = j->j_layer };
+	uint8_t hb[FMT_JNL_HEADER_SIZE];
+	char path[160];
+	int fd, r;
+
+	if ((r = sb_upgrade(s)) < 0)
+		return r;
+	if (j->j_fd >= 0) {
+		if (fdatasync(j->j_fd) < 0)
+			return SET_ERROR(-errno, "journal of '%s': fdatasync: %s",
+					 j->j_vol, strerror(errno));
+		pthread_mutex_lock(&j->j_tail_lock);
+		close(j->j_fd);
+		j->j_fd = -1;
+		pthread_mutex_unlock(&j->j_tail_lock);
+	}
+	dir_path(j->j_vol, path, sizeof path);
+	if (mkdirat(s->st_dirfd, path, 0755) < 0 && errno != EEXIST)
+		return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path, strerror(errno));
+	h.segment = j->j_seg + 1;
+	memcpy(h.uuid, s->st_uuid, 16);
+	seg_path(j->j_vol, h.segment, path, sizeof path);
+	fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path, strerror(errno));
+	fmt_jnl_header_encode(&h, hb);
+	if ((r = pwrite_full(fd, hb, sizeof hb, 0)) < 0) {
+		close(fd);
+		unlinkat(s->st_dirfd, path, 0);
+		return SET_ERROR(r, "%s/%s: %s", s->st_dir, path, strerror(-r));
+	}
+	pthread_mutex_lock(&j->j_tail_lock);
+	if (j->j_seg == 0 || journal_bytes(j) == 0)
+		j->j_first_seg = h.segment;
+	j->j_fd = fd;
+	j->j_seg = h.segment;
+	j->j_size = FMT_JNL_HEADER_SIZE;
+	__atomic_add_fetch(&j->j_bytes, FMT_JNL_HEADER_SIZE, __ATOMIC_RELAXED);
+	j->j_dir_unsynced = true;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	return 0;
+}
+
+/* Appends one record.  Caller holds j_lock. */
+static int append_record(struct journal *j, unsigned kind, uint64_t off,
+			 const void *data, uint64_t len)
+{
+	struct fmt_jrec rec = { .kind = (uint16_t)kind, .seq = j->j_seq + 1,
+				.offset = off, .length = len };
+	uint8_t hb[FMT_JREC_HEADER_SIZE];
+	struct iovec iov[2] = { { hb, sizeof hb }, { (void *)data, 0 } };
+	const size_t total = sizeof hb + (kind == FMT_JREC_WRITE ? len : 0);
+	int r;
+
+	if ((j->j_fd < 0 || j->j_size + total > SEGMENT_MAX) &&
+	    (r = segment_start(j)) < 0)
+		return r;
+	fmt_jrec_encode(&rec, data, hb);
+	if (kind == FMT_JREC_WRITE)
+		iov[1].iov_len = len;
+	for (size_t done = 0; done < total;) {
+		const ssize_t n = pwritev(j->j_fd, iov, 2, (off_t)(j->j_size + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return SET_ERROR(n < 0 ? -errno : -EIO, "journal of '%s': "
+					 "write: %s", j->j_vol,
+					 strerror(n < 0 ? errno : EIO));
+		done += (size_t)n;
+		if (done < total) { /* short: go on from where it stopped */
+			size_t skip = (size_t)n;
+			for (int i = 0; i < 2; i++) {
+				const size_t d = MIN(skip, iov[i].iov_len);
+				iov[i].iov_base = (char *)iov[i].iov_base + d;
+				iov[i].iov_len -= d;
+				skip -= d;
+			}
+		}
+	}
+	pthread_mutex_lock(&j->j_tail_lock);
+	j->j_size += total;
+	__atomic_add_fetch(&j->j_bytes, total, __ATOMIC_RELAXED);
+	j->j_seq = rec.seq;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	return 0;
+}
+
+int journal_write(struct journal *j, unsigned kind, uint64_t off,
+		  const void *data, uint64_t len, journal_apply_fn apply,
+		  void *opaque)
+{
+	uint64_t seg = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&j->j_lock);
+	for (uint64_t done = 0; done < len && r == 0;) {
+		const uint64_t n = kind == FMT_JREC_WRITE
+				   ? MIN(len - done, (uint64_t)FMT_JREC_DATA_MAX)
+				   : len - done;
+		r = append_record(j, kind, off + done,
+				  data ? (const uint8_t *)data + done : NULL, n);
+		if (seg == 0)
+			seg = j->j_seg; /* where the write's first record is */
+		done += n;
+	}
+	/* Applied in the order journaled: replay gives the same bytes. */
+	if (r == 0)
+		r = apply(opaque, data, off, len, seg);
+	pthread_mutex_unlock(&j->j_lock);
+	return r;
+}
+
+int journal_sync(struct journal *j)
+{
+	uint64_t want, upto;
+	int fd = -1, r = 0;
+	bool dir;
+
+	/* Never j_lock: its holder may be waiting for a seal, and seals sync. */
+	pthread_mutex_lock(&j->j_tail_lock);
+	want = j->j_seq;
+	pthread_mutex_unlock(&j->j_tail_lock);
+
+	pthread_mutex_lock(&j->j_sync_lock);
+	while (j->j_synced < want && j->j_syncing)
+		pthread_cond_wait(&j->j_sync_cond, &j->j_sync_lock);
+	if (j->j_synced >= want) {
+		pthread_mutex_unlock(&j->j_sync_lock);
+		return 0;
+	}
+	j->j_syncing = true;
+	pthread_mutex_unlock(&j->j_sync_lock);
+
+	/* One fdatasync covers every record appended before it starts. */
+	pthread_mutex_lock(&j->j_tail_lock);
+	upto = j->j_seq;
+	if (j->j_fd >= 0)
+		fd = dup(j->j_fd);
+	dir = j->j_dir_unsynced;
+	j->j_dir_unsynced = false;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	if (fd >= 0 && fdatasync(fd) < 0)
+		r = SET_ERROR(-errno, "journal of '%s': fdatasync: %s", j->j_vol,
+			      strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	/* A new segment's name must survive too (and journal/ the first
+	 * time: its entry in the store directory). */
+	if (r == 0 && dir) {
+		char path[128];
+		dir_path(j->j_vol, path, sizeof path);
+		if ((r = fsync_at(j->j_store, path)) == 0)
+			r = fsync_at(j->j_store, "journal");
+		if (r < 0) {
+			pthread_mutex_lock(&j->j_tail_lock);
+			j->j_dir_unsynced = true;
+			pthread_mutex_unlock(&j->j_tail_lock);
+			r = SET_ERROR(r, "journal of '%s': fsync of its directory: %s",
+				      j->j_vol, strerror(-r));
+		}
+	}
+
+	pthread_mutex_lock(&j->j_sync_lock);
+	j->j_syncing = false;
+	if (r == 0 && upto > j->j_synced)
+		j->j_synced = upto;
+	pthread_cond_broadcast(&j->j_sync_cond);
+	pthread_mutex_unlock(&j->j_sync_lock);
+	return r;
+}
+
+/* ---- trimming ----------------------------------------------------------- */
+
+uint64_t journal_bytes(struct journal *j)
+{
+	return __atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED);
+}
+
+void journal_trim(struct journal *j, uint64_t keep)
+{
+	vd_store *s = j->j_store;
+	char path[160];
+
+	/* Never wait for appends here: a writer holding j_lock may itself be
+	 * waiting for the seal that called us to free memory. */
+	if (pthread_mutex_trylock(&j->j_lock) != 0)
+		return;
+	/* Nothing live at all: the current segment can go too. */
+	if (keep > j->j_seg && j->j_fd >= 0) {
+		pthread_mutex_lock(&j->j_tail_lock);
+		close(j->j_fd);
+		j->j_fd = -1;
+		pthread_mutex_unlock(&j->j_tail_lock);
+	}
+	while (j->j_first_seg < keep && j->j_first_seg <= j->j_seg &&
+	       !(j->j_fd >= 0 && j->j_first_seg == j->j_seg)) {
+		struct stat st;
+		seg_path(j->j_vol, j->j_first_seg, path, sizeof path);
+		if (fstatat(s->st_dirfd, path, &st, 0) == 0)
+			__atomic_sub_fetch(&j->j_bytes,
+					   MIN(journal_bytes(j), (uint64_t)st.st_size),
+					   __ATOMIC_RELAXED);
+		if (unlinkat(s->st_dirfd, path, 0) < 0 && errno != ENOENT)
+			break; /* left for later */
+		j->j_first_seg++;
+	}
+	pthread_mutex_unlock(&j->j_lock);
+}
