@@ -74,7 +74,7 @@ static int store_setup(vd_store *s, const char *dir,
 	s->st_cache_bytes = o && o->cache_bytes ? o->cache_bytes
 			    : env_mb("VDISK_CACHE_MB", 256ull << 20);
 	s->st_dirty_max = o && o->dirty_bytes ? o->dirty_bytes
-			  : env_mb("VDISK_DIRTY_MB", 1ull << 30);
+			  : env_mb("VDISK_DIRTY_MB", 256ull << 20);
 	/* Batched io_uring reads are opt-in (VDISK_IO=uring): the raw record
 	 * reads gain (bench/bench-io.c), but engine reads did not measurably
 	 * (bench part 5), decompressing and hashing dominating. */

@@ -98,10 +98,13 @@
  *    caller's buffers, and no pointer the engine hands back points into the
  *    index after the call (vd_strerror strings are static; vd_last_error's
  *    is per thread).
- *  - Writes are acknowledged once they are in the write-back cache of the
- *    volume handle, visible to every later read in this process, and
- *    durable after the next successful vd_volume_flush().  A crash loses
- *    only unflushed writes, and each chunk reads old or new, never mixed.
+ *  - Writes are acknowledged once they are in the volume head's write
+ *    journal (STORE/journal/VOL/) and its write-back cache, visible to
+ *    every later read in this process, and durable after the next
+ *    successful vd_volume_flush(), which syncs the journal.  Chunks are
+ *    sealed from the cache in the background, at snapshots and at close.
+ *    A crash loses only unflushed writes; the next open of the head
+ *    replays its journal.
  *
  * Environment (read by vd_store_open(); an option field set to non-zero
  * wins over its variable; values that are not a positive decimal integer
@@ -109,8 +112,9 @@
  *  - VDISK_CACHE_MB: MiB of decompressed clean chunks cached per store
  *    handle (default 256).
  *  - VDISK_DIRTY_MB: MiB of dirty (acknowledged, not yet sealed) chunk data
- *    per store handle before writers wait (default 1024).  Background
- *    sealing starts at three quarters of it.
+ *    per store handle before writers wait (default 256).  Background
+ *    sealing starts at three quarters of it, and whenever a head's journal
+ *    passes 1 GiB.
  *  - VDISK_IO: "uring" reads the records of chunks missing from the cache
  *    in batches with io_uring (up to 16 per submission); anything else, or
  *    unset, uses pread(2).
@@ -251,7 +255,7 @@ struct vd_store_options {
 	 * 256 MiB, or the environment variable VDISK_CACHE_MB). */
 	uint64_t cache_bytes;
 	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
-	 * store handle (0: default 1 GiB, or VDISK_DIRTY_MB).  Writers wait
+	 * store handle (0: default 256 MiB, or VDISK_DIRTY_MB).  Writers wait
 	 * while it is full; sealing starts at three quarters of it. */
 	uint64_t dirty_bytes;
 	/* Shown to other processes as the holder of volumes opened for writing
@@ -276,8 +280,8 @@ struct vd_store_options {
 int vd_store_open(const char *dir, const struct vd_store_options *opts,
 		  vd_store **out);
 
-/* Flushes and closes every volume handle still open (a failed flush loses
- * those writes, silently), stops the sealer and control threads and the
+/* Seals and closes every volume handle still open (a failed seal leaves
+ * those writes in the head's journal, for the next open), stops the sealer and control threads and the
  * control socket, and frees the store.  Every vd_volume opened from STORE
  * is invalid afterwards, even one the caller never closed: using it,
  * vd_volume_close() included, is undefined.  Must not race any other call
@@ -448,8 +452,9 @@ typedef int (*vd_range_fn)(void *opaque, uint64_t off, uint64_t len);
  * contents differ between point A (VOL_A@SNAP_A, SNAP_A NULL for the head)
  * and point B, as committed to the index, through CB while holding one read
  * transaction.  Ranges beyond the smaller size count as changed.  A head
- * this process holds for writing is compared as last sealed: flush it
- * first.
+ * this process holds for writing is sealed first, and one whose writer
+ * died has its journal replayed first, so a head compares as every write
+ * acknowledged to it.
  * Errors: VD_ENAME, VD_ENOVOL, VD_ENOSNAP, VD_EBUSY (a head named is held
  * for writing by another process: diff a snapshot of it), VD_ECORRUPT,
  * -ENOMEM, -EAGAIN, -EIO, or CB's non-zero return. */
@@ -471,9 +476,14 @@ typedef struct vd_volume vd_volume;
  *    sealer and control threads (see Threads).
  *  - A read-only head or a snapshot takes a shared lock: VD_EBUSY only while
  *    another process writes or changes the head (for a snapshot: while it
- *    is being removed).  A read-only head sees what is sealed; if this
- *    process later opens the same head for writing, the read-only handle
- *    reads through the writer and so sees its acknowledged writes.
+ *    is being removed).  A read-only head sees what is sealed (after
+ *    replaying the journal a dead writer left, which takes the head's
+ *    exclusive lock for that moment); if this process later opens the
+ *    same head for writing, the read-only handle reads through the writer
+ *    and so sees its acknowledged writes.
+ *  - A writable open replays the head's journal, if a writer died with
+ *    writes in it, and seals them before it returns: VD_ECORRUPT if a
+ *    synced journal segment is damaged.
  *  - In one process, opening the same point again returns the same handle
  *    (or, read-only onto a head this process writes, a handle reading
  *    through the writer), counted: each successful open needs its own
@@ -488,13 +498,15 @@ typedef struct vd_volume vd_volume;
 int vd_volume_open(vd_store *store, const char *vol, const char *snap,
 		   unsigned flags, vd_volume **out);
 
-/* Flushes V (if writable) and drops this reference; the last one releases
- * the handle and its lock.  Returns the flush status; the caller's
- * reference is gone either way.  If the flush fails on the last reference,
- * it is retried once and then the writes still unsealed are LOST.  Must not
- * race other calls on V.  NULL is fine.
- * Errors: those of vd_volume_flush(): -ENOSPC, -EDQUOT, -EIO, VD_ECORRUPT,
- * -ENOMEM, -EAGAIN, -errno. */
+/* Seals V's writes (if writable) and drops this reference; the last one
+ * releases the handle and its lock and, everything being sealed, removes
+ * the head's journal.  Returns the seal status; the caller's reference is
+ * gone either way.  If sealing fails on the last reference, it is retried
+ * once; writes still unsealed stay in the journal (durable if they were
+ * flushed) and the next open of the head replays them.  Must not race
+ * other calls on V.  NULL is fine.
+ * Errors: -ENOSPC, -EDQUOT, -EIO (data-file and index writes and syncs),
+ * VD_ECORRUPT, -ENOMEM, -EAGAIN, -errno. */
 int vd_volume_close(vd_volume *v);
 
 /* V's size in bytes when it was opened.  Other processes cannot resize a
@@ -526,11 +538,13 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off);
  * partial write) read the stored chunk first.  Waits
  * while the store's write-back cache is full (VDISK_DIRTY_MB) until the
  * sealer makes room; if sealing keeps failing (disk full, a corrupt chunk)
- * that wait does not end.  On failure a prefix of the range (whole chunks
- * before the failing one) may have been written.
+ * that wait does not end.  The write is appended to the head's journal
+ * first; on failure after that, a prefix of the range (whole chunks before
+ * the failing one) may read as written now, and all of it after a crash.
  * Errors: VD_EREADONLY, VD_ERANGE, VD_ECORRUPT (the stored chunk that an
- * unaligned write patches failed verification), -ENOMEM, -EAGAIN, -EIO,
- * -errno (reading the stored chunk). */
+ * unaligned write patches failed verification), -ENOSPC, -EDQUOT, -EIO
+ * (appending to the journal), -ENOMEM, -EAGAIN, -errno (reading the stored
+ * chunk; creating a journal segment). */
 int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off);
 
 /* Makes [OFF, OFF+LEN) read as zeroes, freeing whole chunks (discard, trim
@@ -541,18 +555,13 @@ int vd_volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off);
  * -errno (reading the stored chunk). */
 int vd_volume_zero(vd_volume *v, uint64_t off, uint64_t len);
 
-/* Makes every write acknowledged on V before the call durable: seals the
- * dirty chunks (hash, compress, append to a data file, fdatasync, commit
- * the index).  A read-only handle has nothing to flush and returns 0,
- * except one reading through this process's writer, which flushes that
- * writer.  On failure the chunks that could not be stored stay dirty in
- * memory, still served to reads, and the flush can be retried; others may
- * have been stored.  vd_volume_close() or vd_store_close() after a failed
- * flush drops them.
- * Errors: -ENOSPC, -EDQUOT, -EIO (data-file or index writes and syncs),
- * VD_ECORRUPT (a stored chunk under a page-aligned partial write failed
- * verification: that chunk stays dirty; or index corruption), -ENOMEM,
- * -EAGAIN, -errno (creating, writing and syncing data files). */
+/* Makes every write acknowledged on V before the call durable: one
+ * fdatasync of the head's write journal, shared with the flushes of other
+ * threads waiting at the time (group commit).  It seals no chunks.  A
+ * read-only handle has nothing to flush and returns 0, except one reading
+ * through this process's writer, which flushes that writer.  On failure
+ * nothing is lost from memory; the flush can be retried.
+ * Errors: -ENOSPC, -EDQUOT, -EIO (journal sync), -errno. */
 int vd_volume_flush(vd_volume *v);
 
 /* Extent types of vd_volume_extents(). */
