@@ -443,13 +443,15 @@ int journal_sync(struct journal *j)
 			      strerror(errno));
 	if (fd >= 0)
 		close(fd);
-	/* A new segment's name must survive too (and journal/ the first
-	 * time: its entry in the store directory). */
+	/* A new segment's name must survive too, and so must the entries of
+	 * journal/VOL and journal/ (their first time). */
 	if (r == 0 && dir) {
 		char path[128];
 		dir_path(j->j_vol, path, sizeof path);
-		if ((r = fsync_at(j->j_store, path)) == 0)
-			r = fsync_at(j->j_store, "journal");
+		if ((r = fsync_at(j->j_store, path)) == 0 &&
+		    (r = fsync_at(j->j_store, "journal")) == 0 &&
+		    fsync(j->j_store->st_dirfd) < 0)
+			r = -errno;
 		if (r < 0) {
 			pthread_mutex_lock(&j->j_tail_lock);
 			j->j_dir_unsynced = true;
