@@ -5,6 +5,7 @@
  * vanishes with the process).  The protocol is one line each way:
  *   request:  "SNAPSHOT <vol> <snap>\n"
  *   reply:    "<status> <message>\n"   status is 0 or a vdisk/errno code
+ * Only the holder's own user and root may ask (SO_PEERCRED).
  * The holder seals the writes it acknowledged, then takes the snapshot, so
  * the snapshot holds every write acknowledged before the request arrived.
  * What the holder does is the handler passed to control_start (volume.c);
@@ -43,9 +44,19 @@ static void serve_one(vd_store *s, int fd)
 	char req[REQUEST_MAX + 1], vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
 	char reply[600];
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct ucred peer;
+	socklen_t plen = sizeof peer;
 	size_t got = 0;
 	int r = -EINVAL;
 
+	/* An abstract socket has no file permissions: only our own user (or
+	 * root) may ask, as only they could open the store's lock files. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) < 0 ||
+	    (peer.uid != geteuid() && peer.uid != 0)) {
+		static const char no[] = "-13 not allowed\n";
+		(void)write_full(fd, no, sizeof no - 1);
+		return;
+	}
 	/* Read one line, with a deadline, from a client we trust little. */
 	while (got < REQUEST_MAX && poll(&p, 1, 5000) == 1) {
 		const ssize_t n = read(fd, req + got, REQUEST_MAX - got);

@@ -48,7 +48,11 @@ void err_begin(const char *api)
 
 int err_end(int r)
 {
-	if (r < 0 && !last_error[0])
+	/* A success leaves no message (helpers may have set one on the way,
+	 * e.g. "no volume" while checking that a name is free). */
+	if (r >= 0)
+		last_error[0] = '\0';
+	else if (!last_error[0])
 		err_set(r, api_name ? api_name : "vdisk", "%s", vd_strerror(r));
 	return r;
 }

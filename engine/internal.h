@@ -141,7 +141,7 @@ int err_mdb(int rc, const char *what);
 void err_begin(const char *api);
 #define API_BEGIN() err_begin(__func__)
 /* Ends a public call returning R: a failure that set no message gets one
- * (vd_strerror's), so every failure explains itself. */
+ * (vd_strerror's), so every failure explains itself; a success clears it. */
 int err_end(int r);
 /* The last message without its "CALL: " prefix. */
 const char *err_detail(void);

@@ -24,11 +24,9 @@
  *  - vd_last_error() returns the message recorded by the failing call in
  *    this thread, with context ("vd_volume_open: 'vm1' is held for writing
  *    by vdisk serve (pid 1234)").  Calls that can fail clear it first, so it
- *    never describes an earlier call's failure.  Read it only right after a
- *    call failed: after a success it may hold the text of an internal step
- *    that was expected to fail (vd_volume_create leaves "no volume 'x'").
- *    A failure may come with an empty message (some -ENOMEM do): fall back
- *    to vd_strerror().  The pure helpers (vd_strerror, vd_last_error,
+ *    never describes an earlier call's failure; a success leaves it empty,
+ *    and a failure always sets it (to vd_strerror()'s text when nothing
+ *    more precise is known).  The pure helpers (vd_strerror, vd_last_error,
  *    vd_name_valid, vd_errno, vd_point_parse) and the handle accessors
  *    (vd_volume_size, vd_volume_chunk_size, vd_volume_is_readonly) leave it
  *    alone.
