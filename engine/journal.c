@@ -195,6 +195,14 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 	}
 	if (h.layer != j->j_layer)
 		goto out; /* stale: an earlier life of the volume */
+	/* A dead writer may have left the newest segment's tail unsynced.
+	 * What replay seals must be durable in the journal first (the rule
+	 * seal_batch keeps), so sync it now. */
+	if (last && fdatasync(fd) < 0) {
+		r = SET_ERROR(-errno, "%s/%s: fdatasync: %s", s->st_dir, path,
+			      strerror(errno));
+		goto out;
+	}
 	if (!(data = malloc(FMT_JREC_DATA_MAX))) {
 		r = SET_ERROR(-ENOMEM, "out of memory");
 		goto out;
