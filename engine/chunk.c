@@ -80,6 +80,17 @@ static struct thread_ctx *thread_ctx(void)
 	return t;
 }
 
+void chunk_thread_release(void)
+{
+	struct thread_ctx *t;
+
+	pthread_once(&ctx_once, ctx_init_once);
+	if ((t = pthread_getspecific(ctx_key))) {
+		pthread_setspecific(ctx_key, NULL);
+		thread_ctx_free(t);
+	}
+}
+
 void chunk_hash(const void *data, size_t len, uint8_t out[32])
 {
 	struct thread_ctx *t = thread_ctx();

@@ -262,6 +262,9 @@ int pack_remove(vd_store *s, uint32_t id);
 /* ---- chunk.c ------------------------------------------------------------ */
 
 void chunk_hash(const void *data, size_t len, uint8_t out[32]);
+/* Frees the calling thread's hashing and compression contexts (threads
+ * free theirs when they exit; the main thread never does). */
+void chunk_thread_release(void);
 bool chunk_is_zero(const void *data, size_t len);
 /* Compresses CHUNK into OUT (capacity chunk_size); sets codec and length. */
 int chunk_compress(const void *chunk, size_t len, void *out, uint8_t *codec,

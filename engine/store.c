@@ -200,6 +200,7 @@ void store_close(vd_store *s)
 	pthread_mutex_destroy(&s->st_sb_lock);
 	free(s->st_dir);
 	free(s);
+	chunk_thread_release();
 }
 
 /* ---- info --------------------------------------------------------------- */

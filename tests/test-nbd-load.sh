@@ -149,7 +149,7 @@ sleep 0.5   # let the last connection threads finish
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "server RSS ${rss} KiB after the clients left, peak ${hwm} KiB"
 sanitized=0
-if ldd "$VDISK" 2>/dev/null | grep -Eq 'libasan|libtsan'; then
+if ldd "$VDISK" 2>/dev/null | grep -E 'libasan|libtsan' >/dev/null; then
 	# The sanitizers' shadow memory (and ASan's quarantine) make RSS
 	# meaningless.
 	peak_limit_kib=$((4096 * 1024)) idle_limit_kib=$((4096 * 1024)) sanitized=1

@@ -93,7 +93,7 @@ PY
 /usr/bin/python3 "$tmpdir/inflight.py" "$sock" "$pid" "$tmpdir/acked" || fail "in-flight client"
 wait "$pid"
 rc=$?
-[ "$rc" -eq 0 ] || fail "serve exited $rc after SIGTERM"
+[ "$rc" -eq 0 ] || fail "serve exited $rc after SIGTERM: $(tail -5 "$log")"
 [ -e "$sock" ] && fail "socket left after SIGTERM"
 grep -q "signal 15: stopping" "$log" || fail "no stop log"
 vdisk export vol "$tmpdir/vol.img" || fail "export"
