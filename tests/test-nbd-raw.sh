@@ -311,6 +311,13 @@ print("OK")
 PY
 /usr/bin/python3 "$tmpdir/raw.py" "$tmpdir/sock" || fail "raw protocol script"
 kill -0 "$pid" || fail "server died"
+# The connection threads log as they end, which may be after the client
+# returned: give them a moment.
+for _ in $(seq 50); do
+	grep -q "bad request magic" "$tmpdir/serve.log" &&
+		grep -q "mid-payload" "$tmpdir/serve.log" && break
+	sleep 0.1
+done
 cat "$tmpdir/serve.log"
 grep -q "bad request magic" "$tmpdir/serve.log" || fail "no log of the bad magic"
 grep -q "mid-payload" "$tmpdir/serve.log" || fail "no log of the cut-off payload"
