@@ -325,7 +325,7 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 			goto out_close_store;
 		}
 	}
-	err = vd_volume_open(store, vol, NULL, 0, &im.v);
+	err = vd_volume_open(store, vol, NULL, VD_OPEN_BULK, &im.v);
 	if (err < 0) {
 		rc = cli_fail(ctx, err, "'%s'", vol);
 		goto out_remove;

@@ -551,7 +551,8 @@ struct vd_volume {
 	 * instant, to be a point in time. */
 	pthread_rwlock_t v_barrier;
 
-	struct journal *v_journal;    /* writable heads */
+	struct journal *v_journal;    /* writable heads, unless VD_OPEN_BULK */
+	bool v_replaying;             /* open is replaying the journal */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */

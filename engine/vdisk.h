@@ -465,6 +465,13 @@ int vd_diff(vd_store *store, const char *vol_a, const char *snap_a,
 typedef struct vd_volume vd_volume;
 
 #define VD_OPEN_RDONLY 1u
+/* A writable head for a bulk load that flushes once, at the end (vdisk
+ * import): writes skip the journal, so each byte is written once instead
+ * of twice, and vd_volume_flush() seals everything written so far (hash,
+ * compress, sync the data files, commit), which is what makes it durable.
+ * A crash loses what was written since the last flush.  In one process
+ * the first open of a head decides; later opens share its handle. */
+#define VD_OPEN_BULK 2u
 
 /* Opens VOL (SNAP NULL: the head, writable unless VD_OPEN_RDONLY) or the
  * read-only snapshot VOL@SNAP, and sets *OUT (NULL on failure).

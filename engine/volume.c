@@ -162,8 +162,8 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
 
-		if (jseg)
-			dirty_throttle(v->v_store); /* replay seals as it goes */
+		if (!v->v_replaying) /* replay seals as it goes */
+			dirty_throttle(v->v_store);
 		if ((r = dirty_write(v, idx, src, pofs, plen, jseg)) < 0)
 			return r;
 		if (src)
@@ -183,6 +183,7 @@ static int apply_write(void *opaque, const void *data, uint64_t off,
 
 static int apply_zero(void *opaque, const void *data, uint64_t off,
 		      uint64_t len, uint64_t jseg);
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg);
 
 /* Journals a write (DATA NULL: zeroes) and applies it. */
 static int journaled(vd_volume *v, const void *data, uint64_t off,
@@ -195,10 +196,14 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 	if (len == 0)
 		return 0;
 	pthread_rwlock_rdlock(&v->v_barrier);
-	r = journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
-			  off, data, len, data ? apply_write : apply_zero, v);
+	if (!v->v_journal) /* VD_OPEN_BULK */
+		r = data ? write_range(v, data, len, off, 0)
+			 : zero_range(v, off, len, 0);
+	else
+		r = journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
+				  off, data, len, data ? apply_write : apply_zero, v);
 	pthread_rwlock_unlock(&v->v_barrier);
-	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH)
+	if (r == 0 && v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH)
 		dirty_wake(v->v_store);
 	return r;
 }
@@ -258,7 +263,7 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
 		}
 		if (r < 0 || idx >= end)
 			break;
-		if (jseg)
+		if (!v->v_replaying)
 			dirty_throttle(v->v_store);
 		if ((r = dirty_write(v, idx, NULL, 0, cs, jseg)) < 0)
 			break;
@@ -343,7 +348,7 @@ int volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 int volume_flush(vd_volume *v)
 {
 	v = read_target(v);
-	return v->v_journal ? journal_sync(v->v_journal) : 0;
+	return v->v_journal ? journal_sync(v->v_journal) : seal_all(v);
 }
 
 /* ---- background sealer -------------------------------------------------- */
@@ -523,20 +528,27 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 
 /* Opens the journal of writable head V, replaying what a crash left in it:
  * those writes are sealed and their segments removed before V is used. */
-static int journal_replay(vd_volume *v)
+static int journal_replay(vd_volume *v, bool bulk)
 {
 	struct journal *j;
 	uint64_t applied;
 	int r;
 
-	if ((r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
-			      replay_apply, v, &j, &applied)) < 0)
+	v->v_replaying = true;
+	r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
+			 replay_apply, v, &j, &applied);
+	v->v_replaying = false;
+	if (r < 0)
 		return r;
 	if ((r = seal_all(v)) < 0) {
 		journal_close(j);
 		return r;
 	}
 	journal_trim(j, UINT64_MAX);
+	if (bulk) { /* everything replayed is sealed: no journal from now on */
+		journal_close(j);
+		return journal_remove(v->v_store, v->v_name);
+	}
 	v->v_journal = j;
 	return 0;
 }
@@ -676,7 +688,8 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 			goto err;
 		v->v_lockfd = r;
 	}
-	if ((r = volume_load(v)) < 0 || (!rdonly && (r = journal_replay(v)) < 0))
+	if ((r = volume_load(v)) < 0 ||
+	    (!rdonly && (r = journal_replay(v, flags & VD_OPEN_BULK)) < 0))
 		goto err;
 	if (!rdonly && ((r = sealer_start(s)) < 0 ||
 			(r = control_start(s, snapshot_for_peer)) < 0))
