@@ -1,6 +1,7 @@
 /* The superblock, STORE/vdisk.sb: the store's identity and format version.
  * Written once at init, and once more when a version 1 store is upgraded
- * (the first time one of its volumes is opened for writing).
+ * (the first time one of its volume heads is opened for writing with a
+ * journal).
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -135,7 +135,7 @@ extern "C" {
 
 /* The store format version (FORMAT.md) this library writes.  It also reads
  * version 1 stores, and upgrades one to version 2 the first time a volume
- * of it is opened for writing; a store of any other version fails to open
+ * head of it is opened for writing (VD_OPEN_BULK aside); a store of any other version fails to open
  * with VD_EVERSION.  Equal to FMT_VERSION in format/format.h
  * (tests/unit/test-frontend.c checks). */
 #define VD_FORMAT_VERSION 2u

@@ -534,6 +534,9 @@ static int journal_replay(vd_volume *v, bool bulk)
 	uint64_t applied;
 	int r;
 
+	/* A head with a journal needs format 2: upgrade a version 1 store. */
+	if (!bulk && (r = sb_upgrade(v->v_store)) < 0)
+		return r;
 	v->v_replaying = true;
 	r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
 			 replay_apply, v, &j, &applied);

@@ -15,8 +15,9 @@
 #include <stdint.h>
 
 /* The store format this code writes, and the oldest it reads: a version 1
- * store becomes version 2 when a volume of it is first opened for writing
- * (version 2 adds the write journal; nothing else changed). */
+ * store becomes version 2 when a volume head of it is first opened for
+ * writing with a journal (version 2 adds the journal; nothing else
+ * changed). */
 #define FMT_VERSION 2u
 #define FMT_VERSION_MIN 1u
 #define FMT_PACK_VERSION 1u  /* pack file headers */

@@ -6,8 +6,9 @@
 # agrees).  Damaged copies made here fail with exit 1 and a clear message,
 # never wrong bytes: a flipped byte in a raw and in a zstd chunk payload, a
 # torn superblock, a superblock of an unknown version (3).  A version 1 store
-# stays version 1 when read and is upgraded in place to version 2 by its
-# first write; an upgrade cut short after the superblock is finished.
+# stays version 1 when read and is upgraded in place to version 2 when a
+# head is first opened for writing with a journal; an upgrade cut short
+# after the superblock is finished.
 source "$(dirname "$0")/functions.sh"
 requires tar sha256sum python3 cmp
 golden="$VDISK_TOP/tests/golden"
@@ -203,13 +204,18 @@ s=$(fresh ro)
 verify "$s" "read-only use"
 [ "$(sbver "$s")" = 1 ] || fail "reading a version 1 store changed its version"
 
-# The first write upgrades it in place to version 2; old points read the same.
+# Opening a head for writing (with a journal) upgrades it in place to
+# version 2; old points read the same.
 s=$(fresh up)
 vdisk --store "$s" create fresh 1M || fail "create on a version 1 store"
 head -c 300000 /dev/urandom >"$tmpdir/w.img"
 vdisk --store "$s" import --existing fresh "$tmpdir/w.img" ||
 	fail "write into a version 1 store"
-[ "$(sbver "$s")" = 2 ] || fail "the first write did not upgrade the store to version 2"
+# import writes no journal: the store can stay version 1.
+[ "$(sbver "$s")" = 1 ] || fail "an import upgraded the store"
+# A head opened for writing with a journal needs version 2.
+vdisk --store "$s" resize fresh 2M || fail "resize on a version 1 store"
+[ "$(sbver "$s")" = 2 ] || fail "opening a head for writing did not upgrade the store to version 2"
 verify "$s" "upgraded store"
 vdisk --store "$s" export fresh "$tmpdir/fresh.raw" &&
 	cmp -n 300000 "$tmpdir/fresh.raw" "$tmpdir/w.img" ||
@@ -222,5 +228,5 @@ vdisk --store "$s" list --json | grep -q '"format_version": 2' ||
 s=$(fresh cut)
 setver "$s" 2
 verify "$s" "interrupted upgrade"
-echo "upgrade: version 1 stays 1 when read, becomes 2 at the first write"
+echo "upgrade: version 1 stays 1 when read or imported into, becomes 2 when a head is opened for writing"
 echo OK
