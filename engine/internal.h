@@ -480,10 +480,13 @@ int control_request_snapshot(vd_store *s, int pid, const char *vol,
 /* ---- journal.c ---------------------------------------------------------- */
 
 struct journal;
-/* Applies one journaled write (DATA NULL: zeroes) whose first record is in
- * segment SEG. */
+/* Where a record's data is: segment SEG, at byte POS of its file. */
+struct jloc {
+	uint64_t seg, pos;
+};
+/* Applies one journaled record (DATA NULL: zeroes) found at LOC. */
 typedef int (*journal_apply_fn)(void *opaque, const void *data, uint64_t off,
-				uint64_t len, uint64_t seg);
+				uint64_t len, const struct jloc *loc);
 /* Opens the journal of head VOL (of LAYER), replaying what it holds through
  * FN in order (*APPLIED counts the records).  VD_ECORRUPT if a synced
  * segment is damaged. */
@@ -492,17 +495,25 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
 		 uint64_t *applied);
 void journal_close(struct journal *j);  /* NULL is fine */
 /* Appends a write (KIND FMT_JREC_WRITE with DATA, or FMT_JREC_ZERO) and
- * applies it through APPLY, both under the journal's lock, so writes take
- * effect in the order they are journaled. */
+ * applies it through APPLY, record by record, under the journal's lock, so
+ * writes take effect in the order they are journaled. */
 int journal_write(struct journal *j, unsigned kind, uint64_t off,
 		  const void *data, uint64_t len, journal_apply_fn apply,
 		  void *opaque);
+/* Reads LEN bytes of journaled data at (SEG, POS).  -ENOENT if the segment
+ * is gone (trimmed: what it held is sealed now). */
+int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,
+		 size_t len);
 /* Makes every write journaled before the call durable (group commit). */
 int journal_sync(struct journal *j);
-/* Removes the segments below KEEP, oldest first (never one being
- * appended to while KEEP is not past it).  Skips the work if a write is
- * under way. */
-void journal_trim(struct journal *j, uint64_t keep);
+/* KEEP(OPAQUE) returns the oldest segment still holding an unsealed write
+ * (UINT64_MAX: none); called under the journal's lock. */
+void journal_set_keep(struct journal *j, uint64_t (*keep)(void *), void *opaque);
+/* Removes the segments that KEEP no longer needs, oldest first.  Never
+ * waits: if a write is under way, that write does it when it ends. */
+void journal_trim(struct journal *j);
+/* Removes every segment (all of it is sealed; nothing writes). */
+void journal_trim_all(struct journal *j);
 /* Bytes the journal's segments take. */
 uint64_t journal_bytes(struct journal *j);
 /* True if head VOL has journal segments on disk. */

@@ -57,6 +57,13 @@ struct journal {
 	uint64_t j_bytes;         /* in all segments on disk */
 	bool j_dir_unsynced;      /* a segment was created since the last sync */
 
+	/* Trimming: which segments are still needed (the head's oldest
+	 * unsealed write), asked under j_lock; a trim that found j_lock taken
+	 * is left to the next write. */
+	uint64_t (*j_keep)(void *opaque);
+	void *j_keep_opaque;
+	bool j_trim_pending;
+
 	/* Group commit, under j_sync_lock. */
 	pthread_mutex_t j_sync_lock;
 	pthread_cond_t j_sync_cond;
@@ -227,9 +234,12 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 					      path, (unsigned long long)off);
 			break; /* the newest segment's torn tail: never flushed */
 		}
-		if ((r = fn(opaque, rec.kind == FMT_JREC_WRITE ? data : NULL,
-			    rec.offset, rec.length, seg)) < 0)
-			break;
+		{
+			const struct jloc loc = { seg, off + sizeof rb };
+			if ((r = fn(opaque, rec.kind == FMT_JREC_WRITE ? data : NULL,
+				    rec.offset, rec.length, &loc)) < 0)
+				break;
+		}
 		j->j_seq = rec.seq;
 		(*applied)++;
 		off += sizeof rb + (rec.kind == FMT_JREC_WRITE ? rec.length : 0);
@@ -298,6 +308,8 @@ void journal_close(struct journal *j)
 	free(j);
 }
 
+static void trim_locked(struct journal *j, uint64_t keep);
+
 /* ---- appending ---------------------------------------------------------- */
 
 /* Starts segment j_seg + 1, syncing the current one first so that only
@@ -348,9 +360,10 @@ static int segment_start(struct journal *j)
 	return 0;
 }
 
-/* Appends one record.  Caller holds j_lock. */
+/* Appends one record; *LOC says where its data went.  Caller holds
+ * j_lock. */
 static int append_record(struct journal *j, unsigned kind, uint64_t off,
-			 const void *data, uint64_t len)
+			 const void *data, uint64_t len, struct jloc *loc)
 {
 	struct fmt_jrec rec = { .kind = (uint16_t)kind, .seq = j->j_seq + 1,
 				.offset = off, .length = len };
@@ -365,6 +378,8 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 	fmt_jrec_encode(&rec, data, hb);
 	if (kind == FMT_JREC_WRITE)
 		iov[1].iov_len = len;
+	loc->seg = j->j_seg;
+	loc->pos = j->j_size + sizeof hb;
 	for (size_t done = 0; done < total;) {
 		const ssize_t n = pwritev(j->j_fd, iov, 2, (off_t)(j->j_size + done));
 		if (n < 0 && errno == EINTR)
@@ -396,7 +411,6 @@ int journal_write(struct journal *j, unsigned kind, uint64_t off,
 		  const void *data, uint64_t len, journal_apply_fn apply,
 		  void *opaque)
 {
-	uint64_t seg = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&j->j_lock);
@@ -404,17 +418,44 @@ int journal_write(struct journal *j, unsigned kind, uint64_t off,
 		const uint64_t n = kind == FMT_JREC_WRITE
 				   ? MIN(len - done, (uint64_t)FMT_JREC_DATA_MAX)
 				   : len - done;
-		r = append_record(j, kind, off + done,
-				  data ? (const uint8_t *)data + done : NULL, n);
-		if (seg == 0)
-			seg = j->j_seg; /* where the write's first record is */
+		const uint8_t *part = data ? (const uint8_t *)data + done : NULL;
+		struct jloc loc;
+
+		/* Each record is applied as soon as it is journaled, in the
+		 * order journaled: replay gives the same bytes. */
+		if ((r = append_record(j, kind, off + done, part, n, &loc)) == 0)
+			r = apply(opaque, part, off + done, n, &loc);
 		done += n;
 	}
-	/* Applied in the order journaled: replay gives the same bytes. */
-	if (r == 0)
-		r = apply(opaque, data, off, len, seg);
+	if (__atomic_exchange_n(&j->j_trim_pending, false, __ATOMIC_ACQ_REL) &&
+	    j->j_keep)
+		trim_locked(j, j->j_keep(j->j_keep_opaque));
 	pthread_mutex_unlock(&j->j_lock);
 	return r;
+}
+
+int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,
+		 size_t len)
+{
+	vd_store *s = j->j_store;
+	char path[160];
+	ssize_t n;
+	int fd;
+
+	seg_path(j->j_vol, seg, path, sizeof path);
+	if ((fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? -ENOENT
+		       : SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path,
+				   strerror(errno));
+	n = pread_full(fd, buf, len, pos);
+	close(fd);
+	if (n < 0)
+		return SET_ERROR((int)n, "%s/%s: read: %s", s->st_dir, path,
+				 strerror((int)-n));
+	if ((size_t)n != len)
+		return SET_ERROR(VD_ECORRUPT, "%s/%s: journaled data at %llu is cut "
+				 "short", s->st_dir, path, (unsigned long long)pos);
+	return 0;
 }
 
 int journal_sync(struct journal *j)
@@ -485,15 +526,14 @@ uint64_t journal_bytes(struct journal *j)
 	return __atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED);
 }
 
-void journal_trim(struct journal *j, uint64_t keep)
+/* Removes the segments below KEEP, oldest first.  Caller holds j_lock, so
+ * no write is between its append and its application: KEEP, computed under
+ * j_lock from what is dirty, accounts for every record appended. */
+static void trim_locked(struct journal *j, uint64_t keep)
 {
 	vd_store *s = j->j_store;
 	char path[160];
 
-	/* Never wait for appends here: a writer holding j_lock may itself be
-	 * waiting for the seal that called us to free memory. */
-	if (pthread_mutex_trylock(&j->j_lock) != 0)
-		return;
 	/* Nothing live at all: the current segment can go too. */
 	if (keep > j->j_seg && j->j_fd >= 0) {
 		pthread_mutex_lock(&j->j_tail_lock);
@@ -513,5 +553,31 @@ void journal_trim(struct journal *j, uint64_t keep)
 			break; /* left for later */
 		j->j_first_seg++;
 	}
+}
+
+void journal_set_keep(struct journal *j, uint64_t (*keep)(void *), void *opaque)
+{
+	j->j_keep = keep;
+	j->j_keep_opaque = opaque;
+}
+
+void journal_trim(struct journal *j)
+{
+	/* Never wait for j_lock here: a writer holding it may itself be
+	 * waiting for the seal that called us to free memory.  If it is
+	 * taken, the next write does the trim. */
+	if (pthread_mutex_trylock(&j->j_lock) != 0) {
+		__atomic_store_n(&j->j_trim_pending, true, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_store_n(&j->j_trim_pending, false, __ATOMIC_RELAXED);
+	trim_locked(j, j->j_keep ? j->j_keep(j->j_keep_opaque) : 0);
+	pthread_mutex_unlock(&j->j_lock);
+}
+
+void journal_trim_all(struct journal *j)
+{
+	pthread_mutex_lock(&j->j_lock);
+	trim_locked(j, UINT64_MAX);
 	pthread_mutex_unlock(&j->j_lock);
 }

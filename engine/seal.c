@@ -194,7 +194,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	item_err = dirty_sealed(v, items, n, r);
 	/* What is sealed is in the index, durably: its journal can go. */
 	if (r == 0 && n && v->v_journal)
-		journal_trim(v->v_journal, dirty_min_jseg(v));
+		journal_trim(v->v_journal);
 	for (size_t i = 0; i < n; i++) {
 		cache_buf_put(s->st_cache, items[i].raw);
 		cache_buf_put(s->st_cache, items[i].payload);

@@ -176,13 +176,13 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 
 /* journal_write's apply step, and replay's. */
 static int apply_write(void *opaque, const void *data, uint64_t off,
-		       uint64_t len, uint64_t jseg)
+		       uint64_t len, const struct jloc *loc)
 {
-	return write_range(opaque, data, len, off, jseg);
+	return write_range(opaque, data, len, off, loc->seg);
 }
 
 static int apply_zero(void *opaque, const void *data, uint64_t off,
-		      uint64_t len, uint64_t jseg);
+		      uint64_t len, const struct jloc *loc);
 static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg);
 
 /* Journals a write (DATA NULL: zeroes) and applies it. */
@@ -274,10 +274,10 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
 }
 
 static int apply_zero(void *opaque, const void *data, uint64_t off,
-		      uint64_t len, uint64_t jseg)
+		      uint64_t len, const struct jloc *loc)
 {
 	(void)data;
-	return zero_range(opaque, off, len, jseg);
+	return zero_range(opaque, off, len, loc->seg);
 }
 
 int volume_zero(vd_volume *v, uint64_t off, uint64_t len)
@@ -511,12 +511,12 @@ out:
 /* Replay applies a journaled write as it was applied first (clipped to
  * the size: a shrink may have cut it), sealing as it goes. */
 static int replay_apply(void *opaque, const void *data, uint64_t off,
-			uint64_t len, uint64_t jseg)
+			uint64_t len, const struct jloc *loc)
 {
 	vd_volume *v = opaque;
 	int r;
 
-	(void)jseg;
+	(void)loc;
 	if (off >= v->v_size)
 		return 0;
 	len = MIN(len, v->v_size - off);
@@ -524,6 +524,11 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 	if (r == 0 && dirty_over_start(v->v_store))
 		r = seal_batch(v, SEAL_BACKGROUND, UINT64_MAX);
 	return r < 0 ? r : 0;
+}
+
+static uint64_t keep_segment(void *opaque)
+{
+	return dirty_min_jseg(opaque);
 }
 
 /* Opens the journal of writable head V, replaying what a crash left in it:
@@ -547,11 +552,12 @@ static int journal_replay(vd_volume *v, bool bulk)
 		journal_close(j);
 		return r;
 	}
-	journal_trim(j, UINT64_MAX);
+	journal_trim_all(j);
 	if (bulk) { /* everything replayed is sealed: no journal from now on */
 		journal_close(j);
 		return journal_remove(v->v_store, v->v_name);
 	}
+	journal_set_keep(j, keep_segment, v);
 	v->v_journal = j;
 	return 0;
 }
