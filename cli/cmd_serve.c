@@ -28,7 +28,7 @@ static const char help[] =
 	"  -c, --cache SIZE          memory for decompressed, verified chunks\n"
 	"                            (default 256M); random reads are fastest when\n"
 	"                            it holds the working set.  Written chunks not\n"
-	"                            yet sealed are bounded separately (256M;\n"
+	"                            yet sealed are bounded separately (64M;\n"
 	"                            VDISK_DIRTY_MB)\n"
 	"  --pidfile FILE            write the server's pid to FILE once it accepts\n"
 	"                            connections; removed on a clean exit\n"

@@ -572,14 +572,22 @@ int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
 int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw)
 {
+	struct fmt_chunk cur;
 	struct fmt_record rec;
 	int r;
 
-	if (chunk_verify(s, hash, c, scratch, raw) < 0)
+	/* C is what a scan saw; the reference count may have changed since
+	 * (seals commit meanwhile): move what the index says now. */
+	if ((r = chunk_get(s, w->txn, hash, &cur)) < 0)
+		return r == VD_ECORRUPT ? 1 : r;
+	if (cur.pack_id != c->pack_id || cur.offset != c->offset)
+		return 0; /* no longer in that pack */
+	if (chunk_verify(s, hash, &cur, scratch, raw) < 0)
 		return 1;
 	fmt_record_decode(scratch, &rec);
-	if ((r = pack_append(s, &rec, scratch + FMT_REC_HEADER_SIZE, &c->pack_id,
-			     &c->offset)) < 0)
+	if ((r = pack_append(s, &rec, scratch + FMT_REC_HEADER_SIZE, &cur.pack_id,
+			     &cur.offset)) < 0)
 		return r;
-	return chunk_put(s, w->txn, hash, c);
+	*c = cur;
+	return chunk_put(s, w->txn, hash, &cur);
 }

@@ -7,7 +7,11 @@
  * loaded) or ZERO (neither).  Page-aligned writes into a chunk not in
  * memory make it SPARSE, so a 4 KiB write costs a 4 KiB copy; the stored
  * chunk is read when sealing (off the write path, on two threads) or when
- * an unaligned write needs it.
+ * an unaligned write needs it.  An entry is JOURNALED when its bytes are
+ * only in the journal: the stored chunk with the entry's pieces laid over
+ * it.  The coldest entries become JOURNALED when memory runs short
+ * (dirty_evict); writes to a JOURNALED entry add pieces (a whole-chunk
+ * write brings it back into memory).
  *
  * States of an entry: dirty -> sealing (a copy is being stored) -> gone, or
  * back to dirty if a write landed meanwhile (first_gen then marks the first
@@ -34,9 +38,20 @@ struct dirty {
 	uint64_t jseg;          /* journal segment of that write */
 	uint64_t jseg_next;     /* of the first write since sealing began */
 	bool sealing;
+	/* The writes since the stored chunk it was written over, as the
+	 * journal holds them: with these the memory copy can go (JOURNALED)
+	 * and the bytes be read back.  An entry whose writes were not
+	 * journaled, or that had more than PIECES_MAX while in memory, is
+	 * pinned: it stays in memory until sealed. */
+	struct dirty_piece *pieces;
+	uint32_t npieces, piece_cap;
+	bool pinned;
+	bool journaled;         /* JOURNALED: the stored chunk + pieces */
 	struct dirty *hnext;
 	struct dirty *fprev, *fnext;
 };
+
+#define PIECES_MAX 64
 
 
 /* ---- dirty table -------------------------------------------------------- */
@@ -96,6 +111,63 @@ static void entry_set_bytes(vd_volume *v, struct dirty *d, size_t bytes)
 	if (bytes != d->bytes)
 		dirty_account(v->v_store, (int64_t)bytes - (int64_t)d->bytes);
 	d->bytes = bytes;
+}
+
+/* What a JOURNALED entry counts: its piece list. */
+static size_t journaled_bytes(const struct dirty *d)
+{
+	return d->piece_cap * sizeof *d->pieces;
+}
+
+static void pieces_drop(struct dirty *d)
+{
+	free(d->pieces);
+	d->pieces = NULL;
+	d->npieces = d->piece_cap = 0;
+}
+
+/* Records the write of generation GEN at LOC (NULL: not journaled).  An
+ * entry in memory gives up its list (and gets pinned) rather than grow it
+ * past PIECES_MAX; a JOURNALED one must keep every piece. */
+static int pieces_add(vd_volume *v, struct dirty *d, uint64_t gen,
+		      const struct jloc *loc, const uint8_t *src, size_t pofs,
+		      size_t plen)
+{
+	const struct dirty_piece p = {
+		.gen = gen, .seg = loc ? loc->seg : 0,
+		.pos = src && loc ? loc->pos : DIRTY_ZEROES,
+		.pofs = (uint32_t)pofs, .plen = (uint32_t)plen,
+	};
+
+	if (d->pinned)
+		return 0;
+	if (!loc || (!d->journaled && d->npieces == PIECES_MAX)) {
+		assert(!d->journaled);
+		pieces_drop(d);
+		d->pinned = true;
+		return 0;
+	}
+	if (d->npieces == d->piece_cap) {
+		const uint32_t cap = d->piece_cap ? d->piece_cap * 2 : 4;
+		struct dirty_piece *np = realloc(d->pieces, cap * sizeof *np);
+		if (!np)
+			return SET_ERROR(-ENOMEM, "out of memory");
+		d->pieces = np;
+		d->piece_cap = cap;
+		if (d->journaled)
+			entry_set_bytes(v, d, journaled_bytes(d));
+	}
+	d->pieces[d->npieces++] = p;
+	return 0;
+}
+
+/* A write covering the whole chunk: the stored chunk no longer matters. */
+static int pieces_restart(vd_volume *v, struct dirty *d, uint64_t gen,
+			  const struct jloc *loc, const uint8_t *src)
+{
+	pieces_drop(d);
+	d->pinned = false;
+	return pieces_add(v, d, gen, loc, src, 0, v->v_chunk_size);
 }
 
 static void pages_free(vd_volume *v, struct dirty *d)
@@ -237,6 +309,7 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	else
 		cache_buf_put(v->v_store->st_cache, d->buf);
 	pages_free(v, d);
+	pieces_drop(d);
 	entry_set_bytes(v, d, 0);
 	free(d);
 }
@@ -288,12 +361,25 @@ void dirty_throttle(vd_store *s)
 	pthread_mutex_unlock(&s->st_dirty_lock);
 }
 
+/* Makes D (in memory, all of its writes in its pieces) JOURNALED: its
+ * memory copy goes.  Caller holds v_lock. */
+static void make_journaled(vd_volume *v, struct dirty *d)
+{
+	assert(!d->pinned && !d->journaled && !d->sealing);
+	cache_buf_put(v->v_store->st_cache, d->buf);
+	d->buf = NULL;
+	pages_free(v, d);
+	d->journaled = true;
+	entry_set_bytes(v, d, journaled_bytes(d));
+}
+
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
-		size_t plen, uint64_t jseg)
+		size_t plen, const struct jloc *loc)
 {
 	const uint32_t cs = v->v_chunk_size;
 	const bool full = pofs == 0 && plen == cs;
 	const bool paged = cs > PAGE && pofs % PAGE == 0 && plen % PAGE == 0;
+	const uint64_t jseg = loc ? loc->seg : 0;
 	struct chunk_cache *pool = v->v_store->st_cache;
 	uint8_t *base = NULL; /* the stored chunk, when this write needs it */
 	MDB_txn *txn = NULL;
@@ -302,7 +388,8 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 	pthread_mutex_lock(&v->v_lock);
 	for (;;) {
 		struct dirty *d = dirty_find(v, idx);
-		const bool need_base = !full && !paged && (!d || d->pages);
+		const bool need_base = !full && !paged && (!d || d->pages) &&
+				       !(d && d->journaled);
 		uint64_t seq;
 
 		if (need_base && !base) {
@@ -334,7 +421,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 			uint8_t *buf = NULL;
 
 			if (full && src && !(buf = cache_buf_get(pool))) {
-				r = -ENOMEM;
+				r = SET_ERROR(-ENOMEM, "out of memory");
 				break;
 			}
 			if (!full && !paged) { /* whole chunk from the stored one */
@@ -355,23 +442,33 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				else
 					memset(d->buf + pofs, 0, plen);
 			}
+			if (r == 0)
+				r = pieces_add(v, d, d->gen, loc, src, pofs, plen);
 			break;
 		}
-		if (full) {
+		if (d->journaled && !full) {
+			/* Its bytes stay in the journal: one more piece. */
+			if ((r = pieces_add(v, d, v->v_gen + 1, loc, src, pofs, plen)) < 0)
+				break;
+		} else if (full) {
 			pages_free(v, d);
+			d->journaled = false;
 			if (!src) { /* the whole chunk becomes zero */
 				cache_buf_put(pool, d->buf);
 				d->buf = NULL;
 			} else {
 				if (!d->buf && !(d->buf = cache_buf_get(pool))) {
-					r = -ENOMEM;
+					r = SET_ERROR(-ENOMEM, "out of memory");
 					break;
 				}
 				memcpy(d->buf, src, cs);
 			}
 			entry_set_bytes(v, d, cs);
+			if ((r = pieces_restart(v, d, v->v_gen + 1, loc, src)) < 0)
+				break;
 		} else if (d->pages && paged) {
-			if ((r = pages_write(v, d, src, pofs, plen)) < 0)
+			if ((r = pages_write(v, d, src, pofs, plen)) < 0 ||
+			    (r = pieces_add(v, d, v->v_gen + 1, loc, src, pofs, plen)) < 0)
 				break;
 		} else {
 			if (d->pages) { /* unaligned: make it whole first */
@@ -381,7 +478,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				base = NULL;
 			} else if (!d->buf) { /* zero, now partly written */
 				if (!(d->buf = cache_buf_get(pool))) {
-					r = -ENOMEM;
+					r = SET_ERROR(-ENOMEM, "out of memory");
 					break;
 				}
 				memset(d->buf, 0, cs);
@@ -391,6 +488,8 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				memcpy(d->buf + pofs, src, plen);
 			else
 				memset(d->buf + pofs, 0, plen);
+			if ((r = pieces_add(v, d, v->v_gen + 1, loc, src, pofs, plen)) < 0)
+				break;
 		}
 		d->gen = ++v->v_gen;
 		if (d->sealing && !d->jseg_next)
@@ -401,6 +500,32 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 	pthread_mutex_unlock(&v->v_lock);
 	cache_buf_put(pool, base);
 	return r;
+}
+
+uint64_t dirty_evict(vd_volume *v, uint64_t target)
+{
+	vd_store *s = v->v_store;
+	uint64_t freed = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	for (struct dirty *d = v->v_fifo_head; d; d = d->fnext) {
+		uint64_t now;
+
+		pthread_mutex_lock(&s->st_dirty_lock);
+		now = s->st_dirty_bytes;
+		pthread_mutex_unlock(&s->st_dirty_lock);
+		if (now <= target)
+			break;
+		if (d->pinned || d->journaled || d->sealing || (!d->buf && !d->pages))
+			continue;
+		{
+			const size_t before = d->bytes;
+			make_journaled(v, d);
+			freed += before - MIN(before, d->bytes);
+		}
+	}
+	pthread_mutex_unlock(&v->v_lock);
+	return freed;
 }
 
 bool dirty_over_start(vd_store *s)
@@ -465,7 +590,7 @@ enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
 		return DIRTY_MISS;
 	pthread_mutex_lock(&v->v_lock);
 	if ((d = dirty_find(v, idx))) {
-		if (d->pages) {
+		if (d->pages || d->journaled) {
 			hit = DIRTY_SPARSE;
 		} else {
 			entry_copy(v, d, out, pofs, plen);
@@ -478,11 +603,49 @@ enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
 	return hit;
 }
 
+int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
+		       size_t n, uint8_t *out, size_t pofs, size_t plen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct dirty_piece *p = &pieces[i];
+		const size_t lo = MAX((size_t)p->pofs, pofs);
+		const size_t hi = MIN((size_t)p->pofs + p->plen, pofs + plen);
+		int r;
+
+		if (lo >= hi)
+			continue;
+		if (p->pos == DIRTY_ZEROES)
+			memset(out + (lo - pofs), 0, hi - lo);
+		else if ((r = journal_read(v->v_journal, p->seg, p->pos + (lo - p->pofs),
+					   out + (lo - pofs), hi - lo)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Copies the pieces of JOURNALED entry D that touch [POFS, POFS+PLEN).
+ * Caller holds v_lock. */
+static int pieces_copy(const struct dirty *d, size_t pofs, size_t plen,
+		       struct dirty_piece **out, size_t *n)
+{
+	*n = 0;
+	if (!(*out = malloc((d->npieces ? d->npieces : 1) * sizeof **out)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < d->npieces; i++)
+		if (d->pieces[i].pofs < pofs + plen &&
+		    d->pieces[i].pofs + d->pieces[i].plen > pofs)
+			(*out)[(*n)++] = d->pieces[i];
+	return 0;
+}
+
 int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		      uint8_t *out, size_t pofs, size_t plen)
 {
 	for (;;) {
 		struct dirty *d;
+		struct dirty_piece *pieces = NULL;
+		size_t n = 0;
+		uint64_t gen = 0;
 		bool stale;
 		int r;
 
@@ -492,10 +655,45 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 				    pofs, plen)) < 0)
 			return r;
 		pthread_mutex_lock(&v->v_lock);
-		if ((d = dirty_find(v, idx))) {
+		if ((d = dirty_find(v, idx)) && !d->journaled) {
 			entry_copy(v, d, out, pofs, plen);
 			pthread_mutex_unlock(&v->v_lock);
 			return 0;
+		}
+		if (d) {
+			/* JOURNALED: its pieces go over the stored chunk read
+			 * above, which must be the one they were written over
+			 * (no seal since the view began), and the entry must not
+			 * change while they are read from the journal, unlocked. */
+			if (view_stale(v, view)) {
+				pthread_mutex_unlock(&v->v_lock);
+				view_end(view);
+				continue;
+			}
+			gen = d->gen;
+			r = pieces_copy(d, pofs, plen, &pieces, &n);
+			pthread_mutex_unlock(&v->v_lock);
+			if (r == 0)
+				r = dirty_apply_pieces(v, pieces, n, out, pofs, plen);
+			free(pieces);
+			if (r < 0 && r != -ENOENT) /* -ENOENT: sealed, trimmed */
+				return r;
+			pthread_mutex_lock(&v->v_lock);
+			d = dirty_find(v, idx);
+			stale = view_stale(v, view);
+			if (d && d->gen == gen && !stale) {
+				pthread_mutex_unlock(&v->v_lock);
+				/* Unchanged and still dirty, yet its journal
+				 * segment is gone: damage, not a race. */
+				return r == 0 ? 0
+				       : SET_ERROR(VD_ECORRUPT, "chunk %llu of '%s': "
+						   "its journal segment is missing",
+						   (unsigned long long)idx, v->v_name);
+			}
+			pthread_mutex_unlock(&v->v_lock);
+			if (stale)
+				view_end(view);
+			continue;
 		}
 		/* Sealed meanwhile: the view must show the seal. */
 		stale = view_stale(v, view);
@@ -516,7 +714,8 @@ enum dirty_hit dirty_extent(vd_volume *v, const struct view *view,
 		return DIRTY_MISS;
 	pthread_mutex_lock(&v->v_lock);
 	if ((d = dirty_find(v, idx))) {
-		*type = d->buf || d->pages ? VD_EXTENT_DATA : VD_EXTENT_HOLE;
+		*type = d->buf || d->pages || d->journaled ? VD_EXTENT_DATA
+							   : VD_EXTENT_HOLE;
 		hit = DIRTY_COPIED;
 	} else if (view_stale(v, view)) {
 		hit = DIRTY_STALE;
@@ -577,13 +776,23 @@ size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
 		memset(&items[n], 0, sizeof items[n]);
 		items[n].idx = d->idx;
 		items[n].gen = d->gen;
-		if (d->buf || d->pages) {
+		if (d->buf || d->pages || d->journaled) {
 			if (!(items[n].raw = cache_buf_get(v->v_store->st_cache))) {
 				*err = SET_ERROR(-ENOMEM, "out of memory");
 				break;
 			}
 		}
-		if (d->buf) {
+		if (d->journaled) {
+			/* Built from the stored chunk and the journal, unlocked. */
+			if (pieces_copy(d, 0, cs, &items[n].pieces,
+					&items[n].npieces) < 0) {
+				cache_buf_put(v->v_store->st_cache, items[n].raw);
+				items[n].raw = NULL;
+				*err = -ENOMEM;
+				break;
+			}
+			items[n].needs_base = true;
+		} else if (d->buf) {
 			memcpy(items[n].raw, d->buf, cs);
 		} else if (d->pages) {
 			items[n].needs_base = true;
@@ -620,9 +829,18 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 			v->v_sealed_seq++;
 			continue;
 		} else if (r == 0) {
-			/* Written while sealing: what is left starts there. */
+			/* Written while sealing: what is left starts there, and
+			 * the pieces sealed are in the stored chunk now.  The
+			 * stored chunk changed under a dirty entry: views begun
+			 * before are stale for reads that lay pieces over it. */
+			uint32_t k = 0;
 			d->first_gen = it->gen + 1;
 			d->jseg = d->jseg_next;
+			for (uint32_t p = 0; p < d->npieces; p++)
+				if (d->pieces[p].gen > it->gen)
+					d->pieces[k++] = d->pieces[p];
+			d->npieces = k;
+			v->v_sealed_seq++;
 		}
 		d->jseg_next = 0;
 	}

@@ -107,6 +107,7 @@ struct vd_store {
 
 	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
+	pthread_cond_t st_vol_cond;   /* a pin was dropped */
 	struct vd_volume *st_vols;
 
 	/* dirty.c counts dirty bytes; volume.c runs the sealer thread. */
@@ -318,10 +319,11 @@ int chunk_scan(vd_store *s, MDB_txn *txn, chunk_scan_fn fn, void *opaque,
  * LIVE for each live one. */
 int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
 		    void *opaque, uint64_t *freed);
-/* For gc: copies live chunk HASH (at C) to the writer pack and points the
- * index at the copy (C is updated).  Returns 0 when moved, 1 when left in
- * place because it fails verification.  Caller holds st_pack_lock and
- * reserved room.  SCRATCH holds a record, RAW a chunk. */
+/* For gc: copies chunk HASH, which a scan saw at C, to the writer pack and
+ * points the index at the copy, keeping its current reference count (C is
+ * updated).  Returns 0 when moved (or no longer at C), 1 when left in
+ * place because it fails verification or is gone.  Caller holds
+ * st_pack_lock and reserved room.  SCRATCH holds a record, RAW a chunk. */
 int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw);
 
@@ -534,6 +536,8 @@ struct vd_volume {
 	bool v_alias;
 	struct vd_volume *v_next;     /* in st_vols, under st_vol_lock */
 	int v_refs;                   /* under st_vol_lock */
+	int v_pins;                   /* the sealer's, under st_vol_lock: the
+				       * last unref waits for none */
 	char v_name[VD_NAME_MAX + 1];
 	char v_snap[VD_NAME_MAX + 1]; /* "" for the head */
 	bool v_readonly;
@@ -573,10 +577,26 @@ struct vd_volume {
 void dirty_throttle(vd_store *s);
 /* Dirty bytes at which background sealing starts. */
 bool dirty_over_start(vd_store *s);
-/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN; the write
- * is in journal segment JSEG (0: not journaled). */
+/* A write to a dirty chunk as the journal holds it: POFS..POFS+PLEN of the
+ * chunk, from byte POS of journal segment SEG (POS DIRTY_ZEROES: zeroes). */
+struct dirty_piece {
+	uint64_t gen, seg, pos;
+	uint32_t pofs, plen;
+};
+#define DIRTY_ZEROES UINT64_MAX
+/* Writes SRC (NULL: zeroes) into chunk IDX at POFS..POFS+PLEN.  LOC says
+ * where the journal holds these bytes (NULL: not journaled, so the entry
+ * must stay in memory). */
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
-		size_t plen, uint64_t jseg);
+		size_t plen, const struct jloc *loc);
+/* Lays PIECES over OUT, which holds [POFS, POFS+PLEN) of the chunk,
+ * reading their data from V's journal. */
+int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
+		       size_t n, uint8_t *out, size_t pofs, size_t plen);
+/* Drops the memory copies of V's coldest entries whose writes are all in
+ * the journal (they read back from it) until the store's dirty bytes are
+ * at most TARGET.  Returns the bytes freed. */
+uint64_t dirty_evict(vd_volume *v, uint64_t target);
 /* The oldest journal segment holding a write that is not sealed yet
  * (UINT64_MAX if none). */
 uint64_t dirty_min_jseg(vd_volume *v);
@@ -632,6 +652,8 @@ struct seal_item {
 	uint32_t stored_len;
 	bool needs_base;        /* sparse: raw holds only the pages in mask */
 	uint64_t mask[VD_CHUNK_MAX / DIRTY_PAGE / 64];
+	struct dirty_piece *pieces; /* journaled: laid over the base */
+	size_t npieces;
 	int r;                  /* this item failed (stays dirty) */
 };
 /* The generation of V's latest write. */

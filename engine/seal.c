@@ -49,6 +49,12 @@ static int fill_base(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 				memcpy(it->raw + (size_t)p * PAGE,
 				       base + (size_t)p * PAGE, PAGE);
 	cache_buf_put(v->v_store->st_cache, base);
+	/* A journaled entry: its writes come from the journal.  The segments
+	 * stay while it is dirty, so one missing is damage. */
+	if (r == 0 && it->npieces &&
+	    (r = dirty_apply_pieces(v, it->pieces, it->npieces, it->raw, 0, cs)) == -ENOENT)
+		r = SET_ERROR(VD_ECORRUPT, "chunk %llu of '%s': its journal segment "
+			      "is missing", (unsigned long long)it->idx, v->v_name);
 	return r;
 }
 
@@ -198,6 +204,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	for (size_t i = 0; i < n; i++) {
 		cache_buf_put(s->st_cache, items[i].raw);
 		cache_buf_put(s->st_cache, items[i].payload);
+		free(items[i].pieces);
 	}
 	free(items);
 	if (r == 0 && item_err < 0) { /* the others are stored; report this */

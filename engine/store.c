@@ -74,7 +74,7 @@ static int store_setup(vd_store *s, const char *dir,
 	s->st_cache_bytes = o && o->cache_bytes ? o->cache_bytes
 			    : env_mb("VDISK_CACHE_MB", 256ull << 20);
 	s->st_dirty_max = o && o->dirty_bytes ? o->dirty_bytes
-			  : env_mb("VDISK_DIRTY_MB", 256ull << 20);
+			  : env_mb("VDISK_DIRTY_MB", 64ull << 20);
 	/* Batched io_uring reads are opt-in (VDISK_IO=uring): the raw record
 	 * reads gain (bench/bench-io.c), but engine reads did not measurably
 	 * (bench part 5), decompressing and hashing dominating. */
@@ -82,6 +82,7 @@ static int store_setup(vd_store *s, const char *dir,
 	pthread_mutex_init(&s->st_pack_lock, NULL);
 	pthread_rwlock_init(&s->st_fd_lock, NULL);
 	pthread_mutex_init(&s->st_vol_lock, NULL);
+	pthread_cond_init(&s->st_vol_cond, NULL);
 	pthread_mutex_init(&s->st_dirty_lock, NULL);
 	pthread_cond_init(&s->st_dirty_cond, NULL);
 	pthread_mutex_init(&s->st_ctl_lock, NULL);
@@ -194,6 +195,7 @@ void store_close(vd_store *s)
 	pthread_mutex_destroy(&s->st_pack_lock);
 	pthread_rwlock_destroy(&s->st_fd_lock);
 	pthread_mutex_destroy(&s->st_vol_lock);
+	pthread_cond_destroy(&s->st_vol_cond);
 	pthread_mutex_destroy(&s->st_dirty_lock);
 	pthread_cond_destroy(&s->st_dirty_cond);
 	pthread_mutex_destroy(&s->st_ctl_lock);

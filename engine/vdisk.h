@@ -110,9 +110,10 @@
  *  - VDISK_CACHE_MB: MiB of decompressed clean chunks cached per store
  *    handle (default 256).
  *  - VDISK_DIRTY_MB: MiB of dirty (acknowledged, not yet sealed) chunk data
- *    per store handle before writers wait (default 256).  Background
- *    sealing starts at three quarters of it, and whenever a head's journal
- *    passes 1 GiB.
+ *    per store handle before writers wait (default 64).  Past three
+ *    quarters of it the coldest dirty chunks leave memory (their bytes are
+ *    in the journal, and read back from it); chunks are sealed when a
+ *    head's journal passes 1 GiB, at snapshots and at close.
  *  - VDISK_IO: "uring" reads the records of chunks missing from the cache
  *    in batches with io_uring (up to 16 per submission); anything else, or
  *    unset, uses pread(2).
@@ -253,7 +254,7 @@ struct vd_store_options {
 	 * 256 MiB, or the environment variable VDISK_CACHE_MB). */
 	uint64_t cache_bytes;
 	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
-	 * store handle (0: default 256 MiB, or VDISK_DIRTY_MB).  Writers wait
+	 * store handle (0: default 64 MiB, or VDISK_DIRTY_MB).  Writers wait
 	 * while it is full; sealing starts at three quarters of it. */
 	uint64_t dirty_bytes;
 	/* Shown to other processes as the holder of volumes opened for writing

@@ -150,10 +150,13 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* Writes SRC (NULL: zeroes) at OFF; LOC says where the journal holds SRC
+ * (NULL: not journaled). */
 static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
-		       uint64_t off, uint64_t jseg)
+		       uint64_t off, const struct jloc *loc)
 {
 	const uint32_t cs = v->v_chunk_size;
+	struct jloc here = { loc ? loc->seg : 0, loc ? loc->pos : 0 };
 	int r;
 
 	if ((r = check_writable(v)) < 0 || (r = check_range(v, off, len)) < 0)
@@ -164,10 +167,11 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 
 		if (!v->v_replaying) /* replay seals as it goes */
 			dirty_throttle(v->v_store);
-		if ((r = dirty_write(v, idx, src, pofs, plen, jseg)) < 0)
+		if ((r = dirty_write(v, idx, src, pofs, plen, loc ? &here : NULL)) < 0)
 			return r;
 		if (src)
 			src += plen;
+		here.pos += plen;
 		off += plen;
 		len -= plen;
 	}
@@ -178,12 +182,13 @@ static int write_range(vd_volume *v, const uint8_t *src, uint64_t len,
 static int apply_write(void *opaque, const void *data, uint64_t off,
 		       uint64_t len, const struct jloc *loc)
 {
-	return write_range(opaque, data, len, off, loc->seg);
+	return write_range(opaque, data, len, off, loc);
 }
 
 static int apply_zero(void *opaque, const void *data, uint64_t off,
 		      uint64_t len, const struct jloc *loc);
-static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg);
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len,
+		      const struct jloc *loc);
 
 /* Journals a write (DATA NULL: zeroes) and applies it. */
 static int journaled(vd_volume *v, const void *data, uint64_t off,
@@ -197,8 +202,8 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 		return 0;
 	pthread_rwlock_rdlock(&v->v_barrier);
 	if (!v->v_journal) /* VD_OPEN_BULK */
-		r = data ? write_range(v, data, len, off, 0)
-			 : zero_range(v, off, len, 0);
+		r = data ? write_range(v, data, len, off, NULL)
+			 : zero_range(v, off, len, NULL);
 	else
 		r = journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
 				  off, data, len, data ? apply_write : apply_zero, v);
@@ -229,7 +234,8 @@ static int next_candidate(vd_volume *v, const struct view *view, uint64_t idx,
 	return 0;
 }
 
-static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
+static int zero_range(vd_volume *v, uint64_t off, uint64_t len,
+		      const struct jloc *loc)
 {
 	const uint32_t cs = v->v_chunk_size;
 	struct view view = { 0 };
@@ -240,14 +246,14 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
 	/* Partial chunks at either end are rewritten with zeroes. */
 	if (off % cs) {
 		const uint64_t n = MIN(len, cs - off % cs);
-		if ((r = write_range(v, NULL, n, off, jseg)) < 0)
+		if ((r = write_range(v, NULL, n, off, loc)) < 0)
 			return r;
 		off += n;
 		len -= n;
 	}
 	if (len % cs) {
 		const uint64_t tail = len % cs;
-		if ((r = write_range(v, NULL, tail, off + len - tail, jseg)) < 0)
+		if ((r = write_range(v, NULL, tail, off + len - tail, loc)) < 0)
 			return r;
 		len -= tail;
 	}
@@ -265,7 +271,7 @@ static int zero_range(vd_volume *v, uint64_t off, uint64_t len, uint64_t jseg)
 			break;
 		if (!v->v_replaying)
 			dirty_throttle(v->v_store);
-		if ((r = dirty_write(v, idx, NULL, 0, cs, jseg)) < 0)
+		if ((r = dirty_write(v, idx, NULL, 0, cs, loc)) < 0)
 			break;
 		idx++;
 	}
@@ -277,7 +283,7 @@ static int apply_zero(void *opaque, const void *data, uint64_t off,
 		      uint64_t len, const struct jloc *loc)
 {
 	(void)data;
-	return zero_range(opaque, off, len, loc->seg);
+	return zero_range(opaque, off, len, loc);
 }
 
 int volume_zero(vd_volume *v, uint64_t off, uint64_t len)
@@ -353,39 +359,73 @@ int volume_flush(vd_volume *v)
 
 /* ---- background sealer -------------------------------------------------- */
 
+/* The volume the sealer should work on, pinned: one whose
+ * journal is past JOURNAL_HIGH (*JOURNAL_FULL set), else, with memory past
+ * the start mark, the one with the most dirty chunks. */
+static vd_volume *sealer_pick(vd_store *s, bool *journal_full)
+{
+	const bool memory = dirty_over_start(s);
+	vd_volume *v, *best = NULL;
+	size_t most = 0;
+
+	*journal_full = false;
+	pthread_mutex_lock(&s->st_vol_lock);
+	for (v = s->st_vols; v; v = v->v_next) {
+		size_t n;
+		if (v->v_readonly)
+			continue;
+		if (v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH) {
+			best = v;
+			*journal_full = true;
+			break;
+		}
+		if (memory && (n = dirty_count(v)) > most) {
+			most = n;
+			best = v;
+		}
+	}
+	if (best)
+		best->v_pins++;
+	pthread_mutex_unlock(&s->st_vol_lock);
+	return best;
+}
+
+static void sealer_unpin(vd_volume *v)
+{
+	vd_store *s = v->v_store;
+
+	pthread_mutex_lock(&s->st_vol_lock);
+	if (--v->v_pins == 0)
+		pthread_cond_broadcast(&s->st_vol_cond);
+	pthread_mutex_unlock(&s->st_vol_lock);
+}
+
 static void *sealer_main(void *arg)
 {
 	vd_store *s = arg;
 
 	pthread_mutex_lock(&s->st_dirty_lock);
 	while (!s->st_sealer_stop) {
-		vd_volume *v = NULL, *best = NULL;
-		size_t most = 0;
-		int r;
+		vd_volume *best;
+		bool journal_full;
+		int r = 0;
 
 		pthread_mutex_unlock(&s->st_dirty_lock);
-		if (!dirty_over_start(s)) {
+		if (!(best = sealer_pick(s, &journal_full))) {
 			pthread_mutex_lock(&s->st_dirty_lock);
-			if (!s->st_sealer_stop)
+			if (!s->st_sealer_stop && s->st_dirty_bytes < s->st_dirty_max / 4 * 3)
 				pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
 			continue;
 		}
-
-		/* Seal the volume with the most dirty chunks. */
-		pthread_mutex_lock(&s->st_vol_lock);
-		for (v = s->st_vols; v; v = v->v_next) {
-			const size_t n = v->v_readonly ? 0 : dirty_count(v);
-			if (n > most) {
-				most = n;
-				best = v;
-			}
-		}
-		if (best)
-			best->v_refs++;
-		pthread_mutex_unlock(&s->st_vol_lock);
-		r = best ? seal_batch(best, SEAL_BACKGROUND, UINT64_MAX) : 0;
-		if (best)
-			volume_unref(best);
+		/* Memory short: drop the memory copies of chunks the journal
+		 * holds (cheap); seal only when that frees nothing, or when
+		 * the journal itself must shrink. */
+		if (journal_full ||
+		    !dirty_evict(best, s->st_dirty_max / 2))
+			r = seal_batch(best, SEAL_BACKGROUND, UINT64_MAX);
+		else
+			r = 1;
+		sealer_unpin(best);
 		if (r <= 0) {
 			/* Failing (no space?) or nothing sealable: back off. */
 			struct timespec ts;
@@ -520,7 +560,8 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 	if (off >= v->v_size)
 		return 0;
 	len = MIN(len, v->v_size - off);
-	r = data ? write_range(v, data, len, off, 0) : zero_range(v, off, len, 0);
+	r = data ? write_range(v, data, len, off, NULL)
+		 : zero_range(v, off, len, NULL);
 	if (r == 0 && dirty_over_start(v->v_store))
 		r = seal_batch(v, SEAL_BACKGROUND, UINT64_MAX);
 	return r < 0 ? r : 0;
@@ -723,8 +764,8 @@ err:
 	return r;
 }
 
-/* Drops one reference; the last one flushes and frees.  The sealer uses
- * this directly so that it never flushes a whole volume itself. */
+/* Drops one reference; the last one seals, waits for the sealer to let go
+ * of the handle (its pin) and frees it. */
 static int volume_unref(vd_volume *v)
 {
 	vd_store *s = v->v_store;
@@ -739,8 +780,8 @@ static int volume_unref(vd_volume *v)
 	}
 	pthread_mutex_unlock(&s->st_vol_lock);
 
-	/* Last reference: flush while still findable by the sealer, which
-	 * may take a reference of its own meanwhile. */
+	/* Last reference: seal while still findable (another open in this
+	 * process may share the handle meanwhile). */
 	r = seal_all(v);
 	pthread_mutex_lock(&s->st_vol_lock);
 	if (--v->v_refs > 0) {
@@ -751,6 +792,10 @@ static int volume_unref(vd_volume *v)
 		;
 	if (*pp)
 		*pp = v->v_next;
+	/* Unlisted, so the sealer cannot pin it again; wait until it lets go
+	 * (it may be working on the handle's chunks or journal). */
+	while (v->v_pins)
+		pthread_cond_wait(&s->st_vol_cond, &s->st_vol_lock);
 	/* Everything sealed: the journal holds nothing that is needed.  It
 	 * goes while we still hold the head's lock.  (After a failed seal it
 	 * stays, and the next open replays it.) */
