@@ -543,7 +543,8 @@ int vd_volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off);
  * chunk that are not 4 KiB aligned (in a store of 4 KiB chunks: every
  * partial write) read the stored chunk first.  Waits
  * while the store's write-back cache is full (VDISK_DIRTY_MB) until the
- * sealer makes room; if sealing keeps failing (disk full, a corrupt chunk)
+ * sealer makes room, and while the head's journal is past 2 GiB until the
+ * sealer shrinks it; if sealing keeps failing (disk full, a corrupt chunk)
  * that wait does not end.  The write is appended to the head's journal
  * first; on failure after that, a prefix of the range (whole chunks before
  * the failing one) may read as written now, and all of it after a crash.

@@ -200,6 +200,13 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 		return r;
 	if (len == 0)
 		return 0;
+	/* The journal's bound: past twice its sealing mark writers wait for
+	 * the sealer to shrink it (as they wait for memory). */
+	while (v->v_journal && journal_bytes(v->v_journal) > 2 * JOURNAL_HIGH) {
+		const struct timespec ms = { 0, 1000 * 1000 };
+		dirty_wake(v->v_store);
+		nanosleep(&ms, NULL);
+	}
 	pthread_rwlock_rdlock(&v->v_barrier);
 	if (!v->v_journal) /* VD_OPEN_BULK */
 		r = data ? write_range(v, data, len, off, NULL)
