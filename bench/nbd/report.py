@@ -80,10 +80,13 @@ p("- fio's data: random bytes, scrambled per 512 bytes (no dedup, incompressible
   "vdisk pays zstd and SHA-256 on every chunk without saving space.")
 p("- *CPU s/GiB*: the server process's user+system CPU time during the job per GiB "
   "moved (kernel writeback of the page cache is not counted for anyone). The CPU is "
-  "taken over fio's whole life (connect to disconnect, so any flush on disconnect and any "
-  "background write-back the server is still doing are included) and divided by the bytes "
-  "of the timed part, so a job right after a write job (randr1 after randwf32) can carry "
-  "the earlier job's deferred work (vdisk seals written chunks in the background).")
+  "taken over fio's whole life (connect to disconnect, so any flush on disconnect is "
+  "included) and after it (below) and divided by the bytes of the timed part.")
+p("- The CPU is counted until the server is idle again after the client disconnected "
+  "(at most one clock tick in half a second): work a server defers past the job (vdisk "
+  "seals written chunks in the background and when the last connection to a volume "
+  "closes) is charged to the job that caused it. *busy after, s*: how long the server "
+  "kept working once the client had gone.")
 p("- *CPU µs/req* (random jobs): the same CPU time divided by the data requests fio "
   "completed (reads + writes; in the `--fsync=8` jobs the flushes are not counted as "
   "requests but their CPU is).")
@@ -103,16 +106,17 @@ for wl, title, unit in WL:
         continue
     p("## %s (%s)\n" % (title, unit))
     rnd = wl.startswith("rand")
-    p("| server | %s | CPU s/GiB |%s vdisk ÷ this | vdisk --cache ÷ this |"
+    p("| server | %s | CPU s/GiB |%s busy after, s | vdisk ÷ this | vdisk --cache ÷ this |"
       % (unit, " CPU µs/req |" if rnd else ""))
-    p("|---|---|---|---|---|%s" % ("---|" if rnd else ""))
+    p("|---|---|---|---|---|---|%s" % ("---|" if rnd else ""))
     for s in rows:
         us = ""
         if rnd:
             us = " %s |" % ("n/a" if g(s, wl + ".us") is None else "%.1f" % g(s, wl + ".us"))
-        p("| %s | %s | %s |%s %s | %s |" % (
+        p("| %s | %s | %s |%s %s | %s | %s |" % (
             LABEL[s], fig(g(s, wl), unit),
             "n/a" if g(s, wl + ".cpu") is None else "%.2f" % g(s, wl + ".cpu"), us,
+            "n/a" if g(s, wl + ".tail") is None else "%.1f" % g(s, wl + ".tail"),
             ratio(g("vdisk", wl), g(s, wl)), ratio(g("vdisk-cache", wl), g(s, wl))))
     p("")
 
@@ -131,13 +135,15 @@ p("## Flush after a write burst\n")
 p("One NBD flush timed alone, after %s written sequentially (1 MiB, 8 in flight, "
   "no flush or FUA) by a libnbd Python client; the write rate of the burst beside it.\n"
   % META.get("burst"))
-p("| server | burst MB/s | flush s | CPU s/GiB (burst+flush) |")
-p("|---|---|---|---|")
+p("| server | burst MB/s | flush s | CPU s/GiB (burst+flush) | busy after, s |")
+p("|---|---|---|---|---|")
 for s in SERVERS:
     if g(s, "flush") is None:
         continue
-    p("| %s | %s | %.3f | %s |" % (LABEL[s], fig(g(s, "burst"), "MB/s"), g(s, "flush"),
-                                    "%.2f" % g(s, "flush.cpu") if g(s, "flush.cpu") is not None else "n/a"))
+    p("| %s | %s | %.3f | %s | %s |" % (
+        LABEL[s], fig(g(s, "burst"), "MB/s"), g(s, "flush"),
+        "%.2f" % g(s, "flush.cpu") if g(s, "flush.cpu") is not None else "n/a",
+        "%.1f" % g(s, "flush.tail") if g(s, "flush.tail") is not None else "n/a"))
 p("")
 
 p("## Peak memory (and the machine's load when each server started)\n")

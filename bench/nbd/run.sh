@@ -34,8 +34,11 @@
 #                        one NBD flush on its own
 # Per job: the server's CPU time (utime+stime of its process, /proc/PID/stat)
 # per GiB moved and per request (reads+writes; flushes are not counted as
-# requests, their CPU is); per server: peak RSS (VmHWM; the max over
-# restarts).
+# requests, their CPU is), counted until the server is idle again after the
+# client left (work deferred past the disconnect, like vdisk sealing chunks
+# in the background and at close, belongs to the job that caused it; the
+# seconds it kept busy are recorded as WORKLOAD.tail); per server: peak RSS
+# (VmHWM; the max over restarts).
 #
 # Environment:
 #   VDISK_BENCH_TMP  scratch directory (default /work/bench-tmp; never
@@ -136,23 +139,39 @@ serve_nbdkit() {   # serve_nbdkit IMAGE
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 
-# job NAME FIO-ARGS...: prints "MBps iops cpu_s_per_GiB cpu_us_per_request"
+# settle: wait (at most 120 s) until the server spends at most one clock
+# tick in half a second; prints the seconds it stayed busy
+settle() {
+	local t0 a b
+	t0=$(date +%s.%N)
+	b=$(cpu_ticks)
+	for _ in $(seq 240); do
+		sleep 0.5
+		a=$b
+		b=$(cpu_ticks)
+		[ $((b - a)) -le 1 ] && break
+	done
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a - 0.5}'
+}
+
+# job NAME FIO-ARGS...: prints "MBps iops cpu_s_per_GiB cpu_us_per_request tail_s"
 job() {
-	local name=$1 c0 c1
+	local name=$1 c0 c1 tail
 	shift
 	c0=$(cpu_ticks)
 	fio --name="$name" --ioengine=nbd --uri="$uri" --output-format=json \
 		--output="$tmp/$name.json" "$@" >/dev/null || { echo "fio $name failed" >&2; exit 1; }
+	tail=$(settle)
 	c1=$(cpu_ticks)
-	/usr/bin/python3 - "$tmp/$name.json" "$((c1 - c0))" "$hz" <<'PY'
+	/usr/bin/python3 - "$tmp/$name.json" "$((c1 - c0))" "$hz" "$tail" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
 moved = (j["write"]["io_bytes"] + j["read"]["io_bytes"]) / 2**30
 ops = j["write"]["total_ios"] + j["read"]["total_ios"]
 cpu = int(sys.argv[2]) / int(sys.argv[3])
-print("%.1f %.0f %.3f %.1f" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if moved else 0,
-                               cpu * 1e6 / ops if ops else 0))
+print("%.1f %.0f %.3f %.1f %s" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if moved else 0,
+                                  cpu * 1e6 / ops if ops else 0, sys.argv[4]))
 PY
 }
 
@@ -163,31 +182,34 @@ run() {
 	local wl=$1 s=$2 c0 c1
 	case $wl in
 	seqw) set -- $(job seqw --rw=write --bs=1M --iodepth=8 --size="$size")
-		got $# 4
-		res "$s" seqw "$1"; res "$s" seqw.cpu "$3" ;;
+		got $# 5
+		res "$s" seqw "$1"; res "$s" seqw.cpu "$3"; res "$s" seqw.tail "$5" ;;
 	seqr) set -- $(job seqr --rw=read --bs=1M --iodepth=8 --size="$size")
-		got $# 4
-		res "$s" seqr "$1"; res "$s" seqr.cpu "$3" ;;
+		got $# 5
+		res "$s" seqr "$1"; res "$s" seqr.cpu "$3"; res "$s" seqr.tail "$5" ;;
 	randw*|randr*)
 		local rw=randwrite qd=${wl#rand?} sync=
 		case $wl in randr*) rw=randread ;; randwf*) qd=${wl#randwf} sync=--fsync=8 ;; esac
 		set -- $(job "$wl" --rw=$rw --bs=4k --iodepth="$qd" $sync --size="$size" \
 			--time_based --runtime="$runtime" --randrepeat=0)
-		got $# 4
-		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4" ;;
+		got $# 5
+		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4"
+		res "$s" "$wl.tail" "$5" ;;
 	flush)
 		c0=$(cpu_ticks)
 		set -- $(/usr/bin/python3 "$bench/nbd/flush.py" "$uri" "$burst_b")
 		got $# 2
+		local tail
+		tail=$(settle)
 		c1=$(cpu_ticks)
-		res "$s" burst "$1"; res "$s" flush "$2"
+		res "$s" burst "$1"; res "$s" flush "$2"; res "$s" flush.tail "$tail"
 		res "$s" flush.cpu "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v b="$burst_b" 'BEGIN{printf "%.3f", t / hz / (b / 2^30)}')" ;;
 	esac
 }
 
 fill() {   # fill: write the whole export once (not recorded)
 	set -- $(job fill --rw=write --bs=1M --iodepth=8 --size="$size")
-	got $# 4
+	got $# 5
 }
 
 all="seqw seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
