@@ -4,13 +4,14 @@
 # anchors, in one run, reported as figures and ratios ("the client matters":
 # every server gets the same client).  Not part of make check.
 #
-#   bench/nbd/run.sh            # ~10-12 min on 2 cores with the defaults
+#   bench/nbd/run.sh            # ~13-15 min on 2 cores with the defaults
 #
 # Servers (one at a time; scratch data deleted between them):
 #   vdisk         vdisk serve, default cache
 #   vdisk-cache   vdisk serve --cache SIZE (caches every decompressed chunk)
 #   vdisk-snap    vdisk serve, `vdisk snapshot` taken (live) right before
-#                 each random-write job (random writes only)
+#                 each random-write job (random writes only, with and
+#                 without flushes)
 #   vdisk-deep    the deepest clone of a 20-level snapshot+clone chain, each
 #                 level with a few small `vdisk import --existing` writes
 #                 (random QD32 only)
@@ -26,11 +27,18 @@
 # Workloads (in this order, each over the whole export):
 #   seqw / seqr          sequential 1 MiB, queue depth 8, SIZE bytes
 #   randw1 / randw32     random 4 KiB writes over the data, QD 1 / 32, RUNTIME s
+#   randwf1 / randwf32   the same with an NBD flush after every 8 writes
+#                        (fio --fsync=8), QD 1 / 32, RUNTIME s
 #   randr1 / randr32     random 4 KiB reads of the data, QD 1 / 32, RUNTIME s
 #   flush                write BURST bytes (1 MiB, QD 8, no flush), then time
 #                        one NBD flush on its own
 # Per job: the server's CPU time (utime+stime of its process, /proc/PID/stat)
-# per GiB moved; per server: peak RSS (VmHWM; the max over restarts).
+# per GiB moved and per request (reads+writes; flushes are not counted as
+# requests, their CPU is), counted until the server is idle again after the
+# client left (work deferred past the disconnect, like vdisk sealing chunks
+# in the background and at close, belongs to the job that caused it; the
+# seconds it kept busy are recorded as WORKLOAD.tail); per server: peak RSS
+# (VmHWM; the max over restarts).
 #
 # Environment:
 #   VDISK_BENCH_TMP  scratch directory (default /work/bench-tmp; never
@@ -131,21 +139,39 @@ serve_nbdkit() {   # serve_nbdkit IMAGE
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 
-# job NAME FIO-ARGS...: prints "MBps iops cpu_s_per_GiB"
+# settle: wait (at most 120 s) until the server spends at most one clock
+# tick in half a second; prints the seconds it stayed busy
+settle() {
+	local t0 a b
+	t0=$(date +%s.%N)
+	b=$(cpu_ticks)
+	for _ in $(seq 240); do
+		sleep 0.5
+		a=$b
+		b=$(cpu_ticks)
+		[ $((b - a)) -le 1 ] && break
+	done
+	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a - 0.5}'
+}
+
+# job NAME FIO-ARGS...: prints "MBps iops cpu_s_per_GiB cpu_us_per_request tail_s"
 job() {
-	local name=$1 c0 c1
+	local name=$1 c0 c1 tail
 	shift
 	c0=$(cpu_ticks)
 	fio --name="$name" --ioengine=nbd --uri="$uri" --output-format=json \
 		--output="$tmp/$name.json" "$@" >/dev/null || { echo "fio $name failed" >&2; exit 1; }
+	tail=$(settle)
 	c1=$(cpu_ticks)
-	/usr/bin/python3 - "$tmp/$name.json" "$((c1 - c0))" "$hz" <<'PY'
+	/usr/bin/python3 - "$tmp/$name.json" "$((c1 - c0))" "$hz" "$tail" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
 moved = (j["write"]["io_bytes"] + j["read"]["io_bytes"]) / 2**30
+ops = j["write"]["total_ios"] + j["read"]["total_ios"]
 cpu = int(sys.argv[2]) / int(sys.argv[3])
-print("%.1f %.0f %.3f" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if moved else 0))
+print("%.1f %.0f %.3f %.1f %s" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if moved else 0,
+                                  cpu * 1e6 / ops if ops else 0, sys.argv[4]))
 PY
 }
 
@@ -156,34 +182,37 @@ run() {
 	local wl=$1 s=$2 c0 c1
 	case $wl in
 	seqw) set -- $(job seqw --rw=write --bs=1M --iodepth=8 --size="$size")
-		got $# 3
-		res "$s" seqw "$1"; res "$s" seqw.cpu "$3" ;;
+		got $# 5
+		res "$s" seqw "$1"; res "$s" seqw.cpu "$3"; res "$s" seqw.tail "$5" ;;
 	seqr) set -- $(job seqr --rw=read --bs=1M --iodepth=8 --size="$size")
-		got $# 3
-		res "$s" seqr "$1"; res "$s" seqr.cpu "$3" ;;
+		got $# 5
+		res "$s" seqr "$1"; res "$s" seqr.cpu "$3"; res "$s" seqr.tail "$5" ;;
 	randw*|randr*)
-		local rw=randwrite
-		case $wl in randr*) rw=randread ;; esac
-		set -- $(job "$wl" --rw=$rw --bs=4k --iodepth="${wl#rand?}" --size="$size" \
+		local rw=randwrite qd=${wl#rand?} sync=
+		case $wl in randr*) rw=randread ;; randwf*) qd=${wl#randwf} sync=--fsync=8 ;; esac
+		set -- $(job "$wl" --rw=$rw --bs=4k --iodepth="$qd" $sync --size="$size" \
 			--time_based --runtime="$runtime" --randrepeat=0)
-		got $# 3
-		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3" ;;
+		got $# 5
+		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4"
+		res "$s" "$wl.tail" "$5" ;;
 	flush)
 		c0=$(cpu_ticks)
 		set -- $(/usr/bin/python3 "$bench/nbd/flush.py" "$uri" "$burst_b")
 		got $# 2
+		local tail
+		tail=$(settle)
 		c1=$(cpu_ticks)
-		res "$s" burst "$1"; res "$s" flush "$2"
+		res "$s" burst "$1"; res "$s" flush "$2"; res "$s" flush.tail "$tail"
 		res "$s" flush.cpu "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v b="$burst_b" 'BEGIN{printf "%.3f", t / hz / (b / 2^30)}')" ;;
 	esac
 }
 
 fill() {   # fill: write the whole export once (not recorded)
 	set -- $(job fill --rw=write --bs=1M --iodepth=8 --size="$size")
-	got $# 3
+	got $# 5
 }
 
-all="seqw seqr randw1 randw32 randr1 randr32 flush"
+all="seqw seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
 
 for s in $servers; do
 	say "$s ($(date +%T))"
@@ -199,7 +228,7 @@ for s in $servers; do
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		serve_vdisk vol
 		fill
-		for wl in randw1 randw32; do
+		for wl in randw1 randw32 randwf1 randwf32; do
 			VDISK_STORE=$tmp/store "$vdisk" snapshot "vol@before-$wl" >/dev/null || exit 1
 			run "$wl" "$s"
 		done ;;
@@ -223,7 +252,7 @@ for s in $servers; do
 		res "$s" build-s "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')"
 		unset VDISK_STORE
 		serve_vdisk "c$depth"
-		for wl in randw32 randr32; do run "$wl" "$s"; done ;;
+		for wl in randw32 randwf32 randr32; do run "$wl" "$s"; done ;;
 	qemu-raw|nbdkit)
 		truncate -s "$size" "$tmp/raw.img"
 		if [ "$s" = nbdkit ]; then serve_nbdkit "$tmp/raw.img"; else serve_qemu raw "$tmp/raw.img"; fi
@@ -239,7 +268,7 @@ for s in $servers; do
 		stop_server
 		qemu-img create -q -f qcow2 -b "$tmp/base.qcow2" -F qcow2 "$tmp/ov.qcow2" || exit 1
 		serve_qemu qcow2 "$tmp/ov.qcow2"
-		for wl in seqr randw1 randw32 randr1 randr32 flush; do run "$wl" "$s"; done ;;
+		for wl in seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush; do run "$wl" "$s"; done ;;
 	qemu-snap)
 		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/img.qcow2"
