@@ -538,6 +538,7 @@ struct vd_volume {
 	int v_refs;                   /* under st_vol_lock */
 	int v_pins;                   /* the sealer's, under st_vol_lock: the
 				       * last unref waits for none */
+	bool v_closing;               /* under st_vol_lock: the sealer keeps off */
 	char v_name[VD_NAME_MAX + 1];
 	char v_snap[VD_NAME_MAX + 1]; /* "" for the head */
 	bool v_readonly;

@@ -379,7 +379,7 @@ static vd_volume *sealer_pick(vd_store *s, bool *journal_full)
 	pthread_mutex_lock(&s->st_vol_lock);
 	for (v = s->st_vols; v; v = v->v_next) {
 		size_t n;
-		if (v->v_readonly)
+		if (v->v_readonly || v->v_closing)
 			continue;
 		if (v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH) {
 			best = v;
@@ -795,14 +795,21 @@ static int volume_unref(vd_volume *v)
 		pthread_mutex_unlock(&s->st_vol_lock);
 		return r;
 	}
+	/* Keep the sealer off and wait until it lets go (it may be working
+	 * on the handle's chunks or journal).  The handle stays listed, so an
+	 * open meanwhile shares it again, and then it stays. */
+	v->v_closing = true;
+	while (v->v_pins)
+		pthread_cond_wait(&s->st_vol_cond, &s->st_vol_lock);
+	v->v_closing = false;
+	if (v->v_refs > 0) {
+		pthread_mutex_unlock(&s->st_vol_lock);
+		return r;
+	}
 	for (pp = &s->st_vols; *pp && *pp != v; pp = &(*pp)->v_next)
 		;
 	if (*pp)
 		*pp = v->v_next;
-	/* Unlisted, so the sealer cannot pin it again; wait until it lets go
-	 * (it may be working on the handle's chunks or journal). */
-	while (v->v_pins)
-		pthread_cond_wait(&s->st_vol_cond, &s->st_vol_lock);
 	/* Everything sealed: the journal holds nothing that is needed.  It
 	 * goes while we still hold the head's lock.  (After a failed seal it
 	 * stays, and the next open replays it.) */

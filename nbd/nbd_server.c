@@ -11,8 +11,9 @@
  *    Export names given on the command line restrict the set, and the first
  *    of them is the default export (the empty name).
  *  - The export registry opens each volume once per server and counts the
- *    connections using it; the last one to leave closes it, which flushes
- *    it and lets other processes take it.  INFO and LIST use vd_info_get()
+ *    connections using it; the last one to leave closes it (outside the
+ *    registry lock: the close seals what was written), which lets other
+ *    processes take it.  INFO and LIST use vd_info_get()
  *    and open nothing.
  *  - Listeners come from --socket, --listen or systemd socket activation
  *    (nbd_service.c), which also sends READY=1 once they accept and
@@ -332,19 +333,23 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
 	int rc;
 
 	pthread_mutex_lock(&srv->reg_lock);
-	if (--e->refs == 0) {
-		for (pp = &srv->exports; *pp != e; pp = &(*pp)->next)
-			;
-		*pp = e->next;
-		/* Closed under the lock so that a new open of the same name
-		 * never races with this close. */
-		rc = vd_volume_close(e->vol);
-		if (rc < 0)
-			nbd_log("export '%s': flush on close failed: %s",
-				e->name, vd_strerror(rc));
-		free(e);
+	if (--e->refs > 0) {
+		pthread_mutex_unlock(&srv->reg_lock);
+		return;
 	}
+	for (pp = &srv->exports; *pp != e; pp = &(*pp)->next)
+		;
+	*pp = e->next;
 	pthread_mutex_unlock(&srv->reg_lock);
+	/* Closed outside the lock: the close seals what the export wrote,
+	 * which can take seconds, and must not hold up other connections.
+	 * A new connection to the same name meanwhile opens the volume again
+	 * and shares the engine's handle, still open until this close ends. */
+	rc = vd_volume_close(e->vol);
+	if (rc < 0)
+		nbd_log("export '%s': sealing on close failed: %s", e->name,
+			vd_strerror(rc));
+	free(e);
 }
 
 const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode)
