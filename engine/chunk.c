@@ -407,6 +407,7 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 	struct thread_ctx *t = thread_ctx();
 	struct fmt_chunk loc[LOAD_BATCH];
 	size_t pending[LOAD_BATCH];
+	int fds[LOAD_BATCH];
 
 	if (!t)
 		return -ENOMEM;
@@ -440,6 +441,7 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 					   FMT_REC_HEADER_SIZE + loc[np].stored_len,
 					   loc[np].offset);
 			sqe->user_data = np;
+			fds[np] = fd;
 			pending[np++] = i;
 		}
 		if (np == 0)
@@ -462,7 +464,9 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 				return -EIO;
 			k = (size_t)cqe->user_data;
 			q = &reqs[pending[k]];
-			if (cqe->res < 0)
+			if (!pack_fd_valid(s, loc[k].pack_id, fds[k]))
+				q->r = -ENOENT; /* removed meanwhile: retry */
+			else if (cqe->res < 0)
 				q->r = SET_ERROR(cqe->res, "pack %08x: read: %s",
 						 loc[k].pack_id, strerror(-cqe->res));
 			else if ((size_t)cqe->res != FMT_REC_HEADER_SIZE + loc[k].stored_len)

@@ -258,6 +258,10 @@ void pack_usage(vd_store *s, uint64_t *files, uint64_t *bytes);
 int pack_claim(vd_store *s, uint32_t id, uint64_t *size);
 /* Removes pack ID (gc moved everything out); returns 1 if removed. */
 int pack_remove(vd_store *s, uint32_t id);
+/* After reading through FD (from pack_fd_get), true if FD still is pack
+ * ID's descriptor: false means it was closed (the pack was removed) and
+ * the bytes read may belong to another file, so the read is retried. */
+bool pack_fd_valid(vd_store *s, uint32_t id, int fd);
 
 /* ---- chunk.c ------------------------------------------------------------ */
 

@@ -204,6 +204,10 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	if (fd < 0)
 		return fd;
 	n = pread_full(fd, buf, len, offset);
+	/* A compaction may have removed the file and closed FD meanwhile (its
+	 * number may now name another file): retry, as for a file gone. */
+	if (!pack_fd_valid(s, pack_id, fd))
+		return -ENOENT;
 	if (n < 0)
 		return SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
 				 (unsigned long long)offset, strerror((int)-n));
@@ -219,8 +223,9 @@ static void pack_forget(vd_store *s, uint32_t id)
 {
 	pthread_rwlock_wrlock(&s->st_fd_lock);
 	if (id < s->st_nfds && s->st_fds[id] >= 0) {
-		close(s->st_fds[id]);
+		const int fd = s->st_fds[id];
 		s->st_fds[id] = -1;
+		close(fd);
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
 }
@@ -350,4 +355,15 @@ int pack_remove(vd_store *s, uint32_t id)
 	pack_forget(s, id);
 	pack_path(s, id, path, sizeof path);
 	return unlinkat(s->st_dirfd, path, 0) == 0;
+}
+
+bool pack_fd_valid(vd_store *s, uint32_t id, int fd)
+{
+	bool ok;
+
+	/* pack_forget clears the slot before it closes the descriptor. */
+	pthread_rwlock_rdlock(&s->st_fd_lock);
+	ok = id < s->st_nfds && s->st_fds[id] == fd;
+	pthread_rwlock_unlock(&s->st_fd_lock);
+	return ok;
 }
