@@ -576,3 +576,31 @@ int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		return r;
 	return chunk_put(s, w->txn, hash, c);
 }
+
+int chunk_evacuate(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		   uint32_t pack_id, uint64_t offset, uint8_t *scratch,
+		   uint8_t *raw, uint64_t *moved)
+{
+	MDB_val k = { 32, (void *)hash }, v;
+	struct fmt_chunk c;
+	int rc, r;
+
+	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return CHUNK_GONE;
+	if (rc)
+		return err_mdb(rc, "chunk index");
+	if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0 ||
+	    c.pack_id != pack_id || c.offset != offset)
+		return CHUNK_GONE; /* moved, or damaged: check reports it */
+	if (c.refs == 0) {
+		w->d.dead_chunks--;
+		w->d.dead_bytes -= disk_bytes(&c);
+		rc = mdb_del(w->txn, s->st_chunks, &k, NULL);
+		return rc ? err_mdb(rc, "chunk index") : CHUNK_DROPPED;
+	}
+	r = chunk_move(s, w, hash, &c, scratch, raw);
+	if (r == 0)
+		*moved += disk_bytes(&c);
+	return r < 0 ? r : r == 1 ? CHUNK_KEPT : CHUNK_MOVED;
+}

@@ -15,6 +15,7 @@
  *   volume.c   volume handles: open/close, read/write/zero/extents/flush,
  *              snapshots of open heads, the background sealer thread
  *   seal.c     sealing a head's dirty chunks into the store
+ *   compact.c  compacting one pack file (for gc)
  *   dirty.c    a head's dirty chunks (the write-back cache) and views
  *   journal.c  a head's write journal: append, group commit, replay, trim
  *   control.c  the control socket: snapshot requests between processes
@@ -158,6 +159,7 @@ uint64_t index_disk_bytes(vd_store *s);
 /* The store counters kept in DB "meta". */
 struct store_stats {
 	int64_t chunks, refs, stored, dead_chunks, dead_bytes;
+	int64_t compact_packs, compact_bytes;  /* compacted by gc or compact.c */
 };
 
 /* A write transaction with its counter changes. */
@@ -325,6 +327,16 @@ int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
  * reserved room.  SCRATCH holds a record, RAW a chunk. */
 int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw);
+/* For compaction: empties the record of HASH at (PACK_ID, OFFSET) in W.
+ * Returns CHUNK_GONE if the index no longer points there, CHUNK_DROPPED
+ * if the chunk was dead (it is deleted), CHUNK_MOVED if it was live and
+ * moved (as chunk_move, *MOVED gets the bytes appended) or CHUNK_KEPT if it
+ * fails verification (it stays); < 0 on error.  Caller holds st_pack_lock
+ * and reserved room. */
+enum { CHUNK_GONE, CHUNK_DROPPED, CHUNK_MOVED, CHUNK_KEPT };
+int chunk_evacuate(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		   uint32_t pack_id, uint64_t offset, uint8_t *scratch,
+		   uint8_t *raw, uint64_t *moved);
 
 /* ---- layer.c ------------------------------------------------------------ */
 
@@ -645,6 +657,33 @@ bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);
+
+/* ---- compact.c ---------------------------------------------------------- */
+
+/* A record of a pack file, as a scan of DB "chunks" found it. */
+struct pack_rec {
+	uint8_t hash[32];
+	uint64_t offset;
+	uint32_t stored_len;
+};
+DEFINE_VECTOR(rec_vec, struct pack_rec);
+
+/* What compact_pack did. */
+struct compact_result {
+	uint64_t dropped, moved, moved_bytes;
+	bool removed;
+	uint64_t freed;        /* SIZE minus the bytes moved, if removed */
+};
+
+/* Compacts pack ID of SIZE bytes, which the caller claimed (pack_claim)
+ * after the last transaction that could append to it ended, RECS listing
+ * every chunk the index placed in it since: dead chunks are deleted, live
+ * ones copied to the writer pack, in transactions of up to BATCH bytes
+ * copied (0: one transaction), each synced before its commit; then, unless
+ * a record failed verification, the file is removed. */
+int compact_pack(vd_store *s, uint32_t id, uint64_t size,
+		 const struct pack_rec *recs, size_t n, uint64_t batch,
+		 struct compact_result *res);
 
 /* ---- volume.c ----------------------------------------------------------- */
 
