@@ -6,9 +6,10 @@
  * write transaction (which also waits out any transaction still committing
  * records into a file that was being appended to until the claim), then
  * compacts every claimed file holding dead bytes (dropped chunks, or
- * records a crash left unreferenced) with compact_pack (compact.c): live
- * records are copied to the current file, the index is pointed at the
- * copies, and only then is the old file removed.
+ * records a crash left unreferenced) with compact_pack, which the
+ * background compactor (compact.c) uses too: live records are copied to the
+ * current file, the index is pointed at the copies, and only then is the
+ * old file removed.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -15,7 +15,8 @@
  *   volume.c   volume handles: open/close, read/write/zero/extents/flush,
  *              snapshots of open heads, the background sealer thread
  *   seal.c     sealing a head's dirty chunks into the store
- *   compact.c  compacting one pack file (for gc)
+ *   compact.c  compacting one pack file (for gc too); the background
+ *              compactor thread that reclaims space incrementally
  *   dirty.c    a head's dirty chunks (the write-back cache) and views
  *   journal.c  a head's write journal: append, group commit, replay, trim
  *   control.c  the control socket: snapshot requests between processes
@@ -31,7 +32,8 @@
  *   frontend.c vd_point_parse, vd_errno: pure helpers for the front ends
  *   common/, format/   short I/O, vectors, hex; on-disk codecs (no state)
  *
- * vd_store_close (store.c) closes what volume.c opened; volume.c starts the
+ * vd_store_close (store.c) closes what volume.c opened (and stops the
+ * compactor that volume.c starts); volume.c starts the
  * control socket with a handler of its own, so control.c never calls up.
  */
 #ifndef VDISK_INTERNAL_H
@@ -70,6 +72,7 @@ struct pack_writer {
 	uint64_t size;    /* append offset */
 	bool unsynced;    /* appended since the last fdatasync */
 	bool new_file;    /* its directory entry is not yet synced */
+	uint64_t appended; /* bytes appended by this handle, ever */
 };
 
 struct chunk_cache;
@@ -117,6 +120,18 @@ struct vd_store {
 	bool st_sealer_stop;
 	bool st_sealer_started;
 	pthread_t st_sealer;
+
+	/* compact.c: the background compactor (under st_compact_lock). */
+	pthread_mutex_t st_compact_lock;
+	pthread_cond_t st_compact_cond;  /* stop requested */
+	pthread_cond_t st_compact_eased; /* st_compact_over went false */
+	bool st_compact_stop;
+	bool st_compact_started;
+	bool st_compact_over;            /* past the hard bound: seals wait */
+	/* The last measure: pack bytes, live bytes, pack_appended(). */
+	uint64_t st_compact_disk, st_compact_live, st_compact_app;
+	uint64_t st_compact_hard;        /* seals wait past this estimate */
+	pthread_t st_compact_thread;
 
 	/* control.c */
 	pthread_mutex_t st_ctl_lock;
@@ -260,6 +275,16 @@ void pack_usage(vd_store *s, uint64_t *files, uint64_t *bytes);
 int pack_claim(vd_store *s, uint32_t id, uint64_t *size);
 /* Removes pack ID (gc moved everything out); returns 1 if removed. */
 int pack_remove(vd_store *s, uint32_t id);
+/* Bytes this handle appended to pack files since it opened. */
+uint64_t pack_appended(vd_store *s);
+/* The size of pack file ID in bytes (st_size); -errno if gone. */
+int pack_size(vd_store *s, uint32_t id, uint64_t *size);
+/* True if this handle appends to pack ID. */
+bool pack_is_writer(vd_store *s, uint32_t id);
+/* If this handle appends to pack ID (0: to any) of at least MIN_SIZE
+ * bytes, syncs and closes it (the next append opens a new file), so that
+ * it can be claimed and compacted. */
+int pack_roll(vd_store *s, uint32_t id, uint64_t min_size);
 /* After reading through FD (from pack_fd_get), true if FD still is pack
  * ID's descriptor: false means it was closed (the pack was removed) and
  * the bytes read may belong to another file, so the read is retried. */
@@ -684,6 +709,14 @@ struct compact_result {
 int compact_pack(vd_store *s, uint32_t id, uint64_t size,
 		 const struct pack_rec *recs, size_t n, uint64_t batch,
 		 struct compact_result *res);
+/* Starts the background compactor (once per handle; VDISK_COMPACT=off:
+ * never). */
+int compact_start(vd_store *s);
+/* Stops it; before the pack files close. */
+void compact_stop(vd_store *s);
+/* Waits while the store is past the hard bound on dead bytes and the
+ * compactor is making progress (seal.c calls it before each batch). */
+void compact_wait(vd_store *s);
 
 /* ---- volume.c ----------------------------------------------------------- */
 

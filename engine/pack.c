@@ -96,6 +96,8 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 	*pack_id = w->id;
 	*offset = w->size;
 	w->size += sizeof hdr + rec->stored_len;
+	__atomic_add_fetch(&w->appended, sizeof hdr + rec->stored_len,
+			   __ATOMIC_RELAXED);
 	w->unsynced = true;
 	return 0;
 }
@@ -355,6 +357,50 @@ int pack_remove(vd_store *s, uint32_t id)
 	pack_forget(s, id);
 	pack_path(s, id, path, sizeof path);
 	return unlinkat(s->st_dirfd, path, 0) == 0;
+}
+
+uint64_t pack_appended(vd_store *s)
+{
+	return __atomic_load_n(&s->st_writer.appended, __ATOMIC_RELAXED);
+}
+
+int pack_size(vd_store *s, uint32_t id, uint64_t *size)
+{
+	struct stat st;
+	char path[64];
+
+	pack_path(s, id, path, sizeof path);
+	if (fstatat(s->st_dirfd, path, &st, 0) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+bool pack_is_writer(vd_store *s, uint32_t id)
+{
+	bool mine;
+
+	pthread_mutex_lock(&s->st_pack_lock);
+	mine = s->st_writer.fd >= 0 && s->st_writer.id == id;
+	pthread_mutex_unlock(&s->st_pack_lock);
+	return mine;
+}
+
+int pack_roll(vd_store *s, uint32_t id, uint64_t min_size)
+{
+	struct pack_writer *w = &s->st_writer;
+	int r = 0;
+
+	/* Every transaction appending to it holds st_pack_lock until it
+	 * commits, so none is under way. */
+	pthread_mutex_lock(&s->st_pack_lock);
+	if (w->fd >= 0 && (w->id == id || id == 0) && w->size >= min_size &&
+	    (r = pack_sync(s)) == 0) {
+		close(w->fd);  /* drops the flock: pack_claim may take it */
+		w->fd = -1;
+	}
+	pthread_mutex_unlock(&s->st_pack_lock);
+	return r;
 }
 
 bool pack_fd_valid(vd_store *s, uint32_t id, int fd)

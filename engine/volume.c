@@ -679,6 +679,7 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	if ((r = volume_load(v)) < 0 || (!rdonly && (r = journal_replay(v)) < 0))
 		goto err;
 	if (!rdonly && ((r = sealer_start(s)) < 0 ||
+			(r = compact_start(s)) < 0 ||
 			(r = control_start(s, snapshot_for_peer)) < 0))
 		goto err;
 
