@@ -241,5 +241,9 @@ int store_info(vd_store *s, struct vd_store_info *out)
 		? (double)out->chunks * s->st_chunk_size / out->stored_bytes : 1.0;
 	pack_usage(s, &out->pack_files, &out->pack_bytes);
 	out->index_bytes = index_disk_bytes(s);
+	out->reclaimable_bytes = out->pack_bytes > out->stored_bytes
+				 ? out->pack_bytes - out->stored_bytes : 0;
+	out->compacted_files = (uint64_t)st.compact_packs;
+	out->compacted_bytes = (uint64_t)st.compact_bytes;
 	return 0;
 }

@@ -319,6 +319,14 @@ struct vd_store_info {
 	uint64_t index_bytes;     /* disk blocks used by the LMDB file */
 	double dedup_ratio;       /* chunk_refs / chunks (1.0 if none) */
 	double compress_ratio;    /* chunks * chunk_size / stored_bytes */
+	/* Space reclamation (see VDISK_COMPACT): pack_bytes not holding
+	 * referenced chunks (dead records, headers, rounding), which the
+	 * background compactor or vd_store_gc can give back; and the data files
+	 * compacted and the bytes that gave back, by either, over the store's
+	 * life (0 for stores compacted only by older versions). */
+	uint64_t reclaimable_bytes;
+	uint64_t compacted_files;
+	uint64_t compacted_bytes;
 };
 
 /* Fills OUT with the store's identity and space counters.  The counters
