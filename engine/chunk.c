@@ -400,14 +400,15 @@ static bool ring_ready(struct thread_ctx *t, size_t recsize)
 	return true;
 }
 
+static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
+			struct chunk_req *reqs, size_t n);
+
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 		    size_t n)
 {
 	const size_t recsize = FMT_REC_HEADER_SIZE + s->st_chunk_size;
 	struct thread_ctx *t = thread_ctx();
-	struct fmt_chunk loc[LOAD_BATCH];
-	size_t pending[LOAD_BATCH];
-	int fds[LOAD_BATCH];
+	int r;
 
 	if (!t)
 		return -ENOMEM;
@@ -416,6 +417,20 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 			reqs[i].r = chunk_load(s, txn, reqs[i].hash, reqs[i].out);
 		return 0;
 	}
+	pack_read_begin(s);  /* the descriptors stay open until the end */
+	r = load_batches(s, txn, t, reqs, n);
+	pack_read_end(s);
+	return r;
+}
+
+static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
+			struct chunk_req *reqs, size_t n)
+{
+	const size_t recsize = FMT_REC_HEADER_SIZE + s->st_chunk_size;
+	struct fmt_chunk loc[LOAD_BATCH];
+	size_t pending[LOAD_BATCH];
+	int fds[LOAD_BATCH];
+
 	for (size_t first = 0; first < n; first += LOAD_BATCH) {
 		const size_t end = MIN(n, first + LOAD_BATCH);
 		size_t np = 0;

@@ -106,6 +106,11 @@ struct vd_store {
 	pthread_rwlock_t st_fd_lock;
 	int *st_fds;
 	uint32_t st_nfds;
+	/* Reads in flight (pack_read_begin); descriptors of removed packs wait
+	 * in st_fd_dead (under st_fd_lock) until there are none. */
+	uint64_t st_fd_readers;
+	int *st_fd_dead;
+	size_t st_fd_ndead;
 
 	struct chunk_cache *st_cache;         /* cache.c */
 
@@ -261,8 +266,13 @@ int pack_sync(vd_store *s);
  * missing, -ENOENT if the pack file is gone (gc moved it: retry). */
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf);
+/* Brackets every use of descriptors from pack_fd_get (pack_read does it
+ * itself): a removed pack's descriptor is closed only when no read is in
+ * flight, so a read never races the close. */
+void pack_read_begin(vd_store *s);
+void pack_read_end(vd_store *s);
 /* A cached read descriptor of pack ID (header checked on first open);
- * -ENOENT if the file is gone. */
+ * -ENOENT if the file is gone.  Between pack_read_begin and _end. */
 int pack_fd_get(vd_store *s, uint32_t id);
 void pack_close_all(vd_store *s);
 /* The ids of every pack file in STORE/data. */

@@ -196,8 +196,47 @@ int pack_fd_get(vd_store *s, uint32_t id)
 	return fd;
 }
 
+static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
+		       uint32_t stored_len, uint8_t *buf);
+
+/* Closes the descriptors of removed packs if no read is in flight.  A read
+ * that begins later finds their slots empty (they were emptied first). */
+static void reap_dead(vd_store *s)
+{
+	pthread_rwlock_wrlock(&s->st_fd_lock);
+	if (__atomic_load_n(&s->st_fd_readers, __ATOMIC_SEQ_CST) == 0) {
+		for (size_t i = 0; i < s->st_fd_ndead; i++)
+			close(s->st_fd_dead[i]);
+		__atomic_store_n(&s->st_fd_ndead, 0, __ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&s->st_fd_lock);
+}
+
+void pack_read_begin(vd_store *s)
+{
+	__atomic_add_fetch(&s->st_fd_readers, 1, __ATOMIC_SEQ_CST);
+}
+
+void pack_read_end(vd_store *s)
+{
+	if (__atomic_sub_fetch(&s->st_fd_readers, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&s->st_fd_ndead, __ATOMIC_RELAXED))
+		reap_dead(s);
+}
+
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf)
+{
+	int r;
+
+	pack_read_begin(s);
+	r = read_record(s, pack_id, offset, stored_len, buf);
+	pack_read_end(s);
+	return r;
+}
+
+static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
+		       uint32_t stored_len, uint8_t *buf)
 {
 	const size_t len = FMT_REC_HEADER_SIZE + (size_t)stored_len;
 	const int fd = pack_fd_get(s, pack_id);
@@ -206,8 +245,7 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	if (fd < 0)
 		return fd;
 	n = pread_full(fd, buf, len, offset);
-	/* A compaction may have removed the file and closed FD meanwhile (its
-	 * number may now name another file): retry, as for a file gone. */
+	/* The pack was removed meanwhile: retry, as for a file gone. */
 	if (!pack_fd_valid(s, pack_id, fd))
 		return -ENOENT;
 	if (n < 0)
@@ -223,13 +261,28 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 /* Forgets the descriptor of pack ID (gc removed the file). */
 static void pack_forget(vd_store *s, uint32_t id)
 {
+	bool reap = false;
+
 	pthread_rwlock_wrlock(&s->st_fd_lock);
 	if (id < s->st_nfds && s->st_fds[id] >= 0) {
 		const int fd = s->st_fds[id];
+		int *dead = realloc(s->st_fd_dead,
+				    (s->st_fd_ndead + 1) * sizeof *dead);
 		s->st_fds[id] = -1;
-		close(fd);
+		if (dead) {
+			/* Closed once no read that may hold it is in flight. */
+			s->st_fd_dead = dead;
+			dead[s->st_fd_ndead] = fd;
+			__atomic_store_n(&s->st_fd_ndead, s->st_fd_ndead + 1,
+					 __ATOMIC_RELAXED);
+			reap = true;
+		} else {
+			close(fd); /* no memory: readers retry on a bad read */
+		}
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
+	if (reap)
+		reap_dead(s);
 }
 
 void pack_close_all(vd_store *s)
@@ -244,6 +297,11 @@ void pack_close_all(vd_store *s)
 	for (uint32_t i = 0; i < s->st_nfds; i++)
 		if (s->st_fds[i] >= 0)
 			close(s->st_fds[i]);
+	for (size_t i = 0; i < s->st_fd_ndead; i++)
+		close(s->st_fd_dead[i]);
+	free(s->st_fd_dead);
+	s->st_fd_dead = NULL;
+	s->st_fd_ndead = 0;
 	free(s->st_fds);
 	s->st_fds = NULL;
 	s->st_nfds = 0;
