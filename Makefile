@@ -47,8 +47,13 @@ LIB_SRCS    := $(COMMON_SRCS) $(FORMAT_SRCS) $(ENGINE_SRCS)
 # stored chunk, which 4 KiB chunks never do.
 UNIT_SRCS   := $(wildcard tests/unit/test-*.c)
 UNIT_64K    := crash model threads
+# Those in UNIT_COMPACT are built a third time as test-NAME-compact, which
+# run with VDISK_COMPACT=aggressive: the background compactor moving chunks
+# under the test's reads, writes, gc and crashes.
+UNIT_COMPACT := crash model
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS)) \
-               $(patsubst %,$(BUILD)/tests/test-%-64k,$(UNIT_64K))
+               $(patsubst %,$(BUILD)/tests/test-%-64k,$(UNIT_64K)) \
+               $(patsubst %,$(BUILD)/tests/test-%-compact,$(UNIT_COMPACT))
 # The LD_PRELOAD power-cut shim that test-crash runs the engine under.
 POWERCUT_SO := $(BUILD)/tests/powercut.so
 
@@ -123,6 +128,12 @@ $(BUILD)/tests/%-64k: tests/unit/%.c $(BUILD)/libvdisk.a
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< (64 KiB chunks)"
 	$(Q)$(CC) $(ALL_CFLAGS) -DCHUNK=65536u -DSECTOR=4096u -MMD -MP -o $@ $< \
+	    $(BUILD)/libvdisk.a $(LIBS)
+
+$(BUILD)/tests/%-compact: tests/unit/%.c $(BUILD)/libvdisk.a
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (compacting)"
+	$(Q)$(CC) $(ALL_CFLAGS) -DCOMPACT_AGGRESSIVE -MMD -MP -o $@ $< \
 	    $(BUILD)/libvdisk.a $(LIBS)
 
 # With $(SAN) too: the test binaries it is preloaded into link the same
@@ -221,7 +232,7 @@ asan:
 # off where setarch can, since TSan cannot run with some kernels' mmap
 # randomisation ("unexpected memory mapping").
 TSAN_TESTS = $(addprefix build-tsan/tests/,test-threads test-threads-64k \
-                 test-model test-crash) \
+                 test-model test-crash test-model-compact) \
              tests/test-nbd-load.sh tests/test-nbd-snapshot.sh \
              tests/test-nbd-kill9.sh tests/test-cli-busy.sh
 tsan:

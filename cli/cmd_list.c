@@ -111,6 +111,12 @@ static void json_store(struct cli_json *j, const char *dir,
 	cli_json_double(j, si->dedup_ratio);
 	cli_json_key(j, "compress_ratio");
 	cli_json_double(j, si->compress_ratio);
+	cli_json_key(j, "reclaimable_bytes");
+	cli_json_u64(j, si->reclaimable_bytes);
+	cli_json_key(j, "compacted_files");
+	cli_json_u64(j, si->compacted_files);
+	cli_json_key(j, "compacted_bytes");
+	cli_json_u64(j, si->compacted_bytes);
 	cli_json_end_object(j);
 }
 
@@ -231,6 +237,17 @@ static void print_tree(struct listing *l, struct columns *cols)
 			print_volume(l, cols, i, 0, 1);
 }
 
+/* The space-reclamation line of list and info. */
+static void print_reclaim(const struct vd_store_info *si)
+{
+	char h1[CLI_HUMAN_MAX], h2[CLI_HUMAN_MAX];
+
+	printf("reclaimable %s; compacted %" PRIu64 " data file%s, %s given "
+	       "back\n", cli_human_size(si->reclaimable_bytes, h1),
+	       si->compacted_files, si->compacted_files == 1 ? "" : "s",
+	       cli_human_size(si->compacted_bytes, h2));
+}
+
 static void list_text(struct listing *l, const struct vd_store_info *si,
 		      const char *dir)
 {
@@ -257,6 +274,7 @@ static void list_text(struct listing *l, const struct vd_store_info *si,
 	       cli_human_size(si->pack_bytes, disk),
 	       cli_human_size(si->dead_bytes, dead), si->dedup_ratio,
 	       si->compress_ratio);
+	print_reclaim(si);
 }
 
 static void list_json(const struct listing *l, const struct vd_store_info *si,
@@ -455,6 +473,8 @@ int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 		json_holder(&j, &in);
 		cli_json_key(&j, "chunk_size");
 		cli_json_u64(&j, si.chunk_size);
+		cli_json_key(&j, "store");
+		json_store(&j, ctx->store_dir, &si);
 		cli_json_end_object(&j);
 	} else {
 		if (in.snap[0])
@@ -488,6 +508,10 @@ int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 		else if (!in.snap[0])
 			printf("held by:     -\n");
 		printf("chunk size:  %s\n", cli_human_size(si.chunk_size, h1));
+		printf("store:       %s stored, %s on disk; ",
+		       cli_human_size(si.stored_bytes, h1),
+		       cli_human_size(si.pack_bytes, h2));
+		print_reclaim(&si);
 	}
 	rc = CLI_EXIT_OK;
 out:

@@ -307,6 +307,40 @@ static int check_map_entry(void *opaque, const struct map_entry *e)
 
 /* ---- chunks ------------------------------------------------------------- */
 
+/* The data file of chunk KEY at CH is gone: a compaction (the background
+ * compactor, or gc in any process) may have moved it since this check's
+ * transaction began.  Verifies it where a fresh transaction says it is now;
+ * 0 if it moved and verifies, or is no longer live (dropped). */
+static int verify_moved(struct checker *c, const uint8_t *key,
+			const struct fmt_chunk *ch)
+{
+	struct fmt_chunk now = *ch;
+	int r = -ENOENT;
+
+	for (int tries = 0; r == -ENOENT && tries < 4; tries++) {
+		const struct fmt_chunk was = now;
+		MDB_txn *txn;
+
+		if ((r = rtxn_begin(c->s, &txn)) < 0)
+			return r;
+		if (!chunk_exists(c->s, txn, key)) {
+			rtxn_end(txn);
+			return 0;
+		}
+		r = chunk_get(c->s, txn, key, &now);
+		rtxn_end(txn);
+		if (r < 0)
+			return r;
+		if (now.refs == 0)
+			return 0;
+		if (now.pack_id == was.pack_id && now.offset == was.offset &&
+		    tries > 0)
+			return -ENOENT; /* not moved: missing indeed */
+		r = chunk_verify(c->s, key, &now, c->scratch, c->raw);
+	}
+	return r;
+}
+
 static int check_chunk(void *opaque, const uint8_t *key, size_t keylen,
 		       const struct fmt_chunk *ch)
 {
@@ -348,6 +382,8 @@ static int check_chunk(void *opaque, const uint8_t *key, size_t keylen,
 	if (ch->refs == 0)
 		return 0; /* dead: gc will drop it; nothing reads it */
 	r = chunk_verify(c->s, key, ch, c->scratch, c->raw);
+	if (r == -ENOENT)
+		r = verify_moved(c, key, ch);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {

@@ -411,13 +411,15 @@ static bool ring_ready(struct thread_ctx *t, size_t recsize)
 	return true;
 }
 
+static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
+			struct chunk_req *reqs, size_t n);
+
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 		    size_t n)
 {
 	const size_t recsize = FMT_REC_HEADER_SIZE + s->st_chunk_size;
 	struct thread_ctx *t = thread_ctx();
-	struct fmt_chunk loc[LOAD_BATCH];
-	size_t pending[LOAD_BATCH];
+	int r;
 
 	if (!t)
 		return -ENOMEM;
@@ -426,6 +428,20 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 			reqs[i].r = chunk_load(s, txn, reqs[i].hash, reqs[i].out);
 		return 0;
 	}
+	pack_read_begin(s);  /* the descriptors stay open until the end */
+	r = load_batches(s, txn, t, reqs, n);
+	pack_read_end(s);
+	return r;
+}
+
+static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
+			struct chunk_req *reqs, size_t n)
+{
+	const size_t recsize = FMT_REC_HEADER_SIZE + s->st_chunk_size;
+	struct fmt_chunk loc[LOAD_BATCH];
+	size_t pending[LOAD_BATCH];
+	int fds[LOAD_BATCH];
+
 	for (size_t first = 0; first < n; first += LOAD_BATCH) {
 		const size_t end = MIN(n, first + LOAD_BATCH);
 		size_t np = 0;
@@ -451,6 +467,7 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 					   FMT_REC_HEADER_SIZE + loc[np].stored_len,
 					   loc[np].offset);
 			sqe->user_data = np;
+			fds[np] = fd;
 			pending[np++] = i;
 		}
 		if (np == 0)
@@ -473,7 +490,9 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 				return -EIO;
 			k = (size_t)cqe->user_data;
 			q = &reqs[pending[k]];
-			if (cqe->res < 0)
+			if (!pack_fd_valid(s, loc[k].pack_id, fds[k]))
+				q->r = -ENOENT; /* removed meanwhile: retry */
+			else if (cqe->res < 0)
 				q->r = SET_ERROR(cqe->res, "pack %08x: read: %s",
 						 loc[k].pack_id, strerror(-cqe->res));
 			else if ((size_t)cqe->res != FMT_REC_HEADER_SIZE + loc[k].stored_len)
@@ -590,4 +609,32 @@ int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		return r;
 	*c = cur;
 	return chunk_put(s, w->txn, hash, &cur);
+}
+
+int chunk_evacuate(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		   uint32_t pack_id, uint64_t offset, uint8_t *scratch,
+		   uint8_t *raw, uint64_t *moved)
+{
+	MDB_val k = { 32, (void *)hash }, v;
+	struct fmt_chunk c;
+	int rc, r;
+
+	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return CHUNK_GONE;
+	if (rc)
+		return err_mdb(rc, "chunk index");
+	if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0 ||
+	    c.pack_id != pack_id || c.offset != offset)
+		return CHUNK_GONE; /* moved, or damaged: check reports it */
+	if (c.refs == 0) {
+		w->d.dead_chunks--;
+		w->d.dead_bytes -= disk_bytes(&c);
+		rc = mdb_del(w->txn, s->st_chunks, &k, NULL);
+		return rc ? err_mdb(rc, "chunk index") : CHUNK_DROPPED;
+	}
+	r = chunk_move(s, w, hash, &c, scratch, raw);
+	if (r == 0)
+		*moved += disk_bytes(&c);
+	return r < 0 ? r : r == 1 ? CHUNK_KEPT : CHUNK_MOVED;
 }

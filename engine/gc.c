@@ -1,12 +1,15 @@
-/* vd_store_gc: reclaim space.
+/* vd_store_gc: reclaim space now, in one full pass.
  *
- * gc first drops chunks whose reference count is 0, then compacts every
- * data file holding dead bytes (dropped chunks, or records a crash left
- * unreferenced): live records are copied to the current file, the index is
- * pointed at the copies, and only then is the old file removed.  Files that
- * a handle is appending to (this one's, or another process's: it holds the
- * file's flock) are skipped.  Reclamation is not incremental: space comes
- * back when gc runs.
+ * gc claims every pack file no handle is appending to (this one's, or
+ * another process's: it holds the file's flock), then drops chunks whose
+ * reference count is 0 and tallies the live records of each pack, in one
+ * write transaction (which also waits out any transaction still committing
+ * records into a file that was being appended to until the claim), then
+ * compacts every claimed file holding dead bytes (dropped chunks, or
+ * records a crash left unreferenced) with compact_pack, which the
+ * background compactor (compact.c) uses too: live records are copied to the
+ * current file, the index is pointed at the copies, and only then is the
+ * old file removed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +18,10 @@
 #include "common/vector.h"
 #include "engine/internal.h"
 
-struct live_chunk {
-	uint8_t hash[32];
-	struct fmt_chunk c;
-};
-DEFINE_VECTOR(live_vec, struct live_chunk);
-
 /* The live records of one pack file. */
 struct pack_use {
 	uint64_t live_bytes;
-	live_vec chunks;
+	rec_vec recs;
 };
 DEFINE_VECTOR(use_vec, struct pack_use);
 
@@ -32,7 +29,7 @@ static int tally_live(void *opaque, const uint8_t *key, size_t keylen,
 		      const struct fmt_chunk *c)
 {
 	use_vec *use = opaque;
-	struct live_chunk lc = { .c = *c };
+	struct pack_rec pr = { .offset = c->offset, .stored_len = c->stored_len };
 	struct pack_use *u;
 
 	(void)keylen;
@@ -45,8 +42,8 @@ static int tally_live(void *opaque, const uint8_t *key, size_t keylen,
 	}
 	u = &use->ptr[c->pack_id];
 	u->live_bytes += FMT_REC_HEADER_SIZE + (uint64_t)c->stored_len;
-	memcpy(lc.hash, key, 32);
-	return live_vec_append(&u->chunks, lc) < 0
+	memcpy(pr.hash, key, 32);
+	return rec_vec_append(&u->recs, pr) < 0
 	       ? SET_ERROR(-ENOMEM, "out of memory") : 0;
 }
 
@@ -65,88 +62,61 @@ static int drop_dead(vd_store *s, use_vec *use, struct vd_gc_stats *st)
 	return wtxn_commit(s, &w);
 }
 
-/* Copies the live chunks of pack ID into the writer pack and repoints the
- * index, then removes the file.  Chunks that fail verification stay where
- * they are (and so does the file), for check to report. */
-static int compact(vd_store *s, uint32_t id, struct pack_use *u,
-		   struct vd_gc_stats *st)
-{
-	uint8_t *buf = malloc(FMT_REC_HEADER_SIZE + s->st_chunk_size);
-	uint8_t *raw = malloc(s->st_chunk_size);
-	const size_t n = u ? u->chunks.len : 0;
-	struct wtxn w = { 0 };
-	bool keep = false;
-	int r = 0;
-
-	if (!buf || !raw) {
-		free(buf);
-		free(raw);
-		return SET_ERROR(-ENOMEM, "out of memory");
-	}
-	pthread_mutex_lock(&s->st_pack_lock);
-	if (n && (r = wtxn_begin(s, &w)) == 0)
-		r = pack_reserve(s, w.txn, u->live_bytes);
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		struct live_chunk *lc = &u->chunks.ptr[i];
-
-		r = chunk_move(s, &w, lc->hash, &lc->c, buf, raw);
-		if (r == 1) {
-			keep = true;
-			r = 0;
-		} else if (r == 0) {
-			st->chunks_moved++;
-		}
-	}
-	if (n) {
-		/* The copies reach the disk before the index points at them. */
-		if (r == 0 && (r = pack_sync(s)) == 0)
-			r = wtxn_commit(s, &w);
-		else
-			wtxn_abort(&w);
-	}
-	pthread_mutex_unlock(&s->st_pack_lock);
-	if (r == 0 && !keep && pack_remove(s, id))
-		st->files_removed++;
-	free(buf);
-	free(raw);
-	return r;
-}
-
 int store_gc(vd_store *s, vd_progress_fn progress, void *opaque,
 	     struct vd_gc_stats *out)
 {
 	struct vd_gc_stats local, *st = out ? out : &local;
 	use_vec use = { 0 };
 	u32_vec ids = { 0 };
-	uint64_t files;
+	uint64_t files, *sizes = NULL;
+	int *fds = NULL;
 	int r;
 
 	memset(st, 0, sizeof *st);
 	pack_usage(s, &files, &st->bytes_before);
-	if ((r = drop_dead(s, &use, st)) < 0 || (r = pack_list(s, &ids)) < 0)
+	if ((r = pack_list(s, &ids)) < 0)
+		goto out;
+	fds = malloc((ids.len + 1) * sizeof *fds);
+	sizes = malloc((ids.len + 1) * sizeof *sizes);
+	if (!fds || !sizes) {
+		r = SET_ERROR(-ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Claimed before the scan, so that nothing appends to them after. */
+	for (size_t i = 0; i < ids.len; i++)
+		fds[i] = pack_claim(s, ids.ptr[i], &sizes[i]);
+	if ((r = drop_dead(s, &use, st)) < 0)
 		goto out;
 	for (size_t i = 0; r == 0 && i < ids.len; i++) {
 		const uint32_t id = ids.ptr[i];
 		struct pack_use *u = id < use.len ? &use.ptr[id] : NULL;
-		uint64_t size;
-		int fd;
+		struct compact_result res;
 
 		if (progress)
 			progress(opaque, i + 1, ids.len);
-		if ((fd = pack_claim(s, id, &size)) < 0)
+		if (fds[i] < 0)
 			continue; /* being appended to, or gone */
 		/* Dead bytes, or no live chunk at all (a file left by an aborted
 		 * transaction holds only its header). */
-		if (!u || u->chunks.len == 0 ||
-		    size > FMT_PACK_HEADER_SIZE + u->live_bytes)
-			r = compact(s, id, u, st);
-		close(fd);
+		if (!u || u->recs.len == 0 ||
+		    sizes[i] > FMT_PACK_HEADER_SIZE + u->live_bytes) {
+			r = compact_pack(s, id, sizes[i], u ? u->recs.ptr : NULL,
+					 u ? u->recs.len : 0, 0, &res);
+			st->chunks_freed += res.dropped;
+			st->chunks_moved += res.moved;
+			st->files_removed += res.removed;
+		}
 	}
 	pack_usage(s, &files, &st->bytes_after);
 out:
+	for (size_t i = 0; fds && i < ids.len; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	for (size_t i = 0; i < use.len; i++)
-		free(use.ptr[i].chunks.ptr);
+		free(use.ptr[i].recs.ptr);
 	free(use.ptr);
 	free(ids.ptr);
+	free(fds);
+	free(sizes);
 	return r;
 }

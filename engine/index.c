@@ -27,6 +27,8 @@ static const struct {
 	{ "stat_stored", offsetof(struct store_stats, stored) },
 	{ "stat_dead_chunks", offsetof(struct store_stats, dead_chunks) },
 	{ "stat_dead_bytes", offsetof(struct store_stats, dead_bytes) },
+	{ "stat_compact_packs", offsetof(struct store_stats, compact_packs) },
+	{ "stat_compact_bytes", offsetof(struct store_stats, compact_bytes) },
 };
 #define NSTATS (sizeof stat_keys / sizeof stat_keys[0])
 

@@ -15,6 +15,8 @@
  *   volume.c   volume handles: open/close, read/write/zero/extents/flush,
  *              snapshots of open heads, the background sealer thread
  *   seal.c     sealing a head's dirty chunks into the store
+ *   compact.c  compacting one pack file (for gc too); the background
+ *              compactor thread that reclaims space incrementally
  *   dirty.c    a head's dirty chunks (the write-back cache) and views
  *   journal.c  a head's write journal: append, group commit, replay, trim
  *   control.c  the control socket: snapshot requests between processes
@@ -30,7 +32,8 @@
  *   frontend.c vd_point_parse, vd_errno: pure helpers for the front ends
  *   common/, format/   short I/O, vectors, hex; on-disk codecs (no state)
  *
- * vd_store_close (store.c) closes what volume.c opened; volume.c starts the
+ * vd_store_close (store.c) closes what volume.c opened (and stops the
+ * compactor that volume.c starts); volume.c starts the
  * control socket with a handler of its own, so control.c never calls up.
  */
 #ifndef VDISK_INTERNAL_H
@@ -69,6 +72,7 @@ struct pack_writer {
 	uint64_t size;    /* append offset */
 	bool unsynced;    /* appended since the last fdatasync */
 	bool new_file;    /* its directory entry is not yet synced */
+	uint64_t appended; /* bytes appended by this handle, ever */
 };
 
 struct chunk_cache;
@@ -102,6 +106,11 @@ struct vd_store {
 	pthread_rwlock_t st_fd_lock;
 	int *st_fds;
 	uint32_t st_nfds;
+	/* Reads in flight (pack_read_begin); descriptors of removed packs wait
+	 * in st_fd_dead (under st_fd_lock) until there are none. */
+	uint64_t st_fd_readers;
+	int *st_fd_dead;
+	size_t st_fd_ndead;
 
 	struct chunk_cache *st_cache;         /* cache.c */
 
@@ -117,6 +126,18 @@ struct vd_store {
 	bool st_sealer_stop;
 	bool st_sealer_started;
 	pthread_t st_sealer;
+
+	/* compact.c: the background compactor (under st_compact_lock). */
+	pthread_mutex_t st_compact_lock;
+	pthread_cond_t st_compact_cond;  /* stop requested */
+	pthread_cond_t st_compact_eased; /* st_compact_over went false */
+	bool st_compact_stop;
+	bool st_compact_started;
+	bool st_compact_over;            /* past the hard bound: seals wait */
+	/* The last measure: pack bytes, live bytes, pack_appended(). */
+	uint64_t st_compact_disk, st_compact_live, st_compact_app;
+	uint64_t st_compact_hard;        /* seals wait past this estimate */
+	pthread_t st_compact_thread;
 
 	/* control.c */
 	pthread_mutex_t st_ctl_lock;
@@ -159,6 +180,7 @@ uint64_t index_disk_bytes(vd_store *s);
 /* The store counters kept in DB "meta". */
 struct store_stats {
 	int64_t chunks, refs, stored, dead_chunks, dead_bytes;
+	int64_t compact_packs, compact_bytes;  /* compacted by gc or compact.c */
 };
 
 /* A write transaction with its counter changes. */
@@ -245,8 +267,13 @@ int pack_sync(vd_store *s);
  * missing, -ENOENT if the pack file is gone (gc moved it: retry). */
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf);
+/* Brackets every use of descriptors from pack_fd_get (pack_read does it
+ * itself): a removed pack's descriptor is closed only when no read is in
+ * flight, so a read never races the close. */
+void pack_read_begin(vd_store *s);
+void pack_read_end(vd_store *s);
 /* A cached read descriptor of pack ID (header checked on first open);
- * -ENOENT if the file is gone. */
+ * -ENOENT if the file is gone.  Between pack_read_begin and _end. */
 int pack_fd_get(vd_store *s, uint32_t id);
 void pack_close_all(vd_store *s);
 /* The ids of every pack file in STORE/data. */
@@ -259,6 +286,20 @@ void pack_usage(vd_store *s, uint64_t *files, uint64_t *bytes);
 int pack_claim(vd_store *s, uint32_t id, uint64_t *size);
 /* Removes pack ID (gc moved everything out); returns 1 if removed. */
 int pack_remove(vd_store *s, uint32_t id);
+/* Bytes this handle appended to pack files since it opened. */
+uint64_t pack_appended(vd_store *s);
+/* The size of pack file ID in bytes (st_size); -errno if gone. */
+int pack_size(vd_store *s, uint32_t id, uint64_t *size);
+/* True if this handle appends to pack ID. */
+bool pack_is_writer(vd_store *s, uint32_t id);
+/* If this handle appends to pack ID (0: to any) of at least MIN_SIZE
+ * bytes, syncs and closes it (the next append opens a new file), so that
+ * it can be claimed and compacted. */
+int pack_roll(vd_store *s, uint32_t id, uint64_t min_size);
+/* After reading through FD (from pack_fd_get), true if FD still is pack
+ * ID's descriptor: false means it was closed (the pack was removed) and
+ * the bytes read may belong to another file, so the read is retried. */
+bool pack_fd_valid(vd_store *s, uint32_t id, int fd);
 
 /* ---- chunk.c ------------------------------------------------------------ */
 
@@ -326,6 +367,16 @@ int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
  * st_pack_lock and reserved room.  SCRATCH holds a record, RAW a chunk. */
 int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw);
+/* For compaction: empties the record of HASH at (PACK_ID, OFFSET) in W.
+ * Returns CHUNK_GONE if the index no longer points there, CHUNK_DROPPED
+ * if the chunk was dead (it is deleted), CHUNK_MOVED if it was live and
+ * moved (as chunk_move, *MOVED gets the bytes appended) or CHUNK_KEPT if it
+ * fails verification (it stays); < 0 on error.  Caller holds st_pack_lock
+ * and reserved room. */
+enum { CHUNK_GONE, CHUNK_DROPPED, CHUNK_MOVED, CHUNK_KEPT };
+int chunk_evacuate(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		   uint32_t pack_id, uint64_t offset, uint8_t *scratch,
+		   uint8_t *raw, uint64_t *moved);
 
 /* ---- layer.c ------------------------------------------------------------ */
 
@@ -679,6 +730,41 @@ bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);
+
+/* ---- compact.c ---------------------------------------------------------- */
+
+/* A record of a pack file, as a scan of DB "chunks" found it. */
+struct pack_rec {
+	uint8_t hash[32];
+	uint64_t offset;
+	uint32_t stored_len;
+};
+DEFINE_VECTOR(rec_vec, struct pack_rec);
+
+/* What compact_pack did. */
+struct compact_result {
+	uint64_t dropped, moved, moved_bytes;
+	bool removed;
+	uint64_t freed;        /* SIZE minus the bytes moved, if removed */
+};
+
+/* Compacts pack ID of SIZE bytes, which the caller claimed (pack_claim)
+ * after the last transaction that could append to it ended, RECS listing
+ * every chunk the index placed in it since: dead chunks are deleted, live
+ * ones copied to the writer pack, in transactions of up to BATCH bytes
+ * copied (0: one transaction), each synced before its commit; then, unless
+ * a record failed verification, the file is removed. */
+int compact_pack(vd_store *s, uint32_t id, uint64_t size,
+		 const struct pack_rec *recs, size_t n, uint64_t batch,
+		 struct compact_result *res);
+/* Starts the background compactor (once per handle; VDISK_COMPACT=off:
+ * never). */
+int compact_start(vd_store *s);
+/* Stops it; before the pack files close. */
+void compact_stop(vd_store *s);
+/* Waits while the store is past the hard bound on dead bytes and the
+ * compactor is making progress (seal.c calls it before each batch). */
+void compact_wait(vd_store *s);
 
 /* ---- volume.c ----------------------------------------------------------- */
 

@@ -96,6 +96,8 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 	*pack_id = w->id;
 	*offset = w->size;
 	w->size += sizeof hdr + rec->stored_len;
+	__atomic_add_fetch(&w->appended, sizeof hdr + rec->stored_len,
+			   __ATOMIC_RELAXED);
 	w->unsynced = true;
 	return 0;
 }
@@ -194,8 +196,47 @@ int pack_fd_get(vd_store *s, uint32_t id)
 	return fd;
 }
 
+static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
+		       uint32_t stored_len, uint8_t *buf);
+
+/* Closes the descriptors of removed packs if no read is in flight.  A read
+ * that begins later finds their slots empty (they were emptied first). */
+static void reap_dead(vd_store *s)
+{
+	pthread_rwlock_wrlock(&s->st_fd_lock);
+	if (__atomic_load_n(&s->st_fd_readers, __ATOMIC_SEQ_CST) == 0) {
+		for (size_t i = 0; i < s->st_fd_ndead; i++)
+			close(s->st_fd_dead[i]);
+		__atomic_store_n(&s->st_fd_ndead, 0, __ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&s->st_fd_lock);
+}
+
+void pack_read_begin(vd_store *s)
+{
+	__atomic_add_fetch(&s->st_fd_readers, 1, __ATOMIC_SEQ_CST);
+}
+
+void pack_read_end(vd_store *s)
+{
+	if (__atomic_sub_fetch(&s->st_fd_readers, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&s->st_fd_ndead, __ATOMIC_RELAXED))
+		reap_dead(s);
+}
+
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf)
+{
+	int r;
+
+	pack_read_begin(s);
+	r = read_record(s, pack_id, offset, stored_len, buf);
+	pack_read_end(s);
+	return r;
+}
+
+static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
+		       uint32_t stored_len, uint8_t *buf)
 {
 	const size_t len = FMT_REC_HEADER_SIZE + (size_t)stored_len;
 	const int fd = pack_fd_get(s, pack_id);
@@ -204,6 +245,9 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	if (fd < 0)
 		return fd;
 	n = pread_full(fd, buf, len, offset);
+	/* The pack was removed meanwhile: retry, as for a file gone. */
+	if (!pack_fd_valid(s, pack_id, fd))
+		return -ENOENT;
 	if (n < 0)
 		return SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
 				 (unsigned long long)offset, strerror((int)-n));
@@ -217,12 +261,28 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 /* Forgets the descriptor of pack ID (gc removed the file). */
 static void pack_forget(vd_store *s, uint32_t id)
 {
+	bool reap = false;
+
 	pthread_rwlock_wrlock(&s->st_fd_lock);
 	if (id < s->st_nfds && s->st_fds[id] >= 0) {
-		close(s->st_fds[id]);
+		const int fd = s->st_fds[id];
+		int *dead = realloc(s->st_fd_dead,
+				    (s->st_fd_ndead + 1) * sizeof *dead);
 		s->st_fds[id] = -1;
+		if (dead) {
+			/* Closed once no read that may hold it is in flight. */
+			s->st_fd_dead = dead;
+			dead[s->st_fd_ndead] = fd;
+			__atomic_store_n(&s->st_fd_ndead, s->st_fd_ndead + 1,
+					 __ATOMIC_RELAXED);
+			reap = true;
+		} else {
+			close(fd); /* no memory: readers retry on a bad read */
+		}
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
+	if (reap)
+		reap_dead(s);
 }
 
 void pack_close_all(vd_store *s)
@@ -237,6 +297,11 @@ void pack_close_all(vd_store *s)
 	for (uint32_t i = 0; i < s->st_nfds; i++)
 		if (s->st_fds[i] >= 0)
 			close(s->st_fds[i]);
+	for (size_t i = 0; i < s->st_fd_ndead; i++)
+		close(s->st_fd_dead[i]);
+	free(s->st_fd_dead);
+	s->st_fd_dead = NULL;
+	s->st_fd_ndead = 0;
 	free(s->st_fds);
 	s->st_fds = NULL;
 	s->st_nfds = 0;
@@ -350,4 +415,59 @@ int pack_remove(vd_store *s, uint32_t id)
 	pack_forget(s, id);
 	pack_path(s, id, path, sizeof path);
 	return unlinkat(s->st_dirfd, path, 0) == 0;
+}
+
+uint64_t pack_appended(vd_store *s)
+{
+	return __atomic_load_n(&s->st_writer.appended, __ATOMIC_RELAXED);
+}
+
+int pack_size(vd_store *s, uint32_t id, uint64_t *size)
+{
+	struct stat st;
+	char path[64];
+
+	pack_path(s, id, path, sizeof path);
+	if (fstatat(s->st_dirfd, path, &st, 0) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+bool pack_is_writer(vd_store *s, uint32_t id)
+{
+	bool mine;
+
+	pthread_mutex_lock(&s->st_pack_lock);
+	mine = s->st_writer.fd >= 0 && s->st_writer.id == id;
+	pthread_mutex_unlock(&s->st_pack_lock);
+	return mine;
+}
+
+int pack_roll(vd_store *s, uint32_t id, uint64_t min_size)
+{
+	struct pack_writer *w = &s->st_writer;
+	int r = 0;
+
+	/* Every transaction appending to it holds st_pack_lock until it
+	 * commits, so none is under way. */
+	pthread_mutex_lock(&s->st_pack_lock);
+	if (w->fd >= 0 && (w->id == id || id == 0) && w->size >= min_size &&
+	    (r = pack_sync(s)) == 0) {
+		close(w->fd);  /* drops the flock: pack_claim may take it */
+		w->fd = -1;
+	}
+	pthread_mutex_unlock(&s->st_pack_lock);
+	return r;
+}
+
+bool pack_fd_valid(vd_store *s, uint32_t id, int fd)
+{
+	bool ok;
+
+	/* pack_forget clears the slot before it closes the descriptor. */
+	pthread_rwlock_rdlock(&s->st_fd_lock);
+	ok = id < s->st_nfds && s->st_fds[id] == fd;
+	pthread_rwlock_unlock(&s->st_fd_lock);
+	return ok;
 }

@@ -158,6 +158,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	struct wtxn w = { 0 };
 	int r = 0;
 
+	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);
 	while (n < max && r == 0) {

@@ -86,6 +86,9 @@ static int store_setup(vd_store *s, const char *dir,
 	pthread_mutex_init(&s->st_dirty_lock, NULL);
 	pthread_cond_init(&s->st_dirty_cond, NULL);
 	pthread_mutex_init(&s->st_ctl_lock, NULL);
+	pthread_mutex_init(&s->st_compact_lock, NULL);
+	pthread_cond_init(&s->st_compact_cond, NULL);
+	pthread_cond_init(&s->st_compact_eased, NULL);
 	pthread_mutex_init(&s->st_sb_lock, NULL);
 	if (!(s->st_dir = strdup(dir)))
 		return SET_ERROR(-ENOMEM, "out of memory");
@@ -185,6 +188,7 @@ void store_close(vd_store *s)
 {
 	if (!s)
 		return;
+	compact_stop(s);
 	volume_close_all(s);
 	control_stop(s);
 	pack_close_all(s);
@@ -199,6 +203,9 @@ void store_close(vd_store *s)
 	pthread_mutex_destroy(&s->st_dirty_lock);
 	pthread_cond_destroy(&s->st_dirty_cond);
 	pthread_mutex_destroy(&s->st_ctl_lock);
+	pthread_mutex_destroy(&s->st_compact_lock);
+	pthread_cond_destroy(&s->st_compact_cond);
+	pthread_cond_destroy(&s->st_compact_eased);
 	pthread_mutex_destroy(&s->st_sb_lock);
 	free(s->st_dir);
 	free(s);
@@ -237,5 +244,9 @@ int store_info(vd_store *s, struct vd_store_info *out)
 		? (double)out->chunks * s->st_chunk_size / out->stored_bytes : 1.0;
 	pack_usage(s, &out->pack_files, &out->pack_bytes);
 	out->index_bytes = index_disk_bytes(s);
+	out->reclaimable_bytes = out->pack_bytes > out->stored_bytes
+				 ? out->pack_bytes - out->stored_bytes : 0;
+	out->compacted_files = (uint64_t)st.compact_packs;
+	out->compacted_bytes = (uint64_t)st.compact_bytes;
 	return 0;
 }

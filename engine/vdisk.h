@@ -54,8 +54,10 @@
  *    internal open of vd_volume_resize) starts, once per vd_store, a
  *    background sealer thread and a control thread listening on an abstract
  *    Unix socket "vdisk-<32 hex digits of the store uuid>-<pid>" (see
- *    vd_snapshot_create).  Both run until vd_store_close(), even after every
- *    volume is closed.  Sealing a batch of 8 or more chunks (flush, close,
+ *    vd_snapshot_create), and a background compactor thread (unless
+ *    VDISK_COMPACT=off) that moves live chunks out of data files holding
+ *    dead ones and removes those files.  They run until vd_store_close(),
+ *    even after every volume is closed.  Sealing a batch of 8 or more chunks (flush, close,
  *    snapshot, background) runs a second, short-lived thread that is joined
  *    before the call returns.  The threads inherit the signal mask of the
  *    thread that opened the volume: a front end that handles signals in one
@@ -114,6 +116,12 @@
  *    quarters of it the coldest dirty chunks leave memory (their bytes are
  *    in the journal, and read back from it); chunks are sealed when a
  *    head's journal passes 1 GiB, at snapshots and at close.
+ *  - VDISK_COMPACT: "off" disables the background compactor (space then
+ *    comes back only with vd_store_gc); "aggressive" makes it start at any
+ *    5% of dead bytes, poll every 10 ms and never sleep (for tests); unset
+ *    or anything else: on, keeping the data files within 1.25 x the live
+ *    bytes + 8 MiB when idle and 1.5 x + 8 MiB (plus the file being
+ *    compacted) while writing (README, FORMAT.md "Reclaiming space").
  *  - VDISK_IO: "uring" reads the records of chunks missing from the cache
  *    in batches with io_uring (up to 16 per submission); anything else, or
  *    unset, uses pread(2).
@@ -280,7 +288,7 @@ int vd_store_open(const char *dir, const struct vd_store_options *opts,
 		  vd_store **out);
 
 /* Seals and closes every volume handle still open (a failed seal leaves
- * those writes in the head's journal, for the next open), stops the sealer and control threads and the
+ * those writes in the head's journal, for the next open), stops the sealer, compactor and control threads and the
  * control socket, and frees the store.  Every vd_volume opened from STORE
  * is invalid afterwards, even one the caller never closed: using it,
  * vd_volume_close() included, is undefined.  Must not race any other call
@@ -310,6 +318,14 @@ struct vd_store_info {
 	uint64_t index_bytes;     /* disk blocks used by the LMDB file */
 	double dedup_ratio;       /* chunk_refs / chunks (1.0 if none) */
 	double compress_ratio;    /* chunks * chunk_size / stored_bytes */
+	/* Space reclamation (see VDISK_COMPACT): pack_bytes not holding
+	 * referenced chunks (dead records, headers, rounding), which the
+	 * background compactor or vd_store_gc can give back; and the data files
+	 * compacted and the bytes that gave back, by either, over the store's
+	 * life (0 for stores compacted only by older versions). */
+	uint64_t reclaimable_bytes;
+	uint64_t compacted_files;
+	uint64_t compacted_bytes;
 };
 
 /* Fills OUT with the store's identity and space counters.  The counters
@@ -620,7 +636,8 @@ struct vd_gc_stats {
 
 /* Drops unreferenced chunks, then compacts data files that hold dead
  * records: copies their live chunks to the current data file, repoints the
- * index, and removes them.  Files another process is appending to are
+ * index, and removes them: a full pass now (the background compactor, see
+ * VDISK_COMPACT, does the same incrementally).  Files another process is appending to are
  * skipped, and so are records that fail verification (with their file, for
  * vd_store_check to report).  Runs alongside readers and writers in any
  * process.  PROGRESS may be NULL and is called with no lock or transaction

@@ -749,6 +749,7 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	    (!rdonly && (r = journal_replay(v, flags & VD_OPEN_BULK)) < 0))
 		goto err;
 	if (!rdonly && ((r = sealer_start(s)) < 0 ||
+			(r = compact_start(s)) < 0 ||
 			(r = control_start(s, snapshot_for_peer)) < 0))
 		goto err;
 

@@ -199,7 +199,8 @@ class Index:
     def _meta(self, pairs):
         known = ("format", "chunk_size", "next_layer", "next_pack",
                  "stat_chunks", "stat_refs", "stat_stored",
-                 "stat_dead_chunks", "stat_dead_bytes")
+                 "stat_dead_chunks", "stat_dead_bytes",
+                 "stat_compact_packs", "stat_compact_bytes")
         for k, v in pairs:
             try:
                 key = k.decode("ascii")

@@ -708,6 +708,10 @@ static int run_powercut(const char *self, const char *tmp)
 
 int main(int argc, char **argv)
 {
+#ifdef COMPACT_AGGRESSIVE
+	/* The -compact variant: the background compactor at full tilt. */
+	setenv("VDISK_COMPACT", "aggressive", 1);
+#endif
 	if (argc > 2 && !strcmp(argv[1], "--powercut-driver")) {
 		char *args[] = {argv[0], argv[2], NULL};
 		et_init_seed(2, args);

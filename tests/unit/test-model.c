@@ -1416,6 +1416,10 @@ static void final_checks(const char *when)
 
 int main(int argc, char **argv)
 {
+#ifdef COMPACT_AGGRESSIVE
+	/* The -compact variant: the background compactor at full tilt. */
+	setenv("VDISK_COMPACT", "aggressive", 1);
+#endif
 	et_rng_seed(&rng, et_init_seed(argc, argv));
 	unsigned long nops = 25000;
 	if (argc > 2)
