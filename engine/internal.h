@@ -89,6 +89,7 @@ struct vd_store {
 	char st_holder[64];
 	uint64_t st_cache_bytes;
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
+	uint64_t st_journal_high; /* a head's journal bytes that start sealing */
 	bool st_uring;           /* batch record reads with io_uring */
 
 	/* index.c opens the environment and the handles; each handle is used
@@ -724,7 +725,7 @@ bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
 
 /* ---- seal.c ------------------------------------------------------------- */
 
-#define SEAL_BACKGROUND 1024   /* chunks per background commit (64 MiB) */
+#define SEAL_BACKGROUND 256    /* chunks per background commit (16 MiB) */
 /* Seals up to MAX dirty entries of V whose first write is <= UPTO, oldest
  * first, in one transaction.  Returns how many it sealed, or an error. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);

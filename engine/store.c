@@ -73,6 +73,7 @@ static int store_setup(vd_store *s, const char *dir,
 	snprintf(s->st_holder, sizeof s->st_holder, "%s", holder);
 	s->st_cache_bytes = o && o->cache_bytes ? o->cache_bytes
 			    : env_mb("VDISK_CACHE_MB", 256ull << 20);
+	s->st_journal_high = env_mb("VDISK_JOURNAL_MB", 1ull << 30);
 	s->st_dirty_max = o && o->dirty_bytes ? o->dirty_bytes
 			  : env_mb("VDISK_DIRTY_MB", 64ull << 20);
 	/* Batched io_uring reads are opt-in (VDISK_IO=uring): the raw record

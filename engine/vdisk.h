@@ -115,7 +115,9 @@
  *    per store handle before writers wait (default 64).  Past three
  *    quarters of it the coldest dirty chunks leave memory (their bytes are
  *    in the journal, and read back from it); chunks are sealed when a
- *    head's journal passes 1 GiB, at snapshots and at close.
+ *    head's journal passes VDISK_JOURNAL_MB, at snapshots and at close.
+ *  - VDISK_JOURNAL_MB: MiB of journal a volume head may hold before its
+ *    dirty chunks are sealed (default 1024); writers wait past twice that.
  *  - VDISK_COMPACT: "off" disables the background compactor (space then
  *    comes back only with vd_store_gc); "aggressive" makes it start at any
  *    5% of dead bytes, poll every 10 ms and never sleep (for tests); unset

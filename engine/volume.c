@@ -22,7 +22,8 @@
 
 #include "engine/internal.h"
 
-#define JOURNAL_HIGH (1ull << 30) /* seal everything past this */
+/* Journal bytes past which a head is sealed (VDISK_JOURNAL_MB). */
+#define JOURNAL_HIGH(s) ((s)->st_journal_high)
 
 static int volume_unref(vd_volume *v);
 
@@ -202,7 +203,7 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 		return 0;
 	/* The journal's bound: past twice its sealing mark writers wait for
 	 * the sealer to shrink it (as they wait for memory). */
-	while (v->v_journal && journal_bytes(v->v_journal) > 2 * JOURNAL_HIGH) {
+	while (v->v_journal && journal_bytes(v->v_journal) > 2 * JOURNAL_HIGH(v->v_store)) {
 		const struct timespec ms = { 0, 1000 * 1000 };
 		dirty_wake(v->v_store);
 		nanosleep(&ms, NULL);
@@ -215,7 +216,8 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 		r = journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
 				  off, data, len, data ? apply_write : apply_zero, v);
 	pthread_rwlock_unlock(&v->v_barrier);
-	if (r == 0 && v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH)
+	if (r == 0 && v->v_journal &&
+	    journal_bytes(v->v_journal) > JOURNAL_HIGH(v->v_store))
 		dirty_wake(v->v_store);
 	return r;
 }
@@ -381,7 +383,7 @@ static vd_volume *sealer_pick(vd_store *s, bool *journal_full)
 		size_t n;
 		if (v->v_readonly || v->v_closing)
 			continue;
-		if (v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH) {
+		if (v->v_journal && journal_bytes(v->v_journal) > JOURNAL_HIGH(s)) {
 			best = v;
 			*journal_full = true;
 			break;
