@@ -78,8 +78,8 @@ hz=$(getconf CLK_TCK)
 : >"$raw"
 t_start=$(date +%s)
 
-say() { printf '== %s\n' "$*" >&2; }
-res() { echo "RESULT $*" | tee -a "$raw"; }
+# shellcheck source=bench/nbd/common.sh
+source "$bench/nbd/common.sh"
 
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
@@ -92,25 +92,6 @@ res meta depth "$depth"
 res meta load_start "$(cut -d' ' -f1 /proc/loadavg)"
 res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{print $2}')/nbdkit-$(nbdkit --version | awk '{print $2}')"
 
-server_pid=
-peak_kb=0
-
-stop_server() {
-	[ -n "$server_pid" ] || return 0
-	local hwm
-	hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$server_pid/status" 2>/dev/null)
-	[ -n "$hwm" ] && [ "$hwm" -gt "$peak_kb" ] && peak_kb=$hwm
-	kill "$server_pid" 2>/dev/null
-	wait "$server_pid" 2>/dev/null
-	server_pid=
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
-
-wait_sock() {
-	for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.1; done
-	echo "server did not start" >&2
-	exit 1
-}
 
 sock=$tmp/sock
 serve_vdisk() {   # serve_vdisk EXPORT [serve options...]
@@ -137,7 +118,6 @@ serve_nbdkit() {   # serve_nbdkit IMAGE
 	wait_sock "$sock"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 
 # settle: wait (at most 120 s) until the server spends at most one clock
 # tick in half a second; prints the seconds it stayed busy
@@ -175,7 +155,6 @@ print("%.1f %.0f %.3f %.1f %s" % (d["bw_bytes"] / 1e6, d["iops"], cpu / moved if
 PY
 }
 
-got() { [ "$1" = "$2" ] || { echo "job failed" >&2; exit 1; }; }
 
 # run WORKLOAD SERVER: run one workload and record it
 run() {

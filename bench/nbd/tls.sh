@@ -68,8 +68,8 @@ hz=$(getconf CLK_TCK)
 : >"$raw"
 t_start=$(date +%s)
 
-say() { printf '== %s\n' "$*" >&2; }
-res() { echo "RESULT $*" | tee -a "$raw"; }
+# shellcheck source=bench/nbd/common.sh
+source "$bench/nbd/common.sh"
 
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
@@ -122,30 +122,6 @@ int nbd_connect_uri(struct nbd_handle *h, const char *uri)
 C
 cc -shared -fPIC -O2 -o "$tmp/allow-local-file.so" "$tmp/allow-local-file.c" -ldl || exit 1
 
-server_pid=
-peak_kb=0
-
-stop_server() {
-	[ -n "$server_pid" ] || return 0
-	local hwm
-	hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$server_pid/status" 2>/dev/null)
-	[ -n "$hwm" ] && [ "$hwm" -gt "$peak_kb" ] && peak_kb=$hwm
-	kill "$server_pid" 2>/dev/null
-	wait "$server_pid" 2>/dev/null
-	server_pid=
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
-
-wait_sock() {
-	for _ in $(seq 200); do
-		[ -S "$1" ] && return 0
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "server did not start" >&2
-	tail -5 "$tmp/serve.log" >&2
-	exit 1
-}
 
 sock=$tmp/sock
 set_uri() {   # set_uri TLS(0|1)
@@ -184,7 +160,6 @@ serve_nbdkit() {   # serve_nbdkit TLS IMAGE
 	wait_sock "$sock"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 
 # job NAME FIO-ARGS...: prints "MBps iops server_cpu_s client_cpu_s ops GiB"
 job() {
@@ -212,7 +187,6 @@ print("%.1f %.0f %.3f %.3f %d %.4f" % (d["bw_bytes"] / 1e6, d["iops"], cpu, clie
 PY
 }
 
-got() { [ "$1" = "$2" ] || { echo "job failed" >&2; exit 1; }; }
 per_gib() { awk -v c="$1" -v g="$2" 'BEGIN{printf "%.3f", (g > 0 ? c / g : 0)}'; }
 per_op() { awk -v c="$1" -v n="$2" 'BEGIN{printf "%.1f", (n > 0 ? c * 1e6 / n : 0)}'; }
 
