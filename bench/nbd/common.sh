@@ -36,3 +36,14 @@ wait_sock() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 # got FIO_EXIT 0: stops the run if a job failed.
 got() { [ "$1" = "$2" ] || { echo "job failed" >&2; exit 1; }; }
+
+# Records which vdisk ran, and when: RESULT meta commit (marked
+# +uncommitted if the engine or a front end has local changes) and date.
+record_build() {
+	local commit
+	commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	[ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] &&
+		commit="$commit+uncommitted"
+	res meta commit "$commit"
+	res meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
+}

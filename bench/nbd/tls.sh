@@ -71,10 +71,7 @@ t_start=$(date +%s)
 # shellcheck source=bench/nbd/common.sh
 source "$bench/nbd/common.sh"
 
-commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git -C "$top" status --porcelain -- engine format cli nbd 2>/dev/null)" ] && commit="$commit+uncommitted"
-res meta commit "$commit"
-res meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
+record_build
 res meta size "$size"
 res meta runtime "$runtime"
 res meta load_start "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
