@@ -98,9 +98,10 @@ out:
 static const char check_help[] =
 	"Usage: vdisk check [--json]\n"
 	"\n"
-	"Verify every chunk (hash, record, reference count) and every index\n"
-	"invariant.  Prints each problem found, one per line, then a\n"
-	"summary.  Exits 0 if the store is clean, 1 if any problem was found\n"
+	"Verify every chunk (hash, record, reference count), every index\n"
+	"invariant and every volume's write journal.  Prints each problem\n"
+	"found, one per line, then a summary.  Exits 0 if the store is\n"
+	"clean, 1 if any problem was found\n"
 	"or the check could not run.\n"
 	"\n"
 	"  -j, --json   machine-readable output (schema in cli/JSON.md)\n";

@@ -2,7 +2,8 @@
  *
  * check reads one consistent LMDB snapshot: it recounts every chunk's
  * references from the map, reads and verifies every stored chunk, and
- * cross-checks layers, readers, volumes, snapshots and the counters.  It
+ * cross-checks layers, readers, volumes, snapshots and the counters, and
+ * reads every head's journal as a replay would.  It
  * reads each database through its owner's scan; problems are reported one
  * line each, naming the volumes and snapshots they affect.
  */
@@ -436,6 +437,45 @@ static int check_counters(struct checker *c)
 	return 0;
 }
 
+/* ---- journals ----------------------------------------------------------- */
+
+static int record_seen(void *opaque, const void *data, uint64_t off,
+		       uint64_t len, const struct jloc *loc)
+{
+	(void)opaque;
+	(void)data;
+	(void)off;
+	(void)len;
+	(void)loc;
+	return 0;
+}
+
+/* Reads a head's journal as a replay would, applying nothing: damage in a
+ * synced segment is a problem (the head cannot be opened until it is
+ * mended or the volume rolled back or removed). */
+static int check_journal(void *opaque, const char *name,
+			 const struct fmt_volume *fv, const void *key,
+			 size_t keylen)
+{
+	struct checker *c = opaque;
+	struct journal *j;
+	uint64_t records;
+	int r;
+
+	(void)key;
+	(void)keylen;
+	if (!name || !fv || !journal_exists(c->s, name))
+		return 0;
+	r = journal_open(c->s, name, fv->layer, record_seen, NULL, &j, &records);
+	if (r == 0)
+		journal_close(j);
+	else if (r == VD_ECORRUPT)
+		report(c, "journal of '%s': %s", name, err_detail());
+	else if (r != -ENOENT) /* -ENOENT: its writer trimmed it meanwhile */
+		return r;
+	return 0;
+}
+
 int store_check(vd_store *s, vd_progress_fn progress, vd_problem_fn problem,
 		void *opaque)
 {
@@ -458,7 +498,8 @@ int store_check(vd_store *s, vd_progress_fn progress, vd_problem_fn problem,
 	    (r = map_scan(s, c.txn, check_map_entry, &m)) == 0 &&
 	    (r = chunk_scan(s, c.txn, check_chunk, &c, &c.nchunks)) == 0) {
 		check_leftovers(&c);
-		r = check_counters(&c);
+		if ((r = check_counters(&c)) == 0)
+			r = catalog_volume_scan(s, c.txn, check_journal, &c);
 	}
 	rtxn_end(c.txn);
 out:

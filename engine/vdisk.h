@@ -619,12 +619,14 @@ typedef void (*vd_problem_fn)(void *opaque, const char *what);
 
 /* Verifies every chunk (hash, record, refcount) and every index invariant
  * on one consistent view of the index (a read transaction held throughout,
- * across the callbacks); writers may go on meanwhile.  Calls PROBLEM once
+ * across the callbacks), and reads every volume head's journal as a replay
+ * would (damage in a synced segment is a problem); writers may go on
+ * meanwhile.  Calls PROBLEM once
  * per problem found; PROGRESS and PROBLEM may be NULL.  Damage is reported
  * through PROBLEM and the count, not as an error.
  * Returns the number of problems (0: clean) or a negative error.
  * Errors: -ENOMEM (also when a cursor cannot be opened), VD_ECORRUPT (LMDB
- * cannot walk the map), -EAGAIN, -EIO. */
+ * cannot walk the map), -EAGAIN, -EIO, -errno (reading journal files). */
 int vd_store_check(vd_store *store, vd_progress_fn progress,
 		   vd_problem_fn problem, void *opaque);
 

@@ -12,7 +12,7 @@
 #     dropped: both readers see the state without that write.
 #  4. Damage in an older segment is refused: export exits 1 naming
 #     "damaged journal record" and the segment, writes no file and leaves
-#     the journal in place; format-reader exits 1 too, vdisk serve refuses
+#     the journal in place; check names it; format-reader exits 1 too, vdisk serve refuses
 #     the export, and rm -r still removes the volume and its journal.
 #  5. A flipped bit in the newest segment's last record cannot be told from
 #     a torn tail (its check fails the same way), so it is dropped like one:
@@ -297,6 +297,14 @@ grep -qF "$old" "$tmpdir/err" || fail "4: message does not name $old"
 grep -q "offset $roff" "$tmpdir/err" || fail "4: message does not give the record's offset $roff"
 [ ! -e "$tmpdir/ex.out" ] || fail "4: export wrote $tmpdir/ex.out"
 md5sum -c --quiet "$tmpdir/j.md5" || fail "4: the journal changed after the refused export"
+# check names the damage too (and changes nothing).
+vdisk check >"$tmpdir/chk" 2>&1
+rc=$?
+cat "$tmpdir/chk"
+[ $rc -eq 1 ] || fail "4: check of a damaged journal exited $rc, expected 1"
+grep -q "journal of 'vol': .*damaged journal record" "$tmpdir/chk" ||
+	fail "4: check does not name the damaged journal"
+md5sum -c --quiet "$tmpdir/j.md5" || fail "4: check changed the journal"
 reader "$VDISK_STORE" vol "$tmpdir/fr.out" 2>"$tmpdir/err"
 rc=$?
 cat "$tmpdir/err"
