@@ -7,8 +7,9 @@
 BUILD    ?= build
 CC       ?= cc
 PKGS     := lmdb libzstd libcrypto liburing libxxhash
-# Only the NBD server (so only the vdisk binary) links GnuTLS.
-NBD_PKGS := gnutls
+# Only the front ends in the vdisk binary link these: GnuTLS (NBD over
+# TLS), libfuse3 (vdisk mount) and libext2fs (guest filesystems).
+NBD_PKGS := gnutls fuse3 ext2fs
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
@@ -38,6 +39,9 @@ COMMON_SRCS := $(wildcard common/*.c)
 ENGINE_SRCS := $(wildcard engine/*.c)
 NBD_SRCS    := $(wildcard nbd/*.c)
 CLI_SRCS    := $(wildcard cli/*.c)
+# Front ends beside nbd/, linked only into the vdisk binary: fuse/ (vdisk
+# mount), guest/ (partition tables and guest filesystems), vmm/ (vdisk run).
+FRONT_SRCS  := $(wildcard fuse/*.c guest/*.c vmm/*.c)
 LIB_SRCS    := $(COMMON_SRCS) $(FORMAT_SRCS) $(ENGINE_SRCS)
 
 # Unit tests: each tests/unit/test-*.c is one program linked with the engine.
@@ -63,7 +67,7 @@ LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
 PIC_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRCS))
 SO_NAME  := libvdisk.so.$(VDISK_SOMAJOR)
 SO_FILE  := libvdisk.so.$(VDISK_VERSION)
-CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS))
+CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS) $(NBD_SRCS) $(FRONT_SRCS))
 
 all: vdisk $(BUILD)/$(SO_FILE) $(BUILD)/vdisk.pc $(BUILD)/vdisk.1 \
      $(BUILD)/vdisk-serve.service
@@ -201,9 +205,10 @@ uninstall:
 # ---- set-up ------------------------------------------------------------------
 # Debian packages for building and for the tests (the real peers).
 DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev \
-             libgnutls28-dev libxxhash-dev
+             libgnutls28-dev libxxhash-dev libfuse3-dev libext2fs-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
-             util-linux zstd lmdb-utils groff-base gnutls-bin python3-xxhash
+             util-linux zstd lmdb-utils groff-base gnutls-bin python3-xxhash \
+             fuse3 qemu-system-x86 busybox-static cpio
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -249,3 +254,5 @@ clean:
 
 # NBD fuzzing targets (make fuzz-nbd, fuzz-nbd-run, fuzz-nbd-corpus).
 include nbd/nbd.mk
+# Each front-end folder's own unit tests and fuzz targets, where it has any.
+-include $(wildcard fuse/*.mk guest/*.mk vmm/*.mk)
