@@ -48,7 +48,8 @@ void *cache_buf_get(struct chunk_cache *c)
 	if (c->npool)
 		p = c->pool[--c->npool];
 	pthread_mutex_unlock(&c->pool_lock);
-	return p ? p : malloc(c->chunk_size);
+	/* Room for a framed payload too (seal compresses into these). */
+	return p ? p : malloc(c->chunk_size + fmt_frames_slack(c->chunk_size));
 }
 
 void cache_buf_put(struct chunk_cache *c, void *p)

@@ -486,7 +486,7 @@ int store_check(vd_store *s, vd_progress_fn progress, vd_problem_fn problem,
 	struct map_check m = { &c, 0, false };
 	int r;
 
-	c.scratch = malloc(FMT_REC_HEADER_SIZE + s->st_chunk_size);
+	c.scratch = malloc(chunk_record_max(s));
 	c.raw = malloc(s->st_chunk_size);
 	if (!c.scratch || !c.raw) {
 		r = SET_ERROR(-ENOMEM, "out of memory");

@@ -77,7 +77,7 @@ int compact_pack(vd_store *s, uint32_t id, uint64_t size,
 		 const struct pack_rec *recs, size_t n, uint64_t batch,
 		 struct compact_result *res)
 {
-	uint8_t *buf = malloc(FMT_REC_HEADER_SIZE + s->st_chunk_size);
+	uint8_t *buf = malloc(chunk_record_max(s));
 	uint8_t *raw = malloc(s->st_chunk_size);
 	bool keep = false;
 	size_t i = 0;

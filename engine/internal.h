@@ -309,17 +309,23 @@ void chunk_hash(const void *data, size_t len, uint8_t out[32]);
  * free theirs when they exit; the main thread never does). */
 void chunk_thread_release(void);
 bool chunk_is_zero(const void *data, size_t len);
-/* Compresses CHUNK into OUT (capacity chunk_size); sets codec and length. */
-int chunk_compress(const void *chunk, size_t len, void *out, uint8_t *codec,
-		   uint32_t *stored_len);
+/* Compresses CHUNK (named HASH) into OUT (capacity chunk_size plus
+ * fmt_frames_slack: cache buffers have it); sets codec and length.  Framed
+ * once the store is version 3, one record before. */
+int chunk_compress(vd_store *s, const void *chunk, const uint8_t hash[32],
+		   void *out, uint8_t *codec, uint32_t *stored_len);
+/* The most bytes a chunk record (header and payload) of S can take. */
+size_t chunk_record_max(const vd_store *s);
 /* True if the store holds chunk HASH (live or dead). */
 bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 
-/* Loads chunk HASH, verified, into OUT (chunk_size bytes), from the cache or
- * the data files.  TXN is a read (or write) transaction.  VD_ECORRUPT on
- * any mismatch. */
-int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out);
-/* Loads several chunks (verified, full chunk each, into reqs[i].out),
+/* Loads bytes [OFF, OFF + LEN) of chunk HASH, verified, into OUT + OFF
+ * (OUT has chunk_size bytes; others may be written too), from the cache or
+ * the data files; only the frames holding them are decoded.  TXN is a read
+ * (or write) transaction.  VD_ECORRUPT on any mismatch. */
+int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
+	       size_t off, size_t len);
+/* Loads several chunk pieces (verified, as chunk_load, into reqs[i].out),
  * reading the records of cache misses with one io_uring submission per up
  * to 16.  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
@@ -327,6 +333,7 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out);
 struct chunk_req {
 	uint8_t hash[32];
 	uint8_t *out;
+	size_t off, len;
 	int r;
 };
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,

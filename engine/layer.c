@@ -713,12 +713,12 @@ int chain_read(vd_store *s, MDB_txn **txn, const struct chain *c,
 		if (cache_read(s->st_cache, mv.hash, out, off, len))
 			return 0;
 		if (off == 0 && len == s->st_chunk_size) {
-			r = chunk_load(s, *txn, mv.hash, out);
+			r = chunk_load(s, *txn, mv.hash, out, 0, len);
 		} else {
 			uint8_t *tmp = cache_buf_get(s->st_cache);
 			if (!tmp)
 				return SET_ERROR(-ENOMEM, "out of memory");
-			r = chunk_load(s, *txn, mv.hash, tmp);
+			r = chunk_load(s, *txn, mv.hash, tmp, off, len);
 			if (r == 0)
 				memcpy(out, tmp + off, len);
 			cache_buf_put(s->st_cache, tmp);

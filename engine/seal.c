@@ -94,8 +94,8 @@ static void *prepare_run(void *arg)
 		if (!(it->payload = cache_buf_get(s->st_cache)))
 			j->r = -ENOMEM;
 		else
-			j->r = chunk_compress(it->raw, cs, it->payload, &it->codec,
-					      &it->stored_len);
+			j->r = chunk_compress(s, it->raw, it->hash, it->payload,
+					      &it->codec, &it->stored_len);
 	}
 	rtxn_end(txn);
 	return NULL;

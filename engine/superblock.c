@@ -145,7 +145,7 @@ int sb_upgrade(vd_store *s)
 		goto out;
 	}
 	if ((r = wtxn_commit(s, &w)) == 0)
-		s->st_version = FMT_VERSION;
+		__atomic_store_n(&s->st_version, FMT_VERSION, __ATOMIC_RELEASE);
 out:
 	if (fd >= 0)
 		close(fd);

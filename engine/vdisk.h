@@ -145,11 +145,12 @@ extern "C" {
 #define VD_VERSION_STRING "0.2.0"
 
 /* The store format version (FORMAT.md) this library writes.  It also reads
- * version 1 stores, and upgrades one to version 2 the first time a volume
- * head of it is opened for writing (VD_OPEN_BULK aside); a store of any other version fails to open
+ * version 1 and 2 stores, and upgrades one to version 3 the first time a
+ * volume head of it is opened for writing (VD_OPEN_BULK aside); a store of
+ * any other version fails to open
  * with VD_EVERSION.  Equal to FMT_VERSION in format/format.h
  * (tests/unit/test-frontend.c checks). */
-#define VD_FORMAT_VERSION 2u
+#define VD_FORMAT_VERSION 3u
 
 /* vdisk's own error codes, in a band well clear of errno values.  vd_errno()
  * gives the errno a front end reports for each. */

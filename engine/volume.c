@@ -132,6 +132,8 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 			} else if (!cache_read(v->v_store->st_cache, mv.hash, out, pofs,
 					       plen)) {
 				memcpy(reqs[nmiss].hash, mv.hash, 32);
+				reqs[nmiss].off = pofs;
+				reqs[nmiss].len = plen;
 				miss[nmiss] = (struct read_miss){ out, idx, pofs, plen };
 				if (++nmiss == BATCH) {
 					r = read_misses(v, &view, miss, reqs, nmiss);

@@ -116,12 +116,78 @@ int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
 	r->stored_len = fmt_get_le32(in + 8);
 	r->raw_len = fmt_get_le32(in + 12);
 	memcpy(r->hash, in + 16, 32);
-	if (r->codec > FMT_CODEC_ZSTD || !all_zero(in + 5, 3) ||
+	if (r->codec > FMT_CODEC_FRAMED || !all_zero(in + 5, 3) ||
 	    !chunk_size_valid(r->raw_len) || r->stored_len == 0 ||
-	    r->stored_len > r->raw_len ||
+	    r->stored_len > r->raw_len +
+	    (r->codec == FMT_CODEC_FRAMED ? fmt_frames_slack(r->raw_len) : 0) ||
 	    (r->codec == FMT_CODEC_RAW && r->stored_len != r->raw_len))
 		return FMT_BAD_FIELD;
 	return 0;
+}
+
+/* ---- frame tables ------------------------------------------------------- */
+
+uint64_t fmt_frame_check(const void *stored, size_t len)
+{
+	return XXH3_64bits(len ? stored : "", len);
+}
+
+size_t fmt_frames_encode(const struct fmt_frame_table *t,
+			 const uint8_t name[32], uint8_t *out)
+{
+	const size_t n = fmt_frame_table_size(t->nframes);
+	uint8_t *p = out + 8;
+
+	fmt_put_le32(out, t->frame_size);
+	fmt_put_le32(out + 4, t->nframes);
+	for (uint32_t i = 0; i < t->nframes; i++, p += FMT_FRAME_ENTRY_SIZE) {
+		fmt_put_le32(p, t->f[i].stored_len);
+		p[4] = t->f[i].kind;
+		p[5] = p[6] = p[7] = 0;
+		fmt_put_le64(p + 8, t->f[i].check);
+	}
+	fmt_put_le64(p, XXH3_64bits_withSeed(out, n - 8, fmt_get_le64(name)));
+	return n;
+}
+
+int fmt_frames_decode(const uint8_t *in, size_t len, uint32_t chunk_size,
+		      const uint8_t name[32], struct fmt_frame_table *t)
+{
+	const uint8_t *p = in + 8;
+	size_t n, pos;
+
+	if (len < 8)
+		return FMT_BAD_FIELD;
+	t->frame_size = fmt_get_le32(in);
+	t->nframes = fmt_get_le32(in + 4);
+	if (!chunk_size_valid(chunk_size) || t->frame_size < FMT_FRAME_MIN ||
+	    t->frame_size > chunk_size || (t->frame_size & (t->frame_size - 1)) ||
+	    t->nframes != chunk_size / t->frame_size)
+		return FMT_BAD_FIELD;
+	n = fmt_frame_table_size(t->nframes);
+	if (len < n)
+		return FMT_BAD_FIELD;
+	if (fmt_get_le64(in + n - 8) !=
+	    XXH3_64bits_withSeed(in, n - 8, fmt_get_le64(name)))
+		return FMT_BAD_CRC;
+	pos = n;
+	for (uint32_t i = 0; i < t->nframes; i++, p += FMT_FRAME_ENTRY_SIZE) {
+		struct fmt_frame *f = &t->f[i];
+
+		f->stored_len = fmt_get_le32(p);
+		f->kind = p[4];
+		f->check = fmt_get_le64(p + 8);
+		f->offset = (uint32_t)pos;
+		if (!all_zero(p + 5, 3) || f->kind > FMT_FRAME_ZERO ||
+		    (f->kind == FMT_FRAME_RAW && f->stored_len != t->frame_size) ||
+		    (f->kind == FMT_FRAME_ZSTD &&
+		     (f->stored_len == 0 || f->stored_len >= t->frame_size)) ||
+		    (f->kind == FMT_FRAME_ZERO && f->stored_len != 0) ||
+		    f->stored_len > len - pos)
+			return FMT_BAD_FIELD;
+		pos += f->stored_len;
+	}
+	return pos == len ? 0 : FMT_BAD_FIELD;
 }
 
 /* ---- journal ------------------------------------------------------------ */
@@ -307,7 +373,7 @@ int fmt_chunk_decode(const uint8_t *in, size_t len, struct fmt_chunk *c)
 	c->offset = fmt_get_le64(in + 8);
 	c->refs = fmt_get_le64(in + 16);
 	c->codec = in[24];
-	if (c->codec > FMT_CODEC_ZSTD || c->pack_id == 0 ||
+	if (c->codec > FMT_CODEC_FRAMED || c->pack_id == 0 ||
 	    c->stored_len == 0 || c->offset < FMT_PACK_HEADER_SIZE ||
 	    !all_zero(in + 25, 7))
 		return FMT_BAD_FIELD;

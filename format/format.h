@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 /* The store format this code writes, and the oldest it reads: a version 1
- * store becomes version 2 when a volume head of it is first opened for
- * writing with a journal (version 2 adds the journal; nothing else
- * changed). */
-#define FMT_VERSION 2u
+ * or 2 store becomes version 3 when a volume head of it is first opened for
+ * writing with a journal (version 2 added the journal, version 3 framed
+ * chunk records; until the upgrade only the old record kinds are
+ * written). */
+#define FMT_VERSION 3u
 #define FMT_VERSION_MIN 1u
 #define FMT_PACK_VERSION 1u  /* pack file headers */
 
@@ -67,6 +68,7 @@ int fmt_pack_header_decode(const uint8_t in[FMT_PACK_HEADER_SIZE],
 #define FMT_REC_HEADER_SIZE 48
 #define FMT_CODEC_RAW  0u
 #define FMT_CODEC_ZSTD 1u
+#define FMT_CODEC_FRAMED 2u /* version 3: a frame table, then frames */
 
 struct fmt_record {
 	uint8_t codec;
@@ -79,6 +81,55 @@ void fmt_record_encode(const struct fmt_record *r,
 		       uint8_t out[FMT_REC_HEADER_SIZE]);
 int fmt_record_decode(const uint8_t in[FMT_REC_HEADER_SIZE],
 		      struct fmt_record *r);
+
+/* A framed payload (codec FMT_CODEC_FRAMED): a frame table, then the
+ * frames' stored bytes back to back.  Each frame holds frame_size bytes of
+ * the chunk, compressed on its own, so a read decompresses and verifies
+ * only the frames it returns.  The table: u32 frame_size, u32 nframes,
+ * nframes 16-byte entries (u32 stored_len, u8 kind, 3 reserved, u64
+ * XXH3-64 of the stored bytes), then u64 XXH3-64 of the table bytes before
+ * it seeded with the first 8 bytes of the chunk name (LE). */
+#define FMT_FRAME_RAW  0u
+#define FMT_FRAME_ZSTD 1u
+#define FMT_FRAME_ZERO 2u /* stored_len 0: the frame reads as zeroes */
+#define FMT_FRAME_MIN 4096u
+#define FMT_FRAMES_MAX 256u  /* 1 MiB chunks of 4 KiB frames */
+#define FMT_FRAME_ENTRY_SIZE 16
+
+static inline size_t fmt_frame_table_size(uint32_t nframes)
+{
+	return 8 + (size_t)nframes * FMT_FRAME_ENTRY_SIZE + 8;
+}
+/* The most bytes past chunk_size a framed payload can need (every frame
+ * raw, at the smallest frame size): buffers holding payloads add it. */
+static inline size_t fmt_frames_slack(uint32_t chunk_size)
+{
+	return fmt_frame_table_size(chunk_size / FMT_FRAME_MIN);
+}
+
+struct fmt_frame {
+	uint8_t kind;        /* FMT_FRAME_* */
+	uint32_t stored_len;
+	uint64_t check;      /* XXH3-64 of the stored bytes */
+	uint32_t offset;     /* decoded: of the stored bytes in the payload */
+};
+struct fmt_frame_table {
+	uint32_t frame_size; /* power of two, FMT_FRAME_MIN .. chunk_size */
+	uint32_t nframes;    /* chunk_size / frame_size */
+	struct fmt_frame f[FMT_FRAMES_MAX];
+};
+/* Encodes T (its checks filled in) for chunk NAME into OUT; returns the
+ * table's size. */
+size_t fmt_frames_encode(const struct fmt_frame_table *t,
+			 const uint8_t name[32], uint8_t *out);
+/* Decodes the table at the start of framed payload IN (LEN bytes) of a
+ * CHUNK_SIZE chunk named NAME into T (with each frame's offset): 0,
+ * FMT_BAD_CRC (table checksum), FMT_BAD_FIELD (sizes, kinds, reserved
+ * bytes, or the frames do not fill LEN exactly). */
+int fmt_frames_decode(const uint8_t *in, size_t len, uint32_t chunk_size,
+		      const uint8_t name[32], struct fmt_frame_table *t);
+/* XXH3-64 of a frame's stored bytes. */
+uint64_t fmt_frame_check(const void *stored, size_t len);
 
 /* ---- write journal: STORE/journal/VOL/NNNNNNNNNNNNNNNN.jnl -------------
  * A volume head's acknowledged writes, in order, until they are destaged

@@ -161,11 +161,11 @@ static void load_chunks(void)
 	}
 	mdb_cursor_close(cur);
 	et_idx_close(&x, 0);
-	int raw = 0, zstd = 0;
+	int framed = 0;
 	for (int i = 0; i < nchunks; i++)
-		chunks[i].c.codec == FMT_CODEC_RAW ? raw++ : zstd++;
-	printf("template: %d chunks (%d raw, %d zstd)\n", nchunks, raw, zstd);
-	CHECK(raw > 0 && zstd > 0, "expected both raw and zstd chunks");
+		framed += chunks[i].c.codec == FMT_CODEC_FRAMED;
+	printf("template: %d chunks (%d framed)\n", nchunks, framed);
+	CHECK(nchunks > 0 && framed == nchunks, "expected framed records only");
 }
 
 static const struct chunk_ent *find_chunk(const uint8_t hash[32])

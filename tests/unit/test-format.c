@@ -127,7 +127,7 @@ static void check_superblock(void)
 	CHECK(fmt_sb_decode(m, &out) == 0 && out.version == FMT_VERSION_MIN,
 	      "sb version %u is read", FMT_VERSION_MIN);
 	/* Versions outside FMT_VERSION_MIN..FMT_VERSION, correctly sealed. */
-	const uint32_t versions[] = {0, FMT_VERSION + 1, 3, 0xffffffffu, 0x100};
+	const uint32_t versions[] = {0, FMT_VERSION + 1, 4, 0xffffffffu, 0x100};
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		sb.version = versions[i];
 		sb.chunk_size = 65536;
@@ -269,7 +269,7 @@ static void check_record(void)
 		      "record %s accepted", what);                           \
 	} while (0)
 
-	REJECT("codec 2", m[4] = 2);
+	REJECT("codec 3", m[4] = 3);
 	REJECT("codec 255", m[4] = 255);
 	REJECT("byte 5 set", m[5] = 1);
 	REJECT("byte 6 set", m[6] = 1);
@@ -442,7 +442,7 @@ static void check_chunk_val(void)
 			      FMT_BAD_FIELD,                                 \
 		      "chunk %s accepted", what);                            \
 	} while (0)
-	REJECT("codec 2", m[24] = 2);
+	REJECT("codec 3", m[24] = 3);
 	REJECT("codec 255", m[24] = 255);
 	REJECT("pack_id 0", fmt_put_le32(m, 0));
 	REJECT("stored_len 0", fmt_put_le32(m + 4, 0));

@@ -388,7 +388,7 @@ static void open_store(int create)
 	verdict();
 	struct vd_store_info si;
 	CHECK_RC(vd_store_info(store, &si), 0);
-	CHECK(si.chunk_size == CHUNK && si.format_version == 2,
+	CHECK(si.chunk_size == CHUNK && si.format_version == VD_FORMAT_VERSION,
 	      "store info: chunk %u version %u", si.chunk_size,
 	      si.format_version);
 	CHECK(strlen(si.uuid) == 36, "uuid '%s'", si.uuid);
