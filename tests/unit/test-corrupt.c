@@ -19,7 +19,9 @@
  * (chunk locations, lengths, codecs, reference counts, malformed values,
  * missing chunk entries, map values naming a wrong or missing hash,
  * malformed map values).  Then superblocks: torn, garbage, truncated,
- * empty, bad CRC, bad field, missing, and a future format version.
+ * empty, bad CRC, bad field, missing, and a future format version.  Last,
+ * the frames of one 64 KiB chunk: a flipped bit in one frame fails reads of
+ * that frame only, one in the frame table fails the chunk.
  *
  * Usage: test-corrupt [seed] */
 #include <fcntl.h>
@@ -1016,6 +1018,156 @@ static void superblocks(void)
 	CHECK_RC(vd_store_init(work, CHUNK), VD_EEXIST);
 }
 
+/* ---- the frames of one chunk -------------------------------------------- */
+
+/* A 64 KiB-chunk store holding one chunk of several frames (random, text,
+ * zero, random): damage to one frame fails reads of that frame only, damage
+ * to the frame table fails every read of the chunk, and check names it. */
+#define BIG 65536u
+
+static uint8_t big_data[BIG], big_hash[32];
+static struct fmt_chunk big_chunk;
+static struct fmt_frame_table big_table;
+static char big_tmpl[4200];
+
+static void frames_template(void)
+{
+	struct vd_store_options o = {.chunk_size = BIG, .create = 1};
+	struct et_idx x;
+	vd_store *st;
+	vd_volume *v;
+	char path[4400];
+	uint8_t *payload;
+	int rc, fd;
+
+	snprintf(big_tmpl, sizeof(big_tmpl), "%s/frames", tmp);
+	et_fill(&rng, big_data, BIG / 4);
+	for (uint32_t i = BIG / 4; i < BIG / 2; i += 64)
+		snprintf((char *)big_data + i, 64, "frame text line %u: the quick brown fox%*s",
+			 i / 64, 20, "");
+	memset(big_data + BIG / 2, 0, BIG / 4);
+	et_fill(&rng, big_data + 3 * BIG / 4, BIG / 4);
+	if ((rc = vd_store_open(big_tmpl, &o, &st)) < 0 ||
+	    (rc = vd_volume_create(st, "f", 2 * BIG)) < 0 ||
+	    (rc = vd_volume_open(st, "f", NULL, 0, &v)) < 0 ||
+	    (rc = vd_volume_pwrite(v, big_data, BIG, 0)) < 0 ||
+	    (rc = vd_volume_close(v)) < 0)
+		DIE("frames store: %s; %s", vd_strerror(rc), vd_last_error());
+	vd_store_close(st);
+	et_sha256(big_data, BIG, big_hash);
+	et_idx_open(big_tmpl, &x);
+	MDB_val k = {32, big_hash}, val;
+	if (mdb_get(x.txn, x.chunks, &k, &val) ||
+	    fmt_chunk_decode(val.mv_data, val.mv_size, &big_chunk))
+		DIE("frames store: the chunk is not in the index");
+	et_idx_close(&x, 0);
+	CHECK(big_chunk.codec == FMT_CODEC_FRAMED, "the chunk is not framed (codec %u)",
+	      big_chunk.codec);
+	if (!(payload = malloc(big_chunk.stored_len)))
+		DIE("out of memory");
+	pack_path(big_tmpl, big_chunk.pack_id, path, sizeof(path));
+	if ((fd = open(path, O_RDONLY)) < 0 ||
+	    pread(fd, payload, big_chunk.stored_len,
+		  (off_t)(big_chunk.offset + FMT_REC_HEADER_SIZE)) != (ssize_t)big_chunk.stored_len)
+		DIE("%s: %s", path, strerror(errno));
+	close(fd);
+	CHECK(fmt_frames_decode(payload, big_chunk.stored_len, BIG, big_hash,
+				&big_table) == 0, "the frame table does not decode");
+	free(payload);
+	CHECK(big_table.nframes >= 4, "one chunk, only %u frame(s)", big_table.nframes);
+	printf("frames: one %u KiB chunk, %u frames of %u KiB, %u bytes stored\n",
+	       BIG / 1024, big_table.nframes, big_table.frame_size / 1024,
+	       big_chunk.stored_len);
+}
+
+/* Reopens the damaged copy WORK: a read of frame I fails with VD_ECORRUPT
+ * iff BAD[I], twice (nothing bad is cached); reads of the others return
+ * the right bytes; check names the chunk. */
+static void frames_verify(const char *what, const int *bad)
+{
+	const uint32_t fs = big_table.frame_size;
+	struct vd_store_options o = {.cache_bytes = 1 << 20};
+	static uint8_t b[BIG];
+	char hx[17];
+	vd_store *st;
+	vd_volume *v;
+	int rc;
+
+	if ((rc = vd_store_open(work, &o, &st)) < 0 ||
+	    (rc = vd_volume_open(st, "f", NULL, VD_OPEN_RDONLY, &v)) < 0) {
+		CHECK(0, "[%s] open: %s; %s", what, vd_strerror(rc), vd_last_error());
+		return;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < big_table.nframes; i++) {
+			const uint64_t off = (uint64_t)i * fs + et_below(&rng, fs - 4096 + 1);
+			rc = vd_volume_pread(v, b, 4096, off);
+			if (bad[i])
+				CHECK(rc == VD_ECORRUPT, "[%s] read of damaged frame %u "
+				      "returned %d (%s)", what, i, rc, vd_strerror(rc));
+			else
+				CHECK(rc == 0 && !memcmp(b, big_data + off, 4096),
+				      "[%s] read of intact frame %u returned %d%s; %s",
+				      what, i, rc, rc == 0 ? " with wrong bytes" : "",
+				      vd_last_error());
+		}
+	CHECK(vd_volume_pread(v, b, BIG, 0) == VD_ECORRUPT,
+	      "[%s] a whole-chunk read of the damaged chunk did not fail", what);
+	vd_volume_close(v);
+	nproblems = 0;
+	rc = vd_store_check(st, NULL, problem_cb, NULL);
+	hex16(big_hash, hx);
+	CHECK(rc > 0 && named_hash(hx), "[%s] check returned %d and did not name "
+	      "chunk %s", what, rc, hx);
+	vd_store_close(st);
+}
+
+static void frames_copy(void)
+{
+	char cmd[9000];
+	et_rm_rf(work);
+	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", big_tmpl, work);
+	if (system(cmd) != 0)
+		DIE("copying the frames store failed");
+}
+
+static void frames(void)
+{
+	int bad[FMT_FRAMES_MAX] = {0};
+	char path[4300];
+	uint32_t k;
+
+	frames_template();
+	pack_path(work, big_chunk.pack_id, path, sizeof(path));
+	/* A flipped bit in each frame that has stored bytes, one at a time. */
+	for (k = 0; k < big_table.nframes; k++) {
+		const struct fmt_frame *f = &big_table.f[k];
+		char what[64];
+
+		if (f->stored_len == 0)
+			continue;
+		frames_copy();
+		patch_file(path, big_chunk.offset + FMT_REC_HEADER_SIZE + f->offset +
+			   et_below(&rng, f->stored_len),
+			   (uint8_t)(1u << et_below(&rng, 8)));
+		snprintf(what, sizeof(what), "frames: bit flip in frame %u (%s)", k,
+			 f->kind == FMT_FRAME_RAW ? "raw" : "zstd");
+		memset(bad, 0, sizeof(bad));
+		bad[k] = 1;
+		frames_verify(what, bad);
+		printf("%s: ok\n", what);
+	}
+	/* A flipped bit in the frame table: the whole chunk. */
+	frames_copy();
+	patch_file(path, big_chunk.offset + FMT_REC_HEADER_SIZE +
+		   et_below(&rng, fmt_frame_table_size(big_table.nframes)),
+		   (uint8_t)(1u << et_below(&rng, 8)));
+	for (k = 0; k < big_table.nframes; k++)
+		bad[k] = 1;
+	frames_verify("frames: bit flip in the frame table", bad);
+	printf("frames: bit flip in the frame table: ok\n");
+}
+
 int main(int argc, char **argv)
 {
 	et_rng_seed(&rng, et_init_seed(argc, argv));
@@ -1026,5 +1178,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		run_scenario(&scenarios[i]);
 	superblocks();
+	frames();
 	return et_finish("test-corrupt");
 }
