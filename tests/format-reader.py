@@ -6,7 +6,8 @@ Usage: format-reader.py STORE VOL[@SNAP] OUTFILE     (OUTFILE may be '-')
 It parses and verifies the superblock, loads every LMDB database through the
 `mdb_dump` tool (Debian lmdb-utils), checks the records' shapes and the index
 invariants FORMAT.md states, resolves VOL or VOL@SNAP through layers and
-epochs, reads each chunk record from its pack file, checks the record header,
+epochs, reads each chunk record from its pack file, checks the record header
+(and for a framed record its frame table and each frame's XXH3-64),
 decompresses zstd payloads with the `zstd` tool, verifies SHA-256 and writes
 the raw bytes of the point to OUTFILE.
 
@@ -92,9 +93,9 @@ def read_superblock(store):
         corrupt("Superblock", "CRC-32C mismatch (stored %08x, computed %08x)"
                 % (crc, crc32c(sb[0:60])))
     version, chunk_size = struct.unpack_from("<II", sb, 8)
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise SpecError("unsupported format version %d (superblock); this "
-                        "reader knows versions 1 and 2" % version)
+                        "reader knows versions 1 to 3" % version)
     if chunk_size < 4096 or chunk_size > 1048576 or \
             chunk_size & (chunk_size - 1):
         corrupt("Superblock", "chunk_size %d is not a power of two in "
@@ -214,7 +215,7 @@ class Index:
             self.meta[key] = struct.unpack("<Q", v)[0]
         if "format" not in self.meta:
             corrupt("meta", "no 'format' key")
-        if self.meta["format"] not in (1, 2) or \
+        if self.meta["format"] not in (1, 2, 3) or \
                 self.meta["format"] > sb_version(self):
             raise SpecError("unsupported format version %d (meta.format, "
                             "superblock %d)" % (self.meta["format"],
@@ -232,11 +233,12 @@ class Index:
             what = "chunk %s" % k.hex()
             if pack < 1:
                 corrupt("chunks", "%s: pack_id 0" % what)
-            if slen < 1 or slen > self.cs:
+            if slen < 1 or slen > self.cs + \
+                    (framed_max_table(self.cs) if codec == 2 else 0):
                 corrupt("chunks", "%s: stored_len %d" % (what, slen))
             if off < 64:
                 corrupt("chunks", "%s: offset %d < 64" % (what, off))
-            if codec not in (0, 1):
+            if codec not in (0, 1, 2):
                 corrupt("chunks", "%s: codec %d" % (what, codec))
             if codec == 0 and slen != self.cs:
                 corrupt("chunks", "%s: raw chunk with stored_len %d"
@@ -532,7 +534,7 @@ class Packs:
         slen, rlen = struct.unpack_from("<II", h, 8)
         if magic != REC_MAGIC:
             corrupt("Pack files", "%s: record magic %08x" % (what, magic))
-        if codec != c["codec"] or codec not in (0, 1):
+        if codec != c["codec"] or codec not in (0, 1, 2):
             corrupt("Pack files", "%s: record codec %d, index says %d"
                     % (what, codec, c["codec"]))
         if h[5:8] != bytes(3):
@@ -554,6 +556,8 @@ class Packs:
             corrupt("Pack files", "%s: payload is not exactly one zstd frame "
                     "(%d bytes of frame, %d stored)"
                     % (what, zstd_frame_len(payload, what), slen))
+        if codec == 2:
+            return codec, frame_table(payload, name, cs, what)
         return codec, payload
 
     def read_chunks(self, chunks):
@@ -562,14 +566,18 @@ class Packs:
         for all of them (the frames concatenated); if that fails in any way,
         chunk by chunk, to name the bad one."""
         cs = self.sb["chunk_size"]
-        raw, packed = {}, []
+        raw, packed, framed = {}, [], []
         for name in sorted(chunks, key=lambda n: (chunks[n]["pack"],
                                                   chunks[n]["offset"])):
             codec, payload = self.read_record(name, chunks[name])
             if codec == 0:
                 raw[name] = payload
+            elif codec == 2:
+                framed.append((name, payload))
             else:
                 packed.append((name, payload))
+        for name, data in decode_frames(framed, chunks):
+            raw[name] = data
         if packed:
             ok, out = zstd_run(b"".join(p for _, p in packed))
             if ok and len(out) == cs * len(packed):
@@ -595,6 +603,96 @@ class Packs:
             if data == bytes(cs):
                 corrupt("map", "%s is all zeroes (must be a hole)" % what)
         return raw
+
+
+# ---- framed records (version 3) -------------------------------------------------
+
+def framed_max_table(cs):
+    """Most table bytes a framed payload can add: 4 KiB frames."""
+    return 16 + 16 * (cs // 4096)
+
+
+def xxh3(data, seed=0):
+    try:
+        import xxhash
+    except ImportError:
+        raise SpecError("reading framed records needs the xxhash module "
+                        "(python3-xxhash)")
+    return xxhash.xxh3_64_intdigest(data, seed=seed)
+
+
+def frame_table(payload, name, cs, what):
+    """Checks the frame table of framed payload (FORMAT.md "Pack files")
+    and every frame's check; returns (frame_size, [(kind, stored bytes)])."""
+    if len(payload) < 8:
+        corrupt("Pack files", "%s: frame table cut short" % what)
+    fsize, n = struct.unpack_from("<II", payload)
+    if fsize < 4096 or fsize > cs or fsize & (fsize - 1) or n != cs // fsize:
+        corrupt("Pack files", "%s: frame table says %d frames of %d bytes"
+                % (what, n, fsize))
+    tlen = 16 + 16 * n
+    if len(payload) < tlen:
+        corrupt("Pack files", "%s: frame table cut short" % what)
+    check, = struct.unpack_from("<Q", payload, tlen - 8)
+    if check != xxh3(payload[:tlen - 8],
+                     struct.unpack_from("<Q", name)[0]):
+        corrupt("Pack files", "%s: frame table check mismatch" % what)
+    frames, pos = [], tlen
+    for i in range(n):
+        slen, kind = struct.unpack_from("<IB", payload, 8 + 16 * i)
+        fcheck, = struct.unpack_from("<Q", payload, 16 + 16 * i)
+        fw = "%s frame %d" % (what, i)
+        if payload[13 + 16 * i:16 + 16 * i] != bytes(3):
+            corrupt("Pack files", "%s: reserved bytes not zero" % fw)
+        if kind not in (0, 1, 2) or \
+                (kind == 0 and slen != fsize) or \
+                (kind == 1 and not 0 < slen < fsize) or \
+                (kind == 2 and slen != 0):
+            corrupt("Pack files", "%s: kind %d with %d bytes" % (fw, kind,
+                                                                 slen))
+        body = payload[pos:pos + slen]
+        if len(body) != slen:
+            corrupt("Pack files", "%s: beyond the payload" % fw)
+        if xxh3(body) != fcheck:
+            corrupt("Pack files", "%s: check mismatch" % fw)
+        if kind == 1 and zstd_frame_len(body, fw) != slen:
+            corrupt("Pack files", "%s: not exactly one zstd frame" % fw)
+        frames.append((kind, body))
+        pos += slen
+    if pos != len(payload):
+        corrupt("Pack files", "%s: %d payload bytes after the last frame"
+                % (what, len(payload) - pos))
+    return fsize, frames
+
+
+def decode_frames(framed, chunks):
+    """framed: [(name, (frame_size, frames))].  Yields (name, raw bytes);
+    the zstd frames of all chunks go through one zstd process (each
+    decompresses to exactly frame_size bytes), one by one if that fails,
+    to name the bad one."""
+    zs = [(fsize, body) for _, (fsize, frames) in framed
+          for kind, body in frames if kind == 1]
+    ok, out = zstd_run(b"".join(b for _, b in zs)) if zs else (True, b"")
+    if not ok or len(out) != sum(f for f, _ in zs):
+        out = b""
+        for fsize, body in zs:
+            ok, data = zstd_run(body)
+            if not ok or len(data) != fsize:
+                corrupt("Pack files", "a zstd frame does not decompress to "
+                        "%d bytes: %s" % (fsize, data if not ok else len(data)))
+            out += data
+    pos = 0
+    for name, (fsize, frames) in framed:
+        data = bytearray()
+        for kind, body in frames:
+            if kind == 0:
+                data += body
+            elif kind == 2:
+                data += bytes(fsize)
+            else:
+                data += out[pos:pos + fsize]
+                pos += fsize
+        yield name, bytes(data)
 
 
 def chunk_what(name, c):

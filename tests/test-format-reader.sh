@@ -3,7 +3,8 @@
 # spec alone (Python, mdb_dump, zstd), reads every volume and snapshot of
 # stores built by vdisk (4K and 64K chunks; data, zero regions, repeated
 # blocks, compressible and random data; snapshots, clones, writes, rollback,
-# resize, rm, gc) and returns the same bytes as `vdisk export`.
+# resize, rm, gc) and returns the same bytes as `vdisk export`; it checks
+# framed records' tables and frames and rejects a flipped bit in either.
 source "$(dirname "$0")/functions.sh"
 requires python3 cmp mdb_dump zstd
 # Debian's python3 starts in 0.1 s; a pyenv shim can take 2 s.
@@ -134,6 +135,53 @@ for cs in 4K 64K; do
 	v gc >/dev/null
 	compare_all "$s"
 	unset -f v
+done
+
+# Framed records (version 3): the reader checks the frame table and every
+# frame's XXH3-64 before it decodes; a flipped bit in either is corruption.
+s="$scratch/frames"
+vdisk --store "$s" init --chunk-size 64K >/dev/null || fail "init frames"
+gen "$tmpdir/img" $((512 * K)) 5
+vdisk --store "$s" import vm "$tmpdir/img" || fail "import frames"
+compare_all "$s"
+# flip STORE WHERE: flips a bit in the first record of pack 1 (framed):
+# WHERE is "table" (frame 0's check) or "frame" (the last stored byte of
+# its first frame with stored bytes).
+flip() {
+	"$PY" - "$1/data/00000001.pack" "$2" <<'EOF' || fail "flip $2"
+import struct, sys
+f = open(sys.argv[1], "r+b")
+h = f.read(64 + 48)
+assert h[64 + 4] == 2, "the first record is not framed (codec %d)" % h[64 + 4]
+pay = 64 + 48
+f.seek(pay)
+fsize, n = struct.unpack("<II", f.read(8))
+f.seek(pay + 8)
+ents = f.read(16 * n)
+pos = pay + 16  # frame 0's check: only the table check notices
+if sys.argv[2] == "frame":
+    pos = pay + 16 + 16 * n
+    for i in range(n):
+        slen, = struct.unpack_from("<I", ents, 16 * i)
+        if slen:
+            pos += slen - 1
+            break
+f.seek(pos)
+b = f.read(1)
+f.seek(pos)
+f.write(bytes([b[0] ^ 0x10]))
+EOF
+}
+for where in table frame; do
+	rm -rf "$scratch/frames-bad"
+	cp -a "$s" "$scratch/frames-bad"
+	flip "$scratch/frames-bad" "$where"
+	out=$(reader "$scratch/frames-bad" vm "$tmpdir/x" 2>&1)
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "format-reader on a flipped $where exited $rc: $out"
+	grep -q "check mismatch" <<<"$out" || fail "format-reader, flipped $where: $out"
+	expect_exit 1 vdisk --store "$scratch/frames-bad" check >/dev/null 2>&1
+	echo "flipped bit in the $where: $out"
 done
 
 # The reader rejects what it does not know: a missing point is an error.
