@@ -866,6 +866,69 @@ static void check_journal(void)
 	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 3");
 }
 
+/* Frame tables: layout byte by byte, round trip, and every single-bit
+ * flip of the table rejected. */
+static void check_frames(void)
+{
+	static struct fmt_frame_table t, out;
+	static uint8_t buf[8192];
+	uint8_t name[32];
+	const uint32_t cs = 65536, fs = 16384;
+	size_t n, len;
+
+	et_fill(&rng, name, sizeof name);
+	t.frame_size = fs;
+	t.nframes = cs / fs;
+	const uint8_t kinds[4] = {FMT_FRAME_ZSTD, FMT_FRAME_RAW, FMT_FRAME_ZERO,
+				  FMT_FRAME_ZSTD};
+	const uint32_t lens[4] = {1000, fs, 0, fs - 1};
+	len = fmt_frame_table_size(t.nframes);
+	for (int i = 0; i < 4; i++) {
+		t.f[i].kind = kinds[i];
+		t.f[i].stored_len = lens[i];
+		t.f[i].check = et_below(&rng, UINT64_MAX);
+		len += lens[i];
+	}
+	CHECK(fmt_frame_table_size(4) == 80, "table of 4 frames is 80 bytes");
+	CHECK(fmt_frames_slack(cs) == 16 + 16 * 16, "slack of a 64 KiB chunk");
+	n = fmt_frames_encode(&t, name, buf);
+	CHECK(n == 80, "encoded table is %zu bytes", n);
+	CHECK(fmt_get_le32(buf) == fs && fmt_get_le32(buf + 4) == 4,
+	      "frame_size at 0, nframes at 4");
+	for (int i = 0; i < 4; i++)
+		CHECK(fmt_get_le32(buf + 8 + 16 * i) == lens[i] &&
+		      buf[12 + 16 * i] == kinds[i] && !buf[13 + 16 * i] &&
+		      !buf[14 + 16 * i] && !buf[15 + 16 * i] &&
+		      fmt_get_le64(buf + 16 + 16 * i) == t.f[i].check,
+		      "frame entry %d at %d", i, 8 + 16 * i);
+	CHECK(fmt_frames_decode(buf, len, cs, name, &out) == 0,
+	      "table round trip");
+	for (int i = 0; i < 4; i++)
+		CHECK(out.f[i].kind == kinds[i] && out.f[i].stored_len == lens[i] &&
+		      out.f[i].check == t.f[i].check,
+		      "frame %d decodes as encoded", i);
+	CHECK(out.f[0].offset == 80 && out.f[1].offset == 1080 &&
+	      out.f[3].offset == 1080 + fs, "frame offsets");
+	CHECK(fmt_frames_decode(buf, len + 1, cs, name, &out) == FMT_BAD_FIELD,
+	      "a byte after the last frame");
+	CHECK(fmt_frames_decode(buf, len - 1, cs, name, &out) == FMT_BAD_FIELD,
+	      "a frame cut short");
+	CHECK(fmt_frames_decode(buf, len, 2 * cs, name, &out) == FMT_BAD_FIELD,
+	      "another chunk size");
+	name[0] ^= 1;
+	CHECK(fmt_frames_decode(buf, len, cs, name, &out) == FMT_BAD_CRC,
+	      "the table of another chunk");
+	name[0] ^= 1;
+	for (size_t bit = 0; bit < n * 8; bit++) {
+		buf[bit / 8] ^= (uint8_t)(1u << bit % 8);
+		CHECK(fmt_frames_decode(buf, len, cs, name, &out) != 0,
+		      "table bit %zu flipped: accepted", bit);
+		buf[bit / 8] ^= (uint8_t)(1u << bit % 8);
+	}
+	CHECK(fmt_frame_check("", 0) == fmt_frame_check(NULL, 0),
+	      "check of no bytes");
+}
+
 int main(int argc, char **argv)
 {
 	et_rng_seed(&rng, et_init_seed(argc, argv));
@@ -875,6 +938,7 @@ int main(int argc, char **argv)
 	check_superblock();
 	check_pack_header();
 	check_record();
+	check_frames();
 	check_keys();
 	check_chunk_val();
 	check_layer_val();
