@@ -26,7 +26,7 @@
  *   pack.c     pack files (append-only chunk records)
  *   cache.c    the clean-chunk cache and the chunk buffer pool
  *   lock.c     process locks (lock files)
- *   superblock.c  STORE/vdisk.sb: read, create, upgrade to version 2
+ *   superblock.c  STORE/vdisk.sb: read, create, upgrade to version 3
  *   index.c    the LMDB environment, transactions, DB "meta" and counters
  *   error.c    error codes and the per-thread error message
  *   frontend.c vd_point_parse, vd_errno: pure helpers for the front ends
@@ -214,8 +214,8 @@ int sb_create(int dirfd, uint32_t chunk_size);
 /* Reads and checks the superblock into S (st_version, st_chunk_size,
  * st_uuid); -ENOENT if there is none. */
 int sb_read(vd_store *s);
-/* Makes a version 1 store version 2 (superblock, then DB "meta"); a no-op
- * for a version 2 store. */
+/* Makes a version 1 or 2 store version 3 (superblock, then DB "meta"); a
+ * no-op for a version 3 store. */
 int sb_upgrade(vd_store *s);
 
 /* ---- lock.c ------------------------------------------------------------- */

@@ -591,7 +591,8 @@ static int journal_replay(vd_volume *v, bool bulk)
 	uint64_t applied;
 	int r;
 
-	/* A head with a journal needs format 2: upgrade a version 1 store. */
+	/* A head with a journal (and framed records) needs format 3: upgrade a
+	 * version 1 or 2 store. */
 	if (!bulk && (r = sb_upgrade(v->v_store)) < 0)
 		return r;
 	v->v_replaying = true;
