@@ -1,9 +1,12 @@
 /* The clean-chunk cache and the chunk buffer pool.
  *
- * The cache holds verified, decompressed chunks keyed by name, so it is
- * shared by every volume, snapshot and clone that holds the same bytes.  It
- * is sharded, so that reads of different chunks in different threads do not
- * contend on one lock; each shard is an LRU list with a hash table.
+ * The cache holds verified, decompressed bytes keyed by chunk name, so it
+ * is shared by every volume, snapshot and clone that holds the same bytes:
+ * whole chunks, and pieces of cache_piece() bytes (the frames a read of
+ * part of a framed record decoded; see chunk.c for why).  It is sharded, so
+ * that reads of different chunks in different threads do not contend on
+ * one lock (every piece of a chunk lives in its chunk's shard); each shard
+ * is an LRU list with a hash table, bounded in bytes.
  *
  * Chunk-sized buffers are recycled rather than freed: a fresh one costs a
  * page fault per 4 KiB on first touch, which dominated writes.
@@ -14,10 +17,12 @@
 #include "engine/internal.h"
 
 #define CACHE_SHARDS 16
+#define WHOLE UINT32_MAX  /* the part of a whole-chunk entry */
 
 struct cache_entry {
 	uint8_t hash[32];
-	uint8_t *buf;
+	uint32_t part;          /* WHOLE, or the piece's index */
+	uint8_t *buf;           /* chunk_size bytes, or one piece */
 	struct cache_entry *bucket_next;
 	struct cache_entry *lru_prev, *lru_next; /* head = most recent */
 };
@@ -27,13 +32,14 @@ struct cache_shard {
 	struct cache_entry **buckets;
 	size_t nbuckets;
 	struct cache_entry *lru_head, *lru_tail;
-	size_t count, max_count;
+	size_t bytes, max_bytes;
 };
 
 #define POOL_MAX 512
 
 struct chunk_cache {
 	uint32_t chunk_size;
+	uint32_t piece;
 	struct cache_shard shards[CACHE_SHARDS];
 	pthread_mutex_t pool_lock;
 	void *pool[POOL_MAX];
@@ -65,11 +71,30 @@ void cache_buf_put(struct chunk_cache *c, void *p)
 	free(p);
 }
 
-static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32])
+uint32_t cache_piece(const struct chunk_cache *c)
+{
+	return c->piece;
+}
+
+static size_t entry_bytes(const struct chunk_cache *c, const struct cache_entry *e)
+{
+	return e->part == WHOLE ? c->chunk_size : c->piece;
+}
+
+static void entry_free(struct chunk_cache *c, struct cache_entry *e)
+{
+	if (e->part == WHOLE)
+		cache_buf_put(c, e->buf);
+	else
+		free(e->buf);
+}
+
+static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32],
+			uint32_t part)
 {
 	uint64_t h;
 	memcpy(&h, hash + 8, 8);
-	return h % sh->nbuckets;
+	return (h + (uint64_t)part * 0x9e3779b97f4a7c15ull) % sh->nbuckets;
 }
 
 static struct cache_shard *shard_of(struct chunk_cache *c, const uint8_t hash[32])
@@ -85,13 +110,15 @@ struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 	if (!c)
 		return NULL;
 	c->chunk_size = chunk_size;
+	c->piece = MIN(chunk_size, CACHE_PIECE);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	per_shard = MAX((size_t)(max_bytes / chunk_size / CACHE_SHARDS), 1);
+	/* At least one whole chunk per shard, as before pieces. */
+	per_shard = MAX((size_t)(max_bytes / CACHE_SHARDS), (size_t)chunk_size);
 	for (int i = 0; i < CACHE_SHARDS; i++) {
 		struct cache_shard *sh = &c->shards[i];
 		pthread_mutex_init(&sh->lock, NULL);
-		sh->max_count = per_shard;
-		sh->nbuckets = per_shard * 2 + 1;
+		sh->max_bytes = per_shard;
+		sh->nbuckets = per_shard / c->piece + 1;
 		sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
 		if (!sh->buckets) {
 			cache_free(c);
@@ -146,12 +173,19 @@ static void lru_push(struct cache_shard *sh, struct cache_entry *e)
 		sh->lru_tail = e;
 }
 
-static struct cache_entry **find(struct cache_shard *sh, const uint8_t hash[32])
+static struct cache_entry **find(struct cache_shard *sh, const uint8_t hash[32],
+				 uint32_t part)
 {
-	struct cache_entry **pp = &sh->buckets[bucket_of(sh, hash)];
-	while (*pp && memcmp((*pp)->hash, hash, 32) != 0)
+	struct cache_entry **pp = &sh->buckets[bucket_of(sh, hash, part)];
+	while (*pp && ((*pp)->part != part || memcmp((*pp)->hash, hash, 32) != 0))
 		pp = &(*pp)->bucket_next;
 	return pp;
+}
+
+static void touch(struct cache_shard *sh, struct cache_entry *e)
+{
+	lru_unlink(sh, e);
+	lru_push(sh, e);
 }
 
 bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
@@ -159,50 +193,92 @@ bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 {
 	struct cache_shard *sh = shard_of(c, hash);
 	struct cache_entry *e;
+	bool hit = true;
 
+	if (len == 0)
+		return true;
 	pthread_mutex_lock(&sh->lock);
-	e = *find(sh, hash);
+	e = *find(sh, hash, WHOLE);
 	if (e) {
 		memcpy(out, e->buf + off, len);
-		lru_unlink(sh, e);
-		lru_push(sh, e);
+		touch(sh, e);
+	} else {
+		/* Every piece the range touches, or a miss. */
+		const uint32_t first = (uint32_t)(off / c->piece);
+		const uint32_t last = (uint32_t)((off + len - 1) / c->piece);
+
+		for (uint32_t k = first; k <= last && hit; k++)
+			hit = *find(sh, hash, k) != NULL;
+		for (uint32_t k = first; k <= last && hit; k++) {
+			const size_t pofs = (size_t)k * c->piece;
+			const size_t from = MAX(off, pofs);
+			const size_t to = MIN(off + len, pofs + c->piece);
+
+			e = *find(sh, hash, k);
+			memcpy((uint8_t *)out + (from - off), e->buf + (from - pofs),
+			       to - from);
+			touch(sh, e);
+		}
 	}
 	pthread_mutex_unlock(&sh->lock);
-	return e != NULL;
+	return e != NULL && hit;
+}
+
+/* Inserts BUF as (HASH, PART) into SH, evicting the least recently used
+ * entries past the shard's bytes. */
+static void insert(struct chunk_cache *c, const uint8_t hash[32], uint32_t part,
+		   void *buf)
+{
+	struct cache_shard *sh = shard_of(c, hash);
+	struct cache_entry *e, **pp, *victims = NULL;
+
+	pthread_mutex_lock(&sh->lock);
+	pp = find(sh, hash, part);
+	if (*pp) { /* same name, same bytes: keep the one we have */
+		pthread_mutex_unlock(&sh->lock);
+		e = &(struct cache_entry){ .part = part, .buf = buf };
+		entry_free(c, e);
+		return;
+	}
+	e = malloc(sizeof *e);
+	if (!e) {
+		pthread_mutex_unlock(&sh->lock);
+		entry_free(c, &(struct cache_entry){ .part = part, .buf = buf });
+		return;
+	}
+	memcpy(e->hash, hash, 32);
+	e->part = part;
+	e->buf = buf;
+	while (sh->lru_tail && sh->bytes + entry_bytes(c, e) > sh->max_bytes) {
+		struct cache_entry *v = sh->lru_tail;
+
+		lru_unlink(sh, v);
+		*find(sh, v->hash, v->part) = v->bucket_next;
+		sh->bytes -= entry_bytes(c, v);
+		v->lru_next = victims;
+		victims = v;
+	}
+	pp = find(sh, hash, part); /* the chain may have changed */
+	e->bucket_next = NULL;
+	*pp = e;
+	lru_push(sh, e);
+	sh->bytes += entry_bytes(c, e);
+	pthread_mutex_unlock(&sh->lock);
+	while (victims) {
+		struct cache_entry *next = victims->lru_next;
+		entry_free(c, victims);
+		free(victims);
+		victims = next;
+	}
 }
 
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
 {
-	struct cache_shard *sh = shard_of(c, hash);
-	struct cache_entry *e, **pp, *victim = NULL;
+	insert(c, hash, WHOLE, buf);
+}
 
-	pthread_mutex_lock(&sh->lock);
-	pp = find(sh, hash);
-	if (*pp) { /* same name, same bytes: keep the one we have */
-		pthread_mutex_unlock(&sh->lock);
-		cache_buf_put(c, buf);
-		return;
-	}
-	if (sh->count >= sh->max_count) {
-		victim = sh->lru_tail;
-		lru_unlink(sh, victim);
-		*find(sh, victim->hash) = victim->bucket_next;
-		sh->count--;
-		pp = find(sh, hash); /* the chain may have changed */
-	}
-	e = victim ? victim : malloc(sizeof *e);
-	if (!e) {
-		pthread_mutex_unlock(&sh->lock);
-		cache_buf_put(c, buf);
-		return;
-	}
-	if (victim)
-		cache_buf_put(c, victim->buf);
-	memcpy(e->hash, hash, 32);
-	e->buf = buf;
-	e->bucket_next = NULL;
-	*pp = e;
-	lru_push(sh, e);
-	sh->count++;
-	pthread_mutex_unlock(&sh->lock);
+void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
+			uint32_t idx, void *buf)
+{
+	insert(c, hash, idx, buf);
 }

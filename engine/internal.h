@@ -240,9 +240,14 @@ void lock_name(char out[LOCK_NAME_MAX], const char *vol, const char *snap);
 
 /* ---- cache.c ------------------------------------------------------------ */
 
+/* The piece size of the cache: the frame size chunk.c writes. */
+#define CACHE_PIECE (16u * 1024u)
 struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size);
 void cache_free(struct chunk_cache *c);
-/* Copies LEN bytes at OFF of cached chunk HASH into OUT; false if absent. */
+/* min(CACHE_PIECE, chunk_size): pieces of chunks are cached at that size. */
+uint32_t cache_piece(const struct chunk_cache *c);
+/* Copies LEN bytes at OFF of cached chunk HASH into OUT, from the whole
+ * chunk or from the pieces covering them; false if absent. */
 bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 		size_t off, size_t len);
 /* A chunk-sized buffer from the store's pool (or malloc), and back. */
@@ -250,6 +255,10 @@ void *cache_buf_get(struct chunk_cache *c);
 void cache_buf_put(struct chunk_cache *c, void *buf);
 /* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
+/* Inserts verified piece IDX of chunk HASH; takes ownership of BUF
+ * (malloc'd, cache_piece() bytes). */
+void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
+			uint32_t idx, void *buf);
 
 /* ---- pack.c ------------------------------------------------------------- */
 
