@@ -582,8 +582,10 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 		return r;
 	if ((r = record_read(s, hash, &c, t->scratch)) < 0)
 		return r;
-	if (c.codec != FMT_CODEC_FRAMED)
-		off = 0, len = s->st_chunk_size;
+	if (c.codec != FMT_CODEC_FRAMED) { /* decoded whole: cache it whole */
+		off = 0;
+		len = s->st_chunk_size;
+	}
 	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false)) < 0)
 		return r;
 	if (whole(s, off, len))
@@ -719,8 +721,10 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 
 			if (q->r != 1)
 				continue;
-			if (loc[k].codec != FMT_CODEC_FRAMED)
-				off = 0, len = s->st_chunk_size;
+			if (loc[k].codec != FMT_CODEC_FRAMED) {
+				off = 0;
+				len = s->st_chunk_size;
+			}
 			q->r = record_decode(s, q->hash, &loc[k],
 					     t->recbufs + k * recsize, q->out, off,
 					     len, false);
