@@ -9,7 +9,7 @@ CC       ?= cc
 PKGS     := lmdb libzstd libcrypto liburing libxxhash
 # Only the front ends in the vdisk binary link these: GnuTLS (NBD over
 # TLS), libfuse3 (vdisk mount) and libext2fs (guest filesystems).
-NBD_PKGS := gnutls fuse3 ext2fs
+NBD_PKGS := gnutls fuse3 ext2fs com_err
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
