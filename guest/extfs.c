@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,15 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 	return libext2fs_open(gfs, why, whylen);
 }
 
+/* libext2fs' messages for error_message(), registered once per process
+ * (com_err adds a list node per call). */
+static pthread_once_t error_table_once = PTHREAD_ONCE_INIT;
+
+static void load_error_table(void)
+{
+	initialize_ext2_error_table();
+}
+
 int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 		  uint64_t length, struct guest_fs **out, char *why,
 		  size_t whylen)
@@ -474,7 +484,7 @@ int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 	gfs->offset = offset;
 	gfs->length = length;
 	gfs->block_size = 1024;
-	add_error_table(&et_ext2_error_table);
+	pthread_once(&error_table_once, load_error_table);
 	rc = check_super(gfs, why, whylen);
 	if (rc == 0)
 		rc = libext2fs_open(gfs, why, whylen);
@@ -578,8 +588,8 @@ int guest_fs_stat(struct guest_fs *gfs, uint64_t ino, struct guest_stat *st)
 	st->ino = ino;
 	st->mode = inode.i_mode;
 	st->nlink = inode.i_links_count;
-	if (LINUX_S_ISDIR(inode.i_mode) && st->nlink == 1)
-		st->nlink = 1; /* dir_nlink: "many" */
+	/* With dir_nlink a directory of over 65000 subdirectories counts 1,
+	 * which stat(2) on Linux shows as is. */
 	st->uid = inode_uid(inode);
 	st->gid = inode_gid(inode);
 	st->size = EXT2_I_SIZE(&inode);
