@@ -614,35 +614,39 @@ int guest_fs_stat(struct guest_fs *gfs, uint64_t ino, struct guest_stat *st)
 
 /* ---- directories ------------------------------------------------------- */
 
-static int check_dir(struct guest_fs *gfs, uint64_t dir)
-{
-	struct ext2_inode_large inode;
-	int rc = read_inode(gfs, dir, &inode);
+struct lookup_state {
+	const char *name;
+	uint64_t found;
+};
 
-	if (rc < 0)
-		return rc;
-	return LINUX_S_ISDIR(inode.i_mode) ? 0 : -ENOTDIR;
+static int lookup_one(void *opaque, const char *name, uint64_t ino,
+		      unsigned dtype)
+{
+	struct lookup_state *ls = opaque;
+
+	if (strcmp(name, ls->name))
+		return 0;
+	ls->found = ino;
+	return 1;
 }
 
 int guest_fs_lookup(struct guest_fs *gfs, uint64_t dir, const char *name,
 		    uint64_t *ino)
 {
 	const size_t len = strlen(name);
-	ext2_ino_t found = 0;
 	int rc;
 
 	if (len == 0 || len > EXT2_NAME_LEN || strchr(name, '/'))
 		return len > EXT2_NAME_LEN ? -ENAMETOOLONG : -ENOENT;
-	rc = check_dir(gfs, dir);
-	if (rc < 0)
+	/* Through guest_fs_readdir, not ext2fs_lookup: the same bounded
+	 * walk (and the same names: a skipped entry cannot be found). */
+	struct lookup_state ls = { name, 0 };
+	rc = guest_fs_readdir(gfs, dir, lookup_one, &ls);
+	if (rc < 0 && rc != 1)
 		return rc;
-	rc = fs_errno(ext2fs_lookup(gfs->fs, (ext2_ino_t)dir, name, (int)len,
-				    NULL, &found));
-	if (rc < 0)
-		return rc;
-	if (check_ino(gfs, found) < 0)
-		return -EIO;
-	*ino = found;
+	if (rc != 1)
+		return -ENOENT;
+	*ino = ls.found;
 	return 0;
 }
 
@@ -651,6 +655,7 @@ struct readdir_state {
 	guest_dirent_fn fn;
 	void *opaque;
 	int rc;
+	uint64_t budget; /* entries, empty ones included, before it is damage */
 };
 
 static unsigned dtype_of(int ft)
@@ -675,6 +680,13 @@ static int readdir_one(ext2_ino_t dir, int entry,
 	const int len = ext2fs_dirent_name_len(dirent);
 	char name[EXT2_NAME_LEN + 1];
 
+	/* An extent tree can name the same blocks again and again (a DAG of
+	 * index nodes): the walk stops once it has seen more entries than
+	 * the directory's size can hold. */
+	if (s->budget-- == 0) {
+		s->rc = -EIO;
+		return DIRENT_ABORT;
+	}
 	if (entry != DIRENT_DOT_FILE && entry != DIRENT_DOT_DOT_FILE &&
 	    entry != DIRENT_OTHER_FILE)
 		return 0;
@@ -694,14 +706,23 @@ static int readdir_one(ext2_ino_t dir, int entry,
 int guest_fs_readdir(struct guest_fs *gfs, uint64_t dir, guest_dirent_fn fn,
 		     void *opaque)
 {
-	struct readdir_state s = { gfs, fn, opaque, 0 };
-	int rc = check_dir(gfs, dir);
+	struct readdir_state s = { gfs, fn, opaque, 0, 0 };
+	struct ext2_inode_large inode;
+	uint64_t size, max;
+	int rc = read_inode(gfs, dir, &inode);
 
 	if (rc < 0)
 		return rc;
+	if (!LINUX_S_ISDIR(inode.i_mode))
+		return -ENOTDIR;
+	/* The smallest entry is 8 bytes; an inline directory holds at most
+	 * an inode's worth plus an xattr block. */
+	size = EXT2_I_SIZE(&inode);
+	max = ext2fs_blocks_count(gfs->fs->super) * gfs->fs->blocksize;
+	s.budget = (size < max ? size : max) / 8 + 64;
 	rc = fs_errno(ext2fs_dir_iterate2(gfs->fs, (ext2_ino_t)dir,
-					  0,
-					  NULL, readdir_one, &s));
+					  DIRENT_FLAG_INCLUDE_EMPTY, NULL,
+					  readdir_one, &s));
 	return s.rc ? s.rc : rc;
 }
 
