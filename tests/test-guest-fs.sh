@@ -324,6 +324,29 @@ cp ext4.img bad.img
 printf '\xff\xff\xff\x7f' | dd of=bad.img bs=1 seek=$((1024 + 4)) conv=notrunc status=none
 vdisk import bad bad.img >/dev/null && expect_msg bad "holds an ext filesystem of"
 
+# A hostile directory: a symlink to outside and a directory of the same
+# name (a renamed entry).  get -r writes nothing through the symlink.
+mkdir -p hostile/zzzzzzzz evil
+printf 'through the link?\n' >hostile/zzzzzzzz/victim
+ln -s "$tmpdir/evil" hostile/xxxxxxxx
+mke2fs -q -t ext4 -O ^metadata_csum -I 256 -d hostile hostile.img 16M || fail "mke2fs hostile"
+python3 - hostile.img <<'E' || fail "rename entry"
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+i = b.find(b'zzzzzzzz\0')
+while i >= 0 and b[i - 8 + 6] != 8:   # the dirent whose name_len is 8
+    i = b.find(b'zzzzzzzz', i + 1)
+assert i > 0
+b[i:i + 8] = b'xxxxxxxx'
+open(sys.argv[1], 'wb').write(b)
+E
+vdisk import hostile hostile.img >/dev/null || fail "import hostile"
+[ "$(vdisk ls hostile / | grep -c '^xxxxxxxx$')" = 2 ] || fail "hostile: no duplicate name: $(vdisk ls hostile /)"
+mkdir hostile.out
+vdisk get -r hostile / hostile.out 2>hostile.err && fail "hostile: get -r did not report the clash"
+[ -z "$(ls -A evil)" ] || fail "hostile: get -r wrote through a guest symlink: $(ls -A evil)"
+grep -q "File exists" hostile.err || fail "hostile: $(cat hostile.err)"
+
 # ---- a volume held for writing ----------------------------------------------
 if /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
 	sock="$tmpdir/sock"
