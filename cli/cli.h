@@ -108,6 +108,10 @@ int cmd_diff(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_gc(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);
+/* A guest's ext2/3/4 files (cli/cmd_guest.c, over guest/). */
+int cmd_ls(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_cat(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_get(struct cli_ctx *ctx, int argc, char **argv);
 /* Hidden helper for shell completion (cli/cmd_complete.c). */
 int cmd_complete(struct cli_ctx *ctx, int argc, char **argv);
 

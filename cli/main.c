@@ -52,6 +52,11 @@ static const struct cli_command commands[] = {
 	{ "gc", cmd_gc, "[--json]", "free space of unreferenced chunks" },
 	{ "check", cmd_check, "[--json]", "verify every chunk and the index" },
 	{ "serve", cmd_serve, "[OPTIONS]", "serve volumes over NBD" },
+	{ "ls", cmd_ls, "VOL[@SNAP][:PART] [PATH] [-l] [-R] [--json]",
+	  "list a guest's files" },
+	{ "cat", cmd_cat, "VOL[@SNAP][:PART] PATH", "print a guest's file" },
+	{ "get", cmd_get, "VOL[@SNAP][:PART] PATH DEST [-r]",
+	  "copy a guest's files out" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

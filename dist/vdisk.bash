@@ -116,8 +116,9 @@ _vdisk()
 	case $cmd:$nops in
 	snapshot:0 | clone:0 | rollback:0) what=snap ;;
 	export:0 | info:0 | rm:0 | diff:[01] | serve:*) what=point ;;
+	ls:0 | cat:0 | get:0) what=point ;;
 	flatten:0 | resize:0 | import:0) what=vol ;;
-	export:1 | import:1) what=file ;;
+	export:1 | import:1 | get:2) what=file ;;
 	esac
 	case $what in
 	file)
