@@ -52,6 +52,9 @@ static const struct cli_command commands[] = {
 	{ "gc", cmd_gc, "[--json]", "free space of unreferenced chunks" },
 	{ "check", cmd_check, "[--json]", "verify every chunk and the index" },
 	{ "serve", cmd_serve, "[OPTIONS]", "serve volumes over NBD" },
+	{ "mount", cmd_mount, "VOL[@SNAP] DIR [OPTIONS]",
+	  "show a volume as files under DIR (FUSE)" },
+	{ "umount", cmd_umount, "DIR", "unmount a vdisk mount" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
