@@ -9,7 +9,7 @@ CC       ?= cc
 PKGS     := lmdb libzstd libcrypto liburing libxxhash
 # Only the front ends in the vdisk binary link these: GnuTLS (NBD over
 # TLS), libfuse3 (vdisk mount) and libext2fs (guest filesystems).
-NBD_PKGS := gnutls fuse3 ext2fs
+NBD_PKGS := gnutls fuse3 ext2fs com_err
 WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes \
             -Wshadow -Wpointer-arith -Wformat=2 -Wvla -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
@@ -208,7 +208,7 @@ DEB_BUILD := gcc make pkg-config liblmdb-dev libzstd-dev libssl-dev liburing-dev
              libgnutls28-dev libxxhash-dev libfuse3-dev libext2fs-dev
 DEB_TEST  := qemu-utils nbdkit libnbd-bin python3-libnbd fio e2fsprogs \
              util-linux zstd lmdb-utils groff-base gnutls-bin python3-xxhash \
-             fuse3 qemu-system-x86 busybox-static cpio
+             fuse3 qemu-system-x86 busybox-static cpio fdisk jq attr dosfstools
 deps:
 	@./tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
 

@@ -55,6 +55,11 @@ static const struct cli_command commands[] = {
 	{ "mount", cmd_mount, "VOL[@SNAP] DIR [OPTIONS]",
 	  "show a volume as files under DIR (FUSE)" },
 	{ "umount", cmd_umount, "DIR", "unmount a vdisk mount" },
+	{ "ls", cmd_ls, "VOL[@SNAP][:PART] [PATH] [-l] [-R] [--json]",
+	  "list a guest's files" },
+	{ "cat", cmd_cat, "VOL[@SNAP][:PART] PATH", "print a guest's file" },
+	{ "get", cmd_get, "VOL[@SNAP][:PART] PATH DEST [-r]",
+	  "copy a guest's files out" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
