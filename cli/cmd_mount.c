@@ -41,7 +41,7 @@ static const char mount_help[] =
 	"the background; errors at start-up are reported and nothing stays\n"
 	"mounted.  fsync on DIR/disk makes acknowledged writes durable;\n"
 	"SEEK_DATA/SEEK_HOLE show the volume's allocation; fallocate\n"
-	"--punch-hole and --zero-range discard.  Unmount with vdisk umount DIR\n"
+	"(punch hole, zero range) discards.  Unmount with vdisk umount DIR\n"
 	"(or fusermount3 -u DIR).\n";
 
 static const char umount_help[] =
