@@ -626,6 +626,9 @@ int vdfuse_serve(vd_volume *v, const struct vdfuse_options *o, char *why,
 	f.size = vd_volume_size(v);
 	f.readonly = o->readonly || vd_volume_is_readonly(v);
 	f.direct_io = !f.readonly;
+	/* For measuring the choice (bench/fuse/run.sh): 1 or 0 forces it. */
+	if (getenv("VDISK_FUSE_DIRECT_IO") && f.readonly)
+		f.direct_io = atoi(getenv("VDISK_FUSE_DIRECT_IO")) != 0;
 	f.foreground = o->foreground;
 	f.uid = getuid();
 	f.gid = getgid();
