@@ -146,8 +146,26 @@ cmp "$tmpdir/w2" <(dd if="$mnt/disk" bs=1M skip=150 count=2 status=none) ||
 vdisk umount "$mnt" || fail "umount after remount"
 vdisk check >"$tmpdir/check" 2>&1 || fail "check after kill -9: $(cat "$tmpdir/check")"
 
-# A stale mount (server killed, auto_unmount beaten by the check) is
-# cleared by the next umount or mount on it.
+# A stale mount (server and its auto_unmount helper both killed) is
+# cleared by the next mount, and by umount, on it.
+stale_mount() {
+	vdisk mount cl "$mnt" --pidfile "$tmpdir/pid" || fail "mount to make stale"
+	pid=$(cat "$tmpdir/pid")
+	helper=$(ps -o pid=,comm= --ppid "$pid" | awk '$2 == "fusermount3" {print $1}')
+	[ -n "$helper" ] || { echo "no auto_unmount helper found: stale mounts not tested"; return 1; }
+	kill -9 $helper "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	out=$(stat "$mnt/disk" 2>&1)
+	grep -q "not connected" <<<"$out" || fail "mount is not stale: $out"
+}
+if stale_mount; then
+	vdisk mount cl "$mnt" || fail "mount over a stale mount"
+	cmp "$tmpdir/w2" <(dd if="$mnt/disk" bs=1M skip=150 count=2 status=none) || fail "data after stale"
+	vdisk umount "$mnt" || fail "umount after stale"
+	stale_mount
+	vdisk umount "$mnt" || fail "umount of a stale mount"
+	is_mounted "$mnt" && fail "stale mount stayed after umount"
+fi
 vdisk mount cl "$mnt" -o allow_other --pidfile "$tmpdir/pid" || fail "mount -o"
 grep " $mnt " /proc/self/mountinfo | grep -q allow_other || fail "-o option not passed"
 vdisk umount "$mnt" || fail "umount -o mount"
