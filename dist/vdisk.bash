@@ -118,8 +118,9 @@ _vdisk()
 	case $cmd:$nops in
 	snapshot:0 | clone:0 | rollback:0) what=snap ;;
 	export:0 | info:0 | rm:0 | diff:[01] | serve:* | mount:0) what=point ;;
+	ls:0 | cat:0 | get:0) what=point ;;
 	flatten:0 | resize:0 | import:0) what=vol ;;
-	export:1 | import:1) what=file ;;
+	export:1 | import:1 | get:2) what=file ;;
 	mount:1 | umount:0) what=dir ;;
 	esac
 	[[ $cmd == mount && $prev == -o ]] && return 0

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,15 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 	return libext2fs_open(gfs, why, whylen);
 }
 
+/* libext2fs' messages for error_message(), registered once per process
+ * (com_err adds a list node per call). */
+static pthread_once_t error_table_once = PTHREAD_ONCE_INIT;
+
+static void load_error_table(void)
+{
+	initialize_ext2_error_table();
+}
+
 int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 		  uint64_t length, struct guest_fs **out, char *why,
 		  size_t whylen)
@@ -474,7 +484,7 @@ int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 	gfs->offset = offset;
 	gfs->length = length;
 	gfs->block_size = 1024;
-	add_error_table(&et_ext2_error_table);
+	pthread_once(&error_table_once, load_error_table);
 	rc = check_super(gfs, why, whylen);
 	if (rc == 0)
 		rc = libext2fs_open(gfs, why, whylen);
@@ -578,8 +588,8 @@ int guest_fs_stat(struct guest_fs *gfs, uint64_t ino, struct guest_stat *st)
 	st->ino = ino;
 	st->mode = inode.i_mode;
 	st->nlink = inode.i_links_count;
-	if (LINUX_S_ISDIR(inode.i_mode) && st->nlink == 1)
-		st->nlink = 1; /* dir_nlink: "many" */
+	/* With dir_nlink a directory of over 65000 subdirectories counts 1,
+	 * which stat(2) on Linux shows as is. */
 	st->uid = inode_uid(inode);
 	st->gid = inode_gid(inode);
 	st->size = EXT2_I_SIZE(&inode);
@@ -604,35 +614,39 @@ int guest_fs_stat(struct guest_fs *gfs, uint64_t ino, struct guest_stat *st)
 
 /* ---- directories ------------------------------------------------------- */
 
-static int check_dir(struct guest_fs *gfs, uint64_t dir)
-{
-	struct ext2_inode_large inode;
-	int rc = read_inode(gfs, dir, &inode);
+struct lookup_state {
+	const char *name;
+	uint64_t found;
+};
 
-	if (rc < 0)
-		return rc;
-	return LINUX_S_ISDIR(inode.i_mode) ? 0 : -ENOTDIR;
+static int lookup_one(void *opaque, const char *name, uint64_t ino,
+		      unsigned dtype)
+{
+	struct lookup_state *ls = opaque;
+
+	if (strcmp(name, ls->name))
+		return 0;
+	ls->found = ino;
+	return 1;
 }
 
 int guest_fs_lookup(struct guest_fs *gfs, uint64_t dir, const char *name,
 		    uint64_t *ino)
 {
 	const size_t len = strlen(name);
-	ext2_ino_t found = 0;
 	int rc;
 
 	if (len == 0 || len > EXT2_NAME_LEN || strchr(name, '/'))
 		return len > EXT2_NAME_LEN ? -ENAMETOOLONG : -ENOENT;
-	rc = check_dir(gfs, dir);
-	if (rc < 0)
+	/* Through guest_fs_readdir, not ext2fs_lookup: the same bounded
+	 * walk (and the same names: a skipped entry cannot be found). */
+	struct lookup_state ls = { name, 0 };
+	rc = guest_fs_readdir(gfs, dir, lookup_one, &ls);
+	if (rc < 0 && rc != 1)
 		return rc;
-	rc = fs_errno(ext2fs_lookup(gfs->fs, (ext2_ino_t)dir, name, (int)len,
-				    NULL, &found));
-	if (rc < 0)
-		return rc;
-	if (check_ino(gfs, found) < 0)
-		return -EIO;
-	*ino = found;
+	if (rc != 1)
+		return -ENOENT;
+	*ino = ls.found;
 	return 0;
 }
 
@@ -641,6 +655,7 @@ struct readdir_state {
 	guest_dirent_fn fn;
 	void *opaque;
 	int rc;
+	uint64_t budget; /* entries, empty ones included, before it is damage */
 };
 
 static unsigned dtype_of(int ft)
@@ -665,6 +680,13 @@ static int readdir_one(ext2_ino_t dir, int entry,
 	const int len = ext2fs_dirent_name_len(dirent);
 	char name[EXT2_NAME_LEN + 1];
 
+	/* An extent tree can name the same blocks again and again (a DAG of
+	 * index nodes): the walk stops once it has seen more entries than
+	 * the directory's size can hold. */
+	if (s->budget-- == 0) {
+		s->rc = -EIO;
+		return DIRENT_ABORT;
+	}
 	if (entry != DIRENT_DOT_FILE && entry != DIRENT_DOT_DOT_FILE &&
 	    entry != DIRENT_OTHER_FILE)
 		return 0;
@@ -684,18 +706,91 @@ static int readdir_one(ext2_ino_t dir, int entry,
 int guest_fs_readdir(struct guest_fs *gfs, uint64_t dir, guest_dirent_fn fn,
 		     void *opaque)
 {
-	struct readdir_state s = { gfs, fn, opaque, 0 };
-	int rc = check_dir(gfs, dir);
+	struct readdir_state s = { gfs, fn, opaque, 0, 0 };
+	struct ext2_inode_large inode;
+	uint64_t size, max;
+	int rc = read_inode(gfs, dir, &inode);
 
 	if (rc < 0)
 		return rc;
+	if (!LINUX_S_ISDIR(inode.i_mode))
+		return -ENOTDIR;
+	/* The smallest entry is 8 bytes; an inline directory holds at most
+	 * an inode's worth plus an xattr block. */
+	size = EXT2_I_SIZE(&inode);
+	max = ext2fs_blocks_count(gfs->fs->super) * gfs->fs->blocksize;
+	s.budget = (size < max ? size : max) / 8 + 64;
 	rc = fs_errno(ext2fs_dir_iterate2(gfs->fs, (ext2_ino_t)dir,
-					  0,
-					  NULL, readdir_one, &s));
+					  DIRENT_FLAG_INCLUDE_EMPTY, NULL,
+					  readdir_one, &s));
 	return s.rc ? s.rc : rc;
 }
 
 /* ---- files --------------------------------------------------------------- */
+
+/* An extent-mapped file's bytes [OFF, OFF + LEN), inside its size: each
+ * extent's part read from the disk in one piece (ext2fs_file_read goes a
+ * block at a time); holes and unwritten extents are zeroes. */
+static int read_extents(struct guest_fs *gfs, uint64_t ino,
+			struct ext2_inode_large *inode, uint8_t *buf,
+			size_t len, uint64_t off)
+{
+	const uint64_t bs = gfs->fs->blocksize;
+	const uint64_t first = off / bs, last = (off + len - 1) / bs;
+	const uint64_t fs_blocks = ext2fs_blocks_count(gfs->fs->super);
+	uint64_t budget = fs_blocks + 16, last_end = 0;
+	ext2_extent_handle_t h;
+	struct ext2fs_extent e;
+	int op = EXT2_EXTENT_ROOT, rc = 0;
+	errcode_t err;
+
+	memset(buf, 0, len);
+	err = ext2fs_extent_open2(gfs->fs, (ext2_ino_t)ino,
+				  (struct ext2_inode *)inode, &h);
+	if (err)
+		return fs_errno(err);
+	for (;;) {
+		uint64_t from, to, lo, hi;
+
+		err = ext2fs_extent_get(h, op, &e);
+		op = EXT2_EXTENT_NEXT_LEAF;
+		if (err == EXT2_ET_EXTENT_NO_NEXT)
+			break;
+		if (err) {
+			rc = fs_errno(err);
+			break;
+		}
+		if (budget-- == 0) {
+			rc = -EIO;
+			break;
+		}
+		if (!(e.e_flags & EXT2_EXTENT_FLAGS_LEAF) || e.e_len == 0)
+			continue;
+		if (e.e_lblk < last_end) { /* leaves out of order: damage */
+			rc = -EIO;
+			break;
+		}
+		last_end = e.e_lblk + e.e_len;
+		if (e.e_lblk > last)
+			break;
+		if (last_end <= first || (e.e_flags & EXT2_EXTENT_FLAGS_UNINIT))
+			continue;
+		if (e.e_pblk >= fs_blocks || e.e_len > fs_blocks - e.e_pblk) {
+			rc = -EIO;
+			break;
+		}
+		lo = e.e_lblk > first ? e.e_lblk : first;
+		hi = last_end - 1 < last ? last_end - 1 : last;
+		from = lo * bs > off ? lo * bs : off;
+		to = (hi + 1) * bs < off + len ? (hi + 1) * bs : off + len;
+		rc = region_read(gfs, buf + (from - off), (size_t)(to - from),
+				 (e.e_pblk + (lo - e.e_lblk)) * bs + from % bs);
+		if (rc < 0)
+			break;
+	}
+	ext2fs_extent_free(h);
+	return rc;
+}
 
 ssize_t guest_fs_read(struct guest_fs *gfs, uint64_t ino, void *buf,
 		      size_t len, uint64_t off)
@@ -720,6 +815,11 @@ ssize_t guest_fs_read(struct guest_fs *gfs, uint64_t ino, void *buf,
 		len = (size_t)(size - off);
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
+	if ((inode.i_flags & EXT4_EXTENTS_FL) &&
+	    !(inode.i_flags & EXT4_INLINE_DATA_FL)) {
+		rc = read_extents(gfs, ino, &inode, buf, len, off);
+		return rc < 0 ? rc : (ssize_t)len;
+	}
 	err = ext2fs_file_open2(gfs->fs, (ext2_ino_t)ino,
 				(struct ext2_inode *)&inode, 0, &file);
 	if (err)
