@@ -197,6 +197,9 @@ grep -q "in use by vdisk mount" "$tmpdir/err" || fail "busy message: $(cat "$tmp
 is_mounted "$tmpdir/mnt2" && fail "busy mount left a mount"
 vdisk mount --read-only vol "$tmpdir/mnt2" 2>/dev/null && fail "read-only mount of a head held elsewhere"
 vdisk umount "$mnt" || fail "umount vol"
+expect_exit 1 vdisk mount vol "$mnt" -o no_such_fuse_option 2>"$tmpdir/err"
+is_mounted "$mnt" && fail "a bad -o option left a mount"
+vdisk info vol --json | grep -q '"holder": null' || fail "a bad -o option left the volume held"
 expect_exit 2 vdisk mount vol
 expect_exit 2 vdisk mount 'bad name' "$mnt"
 
@@ -272,5 +275,17 @@ PY
 	[ "$(ls "$mnt")" = disk ] || fail "partitions stayed after the table was wiped"
 	vdisk umount "$mnt" || fail "umount parts"
 done
+# A table with an entry past the end of the disk: that entry is not shown.
+vdisk mount parts "$mnt" || fail "mount parts"
+printf 'label: dos\n,8M\n,16M\n' | sfdisk -q "$mnt/disk" >/dev/null || fail "sfdisk"
+python3 - "$mnt/disk" <<'PY' || fail "patch the MBR"
+import os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+# Entry 2's sector count (MBR offset 446 + 16 + 12) made to run past 64 MiB.
+os.pwrite(fd, struct.pack("<I", 1 << 20), 446 + 16 + 12)
+os.fsync(fd)
+PY
+[ "$(ls "$mnt" | tr '\n' ' ')" = "disk part1 " ] || fail "bad entry shown: $(ls "$mnt")"
+vdisk umount "$mnt" || fail "umount parts"
 vdisk check >"$tmpdir/check" 2>&1 || fail "check: $(cat "$tmpdir/check")"
 echo OK
