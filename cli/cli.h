@@ -108,6 +108,9 @@ int cmd_diff(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_gc(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);
+/* vdisk mount and umount (cli/cmd_mount.c; the file system is in fuse/). */
+int cmd_mount(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_umount(struct cli_ctx *ctx, int argc, char **argv);
 /* A guest's ext2/3/4 files (cli/cmd_guest.c, over guest/). */
 int cmd_ls(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cat(struct cli_ctx *ctx, int argc, char **argv);

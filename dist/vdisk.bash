@@ -71,6 +71,8 @@ _vdisk()
 		fi
 		if [[ $w == -- ]]; then
 			continue
+		elif [[ $cmd == mount && $w == -o ]]; then
+			((i++)) # mount -o FUSE_OPTION
 		elif [[ $w == -* ]]; then
 			[[ $argopts == *" ${w%%=*} "* && $w != *=* ]] && ((i++))
 		else
@@ -115,12 +117,17 @@ _vdisk()
 	local what=
 	case $cmd:$nops in
 	snapshot:0 | clone:0 | rollback:0) what=snap ;;
-	export:0 | info:0 | rm:0 | diff:[01] | serve:*) what=point ;;
+	export:0 | info:0 | rm:0 | diff:[01] | serve:* | mount:0) what=point ;;
 	ls:0 | cat:0 | get:0) what=point ;;
 	flatten:0 | resize:0 | import:0) what=vol ;;
 	export:1 | import:1 | get:2) what=file ;;
+	mount:1 | umount:0) what=dir ;;
 	esac
+	[[ $cmd == mount && $prev == -o ]] && return 0
 	case $what in
+	dir)
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return 0 ;;
 	file)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return 0 ;;
