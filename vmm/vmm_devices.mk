@@ -21,7 +21,7 @@ VMM_DEV_SRCS := vmm/pci.c vmm/virtqueue.c vmm/virtio_pci.c vmm/virtio_blk.c \
 VMM_DEV_HDRS := vmm/devices.h vmm/pci.h vmm/virtqueue.h vmm/virtio_pci.h \
                 vmm/virtio_blk.h
 VMM_DEV_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(VMM_DEV_SRCS))
-VMM_DEV_TESTS := $(BUILD)/tests/test-vmm-virtio
+VMM_DEV_TESTS := $(BUILD)/tests/test-vmm-virtio $(BUILD)/tests/test-vmm-virtq-replay
 
 unit: $(VMM_DEV_TESTS)
 
@@ -32,7 +32,7 @@ $(VMM_DEV_TESTS): $(BUILD)/tests/%: tests/unit/%.c $(VMM_DEV_OBJS) \
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(VMM_DEV_OBJS) \
 	    $(BUILD)/libvdisk.a $(LIBS)
 
-#$(BUILD)/tests/test-vmm-virtq-replay: tests/fuzz/fuzz-virtq.c
+$(BUILD)/tests/test-vmm-virtq-replay: tests/fuzz/fuzz-virtq.c
 
 FUZZ_VIRTQ := $(BUILD)/fuzz/fuzz-virtq
 VMM_FUZZ_SRCS := tests/fuzz/fuzz-virtq.c $(VMM_DEV_SRCS)
@@ -50,7 +50,12 @@ $(FUZZ_VIRTQ): $(VMM_FUZZ_SRCS) $(VMM_DEV_HDRS) $(LIB_SRCS)
 
 fuzz-virtq-run: $(FUZZ_VIRTQ)
 	@mkdir -p $(BUILD)/fuzz/corpus-virtq
-	$(FUZZ_VIRTQ) -max_total_time=$(FUZZ_TIME) -max_len=8192 \
+	$(FUZZ_VIRTQ) -max_total_time=$(FUZZ_TIME) -max_len=20000 \
 	    $(BUILD)/fuzz/corpus-virtq tests/fuzz/corpus-virtq
 
 .PHONY: fuzz-virtq fuzz-virtq-run
+
+fuzz-virtq-corpus:
+	./tests/fuzz/make-virtq-corpus.py tests/fuzz/corpus-virtq
+
+.PHONY: fuzz-virtq-corpus
