@@ -7,11 +7,15 @@
  *              the read-only disk, bit 3 MSI-X enabled
  *   byte 1     queue size: 1 << (byte & 7)
  *   byte 2     number of operations N (at most 32)
- *   2N bytes   operations (kind, argument):
- *                0 advance the avail index by ARG (mod 64) and notify
+ *   4N bytes   operations (kind, a, b, c), kind modulo 6:
+ *                0 advance the avail index by A (mod 64) and notify
+ *                  queue B % 2 (there is one queue)
  *                1 read ISR
- *                2 write ARG to configuration byte ARG of the disk
- *                3 write ARG to common configuration byte ARG % 0x40
+ *                2 write A to configuration byte B of the disk
+ *                3 write B | C << 8 to common configuration field A
+ *                  (modulo the field count, at the field's width)
+ *                4 write B | C << 8 to MSI-X table dword A % 12
+ *                5 read A % 8 + 1 bytes of device configuration at B
  *   the rest   the first bytes of guest memory (64 KiB, zero after): the
  *              descriptor table at 0, avail ring at 0x1000, used at 0x2000
  *
@@ -102,6 +106,16 @@ static void fz_msi(void *opaque, uint64_t addr, uint32_t data)
 	(void)data;
 }
 
+/* The common configuration fields a driver writes (offset, width). */
+struct field {
+	uint8_t off, size;
+};
+static const struct field fz_fields[] = {
+	{ 0x00, 4 }, { 0x08, 4 }, { 0x0C, 4 }, { 0x10, 2 }, { 0x14, 1 },
+	{ 0x16, 2 }, { 0x18, 2 }, { 0x1A, 2 }, { 0x1C, 2 }, { 0x20, 4 },
+	{ 0x24, 4 }, { 0x28, 4 }, { 0x2C, 4 }, { 0x30, 4 }, { 0x34, 4 },
+};
+
 static const struct vmm_irq_ops fz_irq = { fz_set_level, fz_msi, NULL };
 
 static void mmio_w(struct vmm_devices *d, uint64_t off, unsigned size,
@@ -144,11 +158,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nops = data[2] % 33;
 	data += 3;
 	size -= 3;
-	if (size < 2 * nops)
-		nops = (unsigned)(size / 2);
+	if (size < 4 * nops)
+		nops = (unsigned)(size / 4);
 	const uint8_t *ops = data;
-	data += 2 * nops;
-	size -= 2 * nops;
+	data += 4 * nops;
+	size -= 4 * nops;
 
 	mem.size = FZ_MEM;
 	mem.host = calloc(1, FZ_MEM);
@@ -203,27 +217,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mmio_w(d, 0x14, 1, 15);
 
 	for (unsigned i = 0; i < nops; i++) {
-		uint8_t kind = ops[2 * i] & 3, arg = ops[2 * i + 1];
+		const uint8_t *op = ops + 4 * i;
 		uint16_t idx;
+		uint32_t v16 = op[2] | (uint32_t)op[3] << 8;
 
-		switch (kind) {
+		switch (op[0] % 6) {
 		case 0:
 			memcpy(&idx, mem.host + FZ_AVAIL + 2, 2);
-			idx = (uint16_t)(idx + arg % 64);
+			idx = (uint16_t)(idx + op[1] % 64);
 			memcpy(mem.host + FZ_AVAIL + 2, &idx, 2);
-			mmio_w(d, 0x3000, 2, 0);
+			mmio_w(d, 0x3000 + 4 * (op[2] % 2), 2, 0);
 			break;
 		case 1:
 			mmio_r(d, 0x1000, 1);
 			break;
 		case 2:
-			cfg_w(d, arg, 1, arg);
+			cfg_w(d, op[2], 1, op[1]);
 			break;
-		case 3:
-			mmio_w(d, arg % 0x40, 1, ops[2 * i] >> 2);
+		case 3: {
+			const struct field *f =
+				&fz_fields[op[1] % (sizeof(fz_fields) /
+						    sizeof(fz_fields[0]))];
+			mmio_w(d, f->off, f->size, v16);
+			break;
+		}
+		case 4:
+			mmio_w(d, 0x4000 + 4 * (op[1] % 12), 4, v16);
+			break;
+		case 5:
+			mmio_r(d, 0x2000 + op[2], op[1] % 8 + 1);
 			break;
 		}
 	}
+#ifdef FZ_VERBOSE  /* for writing seeds: what the device made of them */
+	uint16_t used;
+	memcpy(&used, mem.host + FZ_USED + 2, 2);
+	fprintf(stderr, "status %#x used idx %u status bytes %02x %02x %02x %02x\n",
+		(unsigned)mmio_r(d, 0x14, 1), used, mem.host[0x3F00],
+		mem.host[0x3F01], mem.host[0x3F02], mem.host[0x3F03]);
+#endif
 	vmm_devices_destroy(d);
 	free(mem.host);
 	return 0;

@@ -30,13 +30,14 @@ class Guest:
         k = self.nreq
         hdr = HDR + 16 * k
         self.put(hdr, struct.pack("<IIQ", rtype, 0, sector))
+        data = DATA + 0x100 * k if payload else DATA
         if payload:
-            self.put(DATA, payload)
+            self.put(data, payload)
         head = self.ndesc
         self.desc(DESC, self.ndesc, hdr, 16, 1, self.ndesc + 1)
         self.ndesc += 1
         if dlen:
-            self.desc(DESC, self.ndesc, DATA, dlen, 1 | (2 if dwrite else 0),
+            self.desc(DESC, self.ndesc, data, dlen, 1 | (2 if dwrite else 0),
                       self.ndesc + 1)
             self.ndesc += 1
         self.desc(DESC, self.ndesc, STATUS + k, 1, 2, 0)
@@ -47,8 +48,8 @@ class Guest:
 
 def seed(flags, qlog, ops, g):
     out = bytes([flags, qlog, len(ops)])
-    for kind, arg in ops:
-        out += bytes([kind, arg])
+    for op in ops:
+        out += bytes((list(op) + [0, 0, 0])[:4])
     return out + bytes(g.mem)
 
 
@@ -97,7 +98,16 @@ def main():
 
     g = Guest()
     g.request(4, 0)
-    seeds["avail-jump"] = seed(0, 1, [(0, 40), (3, 0x14)], g)
+    seeds["avail-jump"] = seed(0, 1, [(0, 40), (3, 4, 0), (0, 1)], g)
+
+    g = Guest()
+    g.request(0, 0, 512, dwrite=True)
+    # Reset, then set the queue up again by hand before the notify.
+    ops = [(3, 4, 0), (3, 4, 3), (3, 1, 1), (3, 2, 1), (3, 4, 11), (3, 5, 0),
+           (3, 6, 4), (3, 9, 0), (3, 11, AVAIL & 0xFF, AVAIL >> 8),
+           (3, 13, USED & 0xFF, USED >> 8), (3, 8, 1), (3, 4, 15),
+           (4, 1, 0, 0xEE), (0, 1), (5, 7, 0), (2, 4, 0), (0, 0)]
+    seeds["reset-resetup"] = seed(0, 4, ops, g)
 
     for name, data in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
