@@ -152,6 +152,8 @@ int pci_bus_pio(struct pci_bus *bus, uint16_t port, void *data, unsigned size,
 		} else if (is_write) {
 			cfg_write(pd, off, size, val);
 		} else {
+			if (pd->cfg_reading)
+				pd->cfg_reading(pd, off, size);
 			val = pci_cfg_read(pd, off, size) |
 			      (size < 4 ? ~0u << (8 * size) : 0);
 		}

@@ -38,6 +38,8 @@ struct pci_device {
 	uint8_t cap_last;             /* offset of the last one, 0: none */
 	/* Called after a guest write of SIZE bytes at OFF changed cfg. */
 	void (*cfg_written)(struct pci_device *pd, unsigned off, unsigned size);
+	/* Called before a guest read of SIZE bytes at OFF (may update cfg). */
+	void (*cfg_reading)(struct pci_device *pd, unsigned off, unsigned size);
 	void *opaque;
 };
 

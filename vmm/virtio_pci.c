@@ -19,16 +19,20 @@ struct vp_cap_body {
 	uint32_t notify_off_multiplier;  /* NOTIFY_CFG only */
 } __attribute__((packed));
 
-static void add_vendor_cap(struct virtio_pci *vp, uint8_t type, uint32_t off,
-			   uint32_t len)
+static uint8_t add_vendor_cap(struct virtio_pci *vp, uint8_t type,
+			      uint32_t off, uint32_t len)
 {
 	struct vp_cap_body b = { .cfg_type = type, .offset = off,
 				 .length = len,
 				 .notify_off_multiplier = VP_NOTIFY_MULT };
-	uint8_t size = type == VIRTIO_PCI_CAP_NOTIFY_CFG ? 20 : 16;
+	/* NOTIFY_CFG adds notify_off_multiplier, PCI_CFG pci_cfg_data. */
+	uint8_t size = type == VIRTIO_PCI_CAP_NOTIFY_CFG ||
+		       type == VIRTIO_PCI_CAP_PCI_CFG ? 20 : 16;
 
+	if (type == VIRTIO_PCI_CAP_PCI_CFG)
+		b.notify_off_multiplier = 0;
 	b.cap_len = size;
-	pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, &b, size);
+	return pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, &b, size);
 }
 
 static void update_intx(struct virtio_pci *vp)
@@ -108,11 +112,54 @@ static void device_reset(struct virtio_pci *vp)
 	update_intx(vp);
 }
 
+/* The VIRTIO_PCI_CAP_PCI_CFG window (virtio 1.2, 4.1.4.9): the access
+ * its bar, offset and length fields describe, if they describe one. */
+static int pci_cfg_window(struct virtio_pci *vp, uint32_t *off,
+			  unsigned *len)
+{
+	unsigned cap = vp->pci_cfg_cap;
+
+	*off = pci_cfg_read(&vp->pci, cap + 8, 4);
+	*len = pci_cfg_read(&vp->pci, cap + 12, 4);
+	return vp->pci.cfg[cap + 4] == 0 &&
+	       (*len == 1 || *len == 2 || *len == 4) && !(*off % *len) &&
+	       *off < VP_BAR_SIZE;
+}
+
+static int touches_window_data(const struct virtio_pci *vp, unsigned off,
+			       unsigned size)
+{
+	unsigned data = vp->pci_cfg_cap + 16u;
+
+	return off < data + 4 && off + size > data;
+}
+
+static void cfg_reading(struct pci_device *pd, unsigned off, unsigned size)
+{
+	struct virtio_pci *vp = (struct virtio_pci *)pd;
+	uint32_t boff, v = 0;
+	unsigned len;
+
+	if (touches_window_data(vp, off, size) &&
+	    pci_cfg_window(vp, &boff, &len)) {
+		virtio_pci_bar_access(vp, boff, &v, len, 0);
+		pci_cfg_set(pd, vp->pci_cfg_cap + 16u, 4, v);
+	}
+}
+
 /* The MSI-X enable and mask bits and INTx disable, cached under LOCK. */
 static void cfg_written(struct pci_device *pd, unsigned off, unsigned size)
 {
 	struct virtio_pci *vp = (struct virtio_pci *)pd;
-	uint32_t ctrl = pci_cfg_read(pd, vp->msix_cap + 2u, 2);
+	uint32_t ctrl = pci_cfg_read(pd, vp->msix_cap + 2u, 2), boff, v;
+	unsigned len;
+
+	if (touches_window_data(vp, off, size) &&
+	    pci_cfg_window(vp, &boff, &len)) {
+		v = pci_cfg_read(pd, vp->pci_cfg_cap + 16u, 4);
+		virtio_pci_bar_access(vp, boff, &v, len, 1);
+		return;
+	}
 
 	pthread_mutex_lock(&vp->lock);
 	vp->msix_enabled = !!(ctrl & MSIX_CTRL_ENABLE);
@@ -160,6 +207,11 @@ void virtio_pci_init(struct virtio_pci *vp, const struct guest_mem *mem,
 	add_vendor_cap(vp, VIRTIO_PCI_CAP_ISR_CFG, VP_ISR_OFF, 4);
 	add_vendor_cap(vp, VIRTIO_PCI_CAP_DEVICE_CFG, VP_DEVCFG_OFF,
 		       VP_DEVCFG_MAX);
+	vp->pci_cfg_cap = add_vendor_cap(vp, VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+	/* bar, offset, length and pci_cfg_data are the driver's to write. */
+	vp->pci.wmask[vp->pci_cfg_cap + 4] = 0xFF;
+	memset(vp->pci.wmask + vp->pci_cfg_cap + 8, 0xFF, 12);
+	vp->pci.cfg_reading = cfg_reading;
 	for (unsigned v = 0; v < VP_MAX_VECTORS; v++)
 		vp->msix_table[v][3] = MSIX_ENTRY_MASKED;
 	device_reset(vp);

@@ -1,8 +1,10 @@
 /* The virtio 1.x modern PCI transport (virtio 1.2, 4.1): the virtio
  * vendor capabilities and one 32-bit memory BAR holding the common
  * configuration, ISR, device configuration, notification area and the
- * MSI-X table and PBA.  No legacy (0.9.5) interface: Linux's virtio_pci
- * drives modern devices, and the legacy I/O BAR would double the code. */
+ * MSI-X table and PBA, which the VIRTIO_PCI_CAP_PCI_CFG capability also
+ * reaches through configuration space.  No legacy (0.9.5) interface:
+ * Linux's virtio_pci drives modern devices, and the legacy I/O BAR would
+ * double the code. */
 #ifndef VDISK_VMM_VIRTIO_PCI_H
 #define VDISK_VMM_VIRTIO_PCI_H
 #include <pthread.h>
@@ -28,6 +30,7 @@
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
 #define VIRTIO_PCI_CAP_ISR_CFG    3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG    5
 
 /* BAR0 layout: one page per region. */
 #define VP_BAR_SIZE     0x8000u
@@ -61,6 +64,7 @@ struct virtio_pci {
 	struct virtq vq[VP_MAX_QUEUES];
 
 	uint8_t msix_cap;             /* its offset in configuration space */
+	uint8_t pci_cfg_cap;          /* the VIRTIO_PCI_CAP_PCI_CFG window */
 	int msix_enabled, msix_masked, intx_disabled;
 	uint32_t msix_table[VP_MAX_VECTORS][4];
 	uint64_t msix_pba;

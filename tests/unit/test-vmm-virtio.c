@@ -85,7 +85,7 @@ struct vdev {
 	uint64_t bar;
 	uint64_t common, notify, isr, devcfg;
 	uint32_t notify_mult;
-	uint8_t msix_cap;
+	uint8_t msix_cap, pci_cfg;
 	uint64_t msix_table;
 	uint16_t last_used;
 };
@@ -154,7 +154,7 @@ static void discover(struct vdev *d, unsigned slot)
 			uint64_t where = bar + cfg_read(slot, p + 8, 4);
 
 			CHECK(cfg_read(slot, p + 4, 1) == 0, "vendor cap BAR");
-			CHECK(type >= 1 && type <= 4, "cap type %u", type);
+			CHECK(type >= 1 && type <= 5, "cap type %u", type);
 			if (type == 1) {
 				d->common = where;
 				CHECK(cfg_read(slot, p + 12, 4) >= 0x38,
@@ -168,11 +168,15 @@ static void discover(struct vdev *d, unsigned slot)
 				d->isr = where;
 			} else if (type == 4) {
 				d->devcfg = where;
+			} else if (type == 5) {
+				d->pci_cfg = (uint8_t)p;
+				CHECK(cfg_read(slot, p + 2, 1) >= 20,
+				      "pci_cfg cap length");
 			}
 			seen |= 1u << type;
 		}
 	}
-	CHECK(seen == 0x1F, "capabilities found: %#x", seen);
+	CHECK(seen == 0x3F, "capabilities found: %#x", seen);
 	/* Memory decoding and bus mastering on, as Linux does. */
 	cfg_write(slot, 4, 2, cfg_read(slot, 4, 2) | 0x6);
 }
@@ -378,9 +382,37 @@ static void test_enumeration(unsigned ndisks)
 	CHECK(n < 2 || r[0].gsi != r[1].gsi, "slots alternate GSIs");
 }
 
+/* An access through the VIRTIO_PCI_CAP_PCI_CFG window. */
+static uint32_t window(struct vdev *d, uint32_t off, unsigned len,
+		       int is_write, uint32_t v)
+{
+	cfg_write(d->slot, d->pci_cfg + 4, 1, 0);
+	cfg_write(d->slot, d->pci_cfg + 8, 4, off);
+	cfg_write(d->slot, d->pci_cfg + 12, 4, len);
+	if (is_write) {
+		cfg_write(d->slot, d->pci_cfg + 16, len, v);
+		return 0;
+	}
+	return cfg_read(d->slot, d->pci_cfg + 16, len);
+}
+
 static void test_handshake(struct vdev *d)
 {
 	uint64_t f = device_features(d);
+
+	/* The configuration-space window reaches the same registers. */
+	window(d, 0x00, 4, 1, 1);
+	CHECK(window(d, 0x04, 4, 0, 0) == (uint32_t)(f >> 32),
+	      "device features through the PCI_CFG window");
+	window(d, 0x14, 1, 1, 1);
+	CHECK(status(d) == 1, "status written through the window");
+	CHECK(window(d, 0x14, 1, 0, 0) == 1, "status read through the window");
+	CHECK(window(d, 0x2000, 4, 0, 0) == DISK_SIZE / 512,
+	      "capacity through the window");
+	/* A misaligned one is not performed: the data field keeps the last. */
+	CHECK(window(d, 0x15, 2, 0, 0) == (DISK_SIZE / 512 & 0xFFFF),
+	      "misaligned window access ignored");
+	set_status(d, 0);
 
 	CHECK(f >> 32 & 1, "VIRTIO_F_VERSION_1 offered");
 	CHECK(f >> VIRTIO_BLK_F_FLUSH & 1, "flush offered");
