@@ -7,6 +7,8 @@
  * interrupts are observed through a recording vmm_irq_ops.
  *
  * Built by vmm/vmm_devices.mk from the device sources and libvdisk.a. */
+#include <pthread.h>
+
 #include "engine/vdisk.h"
 #include "tests/unit/engine-test.h"
 #include "vmm/devices.h"
@@ -38,18 +40,19 @@ static void rec_set_level(void *opaque, unsigned gsi, int level)
 {
 	(void)opaque;
 	if (gsi < 32) {
-		if (level && !irq_level[gsi])
-			irq_raises++;
-		irq_level[gsi] = level;
+		if (level && !__atomic_exchange_n(&irq_level[gsi], level,
+						  __ATOMIC_SEQ_CST))
+			__atomic_fetch_add(&irq_raises, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&irq_level[gsi], level, __ATOMIC_SEQ_CST);
 	}
 }
 
 static void rec_msi(void *opaque, uint64_t addr, uint32_t data)
 {
 	(void)opaque;
-	msi_count++;
-	msi_addr = addr;
-	msi_data = data;
+	__atomic_fetch_add(&msi_count, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&msi_addr, addr, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&msi_data, data, __ATOMIC_SEQ_CST);
 }
 
 static const struct vmm_irq_ops rec_irq = {
@@ -82,6 +85,7 @@ static void cfg_write(unsigned slot, unsigned off, unsigned size, uint32_t v)
 /* Where a device's virtio regions and MSI-X table are, from its caps. */
 struct vdev {
 	unsigned slot;
+	uint64_t base;      /* where its rings and request buffers are */
 	uint64_t bar;
 	uint64_t common, notify, isr, devcfg;
 	uint32_t notify_mult;
@@ -217,13 +221,14 @@ static void setup(struct vdev *d, uint64_t features)
 	CHECK(rd(COMMON(d, 0x18), 2) == VQ_SIZE_MAX, "queue size offered");
 	wr(COMMON(d, 0x18), 2, QSIZE);
 	CHECK(rd(COMMON(d, 0x18), 2) == QSIZE, "queue size taken");
-	wr(COMMON(d, 0x20), 4, DESC_GPA);
+	wr(COMMON(d, 0x20), 4, d->base + DESC_GPA);
 	wr(COMMON(d, 0x24), 4, 0);
-	wr(COMMON(d, 0x28), 8, AVAIL_GPA);  /* one 64-bit access works too */
-	wr(COMMON(d, 0x30), 4, USED_GPA);
+	wr(COMMON(d, 0x28), 8, d->base + AVAIL_GPA);  /* 64-bit access too */
+	wr(COMMON(d, 0x30), 4, d->base + USED_GPA);
 	wr(COMMON(d, 0x34), 4, 0);
-	CHECK(rd(COMMON(d, 0x28), 4) == AVAIL_GPA, "queue_driver readback");
-	memset(mem.host + DESC_GPA, 0, 0x3000);
+	CHECK(rd(COMMON(d, 0x28), 4) == d->base + AVAIL_GPA,
+	      "queue_driver readback");
+	memset(mem.host + d->base + DESC_GPA, 0, 0x3000);
 	wr(COMMON(d, 0x1C), 2, 1);
 	CHECK(rd(COMMON(d, 0x1C), 2) == 1, "queue enabled");
 	set_status(d, 1 | 2 | 8 | 4);
@@ -245,30 +250,30 @@ static void put_desc(uint64_t table, unsigned i, uint64_t addr, uint32_t len,
 	memcpy(mem.host + table + 16 * i, &x, sizeof(x));
 }
 
-static uint16_t avail_idx(void)
+static uint16_t avail_idx(const struct vdev *d)
 {
 	uint16_t v;
 
-	memcpy(&v, mem.host + AVAIL_GPA + 2, 2);
+	memcpy(&v, mem.host + d->base + AVAIL_GPA + 2, 2);
 	return v;
 }
 
-static uint16_t used_idx(void)
+static uint16_t used_idx(const struct vdev *d)
 {
 	uint16_t v;
 
-	memcpy(&v, mem.host + USED_GPA + 2, 2);
+	memcpy(&v, mem.host + d->base + USED_GPA + 2, 2);
 	return v;
 }
 
 /* Offers the chain at HEAD, ADVANCE avail entries later, and notifies. */
 static void kick(struct vdev *d, uint16_t head, uint16_t advance)
 {
-	uint16_t a = avail_idx();
+	uint16_t a = avail_idx(d);
 
-	memcpy(mem.host + AVAIL_GPA + 4 + 2 * (a % QSIZE), &head, 2);
+	memcpy(mem.host + d->base + AVAIL_GPA + 4 + 2 * (a % QSIZE), &head, 2);
 	a = (uint16_t)(a + advance);
-	memcpy(mem.host + AVAIL_GPA + 2, &a, 2);
+	memcpy(mem.host + d->base + AVAIL_GPA + 2, &a, 2);
 	wr(d->notify, 2, 0);
 }
 
@@ -277,38 +282,40 @@ static long completed(struct vdev *d)
 {
 	uint32_t e[2];
 
-	if (used_idx() == d->last_used)
+	if (used_idx(d) == d->last_used)
 		return -1;
-	memcpy(e, mem.host + USED_GPA + 4 + 8 * (d->last_used % QSIZE), 8);
+	memcpy(e, mem.host + d->base + USED_GPA + 4 + 8 * (d->last_used % QSIZE),
+	       8);
 	d->last_used++;
 	return e[1];
 }
 
 /* A request with one data buffer (DLEN bytes at DATA, device-writable if
- * DWRITE): header at HDR_GPA, status at STATUS_GPA.  Returns the status
- * byte, 0xEE if nothing completed; *USED the used length. */
+ * DWRITE): header at HDR_GPA, status at STATUS_GPA (both past d->base).
+ * Returns the status byte, 0xEE if nothing completed; *USED the used length. */
 static unsigned request(struct vdev *d, uint32_t type, uint64_t sector,
 			uint64_t data, uint32_t dlen, int dwrite, long *used)
 {
 	uint32_t hdr[4] = { type, 0, (uint32_t)sector, (uint32_t)(sector >> 32) };
+	uint64_t desc = d->base + DESC_GPA, st = d->base + STATUS_GPA;
 	unsigned n = 0;
 	long u;
 
-	memcpy(mem.host + HDR_GPA, hdr, 16);
-	mem.host[STATUS_GPA] = 0xEE;
-	put_desc(DESC_GPA, n, HDR_GPA, 16, 1, (uint16_t)(n + 1));
+	memcpy(mem.host + d->base + HDR_GPA, hdr, 16);
+	mem.host[st] = 0xEE;
+	put_desc(desc, n, d->base + HDR_GPA, 16, 1, (uint16_t)(n + 1));
 	n++;
 	if (dlen) {
-		put_desc(DESC_GPA, n, data, dlen, (uint16_t)(1 | (dwrite ? 2 : 0)),
+		put_desc(desc, n, data, dlen, (uint16_t)(1 | (dwrite ? 2 : 0)),
 			 (uint16_t)(n + 1));
 		n++;
 	}
-	put_desc(DESC_GPA, n, STATUS_GPA, 1, 2, 0);
+	put_desc(desc, n, st, 1, 2, 0);
 	kick(d, 0, 1);
 	u = completed(d);
 	if (used)
 		*used = u;
-	return u < 0 ? 0xEE : mem.host[STATUS_GPA];
+	return u < 0 ? 0xEE : mem.host[st];
 }
 
 static void fill(uint64_t gpa, size_t len, uint8_t seed)
@@ -838,6 +845,81 @@ static void test_event_idx(struct vdev *d, unsigned gsi)
 	set_status(d, 0);
 }
 
+/* Two vCPUs, each driving its own disk, while a third reads configuration
+ * space: writes and reads back must match on both, with no deadlock. */
+struct vcpu {
+	struct vdev *d;
+	vd_volume *vol;
+	int writable;
+	unsigned bad;
+};
+
+static void *vcpu_run(void *arg)
+{
+	struct vcpu *c = arg;
+	uint64_t data = c->d->base + DATA_GPA, back = c->d->base + DATA2_GPA;
+
+	for (unsigned i = 0; i < 300; i++) {
+		uint64_t sector = (i * 37) % (DISK_SIZE / 512 - 8);
+
+		if (c->writable) {
+			fill(data, 4096, (uint8_t)i);
+			if (request(c->d, VIRTIO_BLK_T_OUT, sector, data, 4096, 0,
+				    NULL) != 0)
+				c->bad++;
+		}
+		if (request(c->d, VIRTIO_BLK_T_IN, sector, back, 4096, 1,
+			    NULL) != 0)
+			c->bad++;
+		if (c->writable &&
+		    memcmp(mem.host + data, mem.host + back, 4096))
+			c->bad++;
+		rd(c->d->isr, 1);
+	}
+	return NULL;
+}
+
+static volatile int config_stop;
+
+static void *config_reader(void *arg)
+{
+	unsigned *bad = arg;
+
+	while (!__atomic_load_n(&config_stop, __ATOMIC_SEQ_CST))
+		for (unsigned slot = 0; slot < 3; slot++)
+			if (cfg_read(slot, 0, 2) != (slot ? 0x1AF4u : 0x8086u))
+				++*bad;
+	return NULL;
+}
+
+static void test_threads(struct vdev *d0, struct vdev *d1, vd_volume *vol,
+			 vd_volume *ro)
+{
+	struct vcpu c[2] = { { d0, vol, 1, 0 }, { d1, ro, 0, 0 } };
+	pthread_t t[3];
+	unsigned cfg_bad = 0;
+
+	d0->base = 0;
+	d1->base = 0x800000;
+	setup(d0, BASE_FEATURES);
+	setup(d1, 1ull << 32 | 1ull << VIRTIO_BLK_F_RO);
+	/* Both vCPUs read the configuration ports: only this thread may, as
+	 * 0xCF8 is shared; so the vCPUs stay on MMIO. */
+	pthread_create(&t[2], NULL, config_reader, &cfg_bad);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, vcpu_run, &c[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	__atomic_store_n(&config_stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t[2], NULL);
+	CHECK(c[0].bad == 0 && c[1].bad == 0, "concurrent requests: %u, %u bad",
+	      c[0].bad, c[1].bad);
+	CHECK(cfg_bad == 0, "config reads under load: %u bad", cfg_bad);
+	d1->base = 0;
+	set_status(d0, 0);
+	set_status(d1, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir;
@@ -897,6 +979,7 @@ int main(int argc, char **argv)
 	test_intx(&d0, cfg_read(1, 0x3C, 1));
 	test_msix(&d0, cfg_read(1, 0x3C, 1));
 	test_event_idx(&d1, cfg_read(2, 0x3C, 1));
+	test_threads(&d0, &d1, vol, ro);
 
 	CHECK_RC(vmm_devices_flush(devs), 0);
 	vmm_devices_destroy(devs);
