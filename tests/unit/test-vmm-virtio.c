@@ -691,6 +691,31 @@ static void test_hostile(struct vdev *d)
 	put_desc(DESC_GPA, 0, MEM_SIZE - 32, 48, 4, 0);
 	expect_broken(d, "indirect table outside memory", 1);
 
+	/* Chains longer than the 256 buffers a request may have (seg_max
+	 * + 2): an indirect table of 257, or 256 after direct ones. */
+	setup(d, f);
+	for (unsigned i = 0; i < 257; i++)
+		put_desc(INDIR_GPA, i, HDR_GPA, 16, 1, (uint16_t)(i + 1));
+	put_desc(DESC_GPA, 0, INDIR_GPA, 257 * 16, 4, 0);
+	expect_broken(d, "indirect table of 257", 1);
+	setup(d, f);
+	put_desc(INDIR_GPA, 255, STATUS_GPA, 1, 2, 0);
+	put_desc(DESC_GPA, 0, HDR_GPA, 16, 1, 1);
+	put_desc(DESC_GPA, 1, INDIR_GPA, 256 * 16, 4, 0);
+	expect_broken(d, "257 buffers through direct and indirect", 1);
+	setup(d, f);
+	put_desc(DESC_GPA, 0, INDIR_GPA + 16, 255 * 16, 4, 0);
+	for (unsigned i = 0; i < 254; i++)  /* 255 buffers: fine */
+		put_desc(INDIR_GPA + 16, i, DATA_GPA, 0, 1, (uint16_t)(i + 1));
+	put_desc(INDIR_GPA + 16, 0, HDR_GPA, 16, 1, 1);
+	put_desc(INDIR_GPA + 16, 254, STATUS_GPA, 1, 2, 0);
+	uint32_t fl[4] = { VIRTIO_BLK_T_FLUSH, 0, 0, 0 };
+	memcpy(mem.host + HDR_GPA, fl, 16);
+	mem.host[STATUS_GPA] = 0xEE;
+	kick(d, 0, 1);
+	CHECK(completed(d) == 1 && mem.host[STATUS_GPA] == 0,
+	      "a chain of 255 buffers is served");
+
 	setup(d, BASE_FEATURES);  /* indirect not negotiated */
 	put_desc(INDIR_GPA, 2, STATUS_GPA, 1, 2, 0);
 	put_desc(DESC_GPA, 0, INDIR_GPA, 48, 4, 0);
