@@ -115,7 +115,7 @@ new_root() {
 install_binary() {
 	local root=$1 exe=$2 lib
 	cp "$exe" "$root/bin/"
-	for lib in $(ldd "$exe" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }
+	for lib in $(ldd "$exe" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 }
 				      $1 ~ /^\// { print $1 }'); do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"

@@ -84,8 +84,9 @@ tr -d '\r' <"$log" | grep -q '^INNER-OK' ||
 [ "$rc" -eq 0 ] || fail "vdisk run exited $rc after the guest powered off"
 
 stage read-only-disk
-[ "$(marker INNER-VDB)" = "$sha_c" ] ||
-	fail "the guest read $(marker INNER-VDB) from ro@gold, expected $sha_c"
+got=$(marker INNER-VDB)
+[ -n "$got" ] || fail "the inner guest saw no /dev/vdb (--disk ro@gold)"
+[ "$got" = "$sha_c" ] || fail "the guest read $got from ro@gold, expected $sha_c"
 tr -d '\r' <"$log" | grep -q '^INNER-VDB-RO ok' || fail "no INNER-VDB-RO"
 [ "$(vdisk export ro@gold - | digest)" = "$sha_c" ] || fail "ro@gold changed"
 
