@@ -40,9 +40,10 @@ sha() { dd if="$1" bs=64k skip="$2" count=16 2>/dev/null | sha256sum | cut -d' '
 dd if=/pattern-a of=/dev/vda bs=64k conv=fsync 2>/dev/null || fail "write-a"
 sync
 echo "INNER-WROTE-A $(sha256sum </pattern-a | cut -d' ' -f1)"
-# A pause, so that the snapshot the outer guest takes now usually lands
-# before B (the check accepts any consistent point).
-sleep 2
+# vdisk.pause=N on the command line: wait, so that the snapshot taken now
+# usually lands before B (the check accepts any consistent point).
+pause=$(sed -n 's/.*vdisk\.pause=\([0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$pause" ] && sleep "$pause"
 dd if=/pattern-b of=/dev/vda bs=64k seek=128 conv=fsync 2>/dev/null || fail "write-b"
 sync
 blockdev --flushbufs /dev/vda

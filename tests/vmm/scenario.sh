@@ -65,7 +65,7 @@ log=$work/run1.log
 : >"$log"
 start=$(date +%s)
 timeout -s TERM "$run_timeout" "$vdisk_bin" run vm --kernel "$inner/vmlinuz" \
-	--initrd "$inner/initrd" --append "$append" --memory 256M \
+	--initrd "$inner/initrd" --append "$append vdisk.pause=5" --memory 256M \
 	--disk ro@gold >"$log" 2>&1 </dev/null &
 pid=$!
 wait_marker INNER-INIT $pid || fail "the inner guest did not reach /init"
