@@ -17,6 +17,9 @@
 # are uncompressed cpio: decompression is the slowest part of an initramfs
 # under emulation, and the files stay in page cache anyway.
 #
+# VMM_BENCH=1 adds bench/vmm's guest scripts and QEMU (with its firmware)
+# to the outer image, for bench/vmm/run.sh.
+#
 # Exit status: 0 built, 77 (with the reason on stdout) when something it
 # needs is missing or the kernel package cannot be fetched, 1 on error.
 set -euo pipefail
@@ -139,6 +142,8 @@ new_root "$root"
 install_modules "$root" virtio_ring virtio virtio_pci_legacy_dev \
 	virtio_pci_modern_dev virtio_pci virtio_blk
 cp "$inner/pattern-a" "$inner/pattern-b" "$root/"
+bench=${VMM_BENCH:-}
+[ -n "$bench" ] && install -m 755 "$here/../../bench/vmm/inner-bench.sh" "$root/bench"
 install -m 755 "$here/inner-init.sh" "$root/init"
 pack "$root" "$inner/initrd"
 rm -rf "$root"
@@ -155,6 +160,13 @@ mkdir -p "$root/inner"
 cp "$inner"/{vmlinuz,initrd,pattern-a,pattern-b,pattern-c} "$root/inner/"
 install -m 755 "$here/scenario.sh" "$root/scenario.sh"
 install -m 755 "$here/outer-init.sh" "$root/init"
+if [ -n "$bench" ]; then
+	qemu=$(command -v qemu-system-x86_64) || skip "qemu-system-x86_64 is not installed"
+	install_binary "$root" "$qemu"
+	mkdir -p "$root/usr/share"
+	cp -rL /usr/share/qemu /usr/share/seabios "$root/usr/share/"
+	install -m 755 "$here/../../bench/vmm/outer-bench.sh" "$root/bench.sh"
+fi
 pack "$root" "$out/outer.cpio"
 rm -rf "$root"
 echo "build-images: kernel $version; outer.cpio $(( $(stat -c %s "$out/outer.cpio") >> 20 )) MiB, inner initrd $(( $(stat -c %s "$inner/initrd") >> 10 )) KiB"

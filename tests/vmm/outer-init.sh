@@ -26,6 +26,10 @@ done
 /bin/kvm-probe 1000000
 echo "OUTER-PROBE exit $?"
 grep -qw vdisk.probe-only /proc/cmdline && result pass probe-only
+if grep -qw vdisk.bench /proc/cmdline && [ -x /bench.sh ]; then
+	/bench.sh		# bench/vmm/outer-bench.sh
+	result pass bench
+fi
 
 RUN_TIMEOUT=$(sed -n 's/.*vdisk.run-timeout=\([0-9]*\).*/\1/p' /proc/cmdline)
 export RUN_TIMEOUT=${RUN_TIMEOUT:-150}
