@@ -75,7 +75,7 @@ direct)
 nested)
 	requires qemu-system-x86_64
 	log=$tmpdir/console.log
-	timeout -s KILL 330 qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt \
+	timeout -s KILL 360 qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt \
 		-m 2048 -smp 1 -nographic -no-reboot -monitor none \
 		-kernel "$images/vmlinuz" -initrd "$images/outer.cpio" \
 		-append "console=ttyS0 panic=-1 reboot=k quiet vdisk.run-timeout=140" \

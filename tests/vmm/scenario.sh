@@ -74,7 +74,10 @@ stage inner-write
 wait_marker INNER-WROTE-A $pid || fail "no INNER-WROTE-A from the inner guest"
 stage snapshot-live
 vdisk snapshot vm@mid || fail "vdisk snapshot vm@mid while the guest runs"
-vdisk list >"$work/list-live" 2>&1
+# vdisk list names the holder of the running guest's volume.
+vdisk list >"$work/list-live" 2>&1 || fail "vdisk list while the guest runs"
+awk '$1 == "vm" && NF > 4 { found = 1 } END { exit !found }' "$work/list-live" ||
+	fail "vdisk list shows no holder for vm: $(grep '^vm ' "$work/list-live")"
 stage inner-run
 wait $pid
 rc=$?
@@ -120,10 +123,42 @@ while [ $i -lt 256 ]; do
 done
 echo "SCENARIO-INFO vm@mid holds $((256 - zeros)) of B's 256 blocks"
 
-# --ephemeral: boot a throwaway clone of vm@after; it is gone afterwards
-# and vm@after is as it was.
-stage ephemeral
+# kill -9 of the runner once the guest has flushed: the flushed write
+# survives.
+stage kill9-flushed
 vdisk list >"$work/list-before" 2>&1 || fail "vdisk list"
+sed -i '/^$/,$d' "$work/list-before"	# the table; the summary counts bytes
+vdisk create k9 16M || fail "vdisk create k9"
+log=$work/run-k9.log
+: >"$log"
+"$vdisk_bin" run k9 --kernel "$inner/vmlinuz" --initrd "$inner/initrd" \
+	--append "$append vdisk.pause=60" --memory 256M >"$log" 2>&1 </dev/null &
+pid=$!
+wait_marker INNER-WROTE-A $pid
+ok=$?
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+[ $ok -eq 0 ] || fail "no INNER-WROTE-A from the guest on k9"
+[ "$(vdisk export k9 - | head -c 1048576 | digest)" = "$sha_a" ] ||
+	fail "pattern A, flushed by the guest, is not on k9 after kill -9 of vdisk run"
+vdisk rm k9 || fail "vdisk rm k9 after kill -9 of its runner"
+
+# --ephemeral: boot a throwaway clone of vm@after, kill -9 the runner; the
+# next --ephemeral run removes the leftover and its own clone; afterwards
+# vdisk list is as before and vm@after as it was.
+stage ephemeral-kill9
+log=$work/run-eph-k9.log
+: >"$log"
+"$vdisk_bin" run vm@after --ephemeral --kernel "$inner/vmlinuz" \
+	--initrd "$inner/initrd" --append "$append vdisk.pause=60" \
+	--memory 256M >"$log" 2>&1 </dev/null &
+pid=$!
+wait_marker INNER-WROTE-A $pid
+ok=$?
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+[ $ok -eq 0 ] || fail "no INNER-WROTE-A from the guest on the ephemeral clone"
+stage ephemeral
 log=$work/run2.log
 : >"$log"
 timeout -s TERM "$run_timeout" "$vdisk_bin" run vm@after --ephemeral \
@@ -134,8 +169,9 @@ tr -d '\r' <"$log" | grep -q 'INNER-OK' ||
 	fail "no INNER-OK: $(tr -d '\r' <"$log" | grep -m1 INNER-FAIL)"
 [ "$rc" -eq 0 ] || fail "vdisk run --ephemeral exited $rc"
 vdisk list >"$work/list-after" 2>&1 || fail "vdisk list"
+sed -i '/^$/,$d' "$work/list-after"
 cmp -s "$work/list-before" "$work/list-after" ||
-	fail "vdisk list differs after --ephemeral: $(diff "$work/list-before" "$work/list-after" | tail -n 3)"
+	fail "vdisk list differs after --ephemeral runs: $(diff "$work/list-before" "$work/list-after" | tail -n 3)"
 [ "$(vdisk export vm@after - | head -c 1048576 | digest)" = "$sha_a" ] ||
 	fail "vm@after changed under --ephemeral"
 vdisk check >/dev/null || fail "vdisk check"
