@@ -14,7 +14,8 @@
 set -u
 vdisk_bin=$1 inner=$2 work=$3
 run_timeout=${RUN_TIMEOUT:-150}
-append=${INNER_APPEND:-console=ttyS0 panic=-1 reboot=k}
+# quiet: every byte on the emulated UART is an exit, costly when nested.
+append=${INNER_APPEND:-console=ttyS0 panic=-1 reboot=k quiet}
 VDISK_STORE=$work/store
 export VDISK_STORE
 mkdir -p "$work"
