@@ -13,7 +13,7 @@ since() { echo "$(up) $1" | awk '{ printf "%.2f", $1 - $2 }'; }
 
 # one VMM LOG: waits for the inner guest's markers in LOG, prints results
 report() {
-	vmm=$1 log=$2 start=$3 pid=$4 init= prompt= n=0
+	vmm=$1 log=$2 start=$3 pid=$4 init='' prompt='' n=0
 	while kill -0 "$pid" 2>/dev/null && [ $n -lt 1500 ]; do
 		c=$(tr -d '\r' <"$log")
 		[ -z "$init" ] && echo "$c" | grep -q 'INNER-INIT' && init=$(since "$start")

@@ -178,5 +178,5 @@ cmp -s "$work/list-before" "$work/list-after" ||
 vdisk check >/dev/null || fail "vdisk check"
 
 log=
-stage done
+stage "done"
 echo "SCENARIO-RESULT pass"
