@@ -277,6 +277,10 @@ int pack_sync(vd_store *s);
  * missing, -ENOENT if the pack file is gone (gc moved it: retry). */
 int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	      uint32_t stored_len, uint8_t *buf);
+/* Reads LEN bytes at OFFSET of pack PACK_ID into BUF (part of a record);
+ * errors as pack_read. */
+int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    size_t len, uint8_t *buf);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */

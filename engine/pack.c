@@ -198,6 +198,8 @@ int pack_fd_get(vd_store *s, uint32_t id)
 
 static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
 		       uint32_t stored_len, uint8_t *buf);
+static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
+		      size_t len, uint8_t *buf);
 
 /* Closes the descriptors of removed packs if no read is in flight.  A read
  * that begins later finds their slots empty (they were emptied first). */
@@ -235,10 +237,27 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
 	return r;
 }
 
+int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    size_t len, uint8_t *buf)
+{
+	int r;
+
+	pack_read_begin(s);
+	r = read_bytes(s, pack_id, offset, len, buf);
+	pack_read_end(s);
+	return r;
+}
+
 static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
 		       uint32_t stored_len, uint8_t *buf)
 {
-	const size_t len = FMT_REC_HEADER_SIZE + (size_t)stored_len;
+	return read_bytes(s, pack_id, offset,
+			  FMT_REC_HEADER_SIZE + (size_t)stored_len, buf);
+}
+
+static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
+		      size_t len, uint8_t *buf)
+{
 	const int fd = pack_fd_get(s, pack_id);
 	ssize_t n;
 
