@@ -141,7 +141,8 @@ static int list_dir(struct guest_fs *fs, uint64_t dir, struct entries *e)
 		entries_free(e);
 		return rc;
 	}
-	qsort(e->v, e->n, sizeof(*e->v), by_name);
+	if (e->n > 1)
+		qsort(e->v, e->n, sizeof(*e->v), by_name);
 	return 0;
 }
 
