@@ -59,6 +59,10 @@ static int guest_open(struct guest_cmd *g, struct cli_ctx *ctx,
 		return rc == VD_ENAME ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
 	}
 	g->fs = g->view->fs;
+	/* Bad entries of the table were skipped; say so once. */
+	if (p.part && g->view->table.warning[0])
+		cli_error(ctx, "'%s': note: partition table: %s", spec,
+			  g->view->table.warning);
 	return 0;
 }
 
@@ -141,7 +145,8 @@ static int list_dir(struct guest_fs *fs, uint64_t dir, struct entries *e)
 		entries_free(e);
 		return rc;
 	}
-	qsort(e->v, e->n, sizeof(*e->v), by_name);
+	if (e->n > 1)
+		qsort(e->v, e->n, sizeof(*e->v), by_name);
 	return 0;
 }
 

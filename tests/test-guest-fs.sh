@@ -294,6 +294,20 @@ T
 		grep -q "holds a .* partition table (partitions 1, 2); name one: $label@s:N" p0.err ||
 			fail "$label: whole disk: $(cat p0.err)"
 	done
+	# A table with an entry past the disk's end: the good partition
+	# reads, with a note; the bad one is not there.
+	truncate -s 64M past.img
+	printf 'label: dos\nstart=2048, size=8M\nstart=20480, size=40M\n' |
+		sfdisk -q past.img || fail "sfdisk past"
+	mke2fs -q -t ext4 -E offset=$((2048 * 512)) -d small past.img 8M 2>/dev/null ||
+		fail "mke2fs past"
+	truncate -s 32M past.img
+	vdisk import past past.img >/dev/null || fail "import past"
+	vdisk ls past:1 / 2>past.err | grep -qx sparse-small || fail "past: partition 1"
+	grep -q "note: partition table: partition 2 .* reaches past the disk's end" past.err ||
+		fail "past: no note: $(cat past.err)"
+	expect_exit 1 vdisk ls past:2 / 2>past2.err
+	grep -q "no partition 2" past2.err || fail "past: partition 2: $(cat past2.err)"
 else
 	echo "note: sfdisk missing: the partition checks are skipped"
 fi
