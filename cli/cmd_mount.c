@@ -186,6 +186,7 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1], abs[PATH_MAX];
+	static char store_abs[PATH_MAX], pid_abs[PATH_MAX];
 	const char **fopts;
 	struct vdfuse_options o;
 	struct mount_run r;
@@ -257,6 +258,17 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The server changes to "/" (without -f): make the paths it keeps
+	 * absolute first. */
+	if (!r.foreground) {
+		if (ctx->store_dir[0] != '/' &&
+		    vdfuse_abspath(ctx->store_dir, store_abs,
+				   sizeof(store_abs)) == 0)
+			ctx->store_dir = store_abs;
+		if (r.pidfile && r.pidfile[0] != '/' &&
+		    vdfuse_abspath(r.pidfile, pid_abs, sizeof(pid_abs)) == 0)
+			r.pidfile = pid_abs;
+	}
 	r.absdir = abs;
 	r.ctx = ctx;
 	r.ready_fd = -1;
@@ -288,6 +300,10 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 	if (pid == 0) {
 		close(pipefd[0]);
 		setsid();
+		/* Hold no directory busy: the paths we use are absolute. */
+		if (chdir("/") < 0) {
+			/* harmless: we stay where we were */
+		}
 		r.ready_fd = pipefd[1];
 		rc = serve_mount(ctx, argv[optind], vol, snap, readonly, &o,
 				 &r);

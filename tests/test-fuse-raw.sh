@@ -182,6 +182,15 @@ cmp "$tmpdir/w3" <(dd if="$tmpdir/live.img" bs=64K skip=3200 count=48 status=non
 	fail "snapshot misses writes acknowledged to the mount"
 vdisk umount "$mnt" || fail "umount after live snapshot"
 
+# ---- -f: serves in the foreground; SIGTERM unmounts and exits 0 ------------
+"$VDISK" mount -f cl "$mnt" 2>"$tmpdir/fg.log" &
+fg=$!
+for _ in $(seq 100); do [ -s "$mnt/disk" ] 2>/dev/null && break; sleep 0.1; done
+cmp "$tmpdir/w2" <(dd if="$mnt/disk" bs=1M skip=150 count=2 status=none) || fail "-f mount reads"
+kill -TERM $fg
+wait $fg || fail "vdisk mount -f exited $? on SIGTERM: $(cat "$tmpdir/fg.log")"
+is_mounted "$mnt" && fail "-f mount stayed after SIGTERM"
+
 # ---- start-up errors: exit 1, nothing mounted --------------------------------
 expect_exit 1 vdisk mount nosuch "$mnt"
 expect_exit 1 vdisk mount vol@nosuch "$mnt"
