@@ -425,8 +425,13 @@ void virtio_pci_bar_access(struct virtio_pci *vp, uint64_t off, void *data,
 		   off < VP_NOTIFY_OFF + VP_NOTIFY_MULT * vp->nqueues) {
 		unsigned qi = (unsigned)(off - VP_NOTIFY_OFF) / VP_NOTIFY_MULT;
 
-		if (is_write && (vp->status & VIRTIO_STATUS_DRIVER_OK) &&
-		    !(vp->status & VIRTIO_STATUS_NEEDS_RESET) &&
+		/* Queues run once features are agreed and the driver is
+		 * ready, until it fails or we need a reset. */
+		if (is_write &&
+		    (vp->status & (VIRTIO_STATUS_DRIVER_OK |
+				   VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_FAILED |
+				   VIRTIO_STATUS_NEEDS_RESET)) ==
+		    (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK) &&
 		    vp->vq[qi].enabled && vp->queue_notify)
 			vp->queue_notify(vp, qi);
 	} else if (off >= VP_MSIX_OFF && off < VP_PBA_OFF + 8) {

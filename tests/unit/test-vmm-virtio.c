@@ -721,6 +721,12 @@ static void test_hostile(struct vdev *d)
 	put_desc(DESC_GPA, 0, INDIR_GPA, 48, 4, 0);
 	expect_broken(d, "indirect not negotiated", 1);
 
+	/* No requests once the driver set FAILED. */
+	setup(d, f);
+	set_status(d, 15 | VIRTIO_STATUS_FAILED);
+	CHECK(request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, 0, NULL) == 0xEE,
+	      "FAILED stops the queue");
+
 	/* A reset brings the device back. */
 	setup(d, f);
 	CHECK(request(d, VIRTIO_BLK_T_FLUSH, 0, 0, 0, 0, NULL) == 0,
