@@ -37,44 +37,65 @@ esac
 command -v cpio >/dev/null || skip "cpio is not installed"
 [ -x "${KVM_PROBE:-}" ] || { echo "build-images: KVM_PROBE not built" >&2; exit 1; }
 
-# ---- the kernel package, cached ---------------------------------------------
-mkdir -p "$cache"
-version=$(apt-cache depends linux-image-amd64 2>/dev/null |
-	sed -n 's/^ *Depends: linux-image-\([0-9][^ ]*-amd64\)$/\1/p' | head -n 1) || :
-if [ -z "$version" ]; then
-	# No package lists (offline?): the newest kernel already cached.
-	version=$(ls "$cache" 2>/dev/null | sed -n 's/^kernel-\(.*\)$/\1/p' | sort -V | tail -n 1)
-	[ -n "$version" ] || skip "cannot resolve linux-image-amd64 (apt-cache depends) and nothing is cached in $cache"
-fi
-kdir=$cache/kernel-$version
-if [ ! -f "$kdir/.complete" ]; then
+# ---- the kernel packages, cached --------------------------------------------
+# fetch_kernel FLAVOUR: sets kdir to a cache directory holding vmlinuz and
+# the modules below of linux-image-VERSION-FLAVOUR, the package the meta
+# package linux-image-FLAVOUR depends on (fetched once).  Returns 1 with
+# the reason in $why if it cannot.
+fetch_kernel() {
+	local flavour=$1 version dl
+	version=$(apt-cache depends "linux-image-$flavour" 2>/dev/null |
+		sed -n "s/^ *Depends: linux-image-\([0-9][^ ]*-$flavour\)\$/\1/p" | head -n 1) || :
+	if [ -z "$version" ]; then
+		# No package lists (offline?): the newest kernel already cached.
+		version=$(ls "$cache" 2>/dev/null |
+			sed -n "s/^kernel-\([0-9].*-$flavour\)\$/\1/p" | sort -V | tail -n 1)
+		[ -n "$version" ] || { why="cannot resolve linux-image-$flavour (apt-cache depends) and nothing is cached in $cache"; return 1; }
+	fi
+	kdir=$cache/kernel-$version
+	[ -f "$kdir/.complete" ] && return 0
 	dl=$(mktemp -d "$cache/download.XXXXXX")
-	trap 'rm -rf "$dl"' EXIT
 	if ! (cd "$dl" && timeout 300 apt-get download -q "linux-image-$version" \
 		>download.log 2>&1); then
 		tail -n 3 "$dl/download.log" >&2
-		skip "cannot fetch linux-image-$version (apt-get download failed)"
+		rm -rf "$dl"
+		why="cannot fetch linux-image-$version (apt-get download failed)"
+		return 1
 	fi
+	# Only the kernel and the modules the guests load; a flavour may lack
+	# some of these folders (the cloud kernel has no ccp), hence no check
+	# of tar's status but of what it gave.  (A function called in a
+	# condition runs without set -e: every step is checked.)
 	mkdir -p "$dl/x"
-	dpkg-deb --fsys-tarfile "$dl"/linux-image-*.deb |
-		tar -x -C "$dl/x" --wildcards './boot/vmlinuz-*' \
-			'./lib/modules/*/kernel/arch/x86/kvm/*' \
-			'./lib/modules/*/kernel/virt/*' \
-			'./lib/modules/*/kernel/drivers/crypto/ccp/*' \
-			'./lib/modules/*/kernel/drivers/virtio/*' \
-			'./lib/modules/*/kernel/drivers/block/virtio_blk.ko*'
+	dpkg-deb --fsys-tarfile "$dl"/linux-image-*.deb >"$dl/fs.tar" ||
+		{ rm -rf "$dl"; why="cannot unpack linux-image-$version"; return 1; }
+	tar -x -C "$dl/x" -f "$dl/fs.tar" --wildcards './boot/vmlinuz-*' \
+		'./lib/modules/*/kernel/arch/x86/kvm/*' \
+		'./lib/modules/*/kernel/virt/*' \
+		'./lib/modules/*/kernel/drivers/crypto/ccp/*' \
+		'./lib/modules/*/kernel/drivers/virtio/*' \
+		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko*' 2>/dev/null
 	rm -rf "$kdir"
-	mkdir -p "$kdir/modules"
-	cp "$dl"/x/boot/vmlinuz-* "$kdir/vmlinuz"
-	find "$dl/x/lib/modules" -name '*.ko*' -exec cp {} "$kdir/modules/" \;
+	mkdir -p "$kdir/modules" &&
+	cp "$dl"/x/boot/vmlinuz-* "$kdir/vmlinuz" &&
+	find "$dl/x/lib/modules" -name '*.ko*' -exec cp {} "$kdir/modules/" \; ||
+		{ rm -rf "$dl" "$kdir"; why="no kernel in linux-image-$version"; return 1; }
 	# Compressed modules (later Debian releases) are stored plain: busybox
 	# insmod takes plain .ko files.
-	for f in "$kdir"/modules/*.ko.xz; do [ -e "$f" ] && xz -d "$f"; done
-	for f in "$kdir"/modules/*.ko.zst; do [ -e "$f" ] && zstd -q -d --rm "$f"; done
+	for f in "$kdir"/modules/*.ko.xz; do
+		[ -e "$f" ] && { xz -d "$f" || return 1; }
+	done
+	for f in "$kdir"/modules/*.ko.zst; do
+		[ -e "$f" ] && { zstd -q -d --rm "$f" || return 1; }
+	done
 	touch "$kdir/.complete"
 	rm -rf "$dl"
-	trap - EXIT
-fi
+}
+mkdir -p "$cache"
+why=
+fetch_kernel cloud-amd64 && cloud_kdir=$kdir || { cloud_kdir=; echo "build-images: no cloud kernel: $why"; }
+fetch_kernel amd64 || skip "$why"
+version=${kdir##*/kernel-}
 
 # ---- helpers -----------------------------------------------------------------
 # The module NAME and, first, the modules it depends on (modinfo's
@@ -137,16 +158,26 @@ pattern() { seq -f "$1%.0f" 1 200000 | head -c 1048576 || :; }
 cp "$kdir/vmlinuz" "$inner/vmlinuz"
 cp "$kdir/vmlinuz" "$out/vmlinuz"
 
-root=$out/inner-root
-new_root "$root"
-install_modules "$root" virtio_ring virtio virtio_pci_legacy_dev \
-	virtio_pci_modern_dev virtio_pci virtio_blk
-cp "$inner/pattern-a" "$inner/pattern-b" "$root/"
+# inner_initrd KDIR FILE: busybox, KDIR's virtio modules, the patterns and
+# /init.
+inner_initrd() {
+	local kdir=$1 root=$out/inner-root
+	new_root "$root"
+	install_modules "$root" virtio_ring virtio virtio_pci_legacy_dev \
+		virtio_pci_modern_dev virtio_pci virtio_blk
+	cp "$inner/pattern-a" "$inner/pattern-b" "$root/"
+	[ -n "$bench" ] && install -m 755 "$here/../../bench/vmm/inner-bench.sh" "$root/bench"
+	install -m 755 "$here/inner-init.sh" "$root/init"
+	pack "$root" "$2"
+	rm -rf "$root"
+}
 bench=${VMM_BENCH:-}
-[ -n "$bench" ] && install -m 755 "$here/../../bench/vmm/inner-bench.sh" "$root/bench"
-install -m 755 "$here/inner-init.sh" "$root/init"
-pack "$root" "$inner/initrd"
-rm -rf "$root"
+inner_initrd "$kdir" "$inner/initrd"
+# The cloud flavour (no MP-table parsing, fewer drivers) boots too.
+if [ -n "$cloud_kdir" ]; then
+	cp "$cloud_kdir/vmlinuz" "$inner/vmlinuz-cloud"
+	inner_initrd "$cloud_kdir" "$inner/initrd-cloud"
+fi
 
 # ---- the outer guest ---------------------------------------------------------
 root=$out/outer-root
@@ -157,7 +188,7 @@ if [ -n "${VDISK:-}" ] && [ -x "$VDISK" ]; then
 	install_binary "$root" "$VDISK"
 fi
 mkdir -p "$root/inner"
-cp "$inner"/{vmlinuz,initrd,pattern-a,pattern-b,pattern-c} "$root/inner/"
+cp "$inner"/* "$root/inner/"
 install -m 755 "$here/scenario.sh" "$root/scenario.sh"
 install -m 755 "$here/outer-init.sh" "$root/init"
 if [ -n "$bench" ]; then

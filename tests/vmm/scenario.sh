@@ -5,7 +5,8 @@
 #
 #   scenario.sh VDISK INNER_DIR WORK_DIR
 #
-# INNER_DIR holds vmlinuz, initrd and the patterns the inner guest writes
+# INNER_DIR holds vmlinuz, initrd (and optionally vmlinuz-cloud and
+# initrd-cloud, Debian's cloud flavour, for the last boot) and the patterns the inner guest writes
 # (pattern-a, pattern-b) and the read-only disk's contents (pattern-c).
 # Prints "SCENARIO-STAGE NAME" as it goes and ends with
 # "SCENARIO-RESULT pass" or "SCENARIO-RESULT fail STAGE" (then the last
@@ -162,8 +163,14 @@ wait $pid 2>/dev/null
 stage ephemeral
 log=$work/run2.log
 : >"$log"
+# This boot uses Debian's cloud kernel flavour when build-images.sh got it.
+kernel=$inner/vmlinuz initrd=$inner/initrd
+if [ -f "$inner/vmlinuz-cloud" ]; then
+	kernel=$inner/vmlinuz-cloud initrd=$inner/initrd-cloud
+fi
+echo "SCENARIO-INFO booting $(basename "$kernel")"
 timeout -s TERM "$run_timeout" "$vdisk_bin" run vm@after --ephemeral \
-	--kernel "$inner/vmlinuz" --initrd "$inner/initrd" --append "$append" \
+	--kernel "$kernel" --initrd "$initrd" --append "$append" \
 	--memory 256M >"$log" 2>&1 </dev/null
 rc=$?
 tr -d '\r' <"$log" | grep -q 'INNER-OK' ||
