@@ -25,6 +25,7 @@
 #define EXT_MAGIC 0xef53
 #define SYMLINK_HOPS 40
 #define JOURNAL_MAX_BLOCKS (1u << 20) /* 4 GiB of 4 KiB blocks */
+#define CACHE_SLOTS 256
 
 struct guest_fs {
 	ext2_filsys fs;
@@ -33,6 +34,12 @@ struct guest_fs {
 	struct jbd2_overlay *overlay; /* replayed journal, or NULL */
 	unsigned block_size;         /* of the filesystem (overlay blocks) */
 	char notes[256];
+	/* Recently read single blocks (inode tables, directories, bitmaps
+	 * are read again and again; each read of the volume costs a chunk
+	 * lookup): direct-mapped by block number, on once libext2fs has
+	 * the filesystem's block size and the overlay is final. */
+	uint8_t *cache;
+	uint64_t cache_block[CACHE_SLOTS]; /* block + 1; 0 is empty */
 };
 
 static void say(char *why, size_t whylen, const char *fmt, ...)
@@ -169,9 +176,25 @@ static errcode_t io_read_blk64(io_channel ch, unsigned long long block,
 				 (uint64_t)count * bs;
 	int rc;
 
+	struct guest_fs *gfs = priv->gfs;
+	uint64_t *slot = NULL;
+
 	if (block > UINT64_MAX / bs || len > SIZE_MAX)
 		return EXT2_ET_SHORT_READ;
-	rc = region_read(priv->gfs, data, (size_t)len, block * bs);
+	if (gfs->cache && len == gfs->block_size && bs == gfs->block_size) {
+		slot = &gfs->cache_block[block % CACHE_SLOTS];
+		if (*slot == block + 1) {
+			memcpy(data, gfs->cache + (block % CACHE_SLOTS) * bs,
+			       (size_t)len);
+			return 0;
+		}
+	}
+	rc = region_read(gfs, data, (size_t)len, block * bs);
+	if (rc == 0 && slot) {
+		memcpy(gfs->cache + (block % CACHE_SLOTS) * bs, data,
+		       (size_t)len);
+		*slot = block + 1;
+	}
 	if (rc == -EIO && (block * bs > priv->gfs->length ||
 			   len > priv->gfs->length - block * bs))
 		return EXT2_ET_SHORT_READ;
@@ -494,6 +517,10 @@ int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 		/* The replayed superblock still says so (the kernel
 		 * clears the flag after recovery): clear it in memory. */
 		ext2fs_clear_feature_journal_needs_recovery(gfs->fs->super);
+	if (rc == 0) {
+		gfs->cache = malloc((size_t)CACHE_SLOTS * gfs->block_size);
+		memset(gfs->cache_block, 0, sizeof(gfs->cache_block));
+	}
 	if (rc < 0) {
 		guest_fs_close(gfs);
 		return rc;
@@ -511,6 +538,7 @@ void guest_fs_close(struct guest_fs *gfs)
 		ext2fs_close_free(&gfs->fs);
 	}
 	jbd2_overlay_free(gfs->overlay);
+	free(gfs->cache);
 	free(gfs);
 }
 
