@@ -135,6 +135,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct vdfuse_fs *f = userdata;
 
+	conn->max_read = FS_READ_MAX; /* as the session's max_read option */
+	conn->max_readahead = FS_READ_MAX;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (f->o->ready)
 		f->o->ready(f->o->opaque);
