@@ -181,6 +181,10 @@ if os.listxattr(sys.argv[1]):
     assert n == len(b'user.small\0user.bin\0'), n
 P
 cmp tree/big "$mnt/big" || fail "big differs"
+# vdisk cat gives the same bytes as the mount.
+for p in /big /mode0600 /sub/deeper/file "/with space/hard2" /empty-file /sparse; do
+	vdisk cat vm@s "$p" | cmp -s - "$mnt$p" || fail "vdisk cat $p differs from the mount"
+done
 
 # ---- vdisk ls -l agrees with ls -l of the mount -----------------------------
 for d in / /sub /links; do
@@ -216,6 +220,40 @@ is_mounted "$mnt" || fail "foreground mount: $(cat fg.err)"
 kill -TERM $fg
 wait $fg || fail "foreground server exited $?: $(cat fg.err)"
 is_mounted "$mnt" && fail "still mounted after SIGTERM"
+
+# ---- a dirty journal: replayed in memory, the note printed in -f -----------
+mkdir jtree && echo old >jtree/old
+mke2fs -q -t ext4 -b 4096 -d jtree j.img 32M || fail "mke2fs j.img"
+cp j.img j2.img && printf 'from the journal\n' >newfile
+debugfs -w -R "write newfile /newfile" j2.img >/dev/null 2>&1 || fail "debugfs write"
+python3 - j.img j2.img blocks data <<'P' || fail "block diff"
+import sys
+a, b = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
+out, nums, n = open(sys.argv[4], 'wb'), [], 0
+while True:
+    x, y = a.read(4096), b.read(4096)
+    if not x:
+        break
+    if x != y:
+        nums.append(n)
+        out.write(y)
+    n += 1
+open(sys.argv[3], 'w').write(','.join(map(str, nums)))
+assert nums
+P
+printf 'jo\njw -b %s data\njc\n' "$(cat blocks)" | debugfs -w -f - j.img >j.log 2>&1 || fail "journal_write: $(cat j.log)"
+debugfs -R "ls /" j.img 2>/dev/null | grep -q newfile && fail "the change is not journal-only"
+vdisk import jd j.img >/dev/null && vdisk snapshot jd@s || fail "import j.img"
+"$VDISK" mount -f --fs jd@s "$mnt" 2>jfg.err &
+jfg=$!
+for i in $(seq 1 100); do is_mounted "$mnt" && break; sleep 0.1; done
+is_mounted "$mnt" || fail "foreground mount of the dirty image: $(cat jfg.err)"
+[ "$(cat "$mnt/newfile")" = "from the journal" ] || fail "the journal's file is not in the --fs view"
+[ "$(cat "$mnt/old")" = old ] || fail "old file after replay"
+kill -TERM $jfg
+wait $jfg || fail "foreground server exited $?"
+grep -q '^vdisk: mount: jd@s: journal replayed' jfg.err || fail "no journal note in -f: $(cat jfg.err)"
+vdisk export jd@s j.export && cmp -s j.img j.export || fail "the store changed"
 
 # ---- a GPT partition: ext4 in partition 2 ----------------------------------
 truncate -s 64M gpt.img
