@@ -255,6 +255,70 @@ wait $jfg || fail "foreground server exited $?"
 grep -q '^vdisk: mount: jd@s: journal replayed' jfg.err || fail "no journal note in -f: $(cat jfg.err)"
 vdisk export jd@s j.export && cmp -s j.img j.export || fail "the store changed"
 
+# ---- damaged images: errors, never a crash or a hang ----------------------
+mkdir dtree dtree/sub && for i in $(seq 1 40); do echo "file $i" >dtree/f$i; done
+ln -s f1 dtree/sub/link && head -c 300K /dev/urandom >dtree/sub/bin
+mke2fs -q -t ext4 -b 4096 -I 256 -d dtree d.img 16M || fail "mke2fs d.img"
+itable=$(debugfs -R stats d.img 2>/dev/null | sed -n 's/.*inode table at \([0-9]*\).*/\1/p' | head -1)
+[ -n "$itable" ] || fail "no inode table in debugfs stats"
+for seed in 1 2 3 4 5 6; do
+	# Random bytes over the first inodes (the root's among them) and the
+	# blocks after the inode table (directories, extents).
+	python3 - d.img bad$seed.img "$itable" $seed <<'P' || fail "damage"
+import random, sys
+img = bytearray(open(sys.argv[1], 'rb').read())
+itable, rnd = int(sys.argv[3]), random.Random(int(sys.argv[4]))
+lo = itable * 4096
+for _ in range(60):
+    off = lo + rnd.randrange(0, 8 * 4096) if rnd.random() < 0.7 else rnd.randrange(0, len(img))
+    img[off] = rnd.randrange(256)
+open(sys.argv[2], 'wb').write(img)
+P
+	vdisk import bad$seed bad$seed.img >/dev/null && vdisk snapshot bad$seed@s || fail "import bad$seed"
+	vdisk mount --fs bad$seed@s "$mnt" 2>bad.err || {
+		grep -q "^vdisk: mount: 'bad$seed@s': " bad.err || fail "damaged image $seed: $(cat bad.err)"
+		is_mounted "$mnt" && fail "damaged image $seed: mounted after an error"
+		continue
+	}
+	# Walk and read everything; errors are fine, the server must live.
+	timeout 60 python3 - "$mnt" <<'P'
+import os, sys
+seen = errs = 0
+def walk(d, depth=0):
+    global seen, errs
+    if depth > 20:
+        return
+    try:
+        names = os.listdir(d)
+    except OSError:
+        errs += 1
+        return
+    for n in names:
+        seen += 1
+        p = os.path.join(d, n)
+        try:
+            st = os.lstat(p)
+            os.listxattr(p, follow_symlinks=False)
+            if os.path.islink(p):
+                os.readlink(p)
+            elif os.path.isdir(p):
+                walk(p, depth + 1)
+            else:
+                with open(p, 'rb') as f:
+                    while f.read(1 << 20):
+                        pass
+        except OSError:
+            errs += 1
+walk(sys.argv[1])
+print('damaged image: %d entries seen, %d errors' % (seen, errs))
+P
+	[ $? -lt 2 ] || fail "damaged image $seed: the walk failed or hung"
+	# statfs needs no guest data: it fails only if the server is gone.
+	stat -f "$mnt" >/dev/null || fail "damaged image $seed: the server died"
+	stat "$mnt" 2>&1 | grep -q 'not connected' && fail "damaged image $seed: the server died"
+	vdisk umount "$mnt" || fail "umount damaged $seed"
+done
+
 # ---- a GPT partition: ext4 in partition 2 ----------------------------------
 truncate -s 64M gpt.img
 printf 'label: gpt\nstart=2048, size=16384\nstart=20480, size=81920\n' | sfdisk -q gpt.img || fail "sfdisk"
