@@ -310,7 +310,6 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct vdfuse_fs *f = fs(req);
 	const struct dir_list *d = (void *)(uintptr_t)fi->fh;
 	char *buf;
 	size_t used = 0;
@@ -336,7 +335,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		used += n;
 	}
-	(void)f;
 	fuse_reply_buf(req, buf, used);
 	free(buf);
 }

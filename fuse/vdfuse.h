@@ -1,8 +1,8 @@
 /* vdisk mount: the FUSE front end (fuse/), over engine/vdisk.h only.
  *
  * fuse_raw.c  the raw view: a low-level libfuse3 file system whose root
- *             holds `disk` (the volume) and `partN` (its partitions), and
- *             the multi-threaded session that serves it.
+ *             holds `disk` (the volume) and `partN` (its partitions),
+ *             served by a multi-threaded session.
  * fuse_fs.c   the filesystem view (--fs): a guest's ext2/3/4, read-only,
  *             in a one-thread session (libext2fs is not thread-safe).
  * fuse_session.c the libfuse session both views run.
