@@ -307,9 +307,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		dir_free(d); /* interrupted: no releasedir follows */
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/* readdir, and with PLUS readdirplus: each entry with its attributes, so a
+ * walk (ls -l, find, diff -r) needs no lookup per name.  An entry whose
+ * inode cannot be read goes without them (node id 0: the kernel looks it
+ * up later and gets the error then). */
+static void fill_dir(fuse_req_t req, size_t size, off_t off,
+		     struct fuse_file_info *fi, int plus)
 {
+	struct vdfuse_fs *f = fs(req);
 	const struct dir_list *d = (void *)(uintptr_t)fi->fh;
 	char *buf;
 	size_t used = 0;
@@ -322,21 +327,48 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < d->count; i++) {
-		struct stat st;
+		const struct dir_entry *de = &d->e[i];
+		struct fuse_entry_param e;
 		size_t n;
 
-		memset(&st, 0, sizeof(st));
-		st.st_ino = (ino_t)d->e[i].ino;
-		st.st_mode = d->e[i].dtype == DT_UNKNOWN ? 0 :
-			     (mode_t)(d->e[i].dtype << 12);
-		n = fuse_add_direntry(req, buf + used, size - used,
-				      d->e[i].name, &st, (off_t)(i + 1));
+		memset(&e, 0, sizeof(e));
+		e.attr.st_ino = (ino_t)de->ino;
+		e.attr.st_mode = de->dtype == DT_UNKNOWN ? 0 :
+				 (mode_t)(de->dtype << 12);
+		if (!plus) {
+			n = fuse_add_direntry(req, buf + used, size - used,
+					      de->name, &e.attr,
+					      (off_t)(i + 1));
+		} else {
+			const int dot = strcmp(de->name, ".") == 0 ||
+					strcmp(de->name, "..") == 0;
+
+			if (!dot && fs_stat(f, de->ino, &e.attr) == 0) {
+				e.ino = to_fuse(f, de->ino);
+				e.attr_timeout = e.entry_timeout = FS_TIMEOUT;
+			}
+			n = fuse_add_direntry_plus(req, buf + used,
+						   size - used, de->name, &e,
+						   (off_t)(i + 1));
+		}
 		if (n > size - used)
 			break;
 		used += n;
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	fill_dir(req, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	fill_dir(req, size, off, fi, 1);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -528,6 +560,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.readlink = op_readlink,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.listxattr = op_listxattr,
 	.getxattr = op_getxattr,
