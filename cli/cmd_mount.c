@@ -1,5 +1,5 @@
-/* vdisk mount and vdisk umount: the FUSE raw view (the file system itself
- * is in fuse/).
+/* vdisk mount and vdisk umount: the FUSE raw view, and with --fs the
+ * guest filesystem view (the file systems themselves are in fuse/).
  *
  * Start-up without -f: everything that can be checked without the store
  * is checked first (DIR, /dev/fuse, the pidfile); then the command forks
@@ -22,14 +22,22 @@
 
 #include "cli/cli.h"
 #include "fuse/vdfuse.h"
+#include "guest/point.h"
 
 static const char mount_help[] =
 	"Usage: vdisk mount VOL[@SNAP] DIR [--read-only] [-f|--foreground]\n"
 	"                   [--pidfile FILE] [-o FUSE_OPTION]...\n"
+	"       vdisk mount --fs VOL[@SNAP][:PART] DIR [options]\n"
 	"Show a volume or snapshot as files under DIR (FUSE): DIR/disk is the\n"
 	"whole volume as a raw file of its size, DIR/part1, DIR/part2, ... its\n"
 	"MBR or GPT partitions.  Snapshots are mounted read-only.\n"
 	"\n"
+	"  --fs                 show the ext2/3/4 filesystem on the volume (or\n"
+	"                       on its partition PART) instead, read-only: its\n"
+	"                       files, modes, owners, times, links and xattrs,\n"
+	"                       a dirty journal replayed in memory; a volume\n"
+	"                       held for writing elsewhere is refused (mount a\n"
+	"                       snapshot of it)\n"
 	"  -r, --read-only      mount a volume read-only\n"
 	"  -f, --foreground     serve in the foreground (log to stderr) until\n"
 	"                       unmounted, SIGINT or SIGTERM\n"
@@ -131,9 +139,40 @@ static int check_dir(struct cli_ctx *ctx, const char *dir, const char *abs)
 
 /* The serving side: opens the store and the volume, mounts and serves.
  * Returns the exit status. */
+static int serve_fs(struct cli_ctx *ctx, const char *spec,
+		    const struct guest_point *gp, struct vdfuse_options *o,
+		    struct mount_run *r)
+{
+	struct guest_view *gv;
+	vd_store *store;
+	char why[GUEST_WHY_MAX];
+	int rc;
+
+	rc = cli_store_open(ctx, NULL, &store);
+	if (rc)
+		return rc;
+	rc = guest_view_open(store, gp, &gv, why, sizeof(why));
+	if (rc < 0) {
+		cli_error(ctx, "'%s': %s", spec, why);
+		vd_store_close(store);
+		return CLI_EXIT_ERROR;
+	}
+	o->readonly = 1;
+	why[0] = '\0';
+	rc = vdfuse_serve_fs(gv->fs, gv->length, o, why, sizeof(why));
+	if (rc < 0 && why[0] && (r->ready_fd >= 0 || r->foreground))
+		cli_error(ctx, "%s", why);
+	if (r->pidfile)
+		unlink(r->pidfile);
+	guest_view_close(gv);
+	vd_store_close(store);
+	return rc < 0 ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+}
+
 static int serve_mount(struct cli_ctx *ctx, const char *point,
 		       const char *vol, const char *snap, int readonly,
-		       struct vdfuse_options *o, struct mount_run *r)
+		       const struct guest_point *gp, struct vdfuse_options *o,
+		       struct mount_run *r)
 {
 	struct vd_store_options so;
 	vd_store *store;
@@ -149,6 +188,8 @@ static int serve_mount(struct cli_ctx *ctx, const char *point,
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (gp)
+		return serve_fs(ctx, point, gp, o, r);
 
 	memset(&so, 0, sizeof(so));
 	so.create = 1;
@@ -178,11 +219,12 @@ static int serve_mount(struct cli_ctx *ctx, const char *point,
 
 int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 {
-	enum { OPT_PIDFILE = 0x100 };
+	enum { OPT_PIDFILE = 0x100, OPT_FS };
 	static const struct option longopts[] = {
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "fs", no_argument, NULL, OPT_FS },
 		{ NULL, 0, NULL, 0 },
 	};
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1], abs[PATH_MAX];
@@ -190,7 +232,9 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 	const char **fopts;
 	struct vdfuse_options o;
 	struct mount_run r;
-	int c, rc, readonly = 0, pipefd[2], status;
+	struct guest_point gpoint, *gp = NULL;
+	char why[GUEST_WHY_MAX];
+	int c, rc, readonly = 0, fsview = 0, pipefd[2], status;
 	char byte;
 	pid_t pid;
 
@@ -218,6 +262,9 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 			}
 			fopts[o.nfuse_opts++] = optarg;
 			break;
+		case OPT_FS:
+			fsview = 1;
+			break;
 		case OPT_PIDFILE:
 			if (!*optarg) {
 				free(fopts);
@@ -234,10 +281,20 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if ((rc = cli_operands(ctx, argc, argv, 2, 2)) ||
-	    (rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_OPTIONAL, vol,
-				  snap)))
+	if ((rc = cli_operands(ctx, argc, argv, 2, 2)))
 		goto out;
+	if (fsview) {
+		if (guest_point_parse(argv[optind], &gpoint, why,
+				      sizeof(why)) < 0) {
+			rc = cli_usage_error(ctx, "'%s': %s", argv[optind],
+					     why);
+			goto out;
+		}
+		gp = &gpoint;
+	} else if ((rc = cli_parse_point(ctx, argv[optind], CLI_SNAP_OPTIONAL,
+					 vol, snap))) {
+		goto out;
+	}
 	rc = vdfuse_abspath(argv[optind + 1], abs, sizeof(abs));
 	if (rc < 0) {
 		cli_error(ctx, "'%s': %s", argv[optind + 1], strerror(-rc));
@@ -280,8 +337,8 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 	o.opaque = &r;
 
 	if (r.foreground) {
-		rc = serve_mount(ctx, argv[optind], vol, snap, readonly, &o,
-				 &r);
+		rc = serve_mount(ctx, argv[optind], vol, snap, readonly, gp,
+				 &o, &r);
 		goto out;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -305,8 +362,8 @@ int cmd_mount(struct cli_ctx *ctx, int argc, char **argv)
 			/* harmless: we stay where we were */
 		}
 		r.ready_fd = pipefd[1];
-		rc = serve_mount(ctx, argv[optind], vol, snap, readonly, &o,
-				 &r);
+		rc = serve_mount(ctx, argv[optind], vol, snap, readonly, gp,
+				 &o, &r);
 		_exit(rc);
 	}
 	close(pipefd[1]);

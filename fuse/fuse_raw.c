@@ -28,8 +28,7 @@
  * Errors: every engine status becomes an errno in fuse_errno(), the one
  * place.
  */
-#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
-#include <fuse_lowlevel.h>
+#include "fuse/fuse_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -606,22 +605,11 @@ static const struct fuse_lowlevel_ops raw_ops = {
 
 /* ---- the session ------------------------------------------------------- */
 
-/* Appends "-o OPT" to the argument vector ARGS. */
-static int add_opt(struct fuse_args *args, const char *opt)
-{
-	return fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, opt);
-}
-
 int vdfuse_serve(vd_volume *v, const struct vdfuse_options *o, char *why,
 		 size_t whylen)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *cfg = NULL;
-	struct fuse_session *se = NULL;
 	struct vdfuse f;
-	char opt[256];
-	sigset_t sigs;
-	int rc = -1;
+	int rc;
 
 	memset(&f, 0, sizeof(f));
 	f.vol = v;
@@ -640,65 +628,15 @@ int vdfuse_serve(vd_volume *v, const struct vdfuse_options *o, char *why,
 	atomic_init(&f.parts_stale, 1);
 	parts_refresh(&f);
 
-	/* auto_unmount: a helper (fusermount3) unmounts when this process
-	 * dies, even by kill -9. */
-	snprintf(opt, sizeof(opt), "fsname=vdisk:%s,subtype=vdisk,"
-		 "auto_unmount,max_read=%u%s", o->point, IO_MAX,
-		 f.readonly ? ",ro" : "");
-	if (fuse_opt_add_arg(&args, "vdisk") || add_opt(&args, opt))
-		goto nomem;
-	for (int i = 0; i < o->nfuse_opts; i++)
-		if (add_opt(&args, o->fuse_opts[i]))
-			goto nomem;
-	se = fuse_session_new(&args, &raw_ops, sizeof(raw_ops), &f);
-	if (!se) {
-		snprintf(why, whylen, "cannot start a FUSE session (bad -o "
-			 "option?)");
-		goto out;
-	}
-	if (fuse_session_mount(se, o->dir) != 0) {
-		snprintf(why, whylen, "cannot mount on '%s' (see the message "
-			 "above)", o->dir);
-		goto out;
-	}
-	/* The signals were blocked so that the engine's threads leave them
-	 * to this one; libfuse's handlers end the loop. */
-	if (fuse_set_signal_handlers(se) != 0) {
-		snprintf(why, whylen, "cannot set signal handlers");
-		fuse_session_unmount(se);
-		goto out;
-	}
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+	struct vdfuse_options ro = *o;
 
-	cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		fuse_remove_signal_handlers(se);
-		fuse_session_unmount(se);
-		goto nomem;
-	}
-	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	fuse_loop_cfg_set_max_threads(cfg, 64);
-	fuse_loop_cfg_set_idle_threads(cfg, 8);
-	rc = fuse_session_loop_mt(se, cfg);
-	fuse_remove_signal_handlers(se);
-	fuse_session_unmount(se);
-	if (rc > 0) /* ended by a signal: that is a clean stop */
-		rc = 0;
-	if (rc < 0)
+	ro.readonly = f.readonly;
+	rc = vdfuse_session_run(&raw_ops, sizeof(raw_ops), &f, &ro, "", 1,
+				why, whylen);
+	if (rc < -1) {
 		vdlog(&f, "session ended: %s", strerror(-rc));
-	rc = rc < 0 ? -1 : 0;
-	goto out;
-nomem:
-	snprintf(why, whylen, "out of memory");
-out:
-	fuse_loop_cfg_destroy(cfg);
-	if (se)
-		fuse_session_destroy(se);
-	fuse_opt_free_args(&args);
+		rc = -1;
+	}
 	pthread_mutex_destroy(&f.parts_lock);
 	return rc;
 }

@@ -1,8 +1,11 @@
 /* vdisk mount: the FUSE front end (fuse/), over engine/vdisk.h only.
  *
  * fuse_raw.c  the raw view: a low-level libfuse3 file system whose root
- *             holds `disk` (the volume) and `partN` (its partitions), and
- *             the multi-threaded session that serves it.
+ *             holds `disk` (the volume) and `partN` (its partitions),
+ *             served by a multi-threaded session.
+ * fuse_fs.c   the filesystem view (--fs): a guest's ext2/3/4, read-only,
+ *             in a one-thread session (libext2fs is not thread-safe).
+ * fuse_session.c the libfuse session both views run.
  * fuse_mount.c the mount table side: finding a mount in
  *             /proc/self/mountinfo, clearing a stale one, the state file
  *             naming the serving process, and `vdisk umount`.
@@ -11,6 +14,7 @@
 #define VDISK_VDFUSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "engine/vdisk.h"
@@ -38,6 +42,14 @@ struct vdfuse_options {
  * could not be created or mounted (nothing is left mounted then). */
 int vdfuse_serve(vd_volume *v, const struct vdfuse_options *o, char *why,
 		 size_t whylen);
+
+struct guest_fs;
+
+/* Mounts GFS (a filesystem of LENGTH bytes, see guest/extfs.h) read-only
+ * at o->dir and serves it like vdfuse_serve().  Its notes ("journal
+ * replayed ...") go to stderr with o->foreground, else to syslog. */
+int vdfuse_serve_fs(struct guest_fs *gfs, uint64_t length,
+		    const struct vdfuse_options *o, char *why, size_t whylen);
 
 /* ---- fuse_mount.c ------------------------------------------------------ */
 
