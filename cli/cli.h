@@ -108,6 +108,8 @@ int cmd_diff(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_gc(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_check(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(struct cli_ctx *ctx, int argc, char **argv);
+/* vdisk run (cli/cmd_run.c, the machine in vmm/). */
+int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 /* Hidden helper for shell completion (cli/cmd_complete.c). */
 int cmd_complete(struct cli_ctx *ctx, int argc, char **argv);
 

@@ -52,6 +52,8 @@ static const struct cli_command commands[] = {
 	{ "gc", cmd_gc, "[--json]", "free space of unreferenced chunks" },
 	{ "check", cmd_check, "[--json]", "verify every chunk and the index" },
 	{ "serve", cmd_serve, "[OPTIONS]", "serve volumes over NBD" },
+	{ "run", cmd_run, "VOL[@SNAP] --kernel BZIMAGE [OPTIONS]",
+	  "boot a Linux guest on volumes (KVM)" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
