@@ -167,10 +167,19 @@ static uint8_t *madt_iso(uint8_t *e, uint8_t irq, uint32_t gsi, uint16_t flags)
 	return e + 10;
 }
 
-/* AML of Name (_S5, Package () { 5, 0, 0, 0 }): S5 = sleep type 5. */
-static const uint8_t dsdt_s5[] = {
+/* The DSDT's AML, assembled by hand (ACPI 6.4 chapter 20):
+ *   Name (_S5, Package () { 5, 0, 0, 0 })    S5 = sleep type 5
+ *   Scope (\_SB) { Device (PCI0) {            the PCI host bridge, so
+ *       Name (_HID, EisaId ("PNP0A03"))     the OS scans bus 0
+ *       Name (_UID, 0) } }
+ * Without _PRT: the disks interrupt by MSI-X. */
+static const uint8_t dsdt_aml[] = {
 	0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00,
 	0x00,
+	0x10, 0x1d, '\\', '_', 'S', 'B', '_',
+	0x5b, 0x82, 0x15, 'P', 'C', 'I', '0',
+	0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03,
+	0x08, '_', 'U', 'I', 'D', 0x00,
 };
 
 static size_t write_acpi(uint8_t *base, unsigned ncpus,
@@ -248,9 +257,9 @@ static size_t write_acpi(uint8_t *base, unsigned ncpus,
 	put32(p + 4, 64);
 
 	p = base + (dsdt - ACPI_ADDR);
-	len = 36 + sizeof(dsdt_s5);
+	len = 36 + sizeof(dsdt_aml);
 	acpi_header(p, "DSDT", len, 2);
-	memcpy(p + 36, dsdt_s5, sizeof(dsdt_s5));
+	memcpy(p + 36, dsdt_aml, sizeof(dsdt_aml));
 	acpi_sum(p);
 
 	p = base + (xsdt - ACPI_ADDR);
