@@ -33,7 +33,7 @@ struct machine {
 	int exit_code;         /* under lock, valid once stopping */
 	char reason[160];
 	uint8_t cmos_index;
-	int pm1_en;
+	uint8_t pm1_en[2];      /* PM1 enable register */
 };
 
 /* ---- the console's terminal ------------------------------------------ */
@@ -169,15 +169,28 @@ static void port_io(struct machine *m, uint16_t port, uint8_t *data,
 		}
 		return;
 	}
-	/* Everything else (POST port 0x80, the PICs and PIT are in KVM, other
-	 * serial ports, PM1a event block...): writes ignored, reads as
-	 * floating lines (0xff) except the PM1 event block (no events). */
-	if (!is_write) {
-		if (port >= PM1A_EVT_PORT && port < PM1A_EVT_PORT + 4)
-			memset(data, 0, size);
-		else
-			memset(data, 0xff, size);
+	if (port >= PM1A_EVT_PORT && port < PM1A_EVT_PORT + 4) {
+		/* PM1 status (no events ever) and enable: the OS checks
+		 * that the enable bits it writes stick. */
+		for (unsigned i = 0; i < size && port + i < PM1A_EVT_PORT + 4;
+		     i++) {
+			unsigned r = port + i - PM1A_EVT_PORT;
+
+			if (r < 2) {
+				if (!is_write)
+					data[i] = 0;
+			} else if (is_write) {
+				m->pm1_en[r - 2] = data[i];
+			} else {
+				data[i] = m->pm1_en[r - 2];
+			}
+		}
+		return;
 	}
+	/* Everything else (POST port 0x80, the PICs and PIT are in KVM, other
+	 * serial ports...): writes ignored, reads as floating lines. */
+	if (!is_write)
+		memset(data, 0xff, size);
 }
 
 /* ---- vCPU threads -------------------------------------------------------- */
