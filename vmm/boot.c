@@ -189,7 +189,8 @@ int boot_load_linux(const struct guest_mem *mem, const uint8_t *k,
 	e820_add(bp, BOOT_EBDA_ADDR, 0xa0000 - BOOT_EBDA_ADDR, E820_RESERVED);
 	e820_add(bp, TABLES_ADDR, TABLES_SIZE, E820_RESERVED);
 	e820_add(bp, BOOT_KERNEL_ADDR, mem->size - BOOT_KERNEL_ADDR, E820_RAM);
-	e820_add(bp, VMM_PCI_MMIO_BASE, VMM_PCI_MMIO_SIZE, E820_RESERVED);
+	/* Not the PCI window: Linux refuses BARs inside a Reserved range
+	 * (the window is the host bridge's _CRS in the DSDT instead). */
 
 	out->entry = BOOT_KERNEL_ADDR + 0x200;
 	out->boot_params = BOOT_PARAMS_ADDR;
