@@ -371,6 +371,9 @@ int vmm_run(const struct vmm_config *cfg)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler;
 	sigaction(SIG_KICK, &sa, NULL);
+	/* A SIG_DONE still pending when the mask is restored must not kill
+	 * the process before the disks are closed. */
+	sigaction(SIG_DONE, &sa, NULL);
 	sigemptyset(&waitset);
 	sigaddset(&waitset, SIGINT);
 	sigaddset(&waitset, SIGTERM);

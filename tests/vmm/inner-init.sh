@@ -27,6 +27,8 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
 	 virtio_pci virtio_blk; do
 	insmod /lib/modules/$m.ko || fail "insmod-$m"
 done
+echo DBG-PCI $(ls /sys/bus/pci/devices)
+dmesg | grep -i -e pci -e virtio -e acpi -e msi | tail -n 22
 i=0
 while [ ! -b /dev/vda ]; do
 	i=$((i + 1))
