@@ -71,11 +71,20 @@ static int set_cpuid(struct kvm_vm *vm, unsigned cpu, char *why, size_t whylen)
 			return fail(why, whylen, "KVM_GET_SUPPORTED_CPUID");
 		n *= 2;
 	}
+	/* KVM_GET_SUPPORTED_CPUID leaves the TSC-deadline timer out (it is a
+	 * capability of the in-kernel LAPIC); without it Linux calibrates the
+	 * LAPIC timer against the PIT, which a slow (nested) host gets badly
+	 * wrong: the guest's sleeps never ended. */
+	int deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION,
+			     KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+
 	for (unsigned i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
 		if (e->function == 1) {
 			e->ecx |= 1u << 31;
+			if (deadline)
+				e->ecx |= 1u << 24;
 			e->ebx = (e->ebx & 0x00ffffffu) | (cpu << 24);
 		} else if (e->function == 0xb || e->function == 0x1f) {
 			e->edx = cpu; /* x2APIC id */
