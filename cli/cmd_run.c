@@ -3,6 +3,7 @@
  * its control socket answers `vdisk snapshot VOL@S` from other processes
  * while the guest writes. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	int readonly = 0, ephemeral = 0, c, rc;
 	uint64_t v;
 	char *end;
+	sigset_t stops, old_mask;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&eph, 0, sizeof(eph));
@@ -235,6 +237,14 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	}
 
+	/* Stop signals wait (vmm_run takes them with sigwait) from here, before
+	 * the engine starts threads that would inherit an open mask: a SIGTERM
+	 * right after the ephemeral clone is made must still remove it. */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
 	memset(&so, 0, sizeof(so));
 	so.create = 1;
 	so.holder = "vdisk run";
@@ -279,5 +289,8 @@ out:
 		vd_store_close(store);
 	}
 	free(cmdline);
+	/* A stop signal that came before the machine ran ends us now, with
+	 * everything cleaned up. */
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	return rc;
 }
