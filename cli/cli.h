@@ -115,6 +115,8 @@ int cmd_umount(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_ls(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cat(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_get(struct cli_ctx *ctx, int argc, char **argv);
+/* vdisk run (cli/cmd_run.c, the machine in vmm/). */
+int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 /* Hidden helper for shell completion (cli/cmd_complete.c). */
 int cmd_complete(struct cli_ctx *ctx, int argc, char **argv);
 

@@ -60,6 +60,8 @@ static const struct cli_command commands[] = {
 	{ "cat", cmd_cat, "VOL[@SNAP][:PART] PATH", "print a guest's file" },
 	{ "get", cmd_get, "VOL[@SNAP][:PART] PATH DEST [-r]",
 	  "copy a guest's files out" },
+	{ "run", cmd_run, "VOL[@SNAP] --kernel BZIMAGE [OPTIONS]",
+	  "boot a Linux guest on volumes (KVM)" },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -98,7 +98,7 @@ _vdisk()
 	# The argument of an option: files for paths, nothing for sizes.
 	if [[ $prev == -* && $argopts == *" $prev "* ]]; then
 		case $prev in
-		--socket | -s | --pidfile | --tls-psk)
+		--socket | -s | --pidfile | --tls-psk | --kernel | --initrd)
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;
 		--tls-certificates)
 			mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
@@ -117,7 +117,7 @@ _vdisk()
 	local what=
 	case $cmd:$nops in
 	snapshot:0 | clone:0 | rollback:0) what=snap ;;
-	export:0 | info:0 | rm:0 | diff:[01] | serve:* | mount:0) what=point ;;
+	export:0 | info:0 | rm:0 | diff:[01] | serve:* | mount:0 | run:0) what=point ;;
 	ls:0 | cat:0 | get:0) what=point ;;
 	flatten:0 | resize:0 | import:0) what=vol ;;
 	export:1 | import:1 | get:2) what=file ;;

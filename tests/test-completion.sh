@@ -37,11 +37,11 @@ nl() { printf '%s\n' "$@"; }
 # Commands: every one of `vdisk --help`, nothing hidden.
 all=$(comp "")
 for c in init create import export snapshot clone rollback rm flatten \
-	 resize list info diff gc check serve; do
+	 resize list info diff gc check serve run; do
 	grep -qx "$c" <<<"$all" || fail "command $c not completed: $all"
 done
 grep -qx complete <<<"$all" && fail "the hidden helper is offered"
-expect "$(nl resize rm rollback)" r
+expect "$(nl resize rm rollback run)" r
 expect "$(nl snapshot)" sn
 expect "$(nl --help --store --version)" --
 # Options of snapshot (it has only the global ones), and of others.

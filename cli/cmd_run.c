@@ -1,0 +1,296 @@
+/* vdisk run: boots a Linux kernel in a KVM virtual machine whose disks are
+ * volumes of the store (vmm/).  The store stays open for the whole run, so
+ * its control socket answers `vdisk snapshot VOL@S` from other processes
+ * while the guest writes. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "vmm/machine.h"
+
+static const char help[] =
+	"Usage: vdisk run [OPTIONS] VOL[@SNAP] --kernel BZIMAGE\n"
+	"Boot a Linux kernel in a KVM virtual machine with VOL as its first\n"
+	"disk (/dev/vda, virtio-blk); the serial console is stdin/stdout.\n"
+	"Ctrl-A x stops the machine, Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"\n"
+	"  --kernel FILE     the kernel, a bzImage (boot protocol 2.12 or later)\n"
+	"  --initrd FILE     an initial ramdisk\n"
+	"  --append ARGS     added to the command line\n"
+	"                    (console=ttyS0 reboot=k panic=-1)\n"
+	"  --memory SIZE     guest memory, 64M to 3G (default 512M)\n"
+	"  --cpus N          virtual processors, 1 to 16 (default 1)\n"
+	"  --disk VOL[@SNAP] one more disk (/dev/vdb, ...); repeatable\n"
+	"  --read-only       every disk read-only (a snapshot always is)\n"
+	"  --ephemeral       run on a throwaway clone of VOL, removed at exit\n"
+	"\n"
+	"Exit status: 0 when the guest powers off or reboots, 1 on a failure,\n"
+	"a triple fault or a stop by signal, 2 on bad usage.\n";
+
+#define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1"
+
+enum {
+	OPT_KERNEL = 0x100, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS,
+	OPT_DISK, OPT_READONLY, OPT_EPHEMERAL,
+};
+
+struct eph {
+	int active;
+	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+	char clone[VD_NAME_MAX + 1];
+	int own_snap;        /* the hidden snapshot is ours to remove */
+};
+
+/* Ephemeral clones of processes that died without cleaning up. */
+struct stale {
+	char clone[VD_NAME_MAX + 1], vol[VD_NAME_MAX + 1],
+	     snap[VD_NAME_MAX + 1];
+};
+
+struct stale_list {
+	struct stale s[64];
+	unsigned n;
+};
+
+static int find_stale(void *opaque, const struct vd_info *info)
+{
+	struct stale_list *l = opaque;
+	const char *p;
+	char *end;
+	long pid;
+
+	if (info->snap[0] || !info->origin_vol[0] || l->n >= 64)
+		return 0;
+	p = strstr(info->vol, "-eph-");
+	if (!p)
+		return 0;
+	pid = strtol(p + 5, &end, 10);
+	if (*end || pid <= 0 || pid == getpid() ||
+	    (kill((pid_t)pid, 0) < 0 && errno != ESRCH) ||
+	    kill((pid_t)pid, 0) == 0)
+		return 0;
+	snprintf(l->s[l->n].clone, sizeof(l->s[0].clone), "%s", info->vol);
+	snprintf(l->s[l->n].vol, sizeof(l->s[0].vol), "%s", info->origin_vol);
+	snprintf(l->s[l->n].snap, sizeof(l->s[0].snap), "%s", info->origin_snap);
+	l->n++;
+	return 0;
+}
+
+static void remove_stale(vd_store *store)
+{
+	struct stale_list l;
+	char want[VD_NAME_MAX + 1];
+
+	l.n = 0;
+	if (vd_list(store, 0, find_stale, &l) < 0)
+		return;
+	for (unsigned i = 0; i < l.n; i++) {
+		if (vd_volume_remove(store, l.s[i].clone, 0) < 0)
+			continue;
+		/* The hidden snapshot shares the dead process's id. */
+		snprintf(want, sizeof(want), "eph-%s",
+			 strstr(l.s[i].clone, "-eph-") + 5);
+		if (!strcmp(l.s[i].snap, want))
+			vd_snapshot_remove(store, l.s[i].vol, l.s[i].snap);
+	}
+}
+
+static void eph_cleanup(vd_store *store, struct eph *e)
+{
+	if (!e->active)
+		return;
+	e->active = 0;
+	if (vd_volume_remove(store, e->clone, 0) < 0)
+		fprintf(stderr, "vdisk: run: removing the ephemeral clone "
+			"'%s': %s\n", e->clone, vd_last_error());
+	else if (e->own_snap && vd_snapshot_remove(store, e->vol, e->snap) < 0)
+		fprintf(stderr, "vdisk: run: removing '%s@%s': %s\n", e->vol,
+			e->snap, vd_last_error());
+}
+
+static int eph_create(struct cli_ctx *ctx, vd_store *store, struct eph *e,
+		      const char *vol, const char *snap)
+{
+	int rc;
+
+	remove_stale(store);
+	snprintf(e->vol, sizeof(e->vol), "%s", vol);
+	if (snap[0]) {
+		snprintf(e->snap, sizeof(e->snap), "%s", snap);
+	} else {
+		snprintf(e->snap, sizeof(e->snap), "eph-%d", (int)getpid());
+		rc = vd_snapshot_create(store, vol, e->snap);
+		if (rc < 0)
+			return cli_fail(ctx, rc, "%s@%s", vol, e->snap);
+		e->own_snap = 1;
+	}
+	if (snprintf(e->clone, sizeof(e->clone), "%s-eph-%d", vol,
+		     (int)getpid()) >= (int)sizeof(e->clone)) {
+		cli_error(ctx, "'%s': name too long for an ephemeral clone", vol);
+		goto undo;
+	}
+	rc = vd_clone_create(store, vol, e->snap, e->clone);
+	if (rc < 0) {
+		cli_fail(ctx, rc, "%s", e->clone);
+		goto undo;
+	}
+	e->active = 1;
+	return 0;
+undo:
+	if (e->own_snap)
+		vd_snapshot_remove(store, vol, e->snap);
+	return CLI_EXIT_ERROR;
+}
+
+int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "append", required_argument, NULL, OPT_APPEND },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "read-only", no_argument, NULL, OPT_READONLY },
+		{ "ephemeral", no_argument, NULL, OPT_EPHEMERAL },
+		{ 0 }
+	};
+	const char *points[VMM_PCI_MAX_DISKS];
+	struct vmm_disk_spec disks[VMM_PCI_MAX_DISKS];
+	char serial[VMM_PCI_MAX_DISKS][21];
+	struct vmm_config cfg;
+	struct vd_store_options so;
+	struct eph eph;
+	vd_store *store = NULL;
+	char *cmdline = NULL;
+	const char *append = NULL;
+	unsigned ndisks = 1, opened = 0;
+	int readonly = 0, ephemeral = 0, c, rc;
+	uint64_t v;
+	char *end;
+	sigset_t stops, old_mask;
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&eph, 0, sizeof(eph));
+	memset(disks, 0, sizeof(disks));
+	cfg.mem_size = 512ull << 20;
+	cfg.ncpus = 1;
+	while ((c = cli_getopt(ctx, argc, argv, "", longopts, help)) != -1) {
+		switch (c) {
+		case CLI_GETOPT_HELP:
+			return CLI_EXIT_OK;
+		case OPT_KERNEL: cfg.kernel_path = optarg; break;
+		case OPT_INITRD: cfg.initrd_path = optarg; break;
+		case OPT_APPEND: append = optarg; break;
+		case OPT_MEMORY:
+			if ((rc = cli_size_arg(ctx, optarg, &v)))
+				return rc;
+			if (v < (64ull << 20) || v > VMM_MEM_MAX)
+				return cli_usage_error(ctx, "--memory %s: must "
+						       "be 64M to 3G", optarg);
+			cfg.mem_size = v & ~0xfffull;
+			break;
+		case OPT_CPUS:
+			errno = 0;
+			v = strtoull(optarg, &end, 10);
+			if (errno || *end || !*optarg || optarg[0] == '-' ||
+			    v < 1 || v > VMM_MAX_CPUS)
+				return cli_usage_error(ctx, "--cpus %s: must be "
+						       "1 to %d", optarg,
+						       VMM_MAX_CPUS);
+			cfg.ncpus = (unsigned)v;
+			break;
+		case OPT_DISK:
+			if (ndisks >= VMM_PCI_MAX_DISKS)
+				return cli_usage_error(ctx, "at most %d disks",
+						       VMM_PCI_MAX_DISKS);
+			points[ndisks++] = optarg;
+			break;
+		case OPT_READONLY: readonly = 1; break;
+		case OPT_EPHEMERAL: ephemeral = 1; break;
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if ((rc = cli_operands(ctx, argc, argv, 1, 1)))
+		return rc;
+	if (!cfg.kernel_path)
+		return cli_usage_error(ctx, "--kernel BZIMAGE is required");
+	if (ephemeral && readonly)
+		return cli_usage_error(ctx, "--ephemeral and --read-only "
+				       "exclude each other");
+	points[0] = argv[optind];
+	char vols[VMM_PCI_MAX_DISKS][VD_NAME_MAX + 1];
+	char snaps[VMM_PCI_MAX_DISKS][VD_NAME_MAX + 1];
+	for (unsigned i = 0; i < ndisks; i++)
+		if ((rc = cli_parse_point(ctx, points[i], CLI_SNAP_OPTIONAL,
+					  vols[i], snaps[i])))
+			return rc;
+	if (asprintf(&cmdline, "%s%s%s", DEFAULT_CMDLINE, append ? " " : "",
+		     append ? append : "") < 0) {
+		cli_error(ctx, "out of memory");
+		return CLI_EXIT_ERROR;
+	}
+
+	/* Stop signals wait (vmm_run takes them with sigwait) from here, before
+	 * the engine starts threads that would inherit an open mask: a SIGTERM
+	 * right after the ephemeral clone is made must still remove it. */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
+	memset(&so, 0, sizeof(so));
+	so.create = 1;
+	so.holder = "vdisk run";
+	rc = cli_store_open(ctx, &so, &store);
+	if (rc)
+		goto out;
+	if (ephemeral) {
+		rc = eph_create(ctx, store, &eph, vols[0], snaps[0]);
+		if (rc)
+			goto out;
+		snprintf(vols[0], sizeof(vols[0]), "%s", eph.clone);
+		snaps[0][0] = 0;
+	}
+	for (; opened < ndisks; opened++) {
+		unsigned i = opened;
+		int ro = readonly || snaps[i][0];
+
+		rc = vd_volume_open(store, vols[i], snaps[i][0] ? snaps[i] : NULL,
+				    ro ? VD_OPEN_RDONLY : 0, &disks[i].vol);
+		if (rc < 0) {
+			rc = cli_fail(ctx, rc, "%s", points[i]);
+			if (rc == CLI_EXIT_USAGE)
+				rc = CLI_EXIT_ERROR;
+			goto out;
+		}
+		disks[i].readonly = ro;
+		size_t sl = strnlen(vols[i], sizeof(serial[i]) - 1);
+
+		memcpy(serial[i], vols[i], sl); /* GET_ID: 20 bytes at most */
+		serial[i][sl] = 0;
+		disks[i].serial = serial[i];
+	}
+	cfg.cmdline = cmdline;
+	cfg.disks = disks;
+	cfg.ndisks = ndisks;
+	rc = vmm_run(&cfg);
+out:
+	for (unsigned i = 0; i < opened; i++)
+		vd_volume_close(disks[i].vol);
+	if (store) {
+		eph_cleanup(store, &eph);
+		vd_store_close(store);
+	}
+	free(cmdline);
+	/* A stop signal that came before the machine ran ends us now, with
+	 * everything cleaned up. */
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	return rc;
+}
