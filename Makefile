@@ -224,7 +224,8 @@ check: deps
 unit: $(UNIT_BINS) $(POWERCUT_SO)
 
 asan:
-	$(Q)$(MAKE) --no-print-directory check BUILD=build-asan CFLAGS="-O1 -g" \
+	$(Q)LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp $${LSAN_OPTIONS:-}" \
+	   $(MAKE) --no-print-directory check BUILD=build-asan CFLAGS="-O1 -g" \
 	   SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
 # ThreadSanitizer over the tests with threads: the engine's own (writers,
