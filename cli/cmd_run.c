@@ -11,13 +11,17 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "guest/bootfiles.h"
 #include "vmm/machine.h"
 
 static const char help[] =
-	"Usage: vdisk run [OPTIONS] VOL[@SNAP] --kernel BZIMAGE\n"
+	"Usage: vdisk run [OPTIONS] VOL[@SNAP] [--kernel BZIMAGE]\n"
 	"Boot a Linux kernel in a KVM virtual machine with VOL as its first\n"
 	"disk (/dev/vda, virtio-blk); the serial console is stdin/stdout.\n"
 	"Ctrl-A x stops the machine, Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"Without --kernel the guest's own kernel boots: /vmlinuz and\n"
+	"/initrd.img, else the newest /boot/vmlinuz-* and its initrd.img-*, of\n"
+	"its ext2/3/4 root filesystem, with root=UUID=<its uuid> ro.\n"
 	"\n"
 	"  --kernel FILE     the kernel, a bzImage (boot protocol 2.12 or later)\n"
 	"  --initrd FILE     an initial ramdisk\n"
@@ -28,6 +32,8 @@ static const char help[] =
 	"  --disk VOL[@SNAP] one more disk (/dev/vdb, ...); repeatable\n"
 	"  --read-only       every disk read-only (a snapshot always is)\n"
 	"  --ephemeral       run on a throwaway clone of VOL, removed at exit\n"
+	"  --print-boot      print the kernel, initrd (sizes, sha256) and\n"
+	"                    command line that would boot, and exit\n"
 	"\n"
 	"Exit status: 0 when the guest powers off or reboots, 1 on a failure,\n"
 	"a triple fault or a stop by signal, 2 on bad usage.\n";
@@ -36,7 +42,7 @@ static const char help[] =
 
 enum {
 	OPT_KERNEL = 0x100, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS,
-	OPT_DISK, OPT_READONLY, OPT_EPHEMERAL,
+	OPT_DISK, OPT_READONLY, OPT_EPHEMERAL, OPT_PRINT_BOOT,
 };
 
 struct eph {
@@ -147,6 +153,68 @@ undo:
 	return CLI_EXIT_ERROR;
 }
 
+/* ARGS has a root= word of its own. */
+static int has_root(const char *args)
+{
+	for (const char *p = args; p && (p = strstr(p, "root=")); p++)
+		if (p == args || p[-1] == ' ')
+			return 1;
+	return 0;
+}
+
+static int own_kernel(struct cli_ctx *ctx, vd_store *store, const char *point,
+		      const char *vol, const char *snap, struct guest_boot *b)
+{
+	char why[1024];
+	vd_volume *v;
+	int rc;
+
+	rc = vd_volume_open(store, vol, snap[0] ? snap : NULL, VD_OPEN_RDONLY,
+			    &v);
+	if (rc < 0) {
+		rc = cli_fail(ctx, rc, "%s", point);
+		return rc == CLI_EXIT_USAGE ? CLI_EXIT_ERROR : rc;
+	}
+	rc = guest_boot_find(v, b, why, sizeof(why));
+	vd_volume_close(v);
+	if (rc == -ENOENT && !why[0])
+		cli_error(ctx, "no --kernel and no ext2/3/4 filesystem with "
+			  "/vmlinuz or /boot/vmlinuz-* on %s", point);
+	else if (rc < 0)
+		cli_error(ctx, "%s: the guest's kernel: %s", point,
+			  why[0] ? why : strerror(-rc));
+	return rc < 0 ? CLI_EXIT_ERROR : 0;
+}
+
+static void print_file(const char *what, const struct guest_boot_file *f,
+		       const char *host_path)
+{
+	if (f->fd < 0) {
+		if (host_path)
+			printf("%s %s\n", what, host_path);
+		else
+			printf("%s none\n", what);
+		return;
+	}
+	printf("%s %s\n%s-size %llu\n%s-sha256 ", what, f->path, what,
+	       (unsigned long long)f->size, what);
+	for (int i = 0; i < 32; i++)
+		printf("%02x", f->sha256[i]);
+	printf("\n");
+}
+
+static void print_boot_files(const struct guest_boot *b,
+			     const struct vmm_config *cfg, const char *cmdline)
+{
+	print_file("kernel", &b->kernel, cfg->kernel_path);
+	print_file("initrd", &b->initrd, cfg->initrd_path);
+	if (b->part)
+		printf("root partition %u\n", b->part);
+	else if (b->uuid[0])
+		printf("root disk\n");
+	printf("cmdline %s\n", cmdline);
+}
+
 int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -158,6 +226,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "read-only", no_argument, NULL, OPT_READONLY },
 		{ "ephemeral", no_argument, NULL, OPT_EPHEMERAL },
+		{ "print-boot", no_argument, NULL, OPT_PRINT_BOOT },
 		{ 0 }
 	};
 	const char *points[VMM_PCI_MAX_DISKS];
@@ -170,7 +239,9 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	char *cmdline = NULL;
 	const char *append = NULL;
 	unsigned ndisks = 1, opened = 0;
-	int readonly = 0, ephemeral = 0, c, rc;
+	int readonly = 0, ephemeral = 0, print_boot = 0, c, rc;
+	struct guest_boot boot = { .kernel.fd = -1, .initrd.fd = -1 };
+	char kpath[64], ipath[64];
 	uint64_t v;
 	char *end;
 	sigset_t stops, old_mask;
@@ -213,14 +284,13 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_READONLY: readonly = 1; break;
 		case OPT_EPHEMERAL: ephemeral = 1; break;
+		case OPT_PRINT_BOOT: print_boot = 1; break;
 		default:
 			return CLI_EXIT_USAGE;
 		}
 	}
 	if ((rc = cli_operands(ctx, argc, argv, 1, 1)))
 		return rc;
-	if (!cfg.kernel_path)
-		return cli_usage_error(ctx, "--kernel BZIMAGE is required");
 	if (ephemeral && readonly)
 		return cli_usage_error(ctx, "--ephemeral and --read-only "
 				       "exclude each other");
@@ -231,11 +301,6 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		if ((rc = cli_parse_point(ctx, points[i], CLI_SNAP_OPTIONAL,
 					  vols[i], snaps[i])))
 			return rc;
-	if (asprintf(&cmdline, "%s%s%s", DEFAULT_CMDLINE, append ? " " : "",
-		     append ? append : "") < 0) {
-		cli_error(ctx, "out of memory");
-		return CLI_EXIT_ERROR;
-	}
 
 	/* Stop signals wait (vmm_run takes them with sigwait) from here, before
 	 * the engine starts threads that would inherit an open mask: a SIGTERM
@@ -257,6 +322,39 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 			goto out;
 		snprintf(vols[0], sizeof(vols[0]), "%s", eph.clone);
 		snaps[0][0] = 0;
+	}
+	/* The guest's own kernel is read before its disk is opened for
+	 * writing, through a read-only handle of our own. */
+	if (!cfg.kernel_path) {
+		rc = own_kernel(ctx, store, points[0], vols[0], snaps[0], &boot);
+		if (rc)
+			goto out;
+		snprintf(kpath, sizeof(kpath), "/proc/self/fd/%d", boot.kernel.fd);
+		cfg.kernel_path = kpath;
+		if (cfg.initrd_path && boot.initrd.fd >= 0) {
+			close(boot.initrd.fd); /* --initrd wins */
+			boot.initrd.fd = -1;
+		}
+		if (boot.initrd.fd >= 0) {
+			snprintf(ipath, sizeof(ipath), "/proc/self/fd/%d",
+				 boot.initrd.fd);
+			cfg.initrd_path = ipath;
+		}
+	}
+	if (asprintf(&cmdline, "%s%s%s%s%s%s", boot.uuid[0] &&
+		     !has_root(append) ? "root=UUID=" : "",
+		     boot.uuid[0] && !has_root(append) ? boot.uuid : "",
+		     boot.uuid[0] && !has_root(append) ? " ro " : "",
+		     DEFAULT_CMDLINE, append ? " " : "",
+		     append ? append : "") < 0) {
+		cli_error(ctx, "out of memory");
+		rc = CLI_EXIT_ERROR;
+		goto out;
+	}
+	if (print_boot) {
+		print_boot_files(&boot, &cfg, cmdline);
+		rc = CLI_EXIT_OK;
+		goto out;
 	}
 	for (; opened < ndisks; opened++) {
 		unsigned i = opened;
@@ -289,6 +387,7 @@ out:
 		vd_store_close(store);
 	}
 	free(cmdline);
+	guest_boot_release(&boot);
 	/* A stop signal that came before the machine ran ends us now, with
 	 * everything cleaned up. */
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);

@@ -547,6 +547,16 @@ const char *guest_fs_notes(const struct guest_fs *gfs)
 	return gfs->notes;
 }
 
+void guest_fs_uuid(const struct guest_fs *gfs, char out[37])
+{
+	const unsigned char *u = gfs->fs->super->s_uuid;
+
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4],
+		 u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+		 u[14], u[15]);
+}
+
 uint64_t guest_fs_root(const struct guest_fs *gfs)
 {
 	return EXT2_ROOT_INO;

@@ -37,6 +37,9 @@ void guest_fs_close(struct guest_fs *fs); /* NULL is fine */
  * transactions, 41 blocks"), "" if nothing.  Valid until close. */
 const char *guest_fs_notes(const struct guest_fs *fs);
 
+/* The superblock's UUID as blkid prints it ("0f2c...-..."), for root=UUID=. */
+void guest_fs_uuid(const struct guest_fs *fs, char out[37]);
+
 uint64_t guest_fs_root(const struct guest_fs *fs);
 
 struct guest_stat {

@@ -9,8 +9,8 @@ new_store >/dev/null
 vdisk create vm 64M >/dev/null || fail "create"
 
 out=$(vdisk run vm 2>&1); rc=$?
-[ $rc -eq 2 ] && grep -q -- "--kernel BZIMAGE is required" <<<"$out" ||
-	fail "no --kernel: exit $rc: $out"
+[ $rc -eq 1 ] && grep -q -- "no --kernel and no ext2/3/4 filesystem with /vmlinuz or /boot/vmlinuz-\* on vm" <<<"$out" ||
+	fail "no --kernel on an empty disk: exit $rc: $out"
 expect_exit 2 vdisk run vm --kernel /x --memory 32M 2>/dev/null
 expect_exit 2 vdisk run vm --kernel /x --memory 4G 2>/dev/null
 expect_exit 2 vdisk run vm --kernel /x --cpus 0 2>/dev/null
