@@ -90,4 +90,14 @@ expect_exit 1 vdisk run nokernel --print-boot 2>/dev/null
 out=$(vdisk run blank --print-boot --kernel /x/bz) || fail "--kernel print"
 grep -qx "kernel /x/bz" <<<"$out" && grep -qx "cmdline console=ttyS0 reboot=k panic=-1" <<<"$out" ||
 	fail "--kernel print: $out"
+# Without --print-boot the guest's file reaches the boot loader (through
+# its memfd): the fake kernel is refused there as too short.
+if [ -e /dev/kvm ]; then
+	out=$(vdisk run whole </dev/null 2>&1); rc=$?
+	[ $rc -eq 1 ] && grep -q "kernel: $(stat -c %s "$t/boot/vmlinuz-6.1.0-10-amd64") bytes, too short" <<<"$out" ||
+		fail "the guest's kernel was not handed to the loader: exit $rc: $out"
+	# The volume was not left held: a second run says the same.
+	out=$(vdisk run whole </dev/null 2>&1); rc=$?
+	[ $rc -eq 1 ] && grep -q "too short" <<<"$out" || fail "second run: $out"
+fi
 exit 0
