@@ -32,6 +32,12 @@ case $? in
 *) fail "stage build-images: tests/vmm/build-images.sh failed" ;;
 esac
 
+# The boot loader's unit test skips its real-bzImage part when no kernel
+# is cached yet (on a fresh machine it runs before this test fetched one):
+# run it again now that the kernel is here, and require that part.
+VDISK_TEST_REQUIRE_KERNEL=1 "$VDISK_TOP/$VDISK_BUILD/tests/test-vmm-boot" ||
+	fail "stage loader: test-vmm-boot against the cached Debian bzImage"
+
 path=${VDISK_VMM_PATH:-}
 if [ -z "$path" ]; then
 	"$probe"
