@@ -1042,9 +1042,16 @@ static void frames_template(void)
 
 	snprintf(big_tmpl, sizeof(big_tmpl), "%s/frames", tmp);
 	et_fill(&rng, big_data, BIG / 4);
-	for (uint32_t i = BIG / 4; i < BIG / 2; i += 64)
-		snprintf((char *)big_data + i, 64, "frame text line %u: the quick brown fox%*s",
-			 i / 64, 20, "");
+	for (uint32_t i = BIG / 4; i < BIG / 2; i += 64) {
+		/* 64-byte text lines, space-padded (compressible frames). */
+		char line[96];
+		int n = snprintf(line, sizeof(line),
+				 "frame text line %u: the quick brown fox", i / 64);
+
+		memset(line + n, ' ', sizeof(line) - (size_t)n);
+		memcpy(big_data + i, line, 63);
+		big_data[i + 63] = '\0';
+	}
 	memset(big_data + BIG / 2, 0, BIG / 4);
 	et_fill(&rng, big_data + 3 * BIG / 4, BIG / 4);
 	if ((rc = vd_store_open(big_tmpl, &o, &st)) < 0 ||
