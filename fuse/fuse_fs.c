@@ -64,22 +64,7 @@ struct dir_list {
 	} *e;
 };
 
-static void fslog(const struct vdfuse_fs *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void fslog(const struct vdfuse_fs *f, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (f->foreground) {
-		fprintf(stderr, "vdisk: mount: ");
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	} else {
-		vsyslog(LOG_DAEMON | LOG_NOTICE, fmt, ap);
-	}
-	va_end(ap);
-}
+#define fslog(f, ...) vdfuse_log((f)->foreground, LOG_NOTICE, __VA_ARGS__)
 
 static struct vdfuse_fs *fs(fuse_req_t req)
 {

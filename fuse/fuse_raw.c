@@ -76,22 +76,7 @@ struct open_file {
 	uint64_t off, len;
 };
 
-static void vdlog(const struct vdfuse *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void vdlog(const struct vdfuse *f, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (f->foreground) {
-		fprintf(stderr, "vdisk: mount: ");
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	} else {
-		vsyslog(LOG_DAEMON | LOG_WARNING, fmt, ap);
-	}
-	va_end(ap);
-}
+#define vdlog(f, ...) vdfuse_log((f)->foreground, LOG_WARNING, __VA_ARGS__)
 
 /* The one mapping of engine statuses to errno for FUSE replies.  A range
  * error on a write is EFBIG (a file that cannot grow), on anything else

@@ -2,8 +2,10 @@
  * filesystem views. */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "fuse/fuse_session.h"
 
@@ -92,4 +94,19 @@ out:
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	return rc;
+}
+
+void vdfuse_log(int foreground, int priority, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (foreground) {
+		fprintf(stderr, "vdisk: mount: ");
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	} else {
+		vsyslog(LOG_DAEMON | priority, fmt, ap);
+	}
+	va_end(ap);
 }

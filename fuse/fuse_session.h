@@ -21,4 +21,9 @@ int vdfuse_session_run(const struct fuse_lowlevel_ops *ops, size_t opsize,
 		       const char *extra, int multithread, char *why,
 		       size_t whylen);
 
+/* A server's message: on stderr ("vdisk: mount: ...") in the foreground,
+ * else to syslog at PRIORITY (the daemon has no terminal). */
+void vdfuse_log(int foreground, int priority, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif
