@@ -19,15 +19,6 @@
  * image trying to fill host memory. */
 #define BOOT_FILE_MAX (1ull << 30)
 
-static void say(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
 /* Copies regular file INO into a new memfd, hashing it on the way. */
 static int copy_file(struct guest_fs *fs, uint64_t ino,
 		     struct guest_boot_file *f, char *why, size_t whylen)
@@ -41,15 +32,15 @@ static int copy_file(struct guest_fs *fs, uint64_t ino,
 
 	rc = guest_fs_stat(fs, ino, &st);
 	if (rc < 0) {
-		say(why, whylen, "%s: %s", f->path, strerror(-rc));
+		guest_say(why, whylen, "%s: %s", f->path, strerror(-rc));
 		return rc;
 	}
 	if (!S_ISREG(st.mode)) {
-		say(why, whylen, "%s is not a regular file", f->path);
+		guest_say(why, whylen, "%s is not a regular file", f->path);
 		return -EINVAL;
 	}
 	if (st.size > BOOT_FILE_MAX) {
-		say(why, whylen, "%s is %llu bytes; more than 1 GiB is not "
+		guest_say(why, whylen, "%s is %llu bytes; more than 1 GiB is not "
 		    "a kernel or initrd", f->path, (unsigned long long)st.size);
 		return -EFBIG;
 	}
@@ -58,7 +49,7 @@ static int copy_file(struct guest_fs *fs, uint64_t ino,
 	fd = memfd_create("vdisk-boot", MFD_CLOEXEC);
 	if (!buf || !md || fd < 0 || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
 		rc = fd < 0 ? -errno : -ENOMEM;
-		say(why, whylen, "%s: %s", f->path, strerror(-rc));
+		guest_say(why, whylen, "%s: %s", f->path, strerror(-rc));
 		goto fail;
 	}
 	while (off < st.size) {
@@ -66,13 +57,13 @@ static int copy_file(struct guest_fs *fs, uint64_t ino,
 
 		if (got <= 0) {
 			rc = got < 0 ? (int)got : -EIO;
-			say(why, whylen, "reading %s: %s", f->path,
+			guest_say(why, whylen, "reading %s: %s", f->path,
 			    strerror(-rc));
 			goto fail;
 		}
 		if (write(fd, buf, (size_t)got) != got) {
 			rc = -errno;
-			say(why, whylen, "copying %s: %s", f->path,
+			guest_say(why, whylen, "copying %s: %s", f->path,
 			    strerror(errno));
 			goto fail;
 		}
@@ -110,13 +101,13 @@ static int open_link(struct guest_fs *fs, const char *path,
 	if (guest_fs_stat(fs, ino, &st) == 0 && S_ISLNK(st.mode)) {
 		rc = guest_fs_readlink(fs, ino, target, sizeof(target));
 		if (rc < 0) {
-			say(why, whylen, "%s: %s", path, strerror(-rc));
+			guest_say(why, whylen, "%s: %s", path, strerror(-rc));
 			return rc == -ENOENT ? -EIO : rc;
 		}
 		snprintf(f->path, sizeof(f->path), "%s -> %s", path, target);
 		rc = guest_fs_resolve(fs, path, 1, &ino);
 		if (rc < 0) {
-			say(why, whylen, "%s points nowhere: %s", f->path,
+			guest_say(why, whylen, "%s points nowhere: %s", f->path,
 			    strerror(-rc));
 			return rc == -ENOENT ? -EIO : rc;
 		}
@@ -166,7 +157,7 @@ static int find_in_fs(struct guest_fs *fs, struct guest_boot *b, char *why,
 		return -ENOENT;
 	rc = guest_fs_readdir(fs, boot, pick_newest, &n);
 	if (rc < 0 && rc != -ENOTDIR) {
-		say(why, whylen, "/boot: %s", strerror(-rc));
+		guest_say(why, whylen, "/boot: %s", strerror(-rc));
 		return rc;
 	}
 	if (!n.found)

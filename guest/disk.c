@@ -2,6 +2,8 @@
  * and the memory adapter.  The engine adapter is in guest/volume.c, so
  * the readers and the fuzzers link without the engine. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include "guest/disk.h"
 
@@ -33,4 +35,15 @@ int guest_disk_read(const struct guest_disk *d, void *buf, size_t len,
 	if (off > d->size || len > d->size - off)
 		return -EIO;
 	return d->read(d->opaque, buf, len, off);
+}
+
+void guest_say(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !whylen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
 }

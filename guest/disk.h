@@ -41,4 +41,9 @@ struct guest_mem_disk {
 };
 int guest_disk_from_memory(struct guest_mem_disk *m, struct guest_disk *out);
 
+/* Formats a message into WHY (WHYLEN bytes; nothing when WHY is NULL or
+ * WHYLEN 0): the "why" every guest/ function that fails may fill. */
+void guest_say(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

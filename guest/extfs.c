@@ -42,20 +42,6 @@ struct guest_fs {
 	uint64_t cache_block[CACHE_SLOTS]; /* block + 1; 0 is empty */
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !whylen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* libext2fs codes (and the errno values our io_manager returns) to
  * -errno.  Anything unexpected is damage: -EIO. */
 static int fs_errno(errcode_t err)
@@ -337,25 +323,25 @@ static int check_super(const struct guest_fs *gfs, char *why, size_t whylen)
 	    (sb[56] | sb[57] << 8) != EXT_MAGIC) {
 		other = identify(gfs);
 		if (other)
-			say(why, whylen, "holds %s; only ext2/3/4 can be read",
+			guest_say(why, whylen, "holds %s; only ext2/3/4 can be read",
 			    other);
 		else if (region_is_zero(gfs, 65536))
-			say(why, whylen, "holds no filesystem (its first "
+			guest_say(why, whylen, "holds no filesystem (its first "
 			    "64 KiB are zeroes); only ext2/3/4 can be read");
 		else
-			say(why, whylen, "holds no filesystem vdisk "
+			guest_say(why, whylen, "holds no filesystem vdisk "
 			    "recognises; only ext2/3/4 can be read");
 		return -EMEDIUMTYPE;
 	}
 	incompat = le32(sb + 0x60);
 	if (incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV) {
-		say(why, whylen, "holds an ext3/ext4 external journal, not a "
+		guest_say(why, whylen, "holds an ext3/ext4 external journal, not a "
 		    "filesystem");
 		return -EMEDIUMTYPE;
 	}
 	log_bs = le32(sb + 24);
 	if (log_bs > 6) {
-		say(why, whylen, "holds an ext filesystem with an impossible "
+		guest_say(why, whylen, "holds an ext filesystem with an impossible "
 		    "block size (2^%" PRIu32 " KiB)", log_bs);
 		return -EIO;
 	}
@@ -364,7 +350,7 @@ static int check_super(const struct guest_fs *gfs, char *why, size_t whylen)
 	if (incompat & EXT4_FEATURE_INCOMPAT_64BIT)
 		blocks |= (uint64_t)le32(sb + 0x150) << 32;
 	if (blocks == 0 || blocks > gfs->length / bs) {
-		say(why, whylen, "holds an ext filesystem of %" PRIu64 " blocks of %"
+		guest_say(why, whylen, "holds an ext filesystem of %" PRIu64 " blocks of %"
 		    PRIu64 " bytes, larger than its %" PRIu64 " bytes",
 		    blocks, bs, gfs->length);
 		return -EIO;
@@ -383,7 +369,7 @@ static int libext2fs_open(struct guest_fs *gfs, char *why, size_t whylen)
 			   0, 0, &guest_io_manager, &gfs->fs);
 	if (err) {
 		gfs->fs = NULL;
-		say(why, whylen, "holds an ext filesystem libext2fs cannot open: %s",
+		guest_say(why, whylen, "holds an ext filesystem libext2fs cannot open: %s",
 		    error_message(err));
 		return err == EXT2_ET_NO_MEMORY ? -ENOMEM : -EIO;
 	}
@@ -425,14 +411,14 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 	int rc;
 
 	if (!ext2fs_has_feature_journal(fs->super) || jino == 0) {
-		say(why, whylen, "holds an ext filesystem that needs recovery "
+		guest_say(why, whylen, "holds an ext filesystem that needs recovery "
 		    "but has no internal journal (an external journal device is not "
 		    "supported)");
 		return -EIO;
 	}
 	err = ext2fs_read_inode(fs, jino, &inode);
 	if (err) {
-		say(why, whylen, "holds an ext filesystem whose journal inode %u "
+		guest_say(why, whylen, "holds an ext filesystem whose journal inode %u "
 		    "cannot be read: %s", jino,
 		    error_message(err));
 		return -EIO;
@@ -440,7 +426,7 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 	size = EXT2_I_SIZE(&inode);
 	m.n = size / gfs->block_size;
 	if (m.n < 1024 / (gfs->block_size / 1024) || m.n > JOURNAL_MAX_BLOCKS) {
-		say(why, whylen, "holds an ext filesystem whose journal inode %u "
+		guest_say(why, whylen, "holds an ext filesystem whose journal inode %u "
 		    "has an impossible size "
 		    "(%" PRIu64 " bytes)", jino, size);
 		return -EIO;
@@ -452,7 +438,7 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 		err = ext2fs_bmap2(fs, jino, &inode, NULL, 0, i, NULL,
 				   &m.blocks[i]);
 		if (err || m.blocks[i] == 0) {
-			say(why, whylen, "holds an ext filesystem whose journal "
+			guest_say(why, whylen, "holds an ext filesystem whose journal "
 			    "block %" PRIu64 " is not mapped: %s", i,
 			    err ? error_message(err) : "a hole");
 			free(m.blocks);
@@ -464,7 +450,7 @@ static int replay_journal(struct guest_fs *gfs, char *why, size_t whylen)
 			 sizeof(notes));
 	free(m.blocks);
 	if (rc < 0) {
-		say(why, whylen, "holds an ext filesystem whose journal "
+		guest_say(why, whylen, "holds an ext filesystem whose journal "
 		    "cannot be replayed: %s", notes);
 		return rc;
 	}
@@ -496,7 +482,7 @@ int guest_fs_open(const struct guest_disk *d, uint64_t offset,
 		return -EINVAL;
 	*out = NULL;
 	if (offset > d->size || length > d->size - offset) {
-		say(why, whylen, "region %" PRIu64 "+%" PRIu64 " lies outside "
+		guest_say(why, whylen, "region %" PRIu64 "+%" PRIu64 " lies outside "
 		    "the %" PRIu64 "-byte disk", offset, length, d->size);
 		return -EINVAL;
 	}

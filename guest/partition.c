@@ -67,20 +67,6 @@ static void warn(struct guest_partition_table *t, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !whylen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 static int overlaps(const struct guest_partition *a,
 		    const struct guest_partition *b)
 {
@@ -437,7 +423,7 @@ static int gpt_find(const struct guest_disk *d, unsigned ss,
 	if (!primary_header_ok && !strcmp(pwhat, "no header") &&
 	    !strcmp(bwhat, "no header"))
 		return 0;
-	say(why, whylen, "GPT (%u-byte sectors) is damaged: primary: %s; "
+	guest_say(why, whylen, "GPT (%u-byte sectors) is damaged: primary: %s; "
 	    "backup at LBA %llu: %s", ss, pwhat,
 	    (unsigned long long)backup_lba, bwhat);
 	return -EIO;
@@ -496,7 +482,7 @@ int guest_partitions_read(const struct guest_disk *d,
 		return 0;
 	rc = guest_disk_read(d, sec, sizeof(sec), 0);
 	if (rc < 0) {
-		say(why, whylen, "reading sector 0: %s", strerror(-rc));
+		guest_say(why, whylen, "reading sector 0: %s", strerror(-rc));
 		return rc;
 	}
 	if (sec[510] != 0x55 || sec[511] != 0xaa)
@@ -531,7 +517,7 @@ int guest_partitions_read(const struct guest_disk *d,
 	}
 	rc = mbr_read(d, t, sec);
 	if (rc < 0)
-		say(why, whylen, "reading the extended partition: %s",
+		guest_say(why, whylen, "reading the extended partition: %s",
 		    strerror(-rc));
 	return rc;
 }

@@ -6,20 +6,6 @@
 #include <string.h>
 #include "guest/point.h"
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !whylen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 int guest_point_parse(const char *spec, struct guest_point *out, char *why,
 		      size_t whylen)
 {
@@ -34,7 +20,7 @@ int guest_point_parse(const char *spec, struct guest_point *out, char *why,
 	colon = strchr(spec, ':');
 	n = colon ? (size_t)(colon - spec) : strlen(spec);
 	if (n >= sizeof(head)) {
-		say(why, whylen, "volume name is longer than %d characters",
+		guest_say(why, whylen, "volume name is longer than %d characters",
 		    VD_NAME_MAX);
 		return VD_ENAME;
 	}
@@ -45,7 +31,7 @@ int guest_point_parse(const char *spec, struct guest_point *out, char *why,
 		unsigned long v = 0;
 		if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p) ||
 		    (v = strtoul(p, NULL, 10)) == 0 || v > 65535) {
-			say(why, whylen, "partition number '%s' is not a "
+			guest_say(why, whylen, "partition number '%s' is not a "
 			    "number from 1 to 65535", p);
 			return VD_ENAME;
 		}
@@ -87,21 +73,21 @@ int guest_view_open(vd_store *store, const struct guest_point *p,
 	rc = vd_volume_open(store, p->point.vol, snap, VD_OPEN_RDONLY, &v->vol);
 	if (rc < 0) {
 		if (rc == VD_EBUSY && !snap)
-			say(why, whylen, "%s; a volume being written is not a "
+			guest_say(why, whylen, "%s; a volume being written is not a "
 			    "consistent filesystem: read a snapshot of it "
 			    "(vdisk snapshot %s@NAME, then %s@NAME)",
 			    vd_last_error()[0] ? vd_last_error() :
 			    "the volume is held for writing by another process",
 			    p->point.vol, p->point.vol);
 		else
-			say(why, whylen, "%s", vd_last_error()[0] ?
+			guest_say(why, whylen, "%s", vd_last_error()[0] ?
 			    vd_last_error() : vd_strerror(rc));
 		goto fail;
 	}
 	guest_disk_from_volume(v->vol, &v->disk);
 	rc = guest_partitions_read(&v->disk, &v->table, fswhy, sizeof(fswhy));
 	if (rc < 0 && p->part) {
-		say(why, whylen, "partition table: %s", fswhy);
+		guest_say(why, whylen, "partition table: %s", fswhy);
 		goto fail;
 	}
 	if (rc < 0) /* the whole disk may still hold a filesystem */
@@ -114,14 +100,14 @@ int guest_view_open(vd_store *store, const struct guest_point *p,
 			list_numbers(&v->table, nums, sizeof(nums));
 			if (!strcmp(v->table.scheme, "none") ||
 			    !v->table.scheme[0])
-				say(why, whylen, "no partition %u: the disk has "
+				guest_say(why, whylen, "no partition %u: the disk has "
 				    "no partition table", p->part);
 			else if (part)
-				say(why, whylen, "partition %u is the extended "
+				guest_say(why, whylen, "partition %u is the extended "
 				    "partition, a container of partitions %s",
 				    p->part, nums);
 			else
-				say(why, whylen, "no partition %u: the disk's "
+				guest_say(why, whylen, "no partition %u: the disk's "
 				    "%s table has %s%s%s", p->part,
 				    v->table.scheme,
 				    nums[0] ? "partitions " : "no partitions",
@@ -145,16 +131,16 @@ int guest_view_open(vd_store *store, const struct guest_point *p,
 	if (rc < 0) {
 		char nums[128];
 		if (p->part)
-			say(why, whylen, "partition %u %s", p->part, fswhy);
+			guest_say(why, whylen, "partition %u %s", p->part, fswhy);
 		else if (rc == -EMEDIUMTYPE && v->table.count) {
 			list_numbers(&v->table, nums, sizeof(nums));
-			say(why, whylen, "the disk holds a %s partition table "
+			guest_say(why, whylen, "the disk holds a %s partition table "
 			    "(partitions %s); name one: %s%s%s:N",
 			    !strcmp(v->table.scheme, "mbr") ? "MBR" : "GPT",
 			    nums, p->point.vol, snap ? "@" : "",
 			    snap ? snap : "");
 		} else
-			say(why, whylen, "the disk %s", fswhy);
+			guest_say(why, whylen, "the disk %s", fswhy);
 		goto fail;
 	}
 	*out = v;
