@@ -133,11 +133,21 @@ static void port_io(struct machine *m, uint16_t port, uint8_t *data,
 				is_write);
 		return;
 	}
+	/* A byte at 0xCF9 is the reset control register, not part of the PCI
+	 * config address at 0xCF8 (only ever accessed as 32 bits): Linux's
+	 * reboot=pci writes 0x06 there. */
+	if (port == 0xCF9 && size == 1) {
+		if (is_write && (data[0] & 0x04))
+			machine_stop(m, 0, "guest rebooted (port 0xCF9): stopping");
+		else if (!is_write)
+			data[0] = 0;
+		return;
+	}
 	if (vmm_devices_pio(m->dev, port, data, size, is_write))
 		return;
 	if (port == 0x64) {             /* i8042 command/status */
 		if (is_write && data[0] == 0xfe)
-			machine_stop(m, 0, "guest rebooted: stopping");
+			machine_stop(m, 0, "guest rebooted (i8042): stopping");
 		else if (!is_write)
 			memset(data, 0, size); /* no data, input buffer empty */
 		return;

@@ -9,7 +9,8 @@
 #           then writes pattern B at 8 MiB, flushes and reads both back.
 # /dev/vdb: when present, must be read-only; its first MiB's digest is
 #           printed and a write to it must fail.
-# Ends with INNER-OK or INNER-FAIL STAGE, then powers off.
+# Ends with INNER-OK or INNER-FAIL STAGE, then powers off (or reboots, with
+# vdisk.reboot on the command line).
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -69,4 +70,7 @@ if [ -b /dev/vdb ]; then
 fi
 echo "INNER-OK $a $b"
 sync
+# vdisk.reboot on the command line: end with a reboot instead (the kernel's
+# reboot= option picks the method).
+grep -qw vdisk.reboot /proc/cmdline && reboot -f
 poweroff -f

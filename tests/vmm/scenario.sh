@@ -169,13 +169,17 @@ if [ -f "$inner/vmlinuz-cloud" ]; then
 	kernel=$inner/vmlinuz-cloud initrd=$inner/initrd-cloud
 fi
 echo "SCENARIO-INFO booting $(basename "$kernel")"
+# It ends with a reboot through the PCI reset register (reboot=pci writes
+# 0x06 to port 0xCF9), which must stop the VMM like a poweroff.
 timeout -s TERM "$run_timeout" "$vdisk_bin" run vm@after --ephemeral \
-	--kernel "$kernel" --initrd "$initrd" --append "$append" \
+	--kernel "$kernel" --initrd "$initrd" \
+	--append "$append reboot=pci vdisk.reboot" \
 	--memory 256M >"$log" 2>&1 </dev/null
 rc=$?
 tr -d '\r' <"$log" | grep -q 'INNER-OK' ||
 	fail "no INNER-OK: $(tr -d '\r' <"$log" | grep -m1 INNER-FAIL)"
 [ "$rc" -eq 0 ] || fail "vdisk run --ephemeral exited $rc"
+grep -q 'guest rebooted (port 0xCF9)' "$log" || fail "reboot=pci did not stop the VMM"
 vdisk list >"$work/list-after" 2>&1 || fail "vdisk list"
 sed -i '/^$/,$d' "$work/list-after"
 cmp -s "$work/list-before" "$work/list-after" ||
