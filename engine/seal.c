@@ -81,8 +81,8 @@ static int prepare_item(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 		return 0;
 	if (!(it->payload = cache_buf_get(s->st_cache)))
 		return -ENOMEM;
-	return chunk_compress(s, it->raw, it->hash, it->payload, &it->codec,
-			      &it->stored_len);
+	return chunk_compress_as(s, it->raw, it->hash, v->v_bulk, it->payload,
+				 &it->codec, &it->stored_len);
 }
 
 /* ---- the preparing pool --------------------------------------------------
