@@ -36,6 +36,15 @@
 /* I/O buffer: a whole number of chunks, at least 1 MiB. */
 #define IO_BUF_MIN (1024u * 1024u)
 
+/* import's store: an import never reads back what it writes, so the clean
+ * cache (where sealed chunks go) stays small, and the write-back cache is
+ * large, so there are fewer, larger commits.  Measured on the Debian 12
+ * minbase image (215 MiB of data): with the defaults (256 MiB clean, 64
+ * MiB dirty) 58000 page faults and a 1.36 MB index; with these 25000 and
+ * 0.84 MB.  VDISK_CACHE_MB and VDISK_DIRTY_MB still win. */
+#define IMPORT_CACHE_BYTES (4ull << 20)
+#define IMPORT_DIRTY_BYTES (256ull << 20)
+
 static volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
@@ -258,6 +267,12 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
 	struct import im = { .ctx = ctx, .fd = -1 };
+	struct vd_store_options opts = {
+		.create = 1,
+		.holder = "vdisk import",
+		.cache_bytes = getenv("VDISK_CACHE_MB") ? 0 : IMPORT_CACHE_BYTES,
+		.dirty_bytes = getenv("VDISK_DIRTY_MB") ? 0 : IMPORT_DIRTY_BYTES,
+	};
 	const char *offset_arg = NULL;
 	vd_store *store = NULL;
 	struct stat st;
@@ -316,7 +331,7 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	}
 
 	catch_signals();
-	if ((rc = cli_store_open(ctx, NULL, &store)))
+	if ((rc = cli_store_open(ctx, &opts, &store)))
 		goto out_close_fd;
 	if (!im.existing) {
 		err = vd_volume_create(store, vol, im.size);
