@@ -820,6 +820,7 @@ int volume_recover(vd_store *s, const char *vol, bool seal_ours);
 
 int volume_create(vd_store *s, const char *vol, uint64_t size);
 int volume_remove(vd_store *s, const char *vol, bool recursive);
+int volume_rename(vd_store *s, const char *vol, const char *to);
 int volume_resize(vd_store *s, const char *vol, uint64_t size,
 		  bool allow_shrink);
 int volume_rollback(vd_store *s, const char *vol, const char *snap);

@@ -364,6 +364,17 @@ int vd_volume_create(vd_store *store, const char *vol, uint64_t size);
  * STORE/locks). */
 int vd_volume_remove(vd_store *store, const char *vol, int recursive);
 
+/* Renames VOL, a volume without snapshots, to NEW_NAME, in one
+ * transaction: other processes see VOL or NEW_NAME, never both or neither.
+ * vdisk import loads a volume under a temporary name and renames it when
+ * it is complete, so a killed import never leaves a half volume under the
+ * name asked for.  A dead writer's journal is sealed first.
+ * Errors: VD_ENAME, VD_ENOVOL, VD_EEXIST (NEW_NAME exists, or is VOL),
+ * VD_EBUSY (VOL is open by any process), VD_EHASSNAPS, VD_ECORRUPT,
+ * -ENOSPC, -EDQUOT, -ENOMEM, -EAGAIN, -EIO, -EADDRINUSE, -errno (lock files
+ * in STORE/locks; journal replay). */
+int vd_volume_rename(vd_store *store, const char *vol, const char *new_name);
+
 /* Sets VOL's size to SIZE (0 < SIZE <= VD_SIZE_MAX); shrinking needs
  * ALLOW_SHRINK and zeroes the cut-off tail first (growing later shows
  * zeroes).  Opens the head for writing internally, which starts the sealer
