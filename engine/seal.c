@@ -107,6 +107,10 @@ struct seal_pool {
 	size_t n, next;       /* its size; the next item to hand out */
 	size_t busy;          /* items handed out, not finished */
 	int r;                /* the group's first batch-failing error */
+	/* The first failure's message (batch or item): set in the thread that
+	 * failed, moved to the sealing thread's by pool_wait. */
+	int why_err;
+	char why[256];
 	bool stop;
 	unsigned nthreads;
 	pthread_t threads[POOL_MAX - 1];
@@ -118,14 +122,19 @@ static void pool_drain(struct seal_pool *p, MDB_txn **txn)
 {
 	while (p->next < p->n) {
 		struct seal_item *it = &p->items[p->next++];
+		const bool failed = p->r < 0; /* the batch fails: skip the work */
 		int r;
 
 		p->busy++;
 		pthread_mutex_unlock(&p->lock);
-		r = p->r < 0 ? 0 : prepare_item(p->v, txn, it);
+		r = failed ? 0 : prepare_item(p->v, txn, it);
 		pthread_mutex_lock(&p->lock);
 		if (r < 0 && p->r == 0)
 			p->r = r;
+		if ((r < 0 || it->r < 0) && !p->why_err) {
+			p->why_err = r < 0 ? r : it->r;
+			snprintf(p->why, sizeof p->why, "%s", err_detail());
+		}
 		if (--p->busy == 0 && p->next == p->n)
 			pthread_cond_signal(&p->done);
 	}
@@ -217,6 +226,11 @@ static int pool_wait(struct seal_pool *p, MDB_txn **txn)
 	while (p->busy)
 		pthread_cond_wait(&p->done, &p->lock);
 	r = p->r;
+	if (p->why_err) { /* -errno messages are per thread: bring it here */
+		SET_ERROR(p->why_err, "%s", p->why);
+		p->why_err = 0;
+		p->why[0] = '\0';
+	}
 	pthread_mutex_unlock(&p->lock);
 	return r;
 }

@@ -58,8 +58,9 @@
  *    VDISK_COMPACT=off) that moves live chunks out of data files holding
  *    dead ones and removes those files.  They run until vd_store_close(),
  *    even after every volume is closed.  Sealing a batch of 8 or more chunks (flush, close,
- *    snapshot, background) runs a second, short-lived thread that is joined
- *    before the call returns.  The threads inherit the signal mask of the
+ *    snapshot, background) hashes and compresses on one short-lived helper
+ *    thread per online CPU but one (15 at most), all joined before the call
+ *    returns.  The threads inherit the signal mask of the
  *    thread that opened the volume: a front end that handles signals in one
  *    thread (sigwait) should block them before that.  The engine installs
  *    no signal handlers, never forks, never exits and prints nothing.
@@ -500,7 +501,9 @@ typedef struct vd_volume vd_volume;
  * import): writes skip the journal, so each byte is written once instead
  * of twice, and vd_volume_flush() seals everything written so far (hash,
  * compress, sync the data files, commit), which is what makes it durable.
- * A crash loses what was written since the last flush.  In one process
+ * A crash loses what was written since the last flush.  Its chunks are
+ * stored as one zstd frame each, at a higher level: smaller, but a read of
+ * part of one decodes the whole chunk (and caches it).  In one process
  * the first open of a head decides; later opens share its handle. */
 #define VD_OPEN_BULK 2u
 
