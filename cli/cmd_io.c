@@ -7,7 +7,9 @@
  * a temporary name, VOL.import-PID, and renamed to VOL once it is complete
  * and sealed, so VOL never exists half made: a failed or interrupted import
  * removes the temporary volume, and one killed outright leaves it behind,
- * for the next import of VOL to remove.  With --existing it writes into a
+ * for the next import of VOL to remove (names VOL.import-DIGITS are
+ * import's: one that no process holds is taken for a leftover).  With
+ * --existing it writes into a
  * volume that exists (at --offset): there holes and zero blocks become
  * vd_volume_zero() calls, since the old contents must read as zeroes.
  *
