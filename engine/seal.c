@@ -4,11 +4,10 @@
  * the stored chunk, hashes them, compresses the content the store does not
  * have yet (on every CPU for a large batch: the pool below), appends it to
  * the pack file in order, fdatasyncs it, then commits the map entries in
- * one LMDB transaction.  A
- * flush seals everything that was dirty when it began, so its writes are
- * durable when it returns; a crash loses only unflushed writes, each chunk
- * old or new, never mixed.  A failed item stays dirty; the flush reports it
- * and may be retried.
+ * one LMDB transaction.  A flush seals everything that was dirty when it
+ * began, so its writes are durable when it returns; a crash loses only
+ * unflushed writes, each chunk old or new, never mixed.  A failed item
+ * stays dirty; the flush reports it and may be retried.
  *
  * Locks, in the order they nest: v_seal_lock (seal commits, epoch changes)
  * -> st_pack_lock (appends) -> the LMDB write transaction.
