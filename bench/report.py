@@ -184,6 +184,18 @@ p("`debootstrap --variant=minbase bookworm` + `mkfs.ext4 -d DIR img 4G`"
   f" ({mib(g('p4.image_alloc'))} allocated in the sparse raw image)."
   " Sizes are allocated bytes (`du -sB1`); vdisk also shows the stored"
   " (compressed chunk) bytes from `vdisk list --json`.\n")
+vt, zt = g("p4.vdisk.import_s"), g("p4.qcow2_zstd.import_s")
+vc, zc = g("p4.vdisk.cpu_s"), g("p4.qcow2_zstd.cpu_s")
+if vt is not None and zt is not None:
+    p(f"Times are medians of {int(g('p4.runs') or 1)} rounds, vdisk and qemu-img with zstd"
+      f" back to back in each (load average {g('p4.load_timed')} after them).\n")
+    p("| speed | vdisk import | qemu-img zstd | qemu-img / vdisk | target | met |")
+    p("|---|---|---|---|---|---|")
+    p(f"| elapsed | {secs(vt)} | {secs(zt)} | {ratio(zt, vt)} | ≥ 2 |"
+      f" {verdict(zt >= 2 * vt)} |")
+    if vc is not None and zc is not None:
+        p(f"| CPU (user + system) | {secs(vc)} | {secs(zc)} | {ratio(zc, vc)} | — | — |")
+    p("")
 p("| import | time | size on disk | stored bytes | vs qcow2+zstd | target | met |")
 p("|---|---|---|---|---|---|---|")
 z = g("p4.qcow2_zstd.alloc")

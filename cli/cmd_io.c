@@ -3,8 +3,13 @@
  * import walks the file's data regions with SEEK_DATA/SEEK_HOLE (rounded
  * out to chunk boundaries), reads them a buffer at a time and writes only
  * the chunk-sized blocks that are not all zeroes, so neither holes nor
- * zero-filled blocks take space in the store.  A failed or interrupted
- * import removes the half-made volume.  With --existing it writes into a
+ * zero-filled blocks take space in the store.  The volume is loaded under
+ * a temporary name, VOL.import-PID, and renamed to VOL once it is complete
+ * and sealed, so VOL never exists half made: a failed or interrupted import
+ * removes the temporary volume, and one killed outright leaves it behind,
+ * for the next import of VOL to remove (names VOL.import-DIGITS are
+ * import's: one that no process holds is taken for a leftover).  With
+ * --existing it writes into a
  * volume that exists (at --offset): there holes and zero blocks become
  * vd_volume_zero() calls, since the old contents must read as zeroes.
  *
@@ -35,6 +40,16 @@
 
 /* I/O buffer: a whole number of chunks, at least 1 MiB. */
 #define IO_BUF_MIN (1024u * 1024u)
+
+/* import's store: an import never reads back what it writes, so the clean
+ * cache (where sealed chunks go) stays small, and the write-back cache is
+ * large, so there are fewer, larger commits.  Measured on the Debian 12
+ * minbase image (210 MiB of data): with the defaults (256 MiB clean, 64
+ * MiB dirty) a 1.38 MB index, 59000 page faults, 244 MB resident; with
+ * these 0.84 MB, 59000, 242 MB (4 MiB clean and 64 MiB dirty: 1.38 MB,
+ * 23000, 99 MB).  VDISK_CACHE_MB and VDISK_DIRTY_MB still win. */
+#define IMPORT_CACHE_BYTES (4ull << 20)
+#define IMPORT_DIRTY_BYTES (256ull << 20)
 
 static volatile sig_atomic_t interrupted;
 
@@ -78,8 +93,10 @@ static const char import_help[] =
 	"\n"
 	"Create the volume VOL from the raw disk image FILE (a regular file or\n"
 	"a block device).  VOL's size is FILE's size, exactly.  Holes in FILE\n"
-	"and all-zero blocks are not stored.  If the import fails or is\n"
-	"interrupted, VOL is removed.  Shows progress when stderr is a\n"
+	"and all-zero blocks are not stored.  VOL appears only once it is\n"
+	"complete: until then it is VOL.import-PID, which a failed or\n"
+	"interrupted import removes (one killed outright leaves it, and the\n"
+	"next import of VOL removes it).  Shows progress when stderr is a\n"
 	"terminal.\n"
 	"\n"
 	"  -e, --existing    write FILE into the existing volume VOL instead:\n"
@@ -90,6 +107,61 @@ static const char import_help[] =
 	"                    failure.\n"
 	"  -o, --offset OFF  with --existing: where in VOL to write (default 0;\n"
 	"                    0 or a size such as 1M)\n";
+
+/* The temporary name of an import into VOL: VOL (cut to fit) + ".import-"
+ * + the pid. */
+#define IMPORT_TAG ".import-"
+
+static void import_temp_name(const char *vol, long pid, char out[VD_NAME_MAX + 1])
+{
+	char tail[32];
+	const int n = snprintf(tail, sizeof tail, IMPORT_TAG "%ld", pid);
+
+	snprintf(out, VD_NAME_MAX + 1, "%.*s%s", VD_NAME_MAX - n, vol, tail);
+}
+
+struct leftovers {
+	char prefix[VD_NAME_MAX + 1]; /* the temporary name without its pid */
+	char (*names)[VD_NAME_MAX + 1];
+	size_t n;
+};
+
+static int find_leftover(void *opaque, const struct vd_info *info)
+{
+	struct leftovers *l = opaque;
+	const size_t len = strlen(l->prefix);
+	const char *pid = info->vol + len;
+	void *p;
+
+	if (info->snap[0] || info->holder_pid || strncmp(info->vol, l->prefix, len) ||
+	    !*pid || strspn(pid, "0123456789") != strlen(pid))
+		return 0;
+	if (!(p = realloc(l->names, (l->n + 1) * sizeof *l->names)))
+		return -ENOMEM;
+	l->names = p;
+	memcpy(l->names[l->n++], info->vol, VD_NAME_MAX + 1);
+	return 0;
+}
+
+/* Removes what earlier imports into VOL that were killed left behind:
+ * temporary volumes no process holds.  (One held is another import of VOL
+ * under way; removing it would fail anyway.)  Best effort. */
+static void remove_leftovers(struct cli_ctx *ctx, vd_store *store,
+			     const char *vol)
+{
+	struct leftovers l = { .names = NULL };
+	char name[VD_NAME_MAX + 1];
+
+	import_temp_name(vol, 0, name);
+	snprintf(l.prefix, sizeof l.prefix, "%.*s", (int)(strlen(name) - 1), name);
+	if (vd_list(store, 0, find_leftover, &l) == 0)
+		for (size_t i = 0; i < l.n; i++)
+			if (vd_volume_remove(store, l.names[i], 0) == 0)
+				fprintf(stderr, "vdisk: %s: removed '%s', left by an "
+					"import that was killed\n", ctx->cmd,
+					l.names[i]);
+	free(l.names);
+}
 
 struct import {
 	struct cli_ctx *ctx;
@@ -257,7 +329,14 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 		{ 0 },
 	};
 	char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+	char target[VD_NAME_MAX + 1]; /* the volume written: VOL, or its temporary name */
 	struct import im = { .ctx = ctx, .fd = -1 };
+	struct vd_store_options opts = {
+		.create = 1,
+		.holder = "vdisk import",
+		.cache_bytes = getenv("VDISK_CACHE_MB") ? 0 : IMPORT_CACHE_BYTES,
+		.dirty_bytes = getenv("VDISK_DIRTY_MB") ? 0 : IMPORT_DIRTY_BYTES,
+	};
 	const char *offset_arg = NULL;
 	vd_store *store = NULL;
 	struct stat st;
@@ -316,16 +395,31 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	}
 
 	catch_signals();
-	if ((rc = cli_store_open(ctx, NULL, &store)))
+	if ((rc = cli_store_open(ctx, &opts, &store)))
 		goto out_close_fd;
+	snprintf(target, sizeof target, "%s", vol);
 	if (!im.existing) {
-		err = vd_volume_create(store, vol, im.size);
-		if (err < 0) {
+		struct vd_info info;
+
+		remove_leftovers(ctx, store, vol);
+		err = vd_info_get(store, vol, NULL, 0, &info);
+		if (err == 0) {
+			cli_error(ctx, "'%s': volume '%s' already exists", vol, vol);
+			rc = CLI_EXIT_ERROR;
+			goto out_close_store;
+		}
+		if (err != VD_ENOVOL) {
 			rc = cli_fail(ctx, err, "'%s'", vol);
 			goto out_close_store;
 		}
+		import_temp_name(vol, (long)getpid(), target);
+		err = vd_volume_create(store, target, im.size);
+		if (err < 0) {
+			rc = cli_fail(ctx, err, "'%s'", target);
+			goto out_close_store;
+		}
 	}
-	err = vd_volume_open(store, vol, NULL, VD_OPEN_BULK, &im.v);
+	err = vd_volume_open(store, target, NULL, VD_OPEN_BULK, &im.v);
 	if (err < 0) {
 		rc = cli_fail(ctx, err, "'%s'", vol);
 		goto out_remove;
@@ -368,6 +462,11 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 		rc = CLI_EXIT_ERROR;
 		goto out_remove;
 	}
+	/* Complete and durable: now it may have its name. */
+	if (!im.existing && (err = vd_volume_rename(store, target, vol)) < 0) {
+		rc = cli_fail(ctx, err, "'%s'", vol);
+		goto out_remove;
+	}
 	free(im.buf);
 	vd_store_close(store);
 	close(im.fd);
@@ -377,10 +476,10 @@ out_close_vol:
 	vd_volume_close(im.v);
 out_remove:
 	if (!im.existing) {
-		err = vd_volume_remove(store, vol, 0);
+		err = vd_volume_remove(store, target, 0);
 		if (err < 0)
 			cli_fail(ctx, err, "removing the half-imported '%s'",
-				 vol);
+				 target);
 		else
 			fprintf(stderr, "vdisk: import: removed the "
 				"half-imported volume '%s'\n", vol);

@@ -237,6 +237,49 @@ out:
 	return r;
 }
 
+/* ---- rename ------------------------------------------------------------- */
+
+/* Only a volume without snapshots moves: snapshot keys, their lock files
+ * and the clones made from them all carry the volume's name. */
+int volume_rename(vd_store *s, const char *vol, const char *to)
+{
+	snap_names sns = { 0 };
+	struct fmt_volume fv, other;
+	struct wtxn w;
+	int fd, r;
+
+	/* What a dead writer journaled is sealed under the old name first. */
+	if ((r = volume_recover(s, vol, false)) < 0 ||
+	    (r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+		return r;
+	if ((r = catalog_snapshots_of(s, w.txn, vol, collect_snap, &sns)) < 0)
+		goto abort;
+	if (sns.len) {
+		r = SET_ERROR(VD_EHASSNAPS, "volume '%s' has %zu snapshot%s (only "
+			      "a volume without snapshots can be renamed)", vol,
+			      sns.len, sns.len > 1 ? "s" : "");
+		goto abort;
+	}
+	r = catalog_volume_get(s, w.txn, to, &other);
+	if (r == 0)
+		r = SET_ERROR(VD_EEXIST, "volume '%s' already exists", to);
+	if (r != VD_ENOVOL ||
+	    (r = catalog_volume_del(s, w.txn, vol)) < 0 ||
+	    (r = catalog_volume_put(s, w.txn, to, &fv)) < 0)
+		goto abort;
+	if ((r = wtxn_commit(s, &w)) == 0) {
+		journal_remove(s, vol);
+		unlink_lock(s, vol, NULL);
+	}
+	goto out;
+abort:
+	wtxn_abort(&w);
+out:
+	free(sns.ptr);
+	lock_release(fd);
+	return r;
+}
+
 /* ---- rollback, flatten, resize ------------------------------------------ */
 
 int volume_rollback(vd_store *s, const char *vol, const char *snap)

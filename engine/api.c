@@ -5,6 +5,7 @@
  * names the call the user made (libnbd's nbd_* / nbd_unlocked_* split).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "engine/internal.h"
 
@@ -93,6 +94,18 @@ int vd_volume_remove(vd_store *store, const char *vol, int recursive)
 	NEED(store);
 	CHECK(check_names(vol, NULL));
 	return err_end(volume_remove(store, vol, recursive != 0));
+}
+
+int vd_volume_rename(vd_store *store, const char *vol, const char *new_name)
+{
+	API_BEGIN();
+	NEED(store);
+	CHECK(check_names(vol, NULL));
+	CHECK(check_names(new_name, NULL));
+	if (strcmp(vol, new_name) == 0)
+		return err_end(SET_ERROR(VD_EEXIST, "volume '%s' already exists",
+					 new_name));
+	return err_end(volume_rename(store, vol, new_name));
 }
 
 int vd_volume_resize(vd_store *store, const char *vol, uint64_t size,

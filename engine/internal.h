@@ -327,6 +327,10 @@ bool chunk_is_zero(const void *data, size_t len);
  * once the store is version 3, one record before. */
 int chunk_compress(vd_store *s, const void *chunk, const uint8_t hash[32],
 		   void *out, uint8_t *codec, uint32_t *stored_len);
+/* The same; with BULK (a bulk load's chunks, read back whole) the chunk is
+ * one frame, at a higher level: smaller, slower. */
+int chunk_compress_as(vd_store *s, const void *chunk, const uint8_t hash[32],
+		      bool bulk, void *out, uint8_t *codec, uint32_t *stored_len);
 /* The most bytes a chunk record (header and payload) of S can take. */
 size_t chunk_record_max(const vd_store *s);
 /* True if the store holds chunk HASH (live or dead). */
@@ -640,6 +644,7 @@ struct vd_volume {
 	pthread_rwlock_t v_barrier;
 
 	struct journal *v_journal;    /* writable heads, unless VD_OPEN_BULK */
+	bool v_bulk;                  /* VD_OPEN_BULK: chunks sealed for bulk */
 	bool v_replaying;             /* open is replaying the journal */
 };
 
@@ -815,6 +820,7 @@ int volume_recover(vd_store *s, const char *vol, bool seal_ours);
 
 int volume_create(vd_store *s, const char *vol, uint64_t size);
 int volume_remove(vd_store *s, const char *vol, bool recursive);
+int volume_rename(vd_store *s, const char *vol, const char *to);
 int volume_resize(vd_store *s, const char *vol, uint64_t size,
 		  bool allow_shrink);
 int volume_rollback(vd_store *s, const char *vol, const char *snap);

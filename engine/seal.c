@@ -2,12 +2,12 @@
  *
  * A seal picks dirty entries (dirty.c copies them), fills sparse ones from
  * the stored chunk, hashes them, compresses the content the store does not
- * have yet (on two threads for a large batch), appends it to the pack file,
- * fdatasyncs it, then commits the map entries in one LMDB transaction.  A
- * flush seals everything that was dirty when it began, so its writes are
- * durable when it returns; a crash loses only unflushed writes, each chunk
- * old or new, never mixed.  A failed item stays dirty; the flush reports it
- * and may be retried.
+ * have yet (on every CPU for a large batch: the pool below), appends it to
+ * the pack file in order, fdatasyncs it, then commits the map entries in
+ * one LMDB transaction.  A flush seals everything that was dirty when it
+ * began, so its writes are durable when it returns; a crash loses only
+ * unflushed writes, each chunk old or new, never mixed.  A failed item
+ * stays dirty; the flush reports it and may be retried.
  *
  * Locks, in the order they nest: v_seal_lock (seal commits, epoch changes)
  * -> st_pack_lock (appends) -> the LMDB write transaction.
@@ -15,21 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/internal.h"
 
 #define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
 #define PAGE DIRTY_PAGE
 
-
-/* Hashes ITEMS and compresses the content the store does not have yet.
- * Runs without locks, on two threads for a large batch. */
-struct prepare_job {
-	vd_volume *v;
-	struct seal_item *items;
-	size_t n;
-	int r;
-};
 
 /* Fills the pages a sparse item lacks from the stored chunk.  Nothing else
  * seals this chunk meanwhile (the entry is marked sealing), so what is
@@ -58,62 +50,188 @@ static int fill_base(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 	return r;
 }
 
-static void *prepare_run(void *arg)
+/* Hashes one item and compresses its content if the store does not have
+ * it yet.  Returns 0, or an error that fails the whole batch (out of
+ * memory, no read transaction); a stored chunk that cannot be read fails
+ * this item only (it->r): its writes stay in memory and the flush reports
+ * the error.  *TXN is this thread's read transaction, begun on demand. */
+static int prepare_item(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 {
-	struct prepare_job *j = arg;
-	vd_store *s = j->v->v_store;
+	vd_store *s = v->v_store;
 	const uint32_t cs = s->st_chunk_size;
+	int r;
+
+	if (!it->raw)
+		return 0;
+	if (it->needs_base && (it->r = fill_base(v, txn, it)) < 0)
+		return it->r == -ENOMEM ? it->r : 0;
+	if (chunk_is_zero(it->raw, cs)) {
+		cache_buf_put(s->st_cache, it->raw);
+		it->raw = NULL;
+		return 0;
+	}
+	it->is_data = true;
+	chunk_hash(it->raw, cs, it->hash);
+	if (!*txn && (r = rtxn_begin(s, txn)) < 0)
+		return r;
+	/* Compress only content the store does not have (if gc drops it
+	 * meanwhile, chunk_ref compresses it then). */
+	if (chunk_exists(s, *txn, it->hash))
+		return 0;
+	if (!(it->payload = cache_buf_get(s->st_cache)))
+		return -ENOMEM;
+	return chunk_compress_as(s, it->raw, it->hash, v->v_bulk, it->payload,
+				 &it->codec, &it->stored_len);
+}
+
+/* ---- the preparing pool --------------------------------------------------
+ * Hashing and compressing take nearly all of a seal's time, and items are
+ * independent, so a large batch prepares them on one thread per online CPU:
+ * the sealing thread and POOL_MAX - 1 helpers at most, started for one
+ * seal_batch and joined before it returns (their per-thread contexts are
+ * made once per batch, not once per group).  Items are handed out one at a
+ * time from a shared cursor, so a thread that meets zero or known chunks
+ * takes more.  While the helpers prepare the next group, the sealing
+ * thread appends the previous one to the pack (pack and index stay in
+ * order: only the sealing thread touches them). */
+#define POOL_MAX 16
+#define POOL_MIN_ITEMS 8     /* smaller batches prepare on the caller only */
+
+struct seal_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;  /* helpers: a group was posted, or stop */
+	pthread_cond_t done;  /* the sealing thread: the group is prepared */
+	vd_volume *v;
+	struct seal_item *items; /* the posted group */
+	size_t n, next;       /* its size; the next item to hand out */
+	size_t busy;          /* items handed out, not finished */
+	int r;                /* the group's first batch-failing error */
+	/* The first failure's message (batch or item): set in the thread that
+	 * failed, moved to the sealing thread's by pool_wait. */
+	int why_err;
+	char why[256];
+	bool stop;
+	unsigned nthreads;
+	pthread_t threads[POOL_MAX - 1];
+};
+
+/* Prepares items of the posted group until none is left.  Called with
+ * the pool's lock held; returns with it held. */
+static void pool_drain(struct seal_pool *p, MDB_txn **txn)
+{
+	while (p->next < p->n) {
+		struct seal_item *it = &p->items[p->next++];
+		const bool failed = p->r < 0; /* the batch fails: skip the work */
+		int r;
+
+		p->busy++;
+		pthread_mutex_unlock(&p->lock);
+		r = failed ? 0 : prepare_item(p->v, txn, it);
+		pthread_mutex_lock(&p->lock);
+		if (r < 0 && p->r == 0)
+			p->r = r;
+		if ((r < 0 || it->r < 0) && !p->why_err) {
+			p->why_err = r < 0 ? r : it->r;
+			snprintf(p->why, sizeof p->why, "%s", err_detail());
+		}
+		if (--p->busy == 0 && p->next == p->n)
+			pthread_cond_signal(&p->done);
+	}
+}
+
+static void *pool_main(void *arg)
+{
+	struct seal_pool *p = arg;
 	MDB_txn *txn = NULL;
 
-	j->r = 0;
-	for (size_t i = 0; i < j->n && j->r == 0; i++) {
-		struct seal_item *it = &j->items[i];
-
-		if (!it->raw)
-			continue;
-		/* A stored chunk we cannot read fails this item only: its
-		 * writes stay in memory and the flush reports the error. */
-		if (it->needs_base && (it->r = fill_base(j->v, &txn, it)) < 0) {
-			if (it->r == -ENOMEM)
-				j->r = it->r;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		if (p->next < p->n) {
+			pool_drain(p, &txn);
 			continue;
 		}
-		if (chunk_is_zero(it->raw, cs)) {
-			cache_buf_put(s->st_cache, it->raw);
-			it->raw = NULL;
+		/* Idle: let go of the snapshot of the index. */
+		if (txn) {
+			pthread_mutex_unlock(&p->lock);
+			rtxn_end(txn);
+			txn = NULL;
+			pthread_mutex_lock(&p->lock);
 			continue;
 		}
-		it->is_data = true;
-		chunk_hash(it->raw, cs, it->hash);
-		if (!txn && (j->r = rtxn_begin(s, &txn)) < 0)
-			break;
-		/* Compress only content the store does not have (if gc drops it
-		 * meanwhile, chunk_ref compresses it then). */
-		if (chunk_exists(s, txn, it->hash))
-			continue;
-		if (!(it->payload = cache_buf_get(s->st_cache)))
-			j->r = -ENOMEM;
-		else
-			j->r = chunk_compress(s, it->raw, it->hash, it->payload,
-					      &it->codec, &it->stored_len);
+		pthread_cond_wait(&p->work, &p->lock);
 	}
+	pthread_mutex_unlock(&p->lock);
 	rtxn_end(txn);
+	chunk_thread_release();
 	return NULL;
 }
 
-static int seal_prepare(vd_volume *v, struct seal_item *items, size_t n)
+static unsigned online_cpus(void)
 {
-	struct prepare_job a = { v, items, n / 2, 0 }, b = { v, items + n / 2, n - n / 2, 0 };
-	pthread_t t;
+	const long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (n < 8 || pthread_create(&t, NULL, prepare_run, &b) != 0) {
-		a.n = n;
-		prepare_run(&a);
-		return a.r;
+	return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (unsigned)n;
+}
+
+/* Starts the helpers for a batch of up to MAX items (none for a small
+ * one, or if threads cannot be made: the caller then prepares alone). */
+static void pool_start(struct seal_pool *p, vd_volume *v, size_t max)
+{
+	const unsigned want = max < POOL_MIN_ITEMS ? 1 : online_cpus();
+
+	memset(p, 0, sizeof *p);
+	p->v = v;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->done, NULL);
+	while (p->nthreads + 1 < want &&
+	       pthread_create(&p->threads[p->nthreads], NULL, pool_main, p) == 0)
+		p->nthreads++;
+}
+
+static void pool_stop(struct seal_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->done);
+	pthread_cond_destroy(&p->work);
+	pthread_mutex_destroy(&p->lock);
+}
+
+/* Hands ITEMS to the helpers; pool_wait prepares what is left and waits. */
+static void pool_post(struct seal_pool *p, struct seal_item *items, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	assert(p->next == p->n && p->busy == 0);
+	p->items = items;
+	p->n = n;
+	p->next = 0;
+	p->r = 0;
+	if (n > 1)
+		pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int pool_wait(struct seal_pool *p, MDB_txn **txn)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	pool_drain(p, txn);
+	while (p->busy)
+		pthread_cond_wait(&p->done, &p->lock);
+	r = p->r;
+	if (p->why_err) { /* -errno messages are per thread: bring it here */
+		SET_ERROR(p->why_err, "%s", p->why);
+		p->why_err = 0;
+		p->why[0] = '\0';
 	}
-	prepare_run(&a);
-	pthread_join(t, NULL);
-	return a.r < 0 ? a.r : b.r;
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 /* Stores prepared ITEMS into W: appends new content and points the map at
@@ -148,12 +266,16 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 	return 0;
 }
 
-/* One data sync and one commit for the whole batch, however many. */
+/* One data sync and one commit for the whole batch, however many.  Picks
+ * a group, lets the pool prepare it while this thread stores the group
+ * before, and so on. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 {
 	vd_store *s = v->v_store;
 	struct seal_item *items = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, prepared = 0; /* items[n - prepared, n) */
+	struct seal_pool pool;
+	MDB_txn *rtxn = NULL;
 	int item_err;
 	struct wtxn w = { 0 };
 	int r = 0;
@@ -161,26 +283,36 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);
-	while (n < max && r == 0) {
-		size_t got;
+	pool_start(&pool, v, max);
+	for (;;) {
+		size_t got = 0;
+		int pr;
 
-		if (vector_reserve((void **)&items, &cap, n, SEAL_BATCH,
-				   sizeof *items) < 0) {
-			r = SET_ERROR(-ENOMEM, "out of memory");
-			break;
+		/* No helper is at work here, so ITEMS may move. */
+		if (r == 0 && n < max) {
+			if (vector_reserve((void **)&items, &cap, n, SEAL_BATCH,
+					   sizeof *items) < 0)
+				r = SET_ERROR(-ENOMEM, "out of memory");
+			else
+				got = dirty_pick(v, items + n,
+						 MIN((size_t)SEAL_BATCH, max - n),
+						 upto, &r);
 		}
-		got = dirty_pick(v, items + n, MIN((size_t)SEAL_BATCH, max - n),
-				 upto, &r);
-		if (got == 0)
-			break;
-		if (r == 0)
-			r = seal_prepare(v, items + n, got);
-		if (!w.txn && r == 0)
-			r = wtxn_begin(s, &w);
-		if (r == 0)
-			r = seal_store(v, &w, items + n, got);
+		const bool posted = got && r == 0;
+
+		if (posted)
+			pool_post(&pool, items + n, got);
+		if (prepared && r == 0 && (w.txn || (r = wtxn_begin(s, &w)) == 0))
+			r = seal_store(v, &w, items + n - prepared, prepared);
+		if (posted && (pr = pool_wait(&pool, &rtxn)) < 0 && r == 0)
+			r = pr;
 		n += got;
+		prepared = got;
+		if (got == 0 || r < 0)
+			break;
 	}
+	pool_stop(&pool);
+	rtxn_end(rtxn);
 	if (w.txn) {
 		/* The writes sealed here reach the journal's disk first: replay
 		 * re-applies the journal over what is sealed, and must never

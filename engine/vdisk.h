@@ -58,8 +58,9 @@
  *    VDISK_COMPACT=off) that moves live chunks out of data files holding
  *    dead ones and removes those files.  They run until vd_store_close(),
  *    even after every volume is closed.  Sealing a batch of 8 or more chunks (flush, close,
- *    snapshot, background) runs a second, short-lived thread that is joined
- *    before the call returns.  The threads inherit the signal mask of the
+ *    snapshot, background) hashes and compresses on one short-lived helper
+ *    thread per online CPU but one (15 at most), all joined before the call
+ *    returns.  The threads inherit the signal mask of the
  *    thread that opened the volume: a front end that handles signals in one
  *    thread (sigwait) should block them before that.  The engine installs
  *    no signal handlers, never forks, never exits and prints nothing.
@@ -364,6 +365,17 @@ int vd_volume_create(vd_store *store, const char *vol, uint64_t size);
  * STORE/locks). */
 int vd_volume_remove(vd_store *store, const char *vol, int recursive);
 
+/* Renames VOL, a volume without snapshots, to NEW_NAME, in one
+ * transaction: other processes see VOL or NEW_NAME, never both or neither.
+ * vdisk import loads a volume under a temporary name and renames it when
+ * it is complete, so a killed import never leaves a half volume under the
+ * name asked for.  A dead writer's journal is sealed first.
+ * Errors: VD_ENAME, VD_ENOVOL, VD_EEXIST (NEW_NAME exists, or is VOL),
+ * VD_EBUSY (VOL is open by any process), VD_EHASSNAPS, VD_ECORRUPT,
+ * -ENOSPC, -EDQUOT, -ENOMEM, -EAGAIN, -EIO, -EADDRINUSE, -errno (lock files
+ * in STORE/locks; journal replay). */
+int vd_volume_rename(vd_store *store, const char *vol, const char *new_name);
+
 /* Sets VOL's size to SIZE (0 < SIZE <= VD_SIZE_MAX); shrinking needs
  * ALLOW_SHRINK and zeroes the cut-off tail first (growing later shows
  * zeroes).  Opens the head for writing internally, which starts the sealer
@@ -489,7 +501,9 @@ typedef struct vd_volume vd_volume;
  * import): writes skip the journal, so each byte is written once instead
  * of twice, and vd_volume_flush() seals everything written so far (hash,
  * compress, sync the data files, commit), which is what makes it durable.
- * A crash loses what was written since the last flush.  In one process
+ * A crash loses what was written since the last flush.  Its chunks are
+ * stored as one zstd frame each, at a higher level: smaller, but a read of
+ * part of one decodes the whole chunk (and caches it).  In one process
  * the first open of a head decides; later opens share its handle. */
 #define VD_OPEN_BULK 2u
 

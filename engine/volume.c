@@ -703,6 +703,7 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	v->v_store = s;
 	v->v_refs = 1;
 	v->v_readonly = rdonly;
+	v->v_bulk = !rdonly && (flags & VD_OPEN_BULK);
 	v->v_chunk_size = s->st_chunk_size;
 	v->v_lockfd = -1;
 	snprintf(v->v_name, sizeof v->v_name, "%s", vol);
