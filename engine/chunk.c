@@ -28,14 +28,15 @@
  * so zstd stays the codec. */
 #define FRAME_SIZE CACHE_PIECE
 
-/* A bulk load (VD_OPEN_BULK: vdisk import) stores each chunk as one frame
- * at a higher level.  On the Debian 12 minbase image (bench part 4, 215
- * MiB of 64 KiB chunks), CPU for zstd alone: 16 KiB frames at level 1
- * 96.6 MiB in 0.48 s, level 4 94.0 MiB in 0.66 s, level 9 93.1 MiB in
- * 6.9 s; whole 64 KiB frames at level 3 91.9 MiB in 0.58 s, level 4 91.6
- * MiB in 0.55 s, level 5 90.2 MiB in 1.0 s (qemu-img's qcow2 with zstd
- * compresses 64 KiB clusters at level 3).  A read of part of such a chunk
- * decodes it whole, and caches it whole. */
+/* A bulk load (VD_OPEN_BULK: vdisk import) compresses its frames at a
+ * higher level: it has the CPU to spare once sealing runs on every core.
+ * On the Debian 12 minbase image (bench part 4, 215 MiB of 64 KiB chunks),
+ * CPU for zstd alone: 16 KiB frames at level 1 96.6 MiB in 0.48 s, level 4
+ * 94.0 MiB in 0.66 s, level 9 93.1 MiB in 6.9 s; whole 64 KiB frames at
+ * level 4 91.6 MiB (qemu-img's qcow2+zstd file: 92.6 MiB).  Imported
+ * chunks keep 16 KiB frames all the same: golden images are what clones
+ * read at random, and a 4 KiB read of a one-frame chunk would decode
+ * 64 KiB to return 4 (the 1.5% of space is the lesser cost). */
 #define BULK_LEVEL 4
 
 /* ---- per-thread contexts ------------------------------------------------ */
@@ -200,12 +201,10 @@ int chunk_compress_as(vd_store *s, const void *chunk, const uint8_t hash[32],
 	/* Until the store is version 3 its readers may not know frames. */
 	if (__atomic_load_n(&s->st_version, __ATOMIC_ACQUIRE) >= 3) {
 		*codec = FMT_CODEC_FRAMED;
-		*stored_len = bulk ?
-			compress_framed(t, chunk, (uint32_t)len, (uint32_t)len,
-					BULK_LEVEL, hash, out) :
-			compress_framed(t, chunk, (uint32_t)len,
-					MIN(FRAME_SIZE, (uint32_t)len), ZSTD_LEVEL,
-					hash, out);
+		*stored_len = compress_framed(t, chunk, (uint32_t)len,
+					      MIN(FRAME_SIZE, (uint32_t)len),
+					      bulk ? BULK_LEVEL : ZSTD_LEVEL,
+					      hash, out);
 		return 0;
 	}
 	/* Kept raw unless compression saves at least 1/32 of the chunk. */
@@ -416,8 +415,6 @@ static int frame_decode(struct thread_ctx *t, const uint8_t hash[32],
 	return 0;
 }
 
-static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data);
-
 /* Decodes bytes [OFF, OFF + LEN) of framed PAYLOAD (PLEN bytes) into
  * OUT + OFF, decompressing and checking only the frames they touch; with
  * CACHE, puts each frame decoded into the cache as a piece. */
@@ -427,7 +424,6 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 			 size_t off, size_t len, bool cache)
 {
 	struct fmt_frame_table *tab = &t->table;
-	const bool cache_whole = cache;
 	uint32_t fs;
 	int r;
 
@@ -464,9 +460,6 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 				cache_insert_piece(s->st_cache, hash, i, t->frame);
 				t->frame = NULL;
 				t->frame_size = 0;
-			} else if (r == 0 && cache_whole && tab->nframes == 1) {
-				/* One frame (a bulk load's): the chunk. */
-				cache_copy_in(s, hash, t->frame);
 			}
 		}
 		if (r < 0)

@@ -327,8 +327,8 @@ bool chunk_is_zero(const void *data, size_t len);
  * once the store is version 3, one record before. */
 int chunk_compress(vd_store *s, const void *chunk, const uint8_t hash[32],
 		   void *out, uint8_t *codec, uint32_t *stored_len);
-/* The same; with BULK (a bulk load's chunks, read back whole) the chunk is
- * one frame, at a higher level: smaller, slower. */
+/* The same; with BULK (a bulk load's chunks) at a higher zstd level:
+ * smaller, slower to write, as quick to read. */
 int chunk_compress_as(vd_store *s, const void *chunk, const uint8_t hash[32],
 		      bool bulk, void *out, uint8_t *codec, uint32_t *stored_len);
 /* The most bytes a chunk record (header and payload) of S can take. */

@@ -501,9 +501,9 @@ typedef struct vd_volume vd_volume;
  * import): writes skip the journal, so each byte is written once instead
  * of twice, and vd_volume_flush() seals everything written so far (hash,
  * compress, sync the data files, commit), which is what makes it durable.
- * A crash loses what was written since the last flush.  Its chunks are
- * stored as one zstd frame each, at a higher level: smaller, but a read of
- * part of one decodes the whole chunk (and caches it).  In one process
+ * A crash loses what was written since the last flush.  Its chunks'
+ * frames are compressed at a higher zstd level (smaller, as quick to
+ * read).  In one process
  * the first open of a head decides; later opens share its handle. */
 #define VD_OPEN_BULK 2u
 

@@ -1,7 +1,6 @@
 /* Unit tests of vd_volume_rename (what vdisk import relies on to never
- * leave a half volume) and of bulk loads (VD_OPEN_BULK): their chunks are
- * stored as one frame each, and reads of any piece of them, cached or not,
- * return what was written; a bulk flush of many chunks goes through the
+ * leave a half volume) and of bulk loads (VD_OPEN_BULK): reads of any
+ * piece of their chunks, cached or not, return what was written; a bulk flush of many chunks goes through the
  * sealing pool.
  *
  * Usage: test-rename-bulk [seed] */
@@ -79,7 +78,7 @@ static void test_bulk(vd_store *s)
 	CHECK_RC(vd_volume_close(v), 0);
 
 	CHECK_RC(vd_store_check(s, NULL, NULL, NULL), 0);
-	/* Pieces of one-frame chunks, in and out of the cache: each chunk is
+	/* Pieces of bulk-loaded chunks, in and out of the cache: each chunk is
 	 * read twice at random places, then whole. */
 	CHECK_RC(vd_volume_open(s, "bulk", NULL, VD_OPEN_RDONLY, &v), 0);
 	for (int round = 0; round < 2; round++)
