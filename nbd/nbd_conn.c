@@ -1,26 +1,34 @@
 /* vdisk NBD server: one client connection.
  *
  * Concurrency contract
- *  - One connection thread (nbd_conn_main) runs the handshake, then reads
- *    requests: it decodes and validates each header (nbd_proto.c), reads a
- *    WRITE payload, and queues a job.  It is the only reader of the socket.
- *  - NBD_CONN_WORKERS worker threads per connection take jobs off the queue
- *    and call the engine (vd_volume_* are thread-safe), so a slow request
- *    never blocks the others and replies go out in completion order.
+ *  - The connection thread (nbd_conn_main) runs the handshake, then starts
+ *    NBD_CONN_WORKERS worker threads and waits for them.
+ *  - Every worker loops: it takes recv_lock, reads one request (header,
+ *    validation in nbd_proto.c, and a WRITE payload), releases recv_lock,
+ *    calls the engine (vd_volume_* are thread-safe) and sends the reply.
+ *    There is no queue and no hand-off between threads: at queue depth 1
+ *    the thread that read a request answers it, and a slow request still
+ *    never blocks the others (another worker reads the next one).  This is
+ *    nbdkit's model (server/connections.c, protocol.c).
  *  - Replies are written whole under send_lock, so the chunks of one reply
  *    are never interleaved with another's (the protocol would allow it; we
  *    do not need it).  A failed send marks the connection broken and shuts
- *    the socket down, which ends the reader.
- *  - In-flight bytes (READ and WRITE lengths of queued and running jobs)
- *    are bounded by NBD_CONN_INFLIGHT: the reader waits for room before it
- *    reads the next payload, so memory per client is bounded and a client
- *    that pipelines too much is slowed down by TCP, not by us.
- *  - The reader stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
+ *    the socket down, which ends the receiving.
+ *  - TLS: GnuTLS allows one thread receiving and one sending at a time on
+ *    a session; recv_lock and send_lock give exactly that.
+ *  - In-flight bytes (READ and WRITE lengths of requests read and not yet
+ *    answered) are bounded by NBD_CONN_INFLIGHT: the receiving worker waits
+ *    for room, holding recv_lock, before it reads the next payload, so
+ *    memory per client is bounded and a client that pipelines too much is
+ *    slowed down by TCP, not by us.
+ *  - Receiving stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
  *    payload, a fatal (oversized) WRITE, or nbd_conn_stop() (server
- *    shutdown, which shuts down the read side).  It then lets the workers
- *    finish every queued job, joins them, releases the export (the last
- *    release closes and so flushes the volume), logs one line and hands
- *    the connection back to the server.
+ *    shutdown, which shuts down the read side).  The worker that sees it
+ *    marks the connection closing; each other worker finishes the request
+ *    it holds, sees closing when it next takes recv_lock, and exits.  Once
+ *    they are joined every request read was answered; the export is
+ *    released (the last release closes and so flushes the volume), one
+ *    line is logged and the connection goes back to the server.
  *  - Request buffers up to POOL_MAX bytes (WRITE payloads, READ data) are
  *    recycled per connection, at most POOL_KEEP idle, so that freed buffers
  *    do not pile up in malloc's per-thread arenas under load; larger ones
@@ -49,8 +57,8 @@
 
 #define NBD_CONN_WORKERS 4
 #define NBD_CONN_INFLIGHT (64u * 1024 * 1024)
-/* Bookkeeping cost charged to every job, so that a flood of tiny requests
- * is bounded too. */
+/* Bookkeeping cost charged to every request, so that a flood of tiny
+ * requests is bounded too. */
 #define JOB_OVERHEAD 4096u
 /* CACHE prefetches at most this much, in pieces of CACHE_PIECE. */
 #define CACHE_MAX NBDP_MAX_REQUEST
@@ -65,8 +73,8 @@ struct pool_buf {
 	struct pool_buf *next;
 };
 
+/* A request read by a worker. */
 struct nbd_job {
-	struct nbd_job *next;
 	struct nbdp_request req;
 	void *buf;   /* WRITE payload */
 	size_t cost; /* charged against inflight */
@@ -87,12 +95,13 @@ struct nbd_conn {
 	pthread_mutex_t send_lock;
 	int send_broken;
 
-	pthread_mutex_t lock; /* protects the queue and the fields below */
-	pthread_cond_t work;  /* a job was queued, or closing */
+	pthread_mutex_t recv_lock; /* held by the worker reading a request */
+
+	pthread_mutex_t lock; /* protects the fields below */
 	pthread_cond_t room;  /* inflight dropped */
-	struct nbd_job *head, *tail;
 	size_t inflight;
-	int closing;
+	int closing;          /* receiving ended: workers exit */
+	const char *why;      /* why it ended (the first reason) */
 	pthread_t workers[NBD_CONN_WORKERS];
 	unsigned nworkers;
 
@@ -102,7 +111,6 @@ struct nbd_conn {
 
 	atomic_int stopping; /* nbd_conn_stop() was called */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
-	const char *end;
 };
 
 /* ---- buffers ------------------------------------------------------------- */
@@ -526,38 +534,7 @@ static void execute(struct nbd_conn *c, struct nbd_job *job)
 	reply_status(c, r, rc);
 }
 
-/* ---- workers and reader -------------------------------------------------- */
-
-static void *worker_main(void *arg)
-{
-	struct nbd_conn *c = arg;
-	struct nbd_job *job;
-
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		while (!c->head && !c->closing)
-			pthread_cond_wait(&c->work, &c->lock);
-		job = c->head;
-		if (!job)
-			break; /* closing and drained */
-		c->head = job->next;
-		if (!c->head)
-			c->tail = NULL;
-		pthread_mutex_unlock(&c->lock);
-
-		execute(c, job);
-
-		pthread_mutex_lock(&c->lock);
-		c->inflight -= job->cost;
-		pthread_cond_signal(&c->room);
-		pthread_mutex_unlock(&c->lock);
-		buf_put(c, job->buf, nbdp_request_payload(&job->req));
-		free(job);
-		pthread_mutex_lock(&c->lock);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
-}
+/* ---- workers ------------------------------------------------------------- */
 
 static const char *check_message(uint32_t err)
 {
@@ -571,78 +548,113 @@ static const char *check_message(uint32_t err)
 	}
 }
 
-/* Reads requests until the stream ends; returns why. */
-static const char *reader_loop(struct nbd_conn *c)
+static void charge(struct nbd_conn *c, size_t cost)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
+		pthread_cond_wait(&c->room, &c->lock);
+	c->inflight += cost;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void uncharge(struct nbd_conn *c, size_t cost)
+{
+	pthread_mutex_lock(&c->lock);
+	c->inflight -= cost;
+	pthread_cond_signal(&c->room);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Reads one request into JOB; caller holds recv_lock.  Returns why
+ * receiving ends, or NULL with *GOT set if JOB is to be executed (clear:
+ * an invalid request, answered already). */
+static const char *receive(struct nbd_conn *c, struct nbd_job *job, int *got)
 {
 	uint8_t hdr[NBDP_REQUEST_SIZE];
-	struct nbdp_request req;
-	struct nbd_job *job;
+	struct nbdp_request *req = &job->req;
 	uint32_t payload, err;
-	size_t cost;
+
+	*got = 0;
+	if (nbd_tp_recv_full(&c->tp, hdr, sizeof(hdr))) {
+		int broken;
+
+		pthread_mutex_lock(&c->send_lock);
+		broken = c->send_broken;
+		pthread_mutex_unlock(&c->send_lock);
+		return broken ? "send failed" : "client hung up";
+	}
+	if (nbdp_request_decode(hdr, req))
+		return "bad request magic";
+	atomic_fetch_add(&c->requests, 1);
+	if (req->type == NBD_CMD_DISC)
+		return "client disconnected";
+	if (nbdp_request_fatal(req)) {
+		reply_error(c, req, NBD_EINVAL, "request too large");
+		return "oversized WRITE";
+	}
+	payload = nbdp_request_payload(req);
+	job->cost = JOB_OVERHEAD + payload;
+	if (req->type == NBD_CMD_READ && req->length <= NBDP_MAX_REQUEST)
+		job->cost += req->length;
+	charge(c, job->cost);
+	job->buf = NULL;
+	if (payload && !(job->buf = buf_get(c, payload))) {
+		uncharge(c, job->cost);
+		return "out of memory";
+	}
+	if (payload && nbd_tp_recv_full(&c->tp, job->buf, payload)) {
+		buf_put(c, job->buf, payload);
+		uncharge(c, job->cost);
+		return "client hung up mid-payload";
+	}
+	err = nbdp_request_check(req, &c->sess.x);
+	if (err) {
+		reply_error(c, req, err, check_message(err));
+		buf_put(c, job->buf, payload);
+		uncharge(c, job->cost);
+		return NULL;
+	}
+	*got = 1;
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct nbd_job job;
+	const char *why;
+	int got, closing;
 
 	for (;;) {
-		if (nbd_tp_recv_full(&c->tp, hdr, sizeof(hdr)))
-			return c->send_broken ? "send failed" :
-						"client hung up";
-		if (nbdp_request_decode(hdr, &req))
-			return "bad request magic";
-		atomic_fetch_add(&c->requests, 1);
-		if (req.type == NBD_CMD_DISC)
-			return "client disconnected";
-		if (nbdp_request_fatal(&req)) {
-			reply_error(c, &req, NBD_EINVAL, "request too large");
-			return "oversized WRITE";
-		}
-		payload = nbdp_request_payload(&req);
-		cost = JOB_OVERHEAD;
-		if (req.type == NBD_CMD_READ && req.length <= NBDP_MAX_REQUEST)
-			cost += req.length;
-		cost += payload;
-
+		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->lock);
-		while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
-			pthread_cond_wait(&c->room, &c->lock);
-		c->inflight += cost;
+		closing = c->closing;
 		pthread_mutex_unlock(&c->lock);
-
-		job = calloc(1, sizeof(*job));
-		if (job && payload)
-			job->buf = buf_get(c, payload);
-		if (!job || (payload && !job->buf)) {
-			free(job);
-			return "out of memory";
+		if (closing) {
+			pthread_mutex_unlock(&c->recv_lock);
+			break;
 		}
-		job->req = req;
-		job->cost = cost;
-		if (payload && nbd_tp_recv_full(&c->tp, job->buf, payload)) {
-			buf_put(c, job->buf, payload);
-			free(job);
-			return "client hung up mid-payload";
-		}
-		err = nbdp_request_check(&req, &c->sess.x);
-		if (err) {
-			reply_error(c, &req, err, check_message(err));
-			buf_put(c, job->buf, payload);
-			free(job);
+		why = receive(c, &job, &got);
+		if (why) {
 			pthread_mutex_lock(&c->lock);
-			c->inflight -= cost;
+			c->closing = 1;
+			c->why = why;
 			pthread_mutex_unlock(&c->lock);
-			continue;
 		}
-		pthread_mutex_lock(&c->lock);
-		if (c->tail)
-			c->tail->next = job;
-		else
-			c->head = job;
-		c->tail = job;
-		pthread_cond_signal(&c->work);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->recv_lock);
+		if (why)
+			break;
+		if (!got)
+			continue;
+		execute(c, &job);
+		buf_put(c, job.buf, nbdp_request_payload(&job.req));
+		uncharge(c, job.cost);
 	}
+	return NULL;
 }
 
 static const char *transmission(struct nbd_conn *c)
 {
-	const char *why;
 	unsigned i;
 
 	c->vol = nbd_server_volume(c->sess.handle);
@@ -653,20 +665,10 @@ static const char *transmission(struct nbd_conn *c)
 	}
 	if (c->nworkers == 0)
 		return "cannot start worker threads";
-
-	why = reader_loop(c);
-	if (atomic_load(&c->stopping))
-		why = "server shutting down";
-
-	pthread_mutex_lock(&c->lock);
-	c->closing = 1;
-	pthread_cond_broadcast(&c->work);
-	pthread_mutex_unlock(&c->lock);
-	/* Workers drain the queue before they exit: every request read was
-	 * answered (or its send failed) once they are joined. */
+	/* Each worker answers the request it read before it exits. */
 	for (i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
-	return why;
+	return atomic_load(&c->stopping) ? "server shutting down" : c->why;
 }
 
 /* ---- lifetime ------------------------------------------------------------ */
@@ -685,9 +687,9 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->recv_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 	return c;
 }
@@ -776,8 +778,8 @@ void nbd_conn_free(struct nbd_conn *c)
 	}
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_cond_destroy(&c->room);
-	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->recv_lock);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 }

@@ -12,9 +12,9 @@
  *  - PSK: a psktool(1) file of "username:hexkey" lines.
  *
  * Threads: during the handshake only the connection thread uses the
- * stream.  In transmission the reader thread only receives and the
- * workers only send (under the connection's send lock), which GnuTLS
- * allows for one session.  Known limit: a TLS 1.3 KeyUpdate from the
+ * stream.  In transmission one worker at a time receives (under the
+ * connection's recv lock) and one at a time sends (under its send lock),
+ * which GnuTLS allows for one session.  Known limit: a TLS 1.3 KeyUpdate from the
  * client is answered from the receiving thread, racing a send; the clients
  * we serve (qemu, libnbd) do not send it.
  */
