@@ -91,6 +91,7 @@ struct nbd_conn {
 
 	struct nbd_session sess;
 	vd_volume *vol;
+	uint32_t granule; /* the volume's chunk size: READ replies' hole grain */
 
 	pthread_mutex_t send_lock;
 	int send_broken;
@@ -289,107 +290,93 @@ static void reply_status(struct nbd_conn *c, const struct nbdp_request *r,
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* A run of a structured READ reply: data, or zeroes sent as a hole. */
 struct run {
 	uint64_t off;
-	uint64_t len;
-	unsigned type;
+	uint32_t len;
+	int hole;
 };
 
-struct runs {
-	struct run *v;
-	size_t n, cap;
-	uint64_t next; /* where the next run must start */
-	int bad;       /* not contiguous or allocation failed */
-};
-
-static int collect_run(void *opaque, uint64_t off, uint64_t len, unsigned type)
+static int all_zero(const uint8_t *p, size_t len)
 {
-	struct runs *rs = opaque;
-
-	if (off != rs->next || len == 0) {
-		rs->bad = 1;
-		return 1;
-	}
-	if (rs->n == rs->cap) {
-		const size_t cap = rs->cap ? 2 * rs->cap : 16;
-		struct run *v = realloc(rs->v, cap * sizeof(*v));
-
-		if (!v) {
-			rs->bad = 1;
-			return 1;
-		}
-		rs->v = v;
-		rs->cap = cap;
-	}
-	rs->v[rs->n++] = (struct run){ off, len, type };
-	rs->next = off + len;
-	return 0;
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
-/* READ with structured replies: data chunks for allocated runs, hole chunks
- * for the rest (one data chunk with DF).  Nothing is sent until every
- * pread succeeded, so an error is a single error chunk. */
+/* Splits the LEN bytes read at OFF into BUF into runs of data and of
+ * zeroes, at the volume's chunk boundaries, into RUNS (room for
+ * LEN / chunk + 2); returns how many.  The engine stores no zero chunks,
+ * so these are its holes (and a read of zeroes anywhere may be answered
+ * as a hole), found without a second walk of the map. */
+static size_t split_runs(const struct nbd_conn *c, const uint8_t *buf,
+			 uint64_t off, uint32_t len, struct run *runs)
+{
+	const uint64_t g = c->granule;
+	uint64_t pos = off;
+	size_t n = 0;
+
+	while (pos < off + len) {
+		const uint64_t edge = (pos / g + 1) * g;
+		const uint64_t stop = edge < off + len ? edge : off + len;
+		const int hole = all_zero(buf + (pos - off), stop - pos);
+
+		if (n && runs[n - 1].hole == hole)
+			runs[n - 1].len += (uint32_t)(stop - pos);
+		else
+			runs[n++] = (struct run){ pos, (uint32_t)(stop - pos), hole };
+		pos = stop;
+	}
+	return n;
+}
+
+/* READ with structured replies: data chunks for data, hole chunks for
+ * zeroes (one data chunk with DF).  Nothing is sent until the read
+ * succeeded, so an error is a single error chunk. */
 static void do_read_structured(struct nbd_conn *c, const struct nbdp_request *r,
 			       uint8_t *buf)
 {
-	struct runs rs = { .next = r->offset };
-	struct iovec *iov = NULL;
-	uint8_t (*hdrs)[NBDP_CHUNK_HDR_SIZE + 12] = NULL;
-	size_t i;
-	int rc = 0, n = 0;
+	enum { FEW = 4 };
+	struct run few_runs[FEW], *runs = few_runs;
+	struct iovec few_iov[2 * FEW], *iov = few_iov;
+	uint8_t few_hdrs[FEW][NBDP_CHUNK_HDR_SIZE + 12];
+	uint8_t (*hdrs)[NBDP_CHUNK_HDR_SIZE + 12] = few_hdrs;
+	const size_t most = r->length / c->granule + 2;
+	size_t i, nruns;
+	int rc, n = 0;
 
-	if (!(r->flags & NBD_CMD_FLAG_DF)) {
-		rc = vd_volume_extents(c->vol, r->offset, r->length,
-				       collect_run, &rs);
-		if (rc < 0 || rs.bad || rs.next != r->offset + r->length) {
-			if (rc >= 0 && !rs.bad)
-				nbd_log("[%u] vd_volume_extents covered "
-					"%llu of %u bytes at %llu", c->id,
-					(unsigned long long)(rs.next - r->offset),
-					r->length, (unsigned long long)r->offset);
-			rs.n = 0; /* fall back to one data run */
-		}
-	}
-	if (rs.n == 0) {
-		free(rs.v);
-		rs.v = malloc(sizeof(*rs.v));
-		if (!rs.v) {
-			reply_error(c, r, NBD_ENOMEM, "out of memory");
-			return;
-		}
-		rs.v[0] = (struct run){ r->offset, r->length, VD_EXTENT_DATA };
-		rs.n = 1;
-	}
-	for (i = 0; i < rs.n && rc >= 0; i++) {
-		if (rs.v[i].type != VD_EXTENT_HOLE)
-			rc = vd_volume_pread(c->vol, buf + (rs.v[i].off - r->offset),
-					     rs.v[i].len, rs.v[i].off);
-	}
+	rc = vd_volume_pread(c->vol, buf, r->length, r->offset);
 	if (rc < 0) {
 		reply_status(c, r, rc);
-		goto out;
+		return;
 	}
-	iov = malloc(rs.n * 2 * sizeof(*iov));
-	hdrs = malloc(rs.n * sizeof(*hdrs));
-	if (!iov || !hdrs) {
-		reply_error(c, r, NBD_ENOMEM, "out of memory");
-		goto out;
+	if (most > FEW) {
+		runs = malloc(most * sizeof(*runs));
+		iov = malloc(most * 2 * sizeof(*iov));
+		hdrs = malloc(most * sizeof(*hdrs));
+		if (!runs || !iov || !hdrs) {
+			reply_error(c, r, NBD_ENOMEM, "out of memory");
+			goto out;
+		}
 	}
-	for (i = 0; i < rs.n; i++) {
-		const struct run *run = &rs.v[i];
-		const uint16_t flags = i + 1 == rs.n ? NBD_REPLY_FLAG_DONE : 0;
+	if (r->flags & NBD_CMD_FLAG_DF) {
+		runs[0] = (struct run){ r->offset, r->length, 0 };
+		nruns = 1;
+	} else {
+		nruns = split_runs(c, buf, r->offset, r->length, runs);
+	}
+	for (i = 0; i < nruns; i++) {
+		const struct run *run = &runs[i];
+		const uint16_t flags = i + 1 == nruns ? NBD_REPLY_FLAG_DONE : 0;
 		uint8_t *h = hdrs[i];
 
 		nbdp_put64(h + NBDP_CHUNK_HDR_SIZE, run->off);
-		if (run->type == VD_EXTENT_HOLE) {
+		if (run->hole) {
 			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
 					  r->handle, 12);
-			nbdp_put32(h + NBDP_CHUNK_HDR_SIZE + 8,
-				   (uint32_t)run->len);
+			nbdp_put32(h + NBDP_CHUNK_HDR_SIZE + 8, run->len);
 			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 12 };
 		} else {
 			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_DATA,
-					  r->handle, (uint32_t)(8 + run->len));
+					  r->handle, 8 + run->len);
 			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 8 };
 			iov[n++] = (struct iovec){ buf + (run->off - r->offset),
 						   run->len };
@@ -398,9 +385,11 @@ static void do_read_structured(struct nbd_conn *c, const struct nbdp_request *r,
 	send_reply(c, iov, n);
 	atomic_fetch_add(&c->bytes_read, r->length);
 out:
-	free(hdrs);
-	free(iov);
-	free(rs.v);
+	if (runs != few_runs) {
+		free(hdrs);
+		free(iov);
+		free(runs);
+	}
 }
 
 static void do_read(struct nbd_conn *c, const struct nbdp_request *r)
@@ -658,6 +647,7 @@ static const char *transmission(struct nbd_conn *c)
 	unsigned i;
 
 	c->vol = nbd_server_volume(c->sess.handle);
+	c->granule = vd_volume_chunk_size(c->vol);
 	for (i = 0; i < NBD_CONN_WORKERS; i++) {
 		if (pthread_create(&c->workers[i], NULL, worker_main, c))
 			break;
