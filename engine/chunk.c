@@ -452,10 +452,12 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
  * record is verified frame by frame (checksums over the stored bytes), and
  * its full name only if FULL_HASH (`vdisk check`, compaction); the older
  * single records are decoded whole and always checked against their name,
- * their only check. */
+ * their only check.  CACHE: the frames decoded for a part of the chunk go
+ * into the cache as pieces. */
 static int record_decode(vd_store *s, const uint8_t hash[32],
 			 const struct fmt_chunk *c, const uint8_t *recbuf,
-			 uint8_t *out, size_t off, size_t len, bool full_hash)
+			 uint8_t *out, size_t off, size_t len, bool full_hash,
+			 bool cache)
 {
 	struct thread_ctx *t = thread_ctx();
 	const uint8_t *payload = recbuf + FMT_REC_HEADER_SIZE;
@@ -478,7 +480,7 @@ static int record_decode(vd_store *s, const uint8_t hash[32],
 		}
 		/* A whole chunk goes into the cache whole (the caller). */
 		r = frames_decode(s, t, hash, c, payload, rec.stored_len, out, off,
-				  len, !full_hash && !whole_read);
+				  len, cache && !full_hash && !whole_read);
 		if (r < 0 || !full_hash)
 			return r;
 	} else if (rec.codec == FMT_CODEC_ZSTD) {
@@ -570,7 +572,7 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 	const int r = record_read(s, hash, c, scratch);
 
 	return r < 0 ? r : record_decode(s, hash, c, scratch, out, 0,
-					 s->st_chunk_size, true);
+					 s->st_chunk_size, true, false);
 }
 
 static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data)
@@ -605,15 +607,18 @@ static bool whole(vd_store *s, size_t off, size_t len)
 	return off == 0 && len == s->st_chunk_size;
 }
 
-int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
-	       size_t off, size_t len)
+/* chunk_load; CACHE: what it decodes goes into the cache.  Sequential
+ * scans (struct chunk_req's scan) cache nothing: a chunk a scan read whole
+ * is rarely read again soon, and copying it in cost a memcpy and, past
+ * the buffer pool, fresh memory (page faults) per chunk, and evicted the
+ * random working set (bench/nbd, seqr with --cache 1G: 0.4x the default). */
+static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
+		size_t off, size_t len, bool cache)
 {
 	struct thread_ctx *t;
 	struct fmt_chunk c;
 	int r;
 
-	if (cache_read(s->st_cache, hash, (uint8_t *)out + off, off, len))
-		return 0;
 	if (!(t = thread_ctx()))
 		return -ENOMEM;
 	if ((r = chunk_get(s, txn, hash, &c)) < 0)
@@ -628,11 +633,20 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 		off = 0;
 		len = s->st_chunk_size;
 	}
-	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false)) < 0)
+	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false,
+			       cache)) < 0)
 		return r;
-	if (whole(s, off, len))
+	if (cache && whole(s, off, len))
 		cache_copy_in(s, hash, out);
 	return 0;
+}
+
+int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
+	       size_t off, size_t len)
+{
+	if (cache_read(s->st_cache, hash, (uint8_t *)out + off, off, len))
+		return 0;
+	return load(s, txn, hash, out, off, len, true);
 }
 
 /* Batched loads (VDISK_IO=uring): the records of cache misses are read
@@ -673,8 +687,8 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 		return -ENOMEM;
 	if (n < 2 || !s->st_uring || !ring_ready(t, recsize)) {
 		for (size_t i = 0; i < n; i++)
-			reqs[i].r = chunk_load(s, txn, reqs[i].hash, reqs[i].out,
-					       reqs[i].off, reqs[i].len);
+			reqs[i].r = load(s, txn, reqs[i].hash, reqs[i].out,
+					 reqs[i].off, reqs[i].len, !reqs[i].scan);
 		return 0;
 	}
 	pack_read_begin(s);  /* the descriptors stay open until the end */
@@ -727,10 +741,11 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			io_uring_queue_exit(&t->ring);
 			t->ring_state = -1;
 			for (size_t j = 0; j < np; j++)
-				reqs[pending[j]].r = chunk_load(s, txn, reqs[pending[j]].hash,
-								reqs[pending[j]].out,
-								reqs[pending[j]].off,
-								reqs[pending[j]].len);
+				reqs[pending[j]].r = load(s, txn, reqs[pending[j]].hash,
+							  reqs[pending[j]].out,
+							  reqs[pending[j]].off,
+							  reqs[pending[j]].len,
+							  !reqs[pending[j]].scan);
 			continue;
 		}
 		for (size_t j = 0; j < np; j++) {
@@ -769,8 +784,8 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			}
 			q->r = record_decode(s, q->hash, &loc[k],
 					     t->recbufs + k * recsize, q->out, off,
-					     len, false);
-			if (q->r == 0 && whole(s, off, len))
+					     len, false, !q->scan);
+			if (q->r == 0 && !q->scan && whole(s, off, len))
 				cache_copy_in(s, q->hash, q->out);
 		}
 	}

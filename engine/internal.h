@@ -338,15 +338,16 @@ bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
  * (or write) transaction.  VD_ECORRUPT on any mismatch. */
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	       size_t off, size_t len);
-/* Loads several chunk pieces (verified, as chunk_load, into reqs[i].out),
- * reading the records of cache misses with one io_uring submission per up
- * to 16.  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
+/* Loads several chunk pieces the cache did not hold (verified, as
+ * chunk_load, into reqs[i].out), reading their records with one io_uring
+ * submission per up to 16 (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
  * batch itself failed. */
 struct chunk_req {
 	uint8_t hash[32];
 	uint8_t *out;
 	size_t off, len;
+	bool scan;  /* part of a sequential scan: decode, cache nothing */
 	int r;
 };
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
