@@ -417,14 +417,28 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 		if (from == fofs && to == fofs + fs) {
 			r = frame_decode(t, hash, c, tab, i, payload, out + fofs);
 			if (r == 0 && cache) {
-				uint8_t *copy = malloc(fs);
+				uint8_t *copy = cache_piece_get(s->st_cache);
 				if (copy) {
 					memcpy(copy, out + fofs, fs);
 					cache_insert_piece(s->st_cache, hash, i, copy);
 				}
 			}
+		} else if (cache) {
+			/* A part of a frame: decode the frame into the piece
+			 * the cache will keep, copy the part out. */
+			uint8_t *piece = cache_piece_get(s->st_cache);
+
+			if (!piece)
+				return -ENOMEM;
+			r = frame_decode(t, hash, c, tab, i, payload, piece);
+			if (r == 0) {
+				memcpy(out + from, piece + (from - fofs), to - from);
+				cache_insert_piece(s->st_cache, hash, i, piece);
+			} else {
+				cache_piece_put(s->st_cache, piece);
+			}
 		} else {
-			/* A piece of a frame: decode it aside. */
+			/* A part of a frame: decode it aside. */
 			if (t->frame_size < fs) {
 				uint8_t *p = realloc(t->frame, fs);
 				if (!p)
@@ -435,11 +449,6 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 			r = frame_decode(t, hash, c, tab, i, payload, t->frame);
 			if (r == 0)
 				memcpy(out + from, t->frame + (from - fofs), to - from);
-			if (r == 0 && cache) { /* the cache keeps this buffer */
-				cache_insert_piece(s->st_cache, hash, i, t->frame);
-				t->frame = NULL;
-				t->frame_size = 0;
-			}
 		}
 		if (r < 0)
 			return r;
@@ -649,12 +658,14 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	return load(s, txn, hash, out, off, len, true);
 }
 
-/* Batched loads (VDISK_IO=uring): the records of cache misses are read
- * with one io_uring submission.  bench/bench-io.c measured 16 records at
- * once at 1.5x the rate of 16 preads with the page cache warm, 2.2x with it
- * dropped, and a single read gaining nothing; but whole engine reads,
- * where decompressing and hashing dominate, showed no gain (bench part 5),
- * so plain pread is the default. */
+/* Batched loads (VDISK_IO=uring): the records of whole-chunk cache misses
+ * are read with one io_uring submission; parts of framed records are read
+ * frame by frame with pread, as without it.  bench/bench-io.c measured 16
+ * records at once at 1.5x the rate of 16 preads with the page cache warm,
+ * 2.2x with it dropped, and a single read gaining nothing; but whole
+ * engine reads, where decompressing and hashing dominate, showed no gain
+ * (bench part 5: 0.80-0.91 of pread on 256 KiB reads), so plain pread is
+ * the default. */
 #define LOAD_BATCH 16
 
 static bool ring_ready(struct thread_ctx *t, size_t recsize)
@@ -722,6 +733,15 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			if ((q->r = chunk_get(s, txn, q->hash, &loc[np])) < 0 ||
 			    (q->r = stored_len_check(s, q->hash, &loc[np])) < 0)
 				continue;
+			/* Part of a framed record: read only its frames, the
+			 * plain way (a whole record read for 4 KiB cost more
+			 * than the batching saved). */
+			if (loc[np].codec == FMT_CODEC_FRAMED &&
+			    !whole(s, q->off, q->len)) {
+				q->r = load(s, txn, q->hash, q->out, q->off, q->len,
+					    !q->scan);
+				continue;
+			}
 			if ((fd = pack_fd_get(s, loc[np].pack_id)) < 0) {
 				q->r = fd; /* -ENOENT: gc moved it; the caller retries */
 				continue;

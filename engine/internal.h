@@ -255,8 +255,12 @@ void *cache_buf_get(struct chunk_cache *c);
 void cache_buf_put(struct chunk_cache *c, void *buf);
 /* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
+/* A cache_piece()-sized buffer, recycled from evicted pieces (or
+ * malloc'd), and back. */
+void *cache_piece_get(struct chunk_cache *c);
+void cache_piece_put(struct chunk_cache *c, void *buf);
 /* Inserts verified piece IDX of chunk HASH; takes ownership of BUF
- * (malloc'd, cache_piece() bytes). */
+ * (from cache_piece_get). */
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 			uint32_t idx, void *buf);
 
