@@ -90,6 +90,8 @@ res meta size "$size"
 res meta runtime "$runtime"
 res meta burst "$burst"
 res meta depth "$depth"
+res meta servers "$servers"
+res meta jobs "${JOBS:-all}"
 res meta load_start "$(cut -d' ' -f1 /proc/loadavg)"
 res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{print $2}')/nbdkit-$(nbdkit --version | awk '{print $2}')"
 
