@@ -617,7 +617,8 @@ static void *worker_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->lock);
-		closing = c->closing;
+		/* Requests read ahead are dropped once the server stops. */
+		closing = c->closing || atomic_load(&c->stopping);
 		pthread_mutex_unlock(&c->lock);
 		if (closing) {
 			pthread_mutex_unlock(&c->recv_lock);
@@ -648,6 +649,7 @@ static const char *transmission(struct nbd_conn *c)
 
 	c->vol = nbd_server_volume(c->sess.handle);
 	c->granule = vd_volume_chunk_size(c->vol);
+	nbd_tp_read_ahead(&c->tp);
 	for (i = 0; i < NBD_CONN_WORKERS; i++) {
 		if (pthread_create(&c->workers[i], NULL, worker_main, c))
 			break;
