@@ -12,8 +12,12 @@
  *    nbdkit's model (server/connections.c, protocol.c).
  *  - Replies are written whole under send_lock, so the chunks of one reply
  *    are never interleaved with another's (the protocol would allow it; we
- *    do not need it).  A failed send marks the connection broken and shuts
- *    the socket down, which ends the receiving.
+ *    do not need it).  A worker that finds send_lock taken queues a copy of
+ *    a small reply (at most QUEUE_MAX bytes queued) and goes on; the worker
+ *    holding the lock sends the queue, several replies per sendmsg, before
+ *    it lets go (send_reply says why none is left behind).  A failed send
+ *    marks the connection broken and shuts the socket down, which ends the
+ *    receiving.
  *  - TLS: GnuTLS allows one thread receiving and one sending at a time on
  *    a session; recv_lock and send_lock give exactly that.
  *  - In-flight bytes (READ and WRITE lengths of requests read and not yet
@@ -45,6 +49,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +73,11 @@
 #define POOL_CLASSES 11
 #define POOL_MAX ((size_t)1 << (POOL_MIN_SHIFT + POOL_CLASSES - 1))
 #define POOL_KEEP (4u * 1024 * 1024)
+/* Replies up to QUEUE_REPLY_MAX bytes are queued while another worker
+ * sends, at most QUEUE_MAX bytes of them; a sendmsg takes up to QUEUE_IOV. */
+#define QUEUE_REPLY_MAX (64u * 1024)
+#define QUEUE_MAX (1024u * 1024)
+#define QUEUE_IOV 64
 
 struct pool_buf {
 	struct pool_buf *next;
@@ -78,6 +88,13 @@ struct nbd_job {
 	struct nbdp_request req;
 	void *buf;   /* WRITE payload */
 	size_t cost; /* charged against inflight */
+};
+
+/* A copy of a reply waiting for the worker that holds send_lock. */
+struct queued_reply {
+	struct queued_reply *next;
+	size_t len;
+	uint8_t data[];
 };
 
 struct nbd_conn {
@@ -95,6 +112,9 @@ struct nbd_conn {
 
 	pthread_mutex_t send_lock;
 	int send_broken;
+	pthread_mutex_t queue_lock; /* protects the fields below */
+	struct queued_reply *queue, **queue_tail;
+	size_t queued_bytes;
 
 	pthread_mutex_t recv_lock; /* held by the worker reading a request */
 
@@ -196,14 +216,128 @@ static int io_starttls(void *opaque, char *why, size_t whylen)
 
 /* ---- replies ------------------------------------------------------------- */
 
-static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
+/* Caller holds send_lock. */
+static void send_locked(struct nbd_conn *c, struct iovec *iov, int n)
 {
-	pthread_mutex_lock(&c->send_lock);
 	if (!c->send_broken && nbd_tp_send_iov(&c->tp, iov, n) < 0) {
 		c->send_broken = 1;
 		shutdown(c->fd, SHUT_RDWR);
 	}
-	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* Takes the queued replies; caller holds send_lock. */
+static struct queued_reply *take_queue(struct nbd_conn *c)
+{
+	struct queued_reply *q;
+
+	pthread_mutex_lock(&c->queue_lock);
+	q = c->queue;
+	c->queue = NULL;
+	c->queue_tail = &c->queue;
+	c->queued_bytes = 0;
+	pthread_mutex_unlock(&c->queue_lock);
+	return q;
+}
+
+/* Sends the queued replies, several per sendmsg; caller holds send_lock. */
+static void drain_locked(struct nbd_conn *c)
+{
+	struct iovec iov[QUEUE_IOV];
+	struct queued_reply *q, *sent;
+	int n;
+
+	while ((q = take_queue(c))) {
+		while (q) {
+			sent = q;
+			for (n = 0; q && n < QUEUE_IOV; q = q->next)
+				iov[n++] = (struct iovec){ q->data, q->len };
+			send_locked(c, iov, n);
+			while (sent != q) {
+				struct queued_reply *next = sent->next;
+
+				free(sent);
+				sent = next;
+			}
+		}
+	}
+}
+
+/* Releases send_lock, then drains whatever was queued meanwhile (if no
+ * other worker took the lock to do it). */
+static void send_unlock(struct nbd_conn *c)
+{
+	int more;
+
+	for (;;) {
+		pthread_mutex_unlock(&c->send_lock);
+		pthread_mutex_lock(&c->queue_lock);
+		more = c->queue != NULL;
+		pthread_mutex_unlock(&c->queue_lock);
+		if (!more || pthread_mutex_trylock(&c->send_lock) != 0)
+			return;
+		drain_locked(c);
+	}
+}
+
+/* Queues a copy of a small reply for the worker holding send_lock; false
+ * if it is too large or the queue is full (then the caller waits). */
+static bool queue_reply(struct nbd_conn *c, const struct iovec *iov, int n)
+{
+	struct queued_reply *q;
+	size_t len = 0, at = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (len > QUEUE_REPLY_MAX)
+		return false;
+	pthread_mutex_lock(&c->queue_lock);
+	if (c->queued_bytes + len > QUEUE_MAX) {
+		pthread_mutex_unlock(&c->queue_lock);
+		return false;
+	}
+	c->queued_bytes += len;
+	pthread_mutex_unlock(&c->queue_lock);
+	q = malloc(sizeof(*q) + len);
+	if (!q) {
+		pthread_mutex_lock(&c->queue_lock);
+		c->queued_bytes -= len;
+		pthread_mutex_unlock(&c->queue_lock);
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		memcpy(q->data + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	q->len = len;
+	q->next = NULL;
+	pthread_mutex_lock(&c->queue_lock);
+	*c->queue_tail = q;
+	c->queue_tail = &q->next;
+	pthread_mutex_unlock(&c->queue_lock);
+	return true;
+}
+
+/* Sends one whole reply.  If another worker is sending, a small reply is
+ * queued for it instead of waiting: it goes out with the next sendmsg of
+ * that worker, which drains the queue before and after it releases the
+ * lock, so every reply queued is sent before its worker could exit. */
+static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
+{
+	if (pthread_mutex_trylock(&c->send_lock) != 0) {
+		if (queue_reply(c, iov, n)) {
+			/* The sender may have released the lock meanwhile. */
+			if (pthread_mutex_trylock(&c->send_lock) == 0) {
+				drain_locked(c);
+				send_unlock(c);
+			}
+			return;
+		}
+		pthread_mutex_lock(&c->send_lock);
+	}
+	drain_locked(c); /* the replies queued first go first */
+	send_locked(c, iov, n);
+	send_unlock(c);
 }
 
 static void reply_ok(struct nbd_conn *c, const struct nbdp_request *r)
@@ -688,6 +822,8 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 	pthread_mutex_init(&c->send_lock, &attr);
 	pthread_mutex_init(&c->recv_lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&c->queue_lock, NULL);
+	c->queue_tail = &c->queue;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
 	pthread_cond_init(&c->room, NULL);
@@ -770,6 +906,12 @@ void nbd_conn_free(struct nbd_conn *c)
 		return;
 	nbd_tp_close(&c->tp, !c->send_broken);
 	close(c->fd);
+	while (c->queue) { /* none: every worker drained before it exited */
+		struct queued_reply *q = c->queue;
+
+		c->queue = q->next;
+		free(q);
+	}
 	for (k = 0; k < POOL_CLASSES; k++) {
 		while ((b = c->pool[k])) {
 			c->pool[k] = b->next;
@@ -780,6 +922,7 @@ void nbd_conn_free(struct nbd_conn *c)
 	pthread_cond_destroy(&c->room);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->recv_lock);
+	pthread_mutex_destroy(&c->queue_lock);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 }
