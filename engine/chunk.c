@@ -551,7 +551,13 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 			      uint8_t *scratch, size_t off, size_t len)
 {
 	const size_t cs = s->st_chunk_size;
-	const size_t head = MIN((size_t)c->stored_len, fmt_frames_slack((uint32_t)cs));
+	const size_t fs = MIN((size_t)FRAME_SIZE, cs);
+	/* A read within the first frame gets it with the table, one pread:
+	 * it ends within the table's slack plus one frame (a stored frame is
+	 * at most a frame long). */
+	const size_t want = fmt_frames_slack((uint32_t)cs) +
+			    ((off + len - 1) / fs == 0 ? fs : 0);
+	const size_t head = MIN((size_t)c->stored_len, want);
 	const struct fmt_frame_table *tab = &t->table;
 	size_t from, to;
 	int r;
