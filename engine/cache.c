@@ -9,7 +9,11 @@
  * is an LRU list with a hash table, bounded in bytes.
  *
  * Chunk-sized buffers are recycled rather than freed: a fresh one costs a
- * page fault per 4 KiB on first touch, which dominated writes.
+ * page fault per 4 KiB on first touch, which dominated writes.  Piece
+ * buffers too: once the cache is full every piece inserted evicts one, and
+ * freeing it in one thread and allocating its successor in another made
+ * malloc grow and trim its arenas (an mprotect and page faults every few
+ * random reads).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +40,17 @@ struct cache_shard {
 };
 
 #define POOL_MAX 512
+#define PIECE_POOL_MAX 256
 
 struct chunk_cache {
 	uint32_t chunk_size;
 	uint32_t piece;
 	struct cache_shard shards[CACHE_SHARDS];
-	pthread_mutex_t pool_lock;
+	pthread_mutex_t pool_lock; /* both pools */
 	void *pool[POOL_MAX];
 	size_t npool;
+	void *piece_pool[PIECE_POOL_MAX];
+	size_t npiece_pool;
 };
 
 void *cache_buf_get(struct chunk_cache *c)
@@ -71,6 +78,30 @@ void cache_buf_put(struct chunk_cache *c, void *p)
 	free(p);
 }
 
+void *cache_piece_get(struct chunk_cache *c)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npiece_pool)
+		p = c->piece_pool[--c->npiece_pool];
+	pthread_mutex_unlock(&c->pool_lock);
+	return p ? p : malloc(c->piece);
+}
+
+void cache_piece_put(struct chunk_cache *c, void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->npiece_pool < PIECE_POOL_MAX) {
+		c->piece_pool[c->npiece_pool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	free(p);
+}
+
 uint32_t cache_piece(const struct chunk_cache *c)
 {
 	return c->piece;
@@ -86,7 +117,7 @@ static void entry_free(struct chunk_cache *c, struct cache_entry *e)
 	if (e->part == WHOLE)
 		cache_buf_put(c, e->buf);
 	else
-		free(e->buf);
+		cache_piece_put(c, e->buf);
 }
 
 static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32],
@@ -94,7 +125,7 @@ static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32],
 {
 	uint64_t h;
 	memcpy(&h, hash + 8, 8);
-	return (h + (uint64_t)part * 0x9e3779b97f4a7c15ull) % sh->nbuckets;
+	return (h + (uint64_t)part * 0x9e3779b97f4a7c15ull) & (sh->nbuckets - 1);
 }
 
 static struct cache_shard *shard_of(struct chunk_cache *c, const uint8_t hash[32])
@@ -118,7 +149,10 @@ struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 		struct cache_shard *sh = &c->shards[i];
 		pthread_mutex_init(&sh->lock, NULL);
 		sh->max_bytes = per_shard;
-		sh->nbuckets = per_shard / c->piece + 1;
+		/* A power of two: a mask, not a division, per look-up. */
+		sh->nbuckets = 1;
+		while (sh->nbuckets <= per_shard / c->piece)
+			sh->nbuckets *= 2;
 		sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
 		if (!sh->buckets) {
 			cache_free(c);
@@ -146,6 +180,8 @@ void cache_free(struct chunk_cache *c)
 	}
 	while (c->npool)
 		free(c->pool[--c->npool]);
+	while (c->npiece_pool)
+		free(c->piece_pool[--c->npiece_pool]);
 	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }
@@ -202,6 +238,15 @@ bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 	if (e) {
 		memcpy(out, e->buf + off, len);
 		touch(sh, e);
+	} else if (off / c->piece == (off + len - 1) / c->piece) {
+		/* Within one piece, the usual small read: one look-up. */
+		const uint32_t k = (uint32_t)(off / c->piece);
+
+		e = *find(sh, hash, k);
+		if (e) {
+			memcpy(out, e->buf + (off - (size_t)k * c->piece), len);
+			touch(sh, e);
+		}
 	} else {
 		/* Every piece the range touches, or a miss. */
 		const uint32_t first = (uint32_t)(off / c->piece);

@@ -438,14 +438,28 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 		if (from == fofs && to == fofs + fs) {
 			r = frame_decode(t, hash, c, tab, i, payload, out + fofs);
 			if (r == 0 && cache) {
-				uint8_t *copy = malloc(fs);
+				uint8_t *copy = cache_piece_get(s->st_cache);
 				if (copy) {
 					memcpy(copy, out + fofs, fs);
 					cache_insert_piece(s->st_cache, hash, i, copy);
 				}
 			}
+		} else if (cache) {
+			/* A part of a frame: decode the frame into the piece
+			 * the cache will keep, copy the part out. */
+			uint8_t *piece = cache_piece_get(s->st_cache);
+
+			if (!piece)
+				return -ENOMEM;
+			r = frame_decode(t, hash, c, tab, i, payload, piece);
+			if (r == 0) {
+				memcpy(out + from, piece + (from - fofs), to - from);
+				cache_insert_piece(s->st_cache, hash, i, piece);
+			} else {
+				cache_piece_put(s->st_cache, piece);
+			}
 		} else {
-			/* A piece of a frame: decode it aside. */
+			/* A part of a frame: decode it aside. */
 			if (t->frame_size < fs) {
 				uint8_t *p = realloc(t->frame, fs);
 				if (!p)
@@ -456,11 +470,6 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 			r = frame_decode(t, hash, c, tab, i, payload, t->frame);
 			if (r == 0)
 				memcpy(out + from, t->frame + (from - fofs), to - from);
-			if (r == 0 && cache) { /* the cache keeps this buffer */
-				cache_insert_piece(s->st_cache, hash, i, t->frame);
-				t->frame = NULL;
-				t->frame_size = 0;
-			}
 		}
 		if (r < 0)
 			return r;
@@ -473,10 +482,12 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
  * record is verified frame by frame (checksums over the stored bytes), and
  * its full name only if FULL_HASH (`vdisk check`, compaction); the older
  * single records are decoded whole and always checked against their name,
- * their only check. */
+ * their only check.  CACHE: the frames decoded for a part of the chunk go
+ * into the cache as pieces. */
 static int record_decode(vd_store *s, const uint8_t hash[32],
 			 const struct fmt_chunk *c, const uint8_t *recbuf,
-			 uint8_t *out, size_t off, size_t len, bool full_hash)
+			 uint8_t *out, size_t off, size_t len, bool full_hash,
+			 bool cache)
 {
 	struct thread_ctx *t = thread_ctx();
 	const uint8_t *payload = recbuf + FMT_REC_HEADER_SIZE;
@@ -499,7 +510,7 @@ static int record_decode(vd_store *s, const uint8_t hash[32],
 		}
 		/* A whole chunk goes into the cache whole (the caller). */
 		r = frames_decode(s, t, hash, c, payload, rec.stored_len, out, off,
-				  len, !full_hash && !whole_read);
+				  len, cache && !full_hash && !whole_read);
 		if (r < 0 || !full_hash)
 			return r;
 	} else if (rec.codec == FMT_CODEC_ZSTD) {
@@ -561,7 +572,13 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 			      uint8_t *scratch, size_t off, size_t len)
 {
 	const size_t cs = s->st_chunk_size;
-	const size_t head = MIN((size_t)c->stored_len, fmt_frames_slack((uint32_t)cs));
+	const size_t fs = MIN((size_t)FRAME_SIZE, cs);
+	/* A read within the first frame gets it with the table, one pread:
+	 * it ends within the table's slack plus one frame (a stored frame is
+	 * at most a frame long). */
+	const size_t want = fmt_frames_slack((uint32_t)cs) +
+			    ((off + len - 1) / fs == 0 ? fs : 0);
+	const size_t head = MIN((size_t)c->stored_len, want);
 	const struct fmt_frame_table *tab = &t->table;
 	size_t from, to;
 	int r;
@@ -591,7 +608,7 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 	const int r = record_read(s, hash, c, scratch);
 
 	return r < 0 ? r : record_decode(s, hash, c, scratch, out, 0,
-					 s->st_chunk_size, true);
+					 s->st_chunk_size, true, false);
 }
 
 static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data)
@@ -626,15 +643,18 @@ static bool whole(vd_store *s, size_t off, size_t len)
 	return off == 0 && len == s->st_chunk_size;
 }
 
-int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
-	       size_t off, size_t len)
+/* chunk_load; CACHE: what it decodes goes into the cache.  Sequential
+ * scans (struct chunk_req's scan) cache nothing: a chunk a scan read whole
+ * is rarely read again soon, and copying it in cost a memcpy and, past
+ * the buffer pool, fresh memory (page faults) per chunk, and evicted the
+ * random working set (bench/nbd, seqr with --cache 1G: 0.4x the default). */
+static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
+		size_t off, size_t len, bool cache)
 {
 	struct thread_ctx *t;
 	struct fmt_chunk c;
 	int r;
 
-	if (cache_read(s->st_cache, hash, (uint8_t *)out + off, off, len))
-		return 0;
 	if (!(t = thread_ctx()))
 		return -ENOMEM;
 	if ((r = chunk_get(s, txn, hash, &c)) < 0)
@@ -649,19 +669,30 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 		off = 0;
 		len = s->st_chunk_size;
 	}
-	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false)) < 0)
+	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false,
+			       cache)) < 0)
 		return r;
-	if (whole(s, off, len))
+	if (cache && whole(s, off, len))
 		cache_copy_in(s, hash, out);
 	return 0;
 }
 
-/* Batched loads (VDISK_IO=uring): the records of cache misses are read
- * with one io_uring submission.  bench/bench-io.c measured 16 records at
- * once at 1.5x the rate of 16 preads with the page cache warm, 2.2x with it
- * dropped, and a single read gaining nothing; but whole engine reads,
- * where decompressing and hashing dominate, showed no gain (bench part 5),
- * so plain pread is the default. */
+int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
+	       size_t off, size_t len)
+{
+	if (cache_read(s->st_cache, hash, (uint8_t *)out + off, off, len))
+		return 0;
+	return load(s, txn, hash, out, off, len, true);
+}
+
+/* Batched loads (VDISK_IO=uring): the records of whole-chunk cache misses
+ * are read with one io_uring submission; parts of framed records are read
+ * frame by frame with pread, as without it.  bench/bench-io.c measured 16
+ * records at once at 1.5x the rate of 16 preads with the page cache warm,
+ * 2.2x with it dropped, and a single read gaining nothing; but whole
+ * engine reads, where decompressing and hashing dominate, showed no gain
+ * (bench part 5: 0.80-0.91 of pread on 256 KiB reads), so plain pread is
+ * the default. */
 #define LOAD_BATCH 16
 
 static bool ring_ready(struct thread_ctx *t, size_t recsize)
@@ -694,8 +725,8 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 		return -ENOMEM;
 	if (n < 2 || !s->st_uring || !ring_ready(t, recsize)) {
 		for (size_t i = 0; i < n; i++)
-			reqs[i].r = chunk_load(s, txn, reqs[i].hash, reqs[i].out,
-					       reqs[i].off, reqs[i].len);
+			reqs[i].r = load(s, txn, reqs[i].hash, reqs[i].out,
+					 reqs[i].off, reqs[i].len, !reqs[i].scan);
 		return 0;
 	}
 	pack_read_begin(s);  /* the descriptors stay open until the end */
@@ -729,6 +760,15 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			if ((q->r = chunk_get(s, txn, q->hash, &loc[np])) < 0 ||
 			    (q->r = stored_len_check(s, q->hash, &loc[np])) < 0)
 				continue;
+			/* Part of a framed record: read only its frames, the
+			 * plain way (a whole record read for 4 KiB cost more
+			 * than the batching saved). */
+			if (loc[np].codec == FMT_CODEC_FRAMED &&
+			    !whole(s, q->off, q->len)) {
+				q->r = load(s, txn, q->hash, q->out, q->off, q->len,
+					    !q->scan);
+				continue;
+			}
 			if ((fd = pack_fd_get(s, loc[np].pack_id)) < 0) {
 				q->r = fd; /* -ENOENT: gc moved it; the caller retries */
 				continue;
@@ -748,10 +788,11 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			io_uring_queue_exit(&t->ring);
 			t->ring_state = -1;
 			for (size_t j = 0; j < np; j++)
-				reqs[pending[j]].r = chunk_load(s, txn, reqs[pending[j]].hash,
-								reqs[pending[j]].out,
-								reqs[pending[j]].off,
-								reqs[pending[j]].len);
+				reqs[pending[j]].r = load(s, txn, reqs[pending[j]].hash,
+							  reqs[pending[j]].out,
+							  reqs[pending[j]].off,
+							  reqs[pending[j]].len,
+							  !reqs[pending[j]].scan);
 			continue;
 		}
 		for (size_t j = 0; j < np; j++) {
@@ -790,8 +831,8 @@ static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			}
 			q->r = record_decode(s, q->hash, &loc[k],
 					     t->recbufs + k * recsize, q->out, off,
-					     len, false);
-			if (q->r == 0 && whole(s, off, len))
+					     len, false, !q->scan);
+			if (q->r == 0 && !q->scan && whole(s, off, len))
 				cache_copy_in(s, q->hash, q->out);
 		}
 	}

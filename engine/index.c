@@ -8,6 +8,7 @@
  * superblock gets its meta records here, on the next open.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,14 +40,60 @@ static int64_t *stat_field(struct store_stats *st, size_t i)
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* Read transactions are recycled, a few per store: mdb_txn_reset keeps
+ * a transaction's memory and reader slot (MDB_NOTLS: not tied to a thread)
+ * and pins no pages, and mdb_txn_renew takes a fresh snapshot without the
+ * malloc and reader-table lock of mdb_txn_begin, which every engine read
+ * paid.  The pool hangs off the environment (its user context) so that
+ * rtxn_end needs only the transaction; index_close aborts the idle ones
+ * before it closes the environment. */
+#define RTXN_KEEP 16
+
+struct rtxn_pool {
+	pthread_mutex_t lock;
+	MDB_txn *idle[RTXN_KEEP];
+	unsigned n;
+};
+
 int rtxn_begin(vd_store *s, MDB_txn **txn)
 {
-	const int rc = mdb_txn_begin(s->st_env, NULL, MDB_RDONLY, txn);
+	struct rtxn_pool *p = mdb_env_get_userctx(s->st_env);
+	MDB_txn *t = NULL;
+	int rc;
+
+	if (p) {
+		pthread_mutex_lock(&p->lock);
+		if (p->n)
+			t = p->idle[--p->n];
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (t) {
+		if (mdb_txn_renew(t) == 0) {
+			*txn = t;
+			return 0;
+		}
+		mdb_txn_abort(t);
+	}
+	rc = mdb_txn_begin(s->st_env, NULL, MDB_RDONLY, txn);
 	return rc ? err_mdb(rc, "read transaction") : 0;
 }
 
 void rtxn_end(MDB_txn *txn)
 {
+	struct rtxn_pool *p;
+
+	if (!txn)
+		return;
+	p = mdb_env_get_userctx(mdb_txn_env(txn));
+	if (p) {
+		mdb_txn_reset(txn);
+		pthread_mutex_lock(&p->lock);
+		if (p->n < RTXN_KEEP) {
+			p->idle[p->n++] = txn;
+			txn = NULL;
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (txn)
 		mdb_txn_abort(txn);
 }
@@ -171,6 +218,7 @@ int index_open(vd_store *s)
 		{ "chunks", offsetof(vd_store, st_chunks) },
 	};
 	char path[4096];
+	struct rtxn_pool *pool;
 	struct wtxn w;
 	uint64_t v;
 	int rc, r, n;
@@ -183,6 +231,11 @@ int index_open(vd_store *s)
 	    (rc = mdb_env_set_mapsize(s->st_env, MAP_SIZE)) ||
 	    (rc = mdb_env_set_maxreaders(s->st_env, 1022)))
 		return err_mdb(rc, "index");
+	pool = calloc(1, sizeof *pool);
+	if (pool) { /* without one, read transactions are not recycled */
+		pthread_mutex_init(&pool->lock, NULL);
+		mdb_env_set_userctx(s->st_env, pool);
+	}
 	/* MDB_NOTLS: read transactions are not tied to threads, and a thread
 	 * may hold several.  No MDB_WRITEMAP, so LMDB's syncs are fdatasync
 	 * calls that order our data-file syncs before them. */
@@ -233,8 +286,18 @@ int index_open(vd_store *s)
 
 void index_close(vd_store *s)
 {
-	if (s->st_env)
-		mdb_env_close(s->st_env);
+	struct rtxn_pool *p;
+
+	if (!s->st_env)
+		return;
+	if ((p = mdb_env_get_userctx(s->st_env))) {
+		while (p->n)
+			mdb_txn_abort(p->idle[--p->n]);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		mdb_env_set_userctx(s->st_env, NULL);
+	}
+	mdb_env_close(s->st_env);
 	s->st_env = NULL;
 }
 

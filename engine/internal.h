@@ -255,8 +255,12 @@ void *cache_buf_get(struct chunk_cache *c);
 void cache_buf_put(struct chunk_cache *c, void *buf);
 /* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
+/* A cache_piece()-sized buffer, recycled from evicted pieces (or
+ * malloc'd), and back. */
+void *cache_piece_get(struct chunk_cache *c);
+void cache_piece_put(struct chunk_cache *c, void *buf);
 /* Inserts verified piece IDX of chunk HASH; takes ownership of BUF
- * (malloc'd, cache_piece() bytes). */
+ * (from cache_piece_get). */
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 			uint32_t idx, void *buf);
 
@@ -342,15 +346,16 @@ bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
  * (or write) transaction.  VD_ECORRUPT on any mismatch. */
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	       size_t off, size_t len);
-/* Loads several chunk pieces (verified, as chunk_load, into reqs[i].out),
- * reading the records of cache misses with one io_uring submission per up
- * to 16.  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
+/* Loads several chunk pieces the cache did not hold (verified, as
+ * chunk_load, into reqs[i].out), reading their records with one io_uring
+ * submission per up to 16 (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
  * batch itself failed. */
 struct chunk_req {
 	uint8_t hash[32];
 	uint8_t *out;
 	size_t off, len;
+	bool scan;  /* part of a sequential scan: decode, cache nothing */
 	int r;
 };
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,

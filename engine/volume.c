@@ -62,6 +62,13 @@ struct read_miss {
 	size_t pofs, plen;
 };
 
+/* A miss that is a whole chunk is decoded straight into the caller's
+ * buffer; a part of one goes through a chunk buffer. */
+static bool miss_direct(const vd_volume *v, const struct read_miss *m)
+{
+	return m->pofs == 0 && m->plen == v->v_chunk_size;
+}
+
 /* Loads the chunks of MISSES (one batch) and copies the pieces out. */
 static int read_misses(vd_volume *v, struct view *view, struct read_miss *m,
 		       struct chunk_req *reqs, size_t n)
@@ -69,22 +76,26 @@ static int read_misses(vd_volume *v, struct view *view, struct read_miss *m,
 	vd_store *s = v->v_store;
 	int r = 0;
 
-	for (size_t i = 0; i < n; i++)
-		if (!(reqs[i].out = cache_buf_get(s->st_cache)))
+	for (size_t i = 0; i < n; i++) {
+		if (miss_direct(v, &m[i]))
+			reqs[i].out = m[i].dst;
+		else if (!(reqs[i].out = cache_buf_get(s->st_cache)))
 			r = SET_ERROR(-ENOMEM, "out of memory");
+	}
 	if (r == 0)
 		r = chunk_load_many(s, view->txn, reqs, n);
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if (reqs[i].r == 0)
+		if (reqs[i].r == 0 && !miss_direct(v, &m[i]))
 			memcpy(m[i].dst, reqs[i].out + m[i].pofs, m[i].plen);
 		else if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
 			r = chain_read(s, &view->txn, &v->v_chain, m[i].idx,
 				       m[i].dst, m[i].pofs, m[i].plen);
-		else
+		else if (reqs[i].r < 0)
 			r = reqs[i].r;
 	}
 	for (size_t i = 0; i < n; i++)
-		cache_buf_put(s->st_cache, reqs[i].out);
+		if (!miss_direct(v, &m[i]))
+			cache_buf_put(s->st_cache, reqs[i].out);
 	return r;
 }
 
@@ -97,11 +108,15 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 	struct read_miss miss[BATCH];
 	struct chunk_req reqs[BATCH];
 	size_t nmiss = 0;
+	bool scan;
 	int r = 0;
 
 	v = read_target(v);
 	if ((r = check_range(v, off, len)) < 0)
 		return r;
+	/* A read of more than a chunk is taken for part of a sequential scan
+	 * (chunk.c's load() says why it caches nothing). */
+	scan = len > cs;
 	/* Dirty chunks and holes are copied at once, cached chunks too; the
 	 * rest are loaded in batches, their records read together. */
 	while (len && r == 0) {
@@ -134,6 +149,7 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 				memcpy(reqs[nmiss].hash, mv.hash, 32);
 				reqs[nmiss].off = pofs;
 				reqs[nmiss].len = plen;
+				reqs[nmiss].scan = scan;
 				miss[nmiss] = (struct read_miss){ out, idx, pofs, plen };
 				if (++nmiss == BATCH) {
 					r = read_misses(v, &view, miss, reqs, nmiss);

@@ -190,10 +190,18 @@ void nbd_tls_free(struct nbd_tls *tls);
 struct nbd_transport {
 	int fd;
 	void *tls; /* gnutls_session_t, or NULL: plain */
+	/* Plain transmission reads ahead into rbuf (nbd_tp_read_ahead). */
+	uint8_t *rbuf;
+	size_t rpos, rlen;
 };
 
-/* Reads exactly LEN bytes: 0, or -1 at end of stream or on error. */
+/* Reads exactly LEN bytes: 0, or -1 at end of stream or on error.  One
+ * receiver at a time. */
 int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len);
+/* From now on, on a plain stream, each recv takes whatever the socket
+ * holds (up to a buffer), so that a client's pipelined requests cost one
+ * recv, not one each.  Only once no STARTTLS can follow (transmission). */
+void nbd_tp_read_ahead(struct nbd_transport *tp);
 /* Writes all of IOV (which it modifies): 0 or -1.  One sender at a time. */
 int nbd_tp_send_iov(struct nbd_transport *tp, struct iovec *iov, int n);
 /* Runs the server side of the TLS handshake on TP's socket: 0, or -1 with

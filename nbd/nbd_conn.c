@@ -1,26 +1,38 @@
 /* vdisk NBD server: one client connection.
  *
  * Concurrency contract
- *  - One connection thread (nbd_conn_main) runs the handshake, then reads
- *    requests: it decodes and validates each header (nbd_proto.c), reads a
- *    WRITE payload, and queues a job.  It is the only reader of the socket.
- *  - NBD_CONN_WORKERS worker threads per connection take jobs off the queue
- *    and call the engine (vd_volume_* are thread-safe), so a slow request
- *    never blocks the others and replies go out in completion order.
+ *  - The connection thread (nbd_conn_main) runs the handshake, then starts
+ *    NBD_CONN_WORKERS worker threads and waits for them.
+ *  - Every worker loops: it takes recv_lock, reads one request (header,
+ *    validation in nbd_proto.c, and a WRITE payload), releases recv_lock,
+ *    calls the engine (vd_volume_* are thread-safe) and sends the reply.
+ *    There is no queue and no hand-off between threads: at queue depth 1
+ *    the thread that read a request answers it, and a slow request still
+ *    never blocks the others (another worker reads the next one).  This is
+ *    nbdkit's model (server/connections.c, protocol.c).
  *  - Replies are written whole under send_lock, so the chunks of one reply
  *    are never interleaved with another's (the protocol would allow it; we
- *    do not need it).  A failed send marks the connection broken and shuts
- *    the socket down, which ends the reader.
- *  - In-flight bytes (READ and WRITE lengths of queued and running jobs)
- *    are bounded by NBD_CONN_INFLIGHT: the reader waits for room before it
- *    reads the next payload, so memory per client is bounded and a client
- *    that pipelines too much is slowed down by TCP, not by us.
- *  - The reader stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
+ *    do not need it).  A worker that finds send_lock taken queues a copy of
+ *    a small reply (at most QUEUE_MAX bytes queued) and goes on; the worker
+ *    holding the lock sends the queue, several replies per sendmsg, before
+ *    it lets go (send_reply says why none is left behind).  A failed send
+ *    marks the connection broken and shuts the socket down, which ends the
+ *    receiving.
+ *  - TLS: GnuTLS allows one thread receiving and one sending at a time on
+ *    a session; recv_lock and send_lock give exactly that.
+ *  - In-flight bytes (READ and WRITE lengths of requests read and not yet
+ *    answered) are bounded by NBD_CONN_INFLIGHT: the receiving worker waits
+ *    for room, holding recv_lock, before it reads the next payload, so
+ *    memory per client is bounded and a client that pipelines too much is
+ *    slowed down by TCP, not by us.
+ *  - Receiving stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
  *    payload, a fatal (oversized) WRITE, or nbd_conn_stop() (server
- *    shutdown, which shuts down the read side).  It then lets the workers
- *    finish every queued job, joins them, releases the export (the last
- *    release closes and so flushes the volume), logs one line and hands
- *    the connection back to the server.
+ *    shutdown, which shuts down the read side).  The worker that sees it
+ *    marks the connection closing; each other worker finishes the request
+ *    it holds, sees closing when it next takes recv_lock, and exits.  Once
+ *    they are joined every request read was answered; the export is
+ *    released (the last release closes and so flushes the volume), one
+ *    line is logged and the connection goes back to the server.
  *  - Request buffers up to POOL_MAX bytes (WRITE payloads, READ data) are
  *    recycled per connection, at most POOL_KEEP idle, so that freed buffers
  *    do not pile up in malloc's per-thread arenas under load; larger ones
@@ -37,6 +49,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +62,8 @@
 
 #define NBD_CONN_WORKERS 4
 #define NBD_CONN_INFLIGHT (64u * 1024 * 1024)
-/* Bookkeeping cost charged to every job, so that a flood of tiny requests
- * is bounded too. */
+/* Bookkeeping cost charged to every request, so that a flood of tiny
+ * requests is bounded too. */
 #define JOB_OVERHEAD 4096u
 /* CACHE prefetches at most this much, in pieces of CACHE_PIECE. */
 #define CACHE_MAX NBDP_MAX_REQUEST
@@ -60,16 +73,28 @@
 #define POOL_CLASSES 11
 #define POOL_MAX ((size_t)1 << (POOL_MIN_SHIFT + POOL_CLASSES - 1))
 #define POOL_KEEP (4u * 1024 * 1024)
+/* Replies up to QUEUE_REPLY_MAX bytes are queued while another worker
+ * sends, at most QUEUE_MAX bytes of them; a sendmsg takes up to QUEUE_IOV. */
+#define QUEUE_REPLY_MAX (64u * 1024)
+#define QUEUE_MAX (1024u * 1024)
+#define QUEUE_IOV 64
 
 struct pool_buf {
 	struct pool_buf *next;
 };
 
+/* A request read by a worker. */
 struct nbd_job {
-	struct nbd_job *next;
 	struct nbdp_request req;
 	void *buf;   /* WRITE payload */
 	size_t cost; /* charged against inflight */
+};
+
+/* A copy of a reply waiting for the worker that holds send_lock. */
+struct queued_reply {
+	struct queued_reply *next;
+	size_t len;
+	uint8_t data[];
 };
 
 struct nbd_conn {
@@ -83,16 +108,21 @@ struct nbd_conn {
 
 	struct nbd_session sess;
 	vd_volume *vol;
+	uint32_t granule; /* the volume's chunk size: READ replies' hole grain */
 
 	pthread_mutex_t send_lock;
 	int send_broken;
+	pthread_mutex_t queue_lock; /* protects the fields below */
+	struct queued_reply *queue, **queue_tail;
+	size_t queued_bytes;
 
-	pthread_mutex_t lock; /* protects the queue and the fields below */
-	pthread_cond_t work;  /* a job was queued, or closing */
+	pthread_mutex_t recv_lock; /* held by the worker reading a request */
+
+	pthread_mutex_t lock; /* protects the fields below */
 	pthread_cond_t room;  /* inflight dropped */
-	struct nbd_job *head, *tail;
 	size_t inflight;
-	int closing;
+	int closing;          /* receiving ended: workers exit */
+	const char *why;      /* why it ended (the first reason) */
 	pthread_t workers[NBD_CONN_WORKERS];
 	unsigned nworkers;
 
@@ -102,7 +132,6 @@ struct nbd_conn {
 
 	atomic_int stopping; /* nbd_conn_stop() was called */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
-	const char *end;
 };
 
 /* ---- buffers ------------------------------------------------------------- */
@@ -187,14 +216,128 @@ static int io_starttls(void *opaque, char *why, size_t whylen)
 
 /* ---- replies ------------------------------------------------------------- */
 
-static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
+/* Caller holds send_lock. */
+static void send_locked(struct nbd_conn *c, struct iovec *iov, int n)
 {
-	pthread_mutex_lock(&c->send_lock);
 	if (!c->send_broken && nbd_tp_send_iov(&c->tp, iov, n) < 0) {
 		c->send_broken = 1;
 		shutdown(c->fd, SHUT_RDWR);
 	}
-	pthread_mutex_unlock(&c->send_lock);
+}
+
+/* Takes the queued replies; caller holds send_lock. */
+static struct queued_reply *take_queue(struct nbd_conn *c)
+{
+	struct queued_reply *q;
+
+	pthread_mutex_lock(&c->queue_lock);
+	q = c->queue;
+	c->queue = NULL;
+	c->queue_tail = &c->queue;
+	c->queued_bytes = 0;
+	pthread_mutex_unlock(&c->queue_lock);
+	return q;
+}
+
+/* Sends the queued replies, several per sendmsg; caller holds send_lock. */
+static void drain_locked(struct nbd_conn *c)
+{
+	struct iovec iov[QUEUE_IOV];
+	struct queued_reply *q, *sent;
+	int n;
+
+	while ((q = take_queue(c))) {
+		while (q) {
+			sent = q;
+			for (n = 0; q && n < QUEUE_IOV; q = q->next)
+				iov[n++] = (struct iovec){ q->data, q->len };
+			send_locked(c, iov, n);
+			while (sent != q) {
+				struct queued_reply *next = sent->next;
+
+				free(sent);
+				sent = next;
+			}
+		}
+	}
+}
+
+/* Releases send_lock, then drains whatever was queued meanwhile (if no
+ * other worker took the lock to do it). */
+static void send_unlock(struct nbd_conn *c)
+{
+	int more;
+
+	for (;;) {
+		pthread_mutex_unlock(&c->send_lock);
+		pthread_mutex_lock(&c->queue_lock);
+		more = c->queue != NULL;
+		pthread_mutex_unlock(&c->queue_lock);
+		if (!more || pthread_mutex_trylock(&c->send_lock) != 0)
+			return;
+		drain_locked(c);
+	}
+}
+
+/* Queues a copy of a small reply for the worker holding send_lock; false
+ * if it is too large or the queue is full (then the caller waits). */
+static bool queue_reply(struct nbd_conn *c, const struct iovec *iov, int n)
+{
+	struct queued_reply *q;
+	size_t len = 0, at = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (len > QUEUE_REPLY_MAX)
+		return false;
+	pthread_mutex_lock(&c->queue_lock);
+	if (c->queued_bytes + len > QUEUE_MAX) {
+		pthread_mutex_unlock(&c->queue_lock);
+		return false;
+	}
+	c->queued_bytes += len;
+	pthread_mutex_unlock(&c->queue_lock);
+	q = malloc(sizeof(*q) + len);
+	if (!q) {
+		pthread_mutex_lock(&c->queue_lock);
+		c->queued_bytes -= len;
+		pthread_mutex_unlock(&c->queue_lock);
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		memcpy(q->data + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	q->len = len;
+	q->next = NULL;
+	pthread_mutex_lock(&c->queue_lock);
+	*c->queue_tail = q;
+	c->queue_tail = &q->next;
+	pthread_mutex_unlock(&c->queue_lock);
+	return true;
+}
+
+/* Sends one whole reply.  If another worker is sending, a small reply is
+ * queued for it instead of waiting: it goes out with the next sendmsg of
+ * that worker, which drains the queue before and after it releases the
+ * lock, so every reply queued is sent before its worker could exit. */
+static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
+{
+	if (pthread_mutex_trylock(&c->send_lock) != 0) {
+		if (queue_reply(c, iov, n)) {
+			/* The sender may have released the lock meanwhile. */
+			if (pthread_mutex_trylock(&c->send_lock) == 0) {
+				drain_locked(c);
+				send_unlock(c);
+			}
+			return;
+		}
+		pthread_mutex_lock(&c->send_lock);
+	}
+	drain_locked(c); /* the replies queued first go first */
+	send_locked(c, iov, n);
+	send_unlock(c);
 }
 
 static void reply_ok(struct nbd_conn *c, const struct nbdp_request *r)
@@ -281,107 +424,93 @@ static void reply_status(struct nbd_conn *c, const struct nbdp_request *r,
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* A run of a structured READ reply: data, or zeroes sent as a hole. */
 struct run {
 	uint64_t off;
-	uint64_t len;
-	unsigned type;
+	uint32_t len;
+	int hole;
 };
 
-struct runs {
-	struct run *v;
-	size_t n, cap;
-	uint64_t next; /* where the next run must start */
-	int bad;       /* not contiguous or allocation failed */
-};
-
-static int collect_run(void *opaque, uint64_t off, uint64_t len, unsigned type)
+static int all_zero(const uint8_t *p, size_t len)
 {
-	struct runs *rs = opaque;
-
-	if (off != rs->next || len == 0) {
-		rs->bad = 1;
-		return 1;
-	}
-	if (rs->n == rs->cap) {
-		const size_t cap = rs->cap ? 2 * rs->cap : 16;
-		struct run *v = realloc(rs->v, cap * sizeof(*v));
-
-		if (!v) {
-			rs->bad = 1;
-			return 1;
-		}
-		rs->v = v;
-		rs->cap = cap;
-	}
-	rs->v[rs->n++] = (struct run){ off, len, type };
-	rs->next = off + len;
-	return 0;
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
-/* READ with structured replies: data chunks for allocated runs, hole chunks
- * for the rest (one data chunk with DF).  Nothing is sent until every
- * pread succeeded, so an error is a single error chunk. */
+/* Splits the LEN bytes read at OFF into BUF into runs of data and of
+ * zeroes, at the volume's chunk boundaries, into RUNS (room for
+ * LEN / chunk + 2); returns how many.  The engine stores no zero chunks,
+ * so these are its holes (and a read of zeroes anywhere may be answered
+ * as a hole), found without a second walk of the map. */
+static size_t split_runs(const struct nbd_conn *c, const uint8_t *buf,
+			 uint64_t off, uint32_t len, struct run *runs)
+{
+	const uint64_t g = c->granule;
+	uint64_t pos = off;
+	size_t n = 0;
+
+	while (pos < off + len) {
+		const uint64_t edge = (pos / g + 1) * g;
+		const uint64_t stop = edge < off + len ? edge : off + len;
+		const int hole = all_zero(buf + (pos - off), stop - pos);
+
+		if (n && runs[n - 1].hole == hole)
+			runs[n - 1].len += (uint32_t)(stop - pos);
+		else
+			runs[n++] = (struct run){ pos, (uint32_t)(stop - pos), hole };
+		pos = stop;
+	}
+	return n;
+}
+
+/* READ with structured replies: data chunks for data, hole chunks for
+ * zeroes (one data chunk with DF).  Nothing is sent until the read
+ * succeeded, so an error is a single error chunk. */
 static void do_read_structured(struct nbd_conn *c, const struct nbdp_request *r,
 			       uint8_t *buf)
 {
-	struct runs rs = { .next = r->offset };
-	struct iovec *iov = NULL;
-	uint8_t (*hdrs)[NBDP_CHUNK_HDR_SIZE + 12] = NULL;
-	size_t i;
-	int rc = 0, n = 0;
+	enum { FEW = 4 };
+	struct run few_runs[FEW], *runs = few_runs;
+	struct iovec few_iov[2 * FEW], *iov = few_iov;
+	uint8_t few_hdrs[FEW][NBDP_CHUNK_HDR_SIZE + 12];
+	uint8_t (*hdrs)[NBDP_CHUNK_HDR_SIZE + 12] = few_hdrs;
+	const size_t most = r->length / c->granule + 2;
+	size_t i, nruns;
+	int rc, n = 0;
 
-	if (!(r->flags & NBD_CMD_FLAG_DF)) {
-		rc = vd_volume_extents(c->vol, r->offset, r->length,
-				       collect_run, &rs);
-		if (rc < 0 || rs.bad || rs.next != r->offset + r->length) {
-			if (rc >= 0 && !rs.bad)
-				nbd_log("[%u] vd_volume_extents covered "
-					"%llu of %u bytes at %llu", c->id,
-					(unsigned long long)(rs.next - r->offset),
-					r->length, (unsigned long long)r->offset);
-			rs.n = 0; /* fall back to one data run */
-		}
-	}
-	if (rs.n == 0) {
-		free(rs.v);
-		rs.v = malloc(sizeof(*rs.v));
-		if (!rs.v) {
-			reply_error(c, r, NBD_ENOMEM, "out of memory");
-			return;
-		}
-		rs.v[0] = (struct run){ r->offset, r->length, VD_EXTENT_DATA };
-		rs.n = 1;
-	}
-	for (i = 0; i < rs.n && rc >= 0; i++) {
-		if (rs.v[i].type != VD_EXTENT_HOLE)
-			rc = vd_volume_pread(c->vol, buf + (rs.v[i].off - r->offset),
-					     rs.v[i].len, rs.v[i].off);
-	}
+	rc = vd_volume_pread(c->vol, buf, r->length, r->offset);
 	if (rc < 0) {
 		reply_status(c, r, rc);
-		goto out;
+		return;
 	}
-	iov = malloc(rs.n * 2 * sizeof(*iov));
-	hdrs = malloc(rs.n * sizeof(*hdrs));
-	if (!iov || !hdrs) {
-		reply_error(c, r, NBD_ENOMEM, "out of memory");
-		goto out;
+	if (most > FEW) {
+		runs = malloc(most * sizeof(*runs));
+		iov = malloc(most * 2 * sizeof(*iov));
+		hdrs = malloc(most * sizeof(*hdrs));
+		if (!runs || !iov || !hdrs) {
+			reply_error(c, r, NBD_ENOMEM, "out of memory");
+			goto out;
+		}
 	}
-	for (i = 0; i < rs.n; i++) {
-		const struct run *run = &rs.v[i];
-		const uint16_t flags = i + 1 == rs.n ? NBD_REPLY_FLAG_DONE : 0;
+	if (r->flags & NBD_CMD_FLAG_DF) {
+		runs[0] = (struct run){ r->offset, r->length, 0 };
+		nruns = 1;
+	} else {
+		nruns = split_runs(c, buf, r->offset, r->length, runs);
+	}
+	for (i = 0; i < nruns; i++) {
+		const struct run *run = &runs[i];
+		const uint16_t flags = i + 1 == nruns ? NBD_REPLY_FLAG_DONE : 0;
 		uint8_t *h = hdrs[i];
 
 		nbdp_put64(h + NBDP_CHUNK_HDR_SIZE, run->off);
-		if (run->type == VD_EXTENT_HOLE) {
+		if (run->hole) {
 			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
 					  r->handle, 12);
-			nbdp_put32(h + NBDP_CHUNK_HDR_SIZE + 8,
-				   (uint32_t)run->len);
+			nbdp_put32(h + NBDP_CHUNK_HDR_SIZE + 8, run->len);
 			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 12 };
 		} else {
 			nbdp_chunk_encode(h, flags, NBD_REPLY_TYPE_OFFSET_DATA,
-					  r->handle, (uint32_t)(8 + run->len));
+					  r->handle, 8 + run->len);
 			iov[n++] = (struct iovec){ h, NBDP_CHUNK_HDR_SIZE + 8 };
 			iov[n++] = (struct iovec){ buf + (run->off - r->offset),
 						   run->len };
@@ -390,9 +519,11 @@ static void do_read_structured(struct nbd_conn *c, const struct nbdp_request *r,
 	send_reply(c, iov, n);
 	atomic_fetch_add(&c->bytes_read, r->length);
 out:
-	free(hdrs);
-	free(iov);
-	free(rs.v);
+	if (runs != few_runs) {
+		free(hdrs);
+		free(iov);
+		free(runs);
+	}
 }
 
 static void do_read(struct nbd_conn *c, const struct nbdp_request *r)
@@ -526,38 +657,7 @@ static void execute(struct nbd_conn *c, struct nbd_job *job)
 	reply_status(c, r, rc);
 }
 
-/* ---- workers and reader -------------------------------------------------- */
-
-static void *worker_main(void *arg)
-{
-	struct nbd_conn *c = arg;
-	struct nbd_job *job;
-
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		while (!c->head && !c->closing)
-			pthread_cond_wait(&c->work, &c->lock);
-		job = c->head;
-		if (!job)
-			break; /* closing and drained */
-		c->head = job->next;
-		if (!c->head)
-			c->tail = NULL;
-		pthread_mutex_unlock(&c->lock);
-
-		execute(c, job);
-
-		pthread_mutex_lock(&c->lock);
-		c->inflight -= job->cost;
-		pthread_cond_signal(&c->room);
-		pthread_mutex_unlock(&c->lock);
-		buf_put(c, job->buf, nbdp_request_payload(&job->req));
-		free(job);
-		pthread_mutex_lock(&c->lock);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
-}
+/* ---- workers ------------------------------------------------------------- */
 
 static const char *check_message(uint32_t err)
 {
@@ -571,81 +671,119 @@ static const char *check_message(uint32_t err)
 	}
 }
 
-/* Reads requests until the stream ends; returns why. */
-static const char *reader_loop(struct nbd_conn *c)
+static void charge(struct nbd_conn *c, size_t cost)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
+		pthread_cond_wait(&c->room, &c->lock);
+	c->inflight += cost;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void uncharge(struct nbd_conn *c, size_t cost)
+{
+	pthread_mutex_lock(&c->lock);
+	c->inflight -= cost;
+	pthread_cond_signal(&c->room);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Reads one request into JOB; caller holds recv_lock.  Returns why
+ * receiving ends, or NULL with *GOT set if JOB is to be executed (clear:
+ * an invalid request, answered already). */
+static const char *receive(struct nbd_conn *c, struct nbd_job *job, int *got)
 {
 	uint8_t hdr[NBDP_REQUEST_SIZE];
-	struct nbdp_request req;
-	struct nbd_job *job;
+	struct nbdp_request *req = &job->req;
 	uint32_t payload, err;
-	size_t cost;
+
+	*got = 0;
+	if (nbd_tp_recv_full(&c->tp, hdr, sizeof(hdr))) {
+		int broken;
+
+		pthread_mutex_lock(&c->send_lock);
+		broken = c->send_broken;
+		pthread_mutex_unlock(&c->send_lock);
+		return broken ? "send failed" : "client hung up";
+	}
+	if (nbdp_request_decode(hdr, req))
+		return "bad request magic";
+	atomic_fetch_add(&c->requests, 1);
+	if (req->type == NBD_CMD_DISC)
+		return "client disconnected";
+	if (nbdp_request_fatal(req)) {
+		reply_error(c, req, NBD_EINVAL, "request too large");
+		return "oversized WRITE";
+	}
+	payload = nbdp_request_payload(req);
+	job->cost = JOB_OVERHEAD + payload;
+	if (req->type == NBD_CMD_READ && req->length <= NBDP_MAX_REQUEST)
+		job->cost += req->length;
+	charge(c, job->cost);
+	job->buf = NULL;
+	if (payload && !(job->buf = buf_get(c, payload))) {
+		uncharge(c, job->cost);
+		return "out of memory";
+	}
+	if (payload && nbd_tp_recv_full(&c->tp, job->buf, payload)) {
+		buf_put(c, job->buf, payload);
+		uncharge(c, job->cost);
+		return "client hung up mid-payload";
+	}
+	err = nbdp_request_check(req, &c->sess.x);
+	if (err) {
+		reply_error(c, req, err, check_message(err));
+		buf_put(c, job->buf, payload);
+		uncharge(c, job->cost);
+		return NULL;
+	}
+	*got = 1;
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct nbd_job job;
+	const char *why;
+	int got, closing;
 
 	for (;;) {
-		if (nbd_tp_recv_full(&c->tp, hdr, sizeof(hdr)))
-			return c->send_broken ? "send failed" :
-						"client hung up";
-		if (nbdp_request_decode(hdr, &req))
-			return "bad request magic";
-		atomic_fetch_add(&c->requests, 1);
-		if (req.type == NBD_CMD_DISC)
-			return "client disconnected";
-		if (nbdp_request_fatal(&req)) {
-			reply_error(c, &req, NBD_EINVAL, "request too large");
-			return "oversized WRITE";
-		}
-		payload = nbdp_request_payload(&req);
-		cost = JOB_OVERHEAD;
-		if (req.type == NBD_CMD_READ && req.length <= NBDP_MAX_REQUEST)
-			cost += req.length;
-		cost += payload;
-
+		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->lock);
-		while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
-			pthread_cond_wait(&c->room, &c->lock);
-		c->inflight += cost;
+		/* Requests read ahead are dropped once the server stops. */
+		closing = c->closing || atomic_load(&c->stopping);
 		pthread_mutex_unlock(&c->lock);
-
-		job = calloc(1, sizeof(*job));
-		if (job && payload)
-			job->buf = buf_get(c, payload);
-		if (!job || (payload && !job->buf)) {
-			free(job);
-			return "out of memory";
+		if (closing) {
+			pthread_mutex_unlock(&c->recv_lock);
+			break;
 		}
-		job->req = req;
-		job->cost = cost;
-		if (payload && nbd_tp_recv_full(&c->tp, job->buf, payload)) {
-			buf_put(c, job->buf, payload);
-			free(job);
-			return "client hung up mid-payload";
-		}
-		err = nbdp_request_check(&req, &c->sess.x);
-		if (err) {
-			reply_error(c, &req, err, check_message(err));
-			buf_put(c, job->buf, payload);
-			free(job);
+		why = receive(c, &job, &got);
+		if (why) {
 			pthread_mutex_lock(&c->lock);
-			c->inflight -= cost;
+			c->closing = 1;
+			c->why = why;
 			pthread_mutex_unlock(&c->lock);
-			continue;
 		}
-		pthread_mutex_lock(&c->lock);
-		if (c->tail)
-			c->tail->next = job;
-		else
-			c->head = job;
-		c->tail = job;
-		pthread_cond_signal(&c->work);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->recv_lock);
+		if (why)
+			break;
+		if (!got)
+			continue;
+		execute(c, &job);
+		buf_put(c, job.buf, nbdp_request_payload(&job.req));
+		uncharge(c, job.cost);
 	}
+	return NULL;
 }
 
 static const char *transmission(struct nbd_conn *c)
 {
-	const char *why;
 	unsigned i;
 
 	c->vol = nbd_server_volume(c->sess.handle);
+	c->granule = vd_volume_chunk_size(c->vol);
+	nbd_tp_read_ahead(&c->tp);
 	for (i = 0; i < NBD_CONN_WORKERS; i++) {
 		if (pthread_create(&c->workers[i], NULL, worker_main, c))
 			break;
@@ -653,20 +791,10 @@ static const char *transmission(struct nbd_conn *c)
 	}
 	if (c->nworkers == 0)
 		return "cannot start worker threads";
-
-	why = reader_loop(c);
-	if (atomic_load(&c->stopping))
-		why = "server shutting down";
-
-	pthread_mutex_lock(&c->lock);
-	c->closing = 1;
-	pthread_cond_broadcast(&c->work);
-	pthread_mutex_unlock(&c->lock);
-	/* Workers drain the queue before they exit: every request read was
-	 * answered (or its send failed) once they are joined. */
+	/* Each worker answers the request it read before it exits. */
 	for (i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
-	return why;
+	return atomic_load(&c->stopping) ? "server shutting down" : c->why;
 }
 
 /* ---- lifetime ------------------------------------------------------------ */
@@ -675,6 +803,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 			      const char *peer)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
+	pthread_mutexattr_t attr;
 
 	if (!c)
 		return NULL;
@@ -684,10 +813,19 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 	c->id = id;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
-	pthread_mutex_init(&c->send_lock, NULL);
+	/* Both are held briefly (one request read, one reply written) by one
+	 * of a few busy workers: spinning a little before sleeping saves the
+	 * futex sleep and wake-up that would otherwise follow most requests
+	 * at a deep queue. */
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&c->send_lock, &attr);
+	pthread_mutex_init(&c->recv_lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&c->queue_lock, NULL);
+	c->queue_tail = &c->queue;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 	return c;
 }
@@ -768,6 +906,12 @@ void nbd_conn_free(struct nbd_conn *c)
 		return;
 	nbd_tp_close(&c->tp, !c->send_broken);
 	close(c->fd);
+	while (c->queue) { /* none: every worker drained before it exited */
+		struct queued_reply *q = c->queue;
+
+		c->queue = q->next;
+		free(q);
+	}
 	for (k = 0; k < POOL_CLASSES; k++) {
 		while ((b = c->pool[k])) {
 			c->pool[k] = b->next;
@@ -776,8 +920,9 @@ void nbd_conn_free(struct nbd_conn *c)
 	}
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_cond_destroy(&c->room);
-	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->recv_lock);
+	pthread_mutex_destroy(&c->queue_lock);
 	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 }

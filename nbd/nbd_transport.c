@@ -2,7 +2,9 @@
  *
  * Every read and write of a connection, handshake and transmission alike,
  * goes through nbd_tp_recv_full() and nbd_tp_send_iov(); after
- * nbd_tp_starttls() they use gnutls_record_recv/send on the same socket.
+ * nbd_tp_starttls() they use gnutls_record_recv/send on the same socket
+ * (GnuTLS reads whole records, its own read-ahead).  A plain stream reads
+ * ahead in transmission (nbd_tp_read_ahead).
  *
  * Credentials (struct nbd_tls) are loaded once per server and shared
  * read-only by every connection's session:
@@ -12,9 +14,9 @@
  *  - PSK: a psktool(1) file of "username:hexkey" lines.
  *
  * Threads: during the handshake only the connection thread uses the
- * stream.  In transmission the reader thread only receives and the
- * workers only send (under the connection's send lock), which GnuTLS
- * allows for one session.  Known limit: a TLS 1.3 KeyUpdate from the
+ * stream.  In transmission one worker at a time receives (under the
+ * connection's recv lock) and one at a time sends (under its send lock),
+ * which GnuTLS allows for one session.  Known limit: a TLS 1.3 KeyUpdate from the
  * client is answered from the receiving thread, racing a send; the clients
  * we serve (qemu, libnbd) do not send it.
  */
@@ -152,10 +154,58 @@ void nbd_tls_free(struct nbd_tls *t)
 
 /* ---- the stream ------------------------------------------------------------ */
 
+/* Read-ahead buffer: room for a few dozen request headers, or a 4 KiB
+ * WRITE and its neighbours; larger payloads bypass it. */
+#define RBUF_SIZE (16u * 1024)
+
+void nbd_tp_read_ahead(struct nbd_transport *tp)
+{
+	if (!tp->tls && !tp->rbuf)
+		tp->rbuf = malloc(RBUF_SIZE); /* NULL: reads as before */
+}
+
+/* nbd_tp_recv_full through the read-ahead buffer. */
+static int recv_buffered(struct nbd_transport *tp, char *p, size_t len)
+{
+	while (len) {
+		size_t n;
+
+		if (tp->rpos == tp->rlen) {
+			ssize_t got;
+
+			if (len >= RBUF_SIZE) { /* straight into place */
+				got = recv(tp->fd, p, len, 0);
+				if (got < 0 && errno == EINTR)
+					continue;
+				if (got <= 0)
+					return -1;
+				p += got;
+				len -= (size_t)got;
+				continue;
+			}
+			got = recv(tp->fd, tp->rbuf, RBUF_SIZE, 0);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				return -1;
+			tp->rpos = 0;
+			tp->rlen = (size_t)got;
+		}
+		n = tp->rlen - tp->rpos < len ? tp->rlen - tp->rpos : len;
+		memcpy(p, tp->rbuf + tp->rpos, n);
+		tp->rpos += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
 int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len)
 {
 	char *p = buf;
 
+	if (tp->rbuf)
+		return recv_buffered(tp, p, len);
 	while (len) {
 		ssize_t n;
 
@@ -311,4 +361,7 @@ void nbd_tp_close(struct nbd_transport *tp, int clean)
 		gnutls_deinit(tp->tls);
 		tp->tls = NULL;
 	}
+	free(tp->rbuf);
+	tp->rbuf = NULL;
+	tp->rpos = tp->rlen = 0;
 }

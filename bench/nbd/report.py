@@ -95,9 +95,17 @@ p("- `--fsync=8`: fio's nbd engine sends an NBD flush after every 8 writes; the 
 p("- qcow2 overlay: the sequential write went into the base image (no overlay yet); "
   "every later job ran on a fresh overlay. qcow2/vdisk \"right after snapshot\": a "
   "new snapshot was taken right before each random-write job.")
+build = g("vdisk-deep", "build-s")
 p("- vdisk deep clone: `vdisk snapshot`+`clone` %s times, 3 random 64 KiB "
-  "`vdisk import --existing` writes per level (built in %s s), serving the deepest clone."
-  % (META.get("depth"), fig(g("vdisk-deep", "build-s"), "s")))
+  "`vdisk import --existing` writes per level (%s), serving the deepest clone."
+  % (META.get("depth"), "built in %.1f s" % build if build is not None else "not run"))
+# A server left out of SERVERS (or a job out of JOBS) shows as n/a: say so.
+ran = META.get("servers", "").split()
+if ran:
+    left = [s for s in SERVERS if s not in ran]
+    p("- Servers run: %s%s; jobs: %s. Rows and ratios of servers or jobs not run show n/a."
+      % (", ".join(ran), "; not run: " + ", ".join(left) if left else "",
+         META.get("jobs", "all")))
 p("")
 
 for wl, title, unit in WL:

@@ -48,6 +48,10 @@
 #   BURST            bytes written before the timed flush (default 512M)
 #   DEPTH            snapshot+clone levels for vdisk-deep (default 20)
 #   SERVERS          subset of the servers above (default: all)
+#   JOBS             subset of the workloads above (default: all); when it
+#                    has reads but not seqw, the export is filled first
+#                    (not recorded), e.g. JOBS="seqr randr1 randr32"
+#                    SERVERS="vdisk nbdkit" for the read path alone
 #   VDISK            the vdisk program (default: ./vdisk at the top)
 #
 # Writes bench/results/nbd-raw.txt (RESULT lines) and nbd-latest.md
@@ -71,6 +75,11 @@ rm -rf "$tmp" && mkdir -p "$tmp" || exit 1
 for p in fio nbdkit qemu-nbd qemu-img numfmt "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
+# `make tsan`/`make asan` point ./vdisk at their build: never time that.
+case $(readlink -f "$vdisk") in
+*/build-tsan/*|*/build-asan/*)
+	echo "$vdisk is a sanitizer build: run make, or set VDISK" >&2; exit 2 ;;
+esac
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "missing python3-libnbd" >&2; exit 77; }
 size_b=$(numfmt --from=iec "${size%iB}") || exit 2
 burst_b=$(numfmt --from=iec "${burst%iB}") || exit 2
@@ -86,6 +95,8 @@ res meta size "$size"
 res meta runtime "$runtime"
 res meta burst "$burst"
 res meta depth "$depth"
+res meta servers "$servers"
+res meta jobs "${JOBS:-all}"
 res meta load_start "$(cut -d' ' -f1 /proc/loadavg)"
 res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{print $2}')/nbdkit-$(nbdkit --version | awk '{print $2}')"
 
@@ -189,6 +200,20 @@ fill() {   # fill: write the whole export once (not recorded)
 }
 
 all="seqw seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
+jobs=${JOBS:-$all}
+wanted() { case " $jobs " in *" $1 "*) return 0 ;; esac; return 1; }
+# run_jobs SERVER WORKLOAD...: the wanted ones of WORKLOAD..., in order;
+# fills the export first when a read would otherwise find it empty
+run_jobs() {
+	local s=$1 wl filled=
+	shift
+	for wl in "$@"; do
+		wanted "$wl" || continue
+		case $wl in seqw|randw*) filled=1 ;;
+		seqr|randr*) [ -n "$filled" ] || fill; filled=1 ;; esac
+		run "$wl" "$s"
+	done
+}
 
 for s in $servers; do
 	say "$s ($(date +%T))"
@@ -199,12 +224,13 @@ for s in $servers; do
 	vdisk|vdisk-cache)
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		if [ "$s" = vdisk ]; then serve_vdisk vol; else serve_vdisk vol --cache "$size"; fi
-		for wl in $all; do run "$wl" "$s"; done ;;
+		run_jobs "$s" $all ;;
 	vdisk-snap)
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		serve_vdisk vol
 		fill
 		for wl in randw1 randw32 randwf1 randwf32; do
+			wanted "$wl" || continue
 			VDISK_STORE=$tmp/store "$vdisk" snapshot "vol@before-$wl" >/dev/null || exit 1
 			run "$wl" "$s"
 		done ;;
@@ -228,15 +254,15 @@ for s in $servers; do
 		res "$s" build-s "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')"
 		unset VDISK_STORE
 		serve_vdisk "c$depth"
-		for wl in randw32 randwf32 randr32; do run "$wl" "$s"; done ;;
+		for wl in randw32 randwf32 randr32; do wanted "$wl" && run "$wl" "$s"; done ;;
 	qemu-raw|nbdkit)
 		truncate -s "$size" "$tmp/raw.img"
 		if [ "$s" = nbdkit ]; then serve_nbdkit "$tmp/raw.img"; else serve_qemu raw "$tmp/raw.img"; fi
-		for wl in $all; do run "$wl" "$s"; done ;;
+		run_jobs "$s" $all ;;
 	qemu-qcow2)
 		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/img.qcow2"
-		for wl in $all; do run "$wl" "$s"; done ;;
+		run_jobs "$s" $all ;;
 	qemu-overlay)
 		qemu-img create -q -f qcow2 "$tmp/base.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/base.qcow2"
@@ -244,11 +270,12 @@ for s in $servers; do
 		stop_server
 		qemu-img create -q -f qcow2 -b "$tmp/base.qcow2" -F qcow2 "$tmp/ov.qcow2" || exit 1
 		serve_qemu qcow2 "$tmp/ov.qcow2"
-		for wl in seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush; do run "$wl" "$s"; done ;;
+		for wl in seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush; do wanted "$wl" && run "$wl" "$s"; done ;;
 	qemu-snap)
 		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/img.qcow2"
 		for wl in $all; do
+			wanted "$wl" || continue
 			case $wl in randw*)
 				stop_server
 				qemu-img snapshot -c "before-$wl" "$tmp/img.qcow2" || exit 1
