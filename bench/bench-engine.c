@@ -7,7 +7,8 @@
  *                               (part 2)
  *   bench-engine build3 STORE   volumes for part 3: fresh, 200 snapshots,
  *                               20-deep clone chain
- *   bench-engine read3  STORE   random 4 KiB reads of those (warm, reopened,
+ *   bench-engine read3  STORE [TAG]  random 4 KiB reads of those, or of the
+ *                               one TAG (fresh, hist200, deep20) (warm, reopened,
  *                               page cache dropped)
  *   bench-engine cold   STORE TAG
  *                               cold random reads of volume "fresh" only
@@ -686,12 +687,15 @@ static double cold_reads(const char *dir, const char *vol, int evict, int thread
 	return median(rate, 3);
 }
 
-static int cmd_read3(const char *dir)
+/* ONLY, if not NULL, names the one volume (by tag) to read. */
+static int cmd_read3(const char *dir, const char *only)
 {
 	char key[96];
 	progress("part 3: random 4 KiB reads over %" PRIu64 " MiB", P3_WS / MiB);
 	for (int i = 0; i < 3; i++) {
 		vd_store *st;
+		if (only && strcmp(only, p3_tags[i]))
+			continue;
 		check(open_store(dir, 0, &st), "vd_store_open");
 		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
 		/* Correctness spot check on the deep clone / history head is
@@ -769,7 +773,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench-engine io STORE | snap STORE BYTES | build3 STORE |\n"
-		"       read3 STORE | cold STORE TAG\n");
+		"       read3 STORE [fresh|hist200|deep20] | cold STORE TAG\n");
 	exit(2);
 }
 
@@ -785,7 +789,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "build3"))
 		return cmd_build3(dir);
 	if (!strcmp(cmd, "read3"))
-		return cmd_read3(dir);
+		return cmd_read3(dir, argc > 3 ? argv[3] : NULL);
 	if (!strcmp(cmd, "cold") && argc == 4)
 		return cmd_cold(dir, argv[3]);
 	usage();
