@@ -27,6 +27,7 @@
  * This file alone reads and writes DBs "map", "epochs", "layers" and
  * "readers".
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -631,6 +632,7 @@ static bool slot_lock(struct chain_slot *sl, bool wait, uint32_t *seq)
 		}
 		if (!wait)
 			return false;
+		sched_yield(); /* the holder may have been preempted */
 	}
 }
 
