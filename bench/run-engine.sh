@@ -12,6 +12,12 @@
 #   VDISK            the vdisk program (default: ./vdisk at the top)
 #   BUILD            the top build directory to link against (default build)
 #   P4_RUNS          rounds of part 4's timed imports (default 3; median)
+#   ENGINE_RAW, ENGINE_MD  where the RESULT lines and the table go (default
+#                    results/engine-raw.txt, results/engine-latest.md; relative
+#                    paths are from bench/); e.g.
+#                    part 3 alone into files of its own:
+#                      ENGINE_RAW=results/history-raw.txt \
+#                      ENGINE_MD=results/history.md bench/run-engine.sh 3
 #
 # Part 4 needs a Debian 12 minbase image; the first run makes it with
 # debootstrap (a few minutes) and keeps it in bench/cache/.
@@ -23,8 +29,8 @@ tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}
 case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
 parts=${*:-1 2 3 4 5}
 big=${P2_BIG:-8G}
-raw=$bench/results/engine-raw.txt
-md=$bench/results/engine-latest.md
+raw=${ENGINE_RAW:-$bench/results/engine-raw.txt}
+md=${ENGINE_MD:-$bench/results/engine-latest.md}
 vdisk=${VDISK:-$top/vdisk}
 case "$vdisk" in /*) ;; *) vdisk=$bench/$vdisk ;; esac
 mkdir -p "$bench/results" "$tmp"

@@ -36,9 +36,13 @@
  * would save the scans but add a write to every reference change and a
  * format change, and could not see records a crash left behind.
  *
- * Each poll also rolls this handle's writer pack once it passes 32 MiB, so
- * that compaction works in small files and a dying region's records end up
- * together.
+ * Every seal batch (compact_wait), every compaction transaction and every
+ * poll rolls this handle's writer pack once it passes 32 MiB, so that
+ * compaction works in small files and a dying region's records end up
+ * together.  (Rolling only at the poll let a pack grow by whatever the
+ * seals appended while the compactor slept or emptied another pack: files
+ * of hundreds of MiB, mostly live, whose copies then doubled the disk
+ * bytes while they were compacted.)
  *
  * The bounds.  Idle: the compactor is idle only when D <= T, that is
  *     P <= 1.25 L + 8 MiB,
@@ -47,18 +51,24 @@
  * some (D > 0) and compacting it lowers D by its dead bytes.  While
  * writing: before each batch, a seal (compact_wait) estimates P as the last
  * measured P plus every byte this handle appended since; past
- *     H = 1.5 L + 8 MiB
+ *     H = 1.4 L + 8 MiB
  * it marks the store over and waits, and the compactor, woken, measures
  * again, works without sleeping, and lets the seals go once a measure is
  * within H (or once a round could do nothing: then the estimate restarts
  * from the measured P, so seals wait again only after 8 MiB more).  So P
  * stays within H, plus the pack being compacted (its live records exist
- * twice until it is removed: 32 MiB at most for packs written with the
- * compactor running) plus the seal batches under way past the gate.  Not
- * counted: the journal, and packs that other processes append to (each
- * bounded by its own compactor).  Below H the compactor is throttled: it
- * sleeps as long as it worked (half the disk time), three times as long
- * while the sealer is busy, and not at all once D passes 0.4 L + S.
+ * twice until it is removed: about 32 MiB plus a seal batch for packs
+ * written with the compactor running) plus the seal batch under way past
+ * the gate (16 MiB): within 1.5 L + 8 MiB once L passes about 640 MiB
+ * (bench/space/run.sh measures it).  A pack with more than 128 MiB live
+ * and less than three times that dead (a bulk load, or a seal at close)
+ * comes after every other pack with dead bytes, in a round of its own:
+ * its live records are copied before it goes, and in a random overwrite
+ * it is mostly dead soon.  Not counted: the journal, and
+ * packs that other processes append to (each bounded by its own
+ * compactor).  Below H the compactor is throttled: it sleeps as long as it
+ * worked (half the disk time), three times as long while the sealer is
+ * busy, and not at all once D passes 0.3 L + S.
  *
  * VDISK_COMPACT=off disables the thread (vdisk gc remains);
  * VDISK_COMPACT=aggressive (for tests) polls every 10 ms, starts at any 5%
@@ -72,6 +82,18 @@
 #include "engine/internal.h"
 
 DEFINE_VECTOR(u64_vec, uint64_t);
+
+static bool aggressive(void)
+{
+	const char *e = getenv("VDISK_COMPACT");
+	return e && !strcmp(e, "aggressive");
+}
+
+/* The writer pack is rolled past this. */
+static uint64_t pack_target(void)
+{
+	return aggressive() ? 256ull << 10 : 32ull << 20;
+}
 
 int compact_pack(vd_store *s, uint32_t id, uint64_t size,
 		 const struct pack_rec *recs, size_t n, uint64_t batch,
@@ -124,6 +146,8 @@ int compact_pack(vd_store *s, uint32_t id, uint64_t size,
 		else
 			wtxn_abort(&w);
 		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r == 0)
+			r = pack_roll(s, 0, pack_target());
 	} while (r == 0 && i < n);
 	/* Only now that no committed state names the file. */
 	if (r == 0 && !keep && pack_remove(s, id)) {
@@ -144,7 +168,7 @@ struct compact_cfg {
 	bool throttle;
 	uint64_t batch;      /* bytes copied per transaction */
 	uint64_t pack_target; /* roll the writer pack past this */
-	uint64_t hard_slack;  /* seals wait past 1.5 L + hard_slack */
+	uint64_t hard_slack;  /* seals wait past 1.4 L + hard_slack */
 };
 
 #define COMPACT_ROUND_MAX 8  /* packs per round */
@@ -212,6 +236,7 @@ static int tally(void *opaque, const uint8_t *key, size_t keylen,
 struct victim {
 	uint32_t id;
 	uint64_t dead, size;
+	bool deferred;        /* big and mostly live */
 	int fd;               /* its claim */
 	rec_vec recs;
 };
@@ -247,13 +272,21 @@ static int collect_one(void *opaque, const uint8_t *key, size_t keylen,
 static int by_dead(const void *a, const void *b)
 {
 	const struct victim *x = a, *y = b;
+	if (x->deferred != y->deferred)
+		return x->deferred ? 1 : -1;
 	return x->dead < y->dead ? 1 : x->dead > y->dead ? -1 : 0;
+}
+
+/* H, where seals wait. */
+static uint64_t hard_bound(const struct compact_cfg *cfg, uint64_t live)
+{
+	return live + live / 5 * 2 + cfg->hard_slack;
 }
 
 static bool over_hard(const struct compact_cfg *cfg, uint64_t disk,
 		      uint64_t live)
 {
-	return disk > live + live / 2 + cfg->hard_slack;
+	return disk > hard_bound(cfg, live);
 }
 
 /* P (disk bytes of the pack files) and L (live record bytes), kept as the
@@ -278,7 +311,7 @@ static int measure(vd_store *s, const struct compact_cfg *cfg,
 		s->st_compact_disk = *disk;
 		s->st_compact_live = *live;
 		s->st_compact_app = app;
-		s->st_compact_hard = *live + *live / 2 + cfg->hard_slack;
+		s->st_compact_hard = hard_bound(cfg, *live);
 		pthread_mutex_unlock(&s->st_compact_lock);
 	}
 	return r;
@@ -319,7 +352,7 @@ static int round_run(vd_store *s, const struct compact_cfg *cfg,
 	set_over(s, over_hard(cfg, disk, live) && dead > thresh);
 	if (dead <= thresh)
 		return 0;
-	urgent = dead > (uint64_t)(0.4 * (double)live) + cfg->slack;
+	urgent = dead > (uint64_t)(0.3 * (double)live) + cfg->slack;
 	need = dead - thresh / 2;
 	*scanned = true;
 
@@ -344,6 +377,9 @@ static int round_run(vd_store *s, const struct compact_cfg *cfg,
 		cand[nc] = (struct victim){ .id = id, .size = size, .fd = -1 };
 		cand[nc].dead = size > FMT_PACK_HEADER_SIZE + plive
 				? size - FMT_PACK_HEADER_SIZE - plive : 0;
+		/* A big, mostly live file comes last (see above). */
+		cand[nc].deferred = plive > 4 * cfg->pack_target &&
+				    cand[nc].dead < 3 * plive;
 		/* A file holding only its header (an aborted transaction's)
 		 * goes too. */
 		if (cand[nc].dead || (!plive && size <= FMT_PACK_HEADER_SIZE))
@@ -356,6 +392,8 @@ static int round_run(vd_store *s, const struct compact_cfg *cfg,
 		struct victim *v = &cand[i];
 		uint64_t size;
 
+		if (v->deferred && nv > 0)
+			break;
 		if (pack_is_writer(s, v->id) && pack_roll(s, v->id, 0) < 0)
 			continue;
 		if ((v->fd = pack_claim(s, v->id, &size)) < 0)
@@ -429,16 +467,15 @@ out:
 static void *compact_main(void *arg)
 {
 	vd_store *s = arg;
-	const char *e = getenv("VDISK_COMPACT");
-	const bool aggressive = e && !strcmp(e, "aggressive");
+	const bool agg = aggressive();
 	const struct compact_cfg cfg = {
-		.trigger = aggressive ? 0.05 : 0.25,
-		.slack = aggressive ? 0 : 8ull << 20,
-		.poll_ms = aggressive ? 10 : 1000,
-		.throttle = !aggressive,
-		.batch = aggressive ? 64ull << 10 : 16ull << 20,
-		.pack_target = aggressive ? 256ull << 10 : 32ull << 20,
-		.hard_slack = aggressive ? 1ull << 20 : 8ull << 20,
+		.trigger = agg ? 0.05 : 0.25,
+		.slack = agg ? 0 : 8ull << 20,
+		.poll_ms = agg ? 10 : 1000,
+		.throttle = !agg,
+		.batch = agg ? 64ull << 10 : 16ull << 20,
+		.pack_target = pack_target(),
+		.hard_slack = agg ? 1ull << 20 : 8ull << 20,
 	};
 	uint64_t wait = cfg.poll_ms;
 
@@ -472,7 +509,16 @@ int compact_start(vd_store *s)
 
 void compact_wait(vd_store *s)
 {
-	const uint64_t app = pack_appended(s);
+	uint64_t app;
+	bool started;
+
+	/* Before the batch, so that it starts a small file if need be. */
+	pthread_mutex_lock(&s->st_compact_lock);
+	started = s->st_compact_started;
+	pthread_mutex_unlock(&s->st_compact_lock);
+	if (started)
+		(void)pack_roll(s, 0, pack_target());
+	app = pack_appended(s);
 
 	pthread_mutex_lock(&s->st_compact_lock);
 	/* The estimate: what the last measure saw, plus what this handle

@@ -445,10 +445,22 @@ struct chain_link {
 	uint64_t layer, epoch;
 	uint8_t *present;   /* bitmap of indices with entries, or NULL */
 };
+/* One resolved index (see chain_cached); every field is accessed
+ * atomically: SEQ is odd while a writer changes the slot. */
+struct chain_slot {
+	uint32_t seq;
+	uint32_t kind;
+	uint64_t tag;         /* index + 1; 0: empty */
+	uint64_t valid_from;  /* fills from older transactions are refused */
+	uint64_t hash[4];
+	uint64_t pad;
+};
 struct chain {
 	struct chain_link *links;
 	size_t n;
 	uint64_t nidx;      /* chunk indices covered by the bitmaps */
+	struct chain_slot *slots; /* what indices resolved to, or NULL */
+	uint64_t slot_mask;
 };
 /* Builds the chain of (LAYER, EPOCH) with a presence bitmap per layer over
  * NIDX indices: an ancestor's visible entries never change, and the top
@@ -456,8 +468,13 @@ struct chain {
 int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 		uint64_t nidx, struct chain *out);
 void chain_free(struct chain *c);
-/* Records that the top layer now has an entry for IDX (a seal of ours). */
-void chain_mark(struct chain *c, uint64_t idx);
+/* Records that the top layer now has an entry for IDX, added by write
+ * transaction TXN (a seal of ours), before TXN commits. */
+void chain_mark(struct chain *c, MDB_txn *txn, uint64_t idx);
+/* What IDX resolved to lately, if the chain remembers: the committed
+ * state as of now, without a transaction (chain_mark forgets an index
+ * before the commit that changes it). */
+bool chain_cached(const struct chain *c, uint64_t idx, struct fmt_map_val *out);
 /* Resolves index IDX through the chain; a missing entry is a hole. */
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
 		  uint64_t idx, struct fmt_map_val *out);

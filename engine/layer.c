@@ -19,10 +19,15 @@
  * Visible entries of a layer at any reader's epoch never change while that
  * reader exists, so a chain's ancestors get presence bitmaps built once at
  * open: resolving an index costs one seek plus a bit test per ancestor.
+ * An open chain also remembers what indices resolved to (chain_cached), so
+ * a read of a cached chunk needs no transaction and no seek at all, however
+ * deep the history: the top layer changes only through its writer's seals,
+ * which forget an index before the commit that changes it.
  *
  * This file alone reads and writes DBs "map", "epochs", "layers" and
  * "readers".
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -588,8 +593,114 @@ void chain_free(struct chain *c)
 	for (size_t i = 0; i < c->n; i++)
 		free(c->links[i].present);
 	free(c->links);
+	free(c->slots);
 	c->links = NULL;
+	c->slots = NULL;
 	c->n = 0;
+}
+
+/* ---- resolved indices ----------------------------------------------------
+ *
+ * A direct-mapped table of what indices resolved to, at most
+ * CHAIN_SLOTS_MAX slots of 64 bytes (4 MiB; its pages are touched as reads
+ * reach them).  Each slot is a seqlock: readers copy it without writing
+ * anything, so threads reading the same chain share its cache lines; a
+ * writer makes SEQ odd with a compare-and-swap.  A fill (a reader that
+ * resolved through the index) skips a slot that is being written; a
+ * forget (chain_mark) waits for it.  A forget also sets the slot's
+ * VALID_FROM to its write transaction's id: a reader whose transaction is
+ * older than that commit may hold the old entry, and must not put it back.
+ */
+#define CHAIN_SLOTS_MAX (1u << 16)
+
+static struct chain_slot *slot_of(const struct chain *c, uint64_t idx)
+{
+	return &c->slots[idx & c->slot_mask];
+}
+
+/* Makes the slot's SEQ odd; false if another writer has it and WAIT is
+ * false. */
+static bool slot_lock(struct chain_slot *sl, bool wait, uint32_t *seq)
+{
+	for (;;) {
+		uint32_t q = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED);
+		if (!(q & 1) && __atomic_compare_exchange_n(&sl->seq, &q, q + 1, false,
+							    __ATOMIC_ACQUIRE,
+							    __ATOMIC_RELAXED)) {
+			*seq = q + 1;
+			return true;
+		}
+		if (!wait)
+			return false;
+		sched_yield(); /* the holder may have been preempted */
+	}
+}
+
+static void slot_unlock(struct chain_slot *sl, uint32_t seq)
+{
+	__atomic_store_n(&sl->seq, seq + 1, __ATOMIC_RELEASE);
+}
+
+bool chain_cached(const struct chain *c, uint64_t idx, struct fmt_map_val *out)
+{
+	const struct chain_slot *sl;
+	uint64_t tag, h[4];
+	uint32_t q, kind;
+
+	if (!c->slots)
+		return false;
+	sl = slot_of(c, idx);
+	q = __atomic_load_n(&sl->seq, __ATOMIC_ACQUIRE);
+	if (q & 1)
+		return false;
+	/* Acquire loads (plain loads on x86): SEQ is read again after
+	 * them.  No fences: TSan does not model them. */
+	tag = __atomic_load_n(&sl->tag, __ATOMIC_ACQUIRE);
+	kind = __atomic_load_n(&sl->kind, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < 4; i++)
+		h[i] = __atomic_load_n(&sl->hash[i], __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&sl->seq, __ATOMIC_RELAXED) != q || tag != idx + 1)
+		return false;
+	out->kind = (uint8_t)kind;
+	memcpy(out->hash, h, sizeof h);
+	return true;
+}
+
+/* Remembers that IDX resolved to MV in TXN. */
+static void slot_fill(const struct chain *c, MDB_txn *txn, uint64_t idx,
+		      const struct fmt_map_val *mv)
+{
+	struct chain_slot *sl;
+	uint64_t h[4];
+	uint32_t q;
+
+	if (!c->slots)
+		return;
+	sl = slot_of(c, idx);
+	if (!slot_lock(sl, false, &q))
+		return;
+	if ((uint64_t)mdb_txn_id(txn) >= __atomic_load_n(&sl->valid_from,
+							 __ATOMIC_RELAXED)) {
+		memcpy(h, mv->hash, sizeof h);
+		/* Release stores: they stay after the odd SEQ. */
+		__atomic_store_n(&sl->kind, mv->kind, __ATOMIC_RELEASE);
+		for (int i = 0; i < 4; i++)
+			__atomic_store_n(&sl->hash[i], h[i], __ATOMIC_RELEASE);
+		__atomic_store_n(&sl->tag, idx + 1, __ATOMIC_RELEASE);
+	}
+	slot_unlock(sl, q);
+}
+
+static int slots_alloc(struct chain *c)
+{
+	uint64_t n = 1;
+
+	while (n < c->nidx && n < CHAIN_SLOTS_MAX)
+		n <<= 1;
+	if (!(c->slots = calloc(n, sizeof *c->slots)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	c->slot_mask = n - 1;
+	return 0;
 }
 
 int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
@@ -601,8 +712,12 @@ int chain_build(vd_store *s, MDB_txn *txn, uint64_t layer, uint64_t epoch,
 
 	memset(out, 0, sizeof *out);
 	out->nidx = nidx;
-	if (vector_reserve((void **)&out->links, &cap, 0, 4, sizeof *out->links) < 0)
+	if ((r = slots_alloc(out)) < 0)
+		return r;
+	if (vector_reserve((void **)&out->links, &cap, 0, 4, sizeof *out->links) < 0) {
+		chain_free(out);
 		return SET_ERROR(-ENOMEM, "out of memory");
+	}
 	out->links[0].layer = layer;
 	out->links[0].epoch = epoch;
 	out->n = 1;
@@ -648,11 +763,23 @@ static bool present(const struct chain *c, size_t i, uint64_t idx)
 	       (__atomic_load_n(&l->present[idx / 8], __ATOMIC_RELAXED) >> (idx % 8) & 1);
 }
 
-void chain_mark(struct chain *c, uint64_t idx)
+void chain_mark(struct chain *c, MDB_txn *txn, uint64_t idx)
 {
 	if (idx < c->nidx && c->links[0].present)
 		__atomic_fetch_or(&c->links[0].present[idx / 8],
 				  (uint8_t)(1u << (idx % 8)), __ATOMIC_RELAXED);
+	if (c->slots) {
+		struct chain_slot *sl = slot_of(c, idx);
+		const uint64_t id = (uint64_t)mdb_txn_id(txn);
+		uint32_t q;
+
+		slot_lock(sl, true, &q);
+		if (id > __atomic_load_n(&sl->valid_from, __ATOMIC_RELAXED))
+			__atomic_store_n(&sl->valid_from, id, __ATOMIC_RELEASE);
+		if (__atomic_load_n(&sl->tag, __ATOMIC_RELAXED) == idx + 1)
+			__atomic_store_n(&sl->tag, 0, __ATOMIC_RELEASE);
+		slot_unlock(sl, q);
+	}
 }
 
 int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
@@ -664,10 +791,16 @@ int chain_resolve(vd_store *s, MDB_txn *txn, const struct chain *c,
 			continue;
 		r = map_lookup(s, txn, c->links[i].layer, idx, c->links[i].epoch,
 			       out);
-		if (r != 0)
-			return r < 0 ? r : 0;
+		if (r < 0)
+			return r;
+		if (r > 0) {
+			slot_fill(c, txn, idx, out);
+			return 0;
+		}
 	}
 	out->kind = FMT_MAP_HOLE;
+	memset(out->hash, 0, sizeof out->hash);
+	slot_fill(c, txn, idx, out);
 	return 0;
 }
 

@@ -261,7 +261,7 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 		if ((r = map_put(s, w, v->v_chain.links[0].layer, it->idx,
 				 v->v_write_epoch, &mv)) < 0)
 			return r;
-		chain_mark(&v->v_chain, it->idx);
+		chain_mark(&v->v_chain, w->txn, it->idx);
 	}
 	return 0;
 }

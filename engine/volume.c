@@ -136,7 +136,13 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 			break;
 		if (hit == DIRTY_STALE)
 			view_end(&view);
-		if (hit == DIRTY_MISS || hit == DIRTY_STALE) {
+		/* Resolved before and in the chunk cache: no transaction. */
+		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &mv) &&
+		    (mv.kind == FMT_MAP_HOLE
+		     ? (memset(out, 0, plen), true)
+		     : cache_read(v->v_store->st_cache, mv.hash, out, pofs, plen))) {
+			/* copied */
+		} else if (hit == DIRTY_MISS || hit == DIRTY_STALE) {
 			if (!view.txn && (r = view_begin(v, &view)) < 0)
 				break;
 			if ((r = chain_resolve(v->v_store, view.txn, &v->v_chain, idx,
