@@ -148,7 +148,7 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 	return 0;
 }
 
-/* One data sync and one commit for the whole batch, however many. */
+/* One data sync and one commit for the whole batch. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 {
 	vd_store *s = v->v_store;
@@ -158,6 +158,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	struct wtxn w = { 0 };
 	int r = 0;
 
+	max = MIN(max, MAX((size_t)1, SEAL_BATCH_BYTES / v->v_chunk_size));
 	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);
