@@ -49,8 +49,8 @@ static bool dir_is_empty(int dirfd)
 /* The defaults of the memory bounds (README "Memory"): with the seal batch,
  * the buffer pool and the NBD server's requests they keep `vdisk serve`
  * under 200 MiB of RSS, whatever the write load. */
-#define STORE_CACHE_DEFAULT (128ull << 20)
-#define STORE_DIRTY_DEFAULT (16ull << 20)
+#define STORE_CACHE_DEFAULT (96ull << 20)
+#define STORE_DIRTY_DEFAULT (8ull << 20)
 
 static uint64_t env_mb(const char *name, uint64_t dflt)
 {

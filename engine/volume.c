@@ -417,12 +417,25 @@ static void sealer_unpin(vd_volume *v)
  * they were allocated: the holes left between live blocks stay resident
  * (malloc returns only the top of its heap), and under a long write burst
  * they made a third of the peak RSS.  malloc_trim() walks the free blocks
- * of every arena; after a seal batch that costs far less than the batch. */
+ * of every arena; after a seal batch, or once a second while idle, that
+ * costs far less than the work that freed them. */
 static void memory_give_back(void)
 {
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif
+}
+
+/* Sets *TS to MS milliseconds from now, for pthread_cond_timedwait. */
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += ms % 1000 * 1000 * 1000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
 }
 
 static void *sealer_main(void *arg)
@@ -438,9 +451,20 @@ static void *sealer_main(void *arg)
 
 		pthread_mutex_unlock(&s->st_dirty_lock);
 		if (!(best = sealer_pick(s, &journal_full))) {
+			/* Idle: reads churn the clean cache, so give freed
+			 * memory back every second meanwhile. */
+			struct timespec ts;
+			int w = 0;
+			deadline_in(&ts, 1000);
 			pthread_mutex_lock(&s->st_dirty_lock);
 			if (!s->st_sealer_stop && s->st_dirty_bytes < s->st_dirty_max / 4 * 3)
-				pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+				w = pthread_cond_timedwait(&s->st_dirty_cond,
+							   &s->st_dirty_lock, &ts);
+			if (w == ETIMEDOUT) {
+				pthread_mutex_unlock(&s->st_dirty_lock);
+				memory_give_back();
+				pthread_mutex_lock(&s->st_dirty_lock);
+			}
 			continue;
 		}
 		/* Memory short: drop the memory copies of chunks the journal
@@ -458,12 +482,7 @@ static void *sealer_main(void *arg)
 		if (r <= 0) {
 			/* Failing (no space?) or nothing sealable: back off. */
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			deadline_in(&ts, 100);
 			pthread_mutex_lock(&s->st_dirty_lock);
 			if (!s->st_sealer_stop)
 				pthread_cond_timedwait(&s->st_dirty_cond,
