@@ -41,6 +41,8 @@ struct cache_shard {
 
 #define POOL_MAX 512
 #define PIECE_POOL_MAX 256
+/* Idle buffers kept, in bytes: a count alone kept 512 MiB of 1 MiB chunks. */
+#define POOL_BYTES (4u << 20)
 
 struct chunk_cache {
 	uint32_t chunk_size;
@@ -70,7 +72,7 @@ void cache_buf_put(struct chunk_cache *c, void *p)
 	if (!p)
 		return;
 	pthread_mutex_lock(&c->pool_lock);
-	if (c->npool < POOL_MAX) {
+	if (c->npool < MIN((size_t)POOL_MAX, MAX((size_t)4, POOL_BYTES / c->chunk_size))) {
 		c->pool[c->npool++] = p;
 		p = NULL;
 	}

@@ -772,9 +772,14 @@ bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
 
 /* ---- seal.c ------------------------------------------------------------- */
 
-#define SEAL_BACKGROUND 256    /* chunks per background commit (16 MiB) */
-/* Seals up to MAX dirty entries of V whose first write is <= UPTO, oldest
- * first, in one transaction.  Returns how many it sealed, or an error. */
+/* Chunk bytes one seal commit takes: its copies (and their compressed
+ * forms) are in memory until it commits, so a batch is bounded in bytes,
+ * whatever the chunk size (64 chunks of 64 KiB, 4 of 1 MiB). */
+#define SEAL_BATCH_BYTES (4u << 20)
+/* Seals up to MAX dirty entries of V whose first write is <= UPTO, and at
+ * most SEAL_BATCH_BYTES of them (one at least; a bulk load: no byte
+ * bound), oldest first, in one
+ * transaction.  Returns how many it sealed, or an error. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);

@@ -266,9 +266,11 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 	return 0;
 }
 
-/* One data sync and one commit for the whole batch, however many.  Picks
- * a group, lets the pool prepare it while this thread stores the group
- * before, and so on. */
+/* One data sync and one commit for the whole batch (within
+ * SEAL_BATCH_BYTES, except for a bulk load, whose write-back cache is
+ * already its memory and for which fewer commits make a smaller index).
+ * Picks a group, lets the pool prepare it while
+ * this thread stores the group before, and so on. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 {
 	vd_store *s = v->v_store;
@@ -280,6 +282,8 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	struct wtxn w = { 0 };
 	int r = 0;
 
+	if (!v->v_bulk)
+		max = MIN(max, MAX((size_t)1, SEAL_BATCH_BYTES / v->v_chunk_size));
 	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);

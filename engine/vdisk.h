@@ -111,14 +111,22 @@
  * wins over its variable; values that are not a positive decimal integer
  * are ignored)
  *  - VDISK_CACHE_MB: MiB of decompressed clean chunks cached per store
- *    handle (default 256).
+ *    handle (default 96).
  *  - VDISK_DIRTY_MB: MiB of dirty (acknowledged, not yet sealed) chunk data
- *    per store handle before writers wait (default 64).  Past three
+ *    per store handle before writers wait (default 8).  Past three
  *    quarters of it the coldest dirty chunks leave memory (their bytes are
  *    in the journal, and read back from it); chunks are sealed when a
  *    head's journal passes VDISK_JOURNAL_MB, at snapshots and at close.
  *  - VDISK_JOURNAL_MB: MiB of journal a volume head may hold before its
  *    dirty chunks are sealed (default 1024); writers wait past twice that.
+ *    The journal is on disk: it costs no memory beyond the page cache.
+ *  - Memory besides these bounds: a seal commits at most 4 MiB of chunks
+ *    (their copies and compressed forms are in memory until it commits),
+ *    at most 4 MiB of idle chunk buffers are kept for reuse, and the
+ *    sealer thread hands freed memory back to the kernel (malloc_trim)
+ *    after each seal and once a second while idle.  With the defaults, a
+ *    process serving volumes stays within about the cache + 64-96 MiB of
+ *    RSS whatever the write load (README "Memory").
  *  - VDISK_COMPACT: "off" disables the background compactor (space then
  *    comes back only with vd_store_gc); "aggressive" makes it start at any
  *    5% of dead bytes, poll every 10 ms and never sleep (for tests); unset
@@ -263,11 +271,12 @@ struct vd_store_options {
 	 * itself is created, not its parents). */
 	int create;
 	/* Bytes of decompressed clean chunks cached in memory (0: default
-	 * 256 MiB, or the environment variable VDISK_CACHE_MB). */
+	 * 96 MiB, or the environment variable VDISK_CACHE_MB). */
 	uint64_t cache_bytes;
 	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
-	 * store handle (0: default 64 MiB, or VDISK_DIRTY_MB).  Writers wait
-	 * while it is full; sealing starts at three quarters of it. */
+	 * store handle (0: default 8 MiB, or VDISK_DIRTY_MB).  Writers wait
+	 * while it is full; past three quarters of it the coldest chunks
+	 * leave memory for the journal, or are sealed. */
 	uint64_t dirty_bytes;
 	/* Shown to other processes as the holder of volumes opened for writing
 	 * ("vdisk serve"); NULL: the program name.  Copied (63 bytes at most);

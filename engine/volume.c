@@ -13,6 +13,7 @@
  * point again shares it; a read-only open of a head this process writes is
  * an alias reading through the writer.  The last close flushes.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,6 +434,32 @@ static void sealer_unpin(vd_volume *v)
 	pthread_mutex_unlock(&s->st_vol_lock);
 }
 
+/* Hands the pages of freed memory back to the kernel.  Sealing frees chunk
+ * copies while the clean cache frees what it evicts, in another order than
+ * they were allocated: the holes left between live blocks stay resident
+ * (malloc returns only the top of its heap), and under a long write burst
+ * they made a third of the peak RSS.  malloc_trim() walks the free blocks
+ * of every arena; after a seal batch, or once a second while idle, that
+ * costs far less than the work that freed them. */
+static void memory_give_back(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
+/* Sets *TS to MS milliseconds from now, for pthread_cond_timedwait. */
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += ms % 1000 * 1000 * 1000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 static void *sealer_main(void *arg)
 {
 	vd_store *s = arg;
@@ -441,33 +468,43 @@ static void *sealer_main(void *arg)
 	while (!s->st_sealer_stop) {
 		vd_volume *best;
 		bool journal_full;
+		uint64_t freed;
 		int r = 0;
 
 		pthread_mutex_unlock(&s->st_dirty_lock);
 		if (!(best = sealer_pick(s, &journal_full))) {
+			/* Idle: reads churn the clean cache, so give freed
+			 * memory back every second meanwhile. */
+			struct timespec ts;
+			int w = 0;
+			deadline_in(&ts, 1000);
 			pthread_mutex_lock(&s->st_dirty_lock);
 			if (!s->st_sealer_stop && s->st_dirty_bytes < s->st_dirty_max / 4 * 3)
-				pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+				w = pthread_cond_timedwait(&s->st_dirty_cond,
+							   &s->st_dirty_lock, &ts);
+			if (w == ETIMEDOUT) {
+				pthread_mutex_unlock(&s->st_dirty_lock);
+				memory_give_back();
+				pthread_mutex_lock(&s->st_dirty_lock);
+			}
 			continue;
 		}
 		/* Memory short: drop the memory copies of chunks the journal
 		 * holds (cheap); seal only when that frees nothing, or when
-		 * the journal itself must shrink. */
-		if (journal_full ||
-		    !dirty_evict(best, s->st_dirty_max / 2))
-			r = seal_batch(best, SEAL_BACKGROUND, UINT64_MAX);
+		 * the journal itself must shrink (then evict first all the
+		 * same: writers waiting for memory need not wait for seals). */
+		freed = dirty_over_start(s) ? dirty_evict(best, s->st_dirty_max / 2) : 0;
+		if (journal_full || !freed)
+			r = seal_batch(best, SIZE_MAX, UINT64_MAX);
 		else
 			r = 1;
 		sealer_unpin(best);
+		if (r > 0)
+			memory_give_back();
 		if (r <= 0) {
 			/* Failing (no space?) or nothing sealable: back off. */
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			deadline_in(&ts, 100);
 			pthread_mutex_lock(&s->st_dirty_lock);
 			if (!s->st_sealer_stop)
 				pthread_cond_timedwait(&s->st_dirty_cond,
@@ -596,7 +633,7 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 	r = data ? write_range(v, data, len, off, NULL)
 		 : zero_range(v, off, len, NULL);
 	if (r == 0 && dirty_over_start(v->v_store))
-		r = seal_batch(v, SEAL_BACKGROUND, UINT64_MAX);
+		r = seal_batch(v, SIZE_MAX, UINT64_MAX);
 	return r < 0 ? r : 0;
 }
 
