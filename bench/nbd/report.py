@@ -22,7 +22,7 @@ for line in open(sys.argv[1]):
         pass
 
 LABEL = {
-    "vdisk": "vdisk serve (default cache, 256M)",
+    "vdisk": "vdisk serve (default cache, 96M)",
     "vdisk-cache": "vdisk serve --cache %s" % META.get("size", "SIZE"),
     "vdisk-snap": "vdisk, right after `vdisk snapshot`",
     "vdisk-deep": "vdisk, clone %s levels deep" % META.get("depth", "?"),
