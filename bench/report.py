@@ -162,7 +162,7 @@ p("Same 192 MiB working set on three 1 GiB volumes: **fresh** (written once);"
   " is read); **deep20** (a clone of a clone ... 20 levels, each level writing"
   " 64 random 4 KiB blocks; the deepest is read). Uniform random 4 KiB reads,"
   " same offsets for all three. *warm*: after reading the whole working set once"
-  " (it fits the default 256 MiB chunk cache), 2M reads. *reopened*: store"
+  " (it fits the 256 MiB chunk cache part 3 opens its store with; the default is 96 MiB), 2M reads. *reopened*: store"
   " closed and reopened (chunk cache empty, page cache warm), first 8192 reads,"
   " median of 3. *evicted*: also the store's files dropped from the page cache"
   " (`posix_fadvise(DONTNEED)`), first 8192 reads, median of 3.\n")
