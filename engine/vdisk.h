@@ -131,8 +131,8 @@
  *    comes back only with vd_store_gc); "aggressive" makes it start at any
  *    5% of dead bytes, poll every 10 ms and never sleep (for tests); unset
  *    or anything else: on, keeping the data files within 1.25 x the live
- *    bytes + 8 MiB when idle and 1.5 x + 8 MiB (plus the file being
- *    compacted) while writing (README, FORMAT.md "Reclaiming space").
+ *    bytes + 8 MiB when idle and 1.4 x + 8 MiB (plus the file being
+ *    compacted and one seal batch) while writing (README, FORMAT.md "Reclaiming space").
  *  - VDISK_IO: "uring" reads the records of chunks missing from the cache
  *    in batches with io_uring (up to 16 per submission); anything else, or
  *    unset, uses pread(2).

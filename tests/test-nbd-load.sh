@@ -10,10 +10,10 @@ requires /usr/bin/python3
 new_store >/dev/null
 sock=$tmpdir/sock
 secs=${NBD_LOAD_SECONDS:-8}
-# Memory: the engine may hold --cache bytes of clean chunks and as much
-# again of dirty ones, each connection caps its in-flight requests (64 MiB;
-# this load keeps a few MiB in flight per client) and recycles up to 4 MiB
-# of buffers.  Observed peak: about 250 MiB.  Once every client has gone,
+# Memory: the engine may hold --cache bytes of clean chunks and its dirty
+# bound (8 MiB by default), each connection caps its in-flight requests
+# (64 MiB; this load keeps a few MiB in flight per client) and recycles up
+# to 4 MiB of buffers (README "Memory").  Once every client has gone,
 # the server hands freed buffers back (malloc_trim), so RSS falls back near
 # its idle size: a leak of request buffers would show there.
 peak_limit_kib=$((400 * 1024))
