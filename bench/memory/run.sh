@@ -40,18 +40,9 @@ done
 burst_b=$(numfmt --from=iec "${burst%iB}") || exit 2
 rm -rf "$tmp" && mkdir -p "$tmp" || exit 1
 sock=$tmp/sock
-server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-wait_sock() {
-	for _ in $(seq 200); do
-		[ -S "$sock" ] && return 0
-		kill -0 "$server_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "server did not start" >&2
-	exit 1
-}
+# say, stop_server, wait_sock, and the trap that stops the server at exit
+# shellcheck source=bench/nbd/common.sh
+source "$bench/nbd/common.sh"
 
 status() {   # status FIELD: kB
 	awk -v f="$1:" '$1 == f {print $2}' "/proc/$server_pid/status"
@@ -94,7 +85,7 @@ for s in $servers; do
 		uri="nbd+unix:///?socket=$sock" ;;
 	*) echo "unknown server $s" >&2; exit 2 ;;
 	esac
-	wait_sock
+	wait_sock "$sock"
 	row "$s" start
 	for wl in $jobs; do
 		case $wl in
@@ -113,8 +104,6 @@ for s in $servers; do
 	done
 	sleep 2
 	row "$s" idle
-	kill "$server_pid" 2>/dev/null
-	wait "$server_pid" 2>/dev/null
-	server_pid=
+	stop_server
 done
 echo "MEM load $(cut -d' ' -f1-3 /proc/loadavg)"
