@@ -9,24 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/io.h"
 #include "guest/extfs.h"
 #include "guest/partition.h"
 
 static int file_read(void *opaque, void *buf, size_t len, uint64_t off)
 {
-	const int fd = *(int *)opaque;
-	size_t done = 0;
+	const ssize_t n = pread_full(*(int *)opaque, buf, len, off);
 
-	while (done < len) {
-		const ssize_t n = pread(fd, (char *)buf + done, len - done,
-					(off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
 }
 
 struct walk {
