@@ -376,7 +376,9 @@ static void reply_xattr(fuse_req_t req, ssize_t n, const char *buf,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+/* getxattr of NAME, or listxattr without one: the same buffer and reply. */
+static void xattr_op(fuse_req_t req, fuse_ino_t ino, const char *name,
+		     size_t size)
 {
 	struct vdfuse_fs *f = fs(req);
 	char *buf = NULL;
@@ -388,27 +390,21 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = guest_fs_listxattr(f->gfs, to_ext(f, ino), buf, size);
+	n = name ? guest_fs_getxattr(f->gfs, to_ext(f, ino), name, buf, size)
+		 : guest_fs_listxattr(f->gfs, to_ext(f, ino), buf, size);
 	reply_xattr(req, n, buf, size);
 	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	xattr_op(req, ino, NULL, size);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	struct vdfuse_fs *f = fs(req);
-	char *buf = NULL;
-	ssize_t n;
-
-	if (size > FS_XATTR_MAX)
-		size = FS_XATTR_MAX;
-	if (size && !(buf = malloc(size))) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = guest_fs_getxattr(f->gfs, to_ext(f, ino), name, buf, size);
-	reply_xattr(req, n, buf, size);
-	free(buf);
+	xattr_op(req, ino, name, size);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
