@@ -67,3 +67,41 @@ start_serve() {
 	done
 	fail "vdisk serve did not start"
 }
+
+# hold_open SOCK VOL OFFSET BYTE: an NBD client that writes 512 bytes of
+# BYTE (a number, 0-255) at OFFSET of VOL, flushes and
+# keeps the volume open for writing until the test ends; its pid in
+# $holder_pid.  Needs python3-libnbd.
+hold_open() {
+	/usr/bin/python3 -c '
+import nbd, sys, time
+h = nbd.NBD()
+h.connect_uri("nbd+unix:///" + sys.argv[2] + "?socket=" + sys.argv[1])
+h.pwrite(bytes([int(sys.argv[4])]) * 512, int(sys.argv[3]))
+h.flush()
+time.sleep(60)
+' "$1" "$2" "$3" "$4" &
+	holder_pid=$!
+	cleanup_fn "kill $holder_pid 2>/dev/null; wait $holder_pid 2>/dev/null"
+}
+
+# block_diff OLD NEW BLOCKS DATA: writes to BLOCKS the comma-separated
+# numbers of the 4 KiB blocks where image NEW differs from OLD, and their
+# new contents, in order, to DATA; fails if none differ.
+block_diff() {
+	/usr/bin/python3 - "$@" <<'P'
+import sys
+a, b = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
+out, nums, n = open(sys.argv[4], 'wb'), [], 0
+while True:
+    x, y = a.read(4096), b.read(4096)
+    if not x:
+        break
+    if x != y:
+        nums.append(n)
+        out.write(y)
+    n += 1
+open(sys.argv[3], 'w').write(','.join(map(str, nums)))
+assert nums, "the images do not differ"
+P
+}

@@ -21,16 +21,8 @@ sock="$tmpdir/sock"
 start_serve "$sock"
 
 # A client that keeps vm open for writing until killed.
-/usr/bin/python3 -c '
-import nbd, sys, time
-h = nbd.NBD()
-h.connect_uri("nbd+unix:///vm?socket=" + sys.argv[1])
-h.pwrite(b"\1" * 512, 0)
-h.flush()
-time.sleep(60)
-' "$sock" &
-client=$!
-cleanup_fn "kill $client 2>/dev/null; wait $client 2>/dev/null"
+hold_open "$sock" vm 0 1
+client=$holder_pid
 for i in $(seq 1 100); do
 	held=$(vdisk info --json vm | json 'print(d["holder"] is not None)')
 	[ "$held" = True ] && break

@@ -226,21 +226,7 @@ mkdir jtree && echo old >jtree/old
 mke2fs -q -t ext4 -b 4096 -d jtree j.img 32M || fail "mke2fs j.img"
 cp j.img j2.img && printf 'from the journal\n' >newfile
 debugfs -w -R "write newfile /newfile" j2.img >/dev/null 2>&1 || fail "debugfs write"
-python3 - j.img j2.img blocks data <<'P' || fail "block diff"
-import sys
-a, b = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
-out, nums, n = open(sys.argv[4], 'wb'), [], 0
-while True:
-    x, y = a.read(4096), b.read(4096)
-    if not x:
-        break
-    if x != y:
-        nums.append(n)
-        out.write(y)
-    n += 1
-open(sys.argv[3], 'w').write(','.join(map(str, nums)))
-assert nums
-P
+block_diff j.img j2.img blocks data || fail "block diff"
 printf 'jo\njw -b %s data\njc\n' "$(cat blocks)" | debugfs -w -f - j.img >j.log 2>&1 || fail "journal_write: $(cat j.log)"
 debugfs -R "ls /" j.img 2>/dev/null | grep -q newfile && fail "the change is not journal-only"
 vdisk import jd j.img >/dev/null && vdisk snapshot jd@s || fail "import j.img"

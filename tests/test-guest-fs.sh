@@ -365,16 +365,8 @@ grep -q "File exists" hostile.err || fail "hostile: $(cat hostile.err)"
 if /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
 	sock="$tmpdir/sock"
 	start_serve "$sock"
-	/usr/bin/python3 -c '
-import nbd, sys, time
-h = nbd.NBD()
-h.connect_uri("nbd+unix:///vm?socket=" + sys.argv[1])
-h.pwrite(b"\0" * 512, 512)
-h.flush()
-time.sleep(60)
-' "$sock" &
-	client=$!
-	cleanup_fn "kill $client 2>/dev/null; wait $client 2>/dev/null"
+	hold_open "$sock" vm 512 0
+	client=$holder_pid
 	for i in $(seq 1 100); do
 		vdisk info --json vm | grep -q '"holder": "' && break
 		sleep 0.1

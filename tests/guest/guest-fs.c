@@ -9,16 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "common/io.h"
 #include "guest/extfs.h"
 #include "guest/partition.h"
-
-static int file_read(void *opaque, void *buf, size_t len, uint64_t off)
-{
-	const ssize_t n = pread_full(*(int *)opaque, buf, len, off);
-
-	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
-}
+#include "tests/guest/file-disk.h"
 
 struct walk {
 	struct guest_fs *fs;
@@ -71,7 +64,6 @@ int main(int argc, char **argv)
 	struct guest_disk d;
 	struct guest_fs *fs;
 	uint64_t off = 0, len;
-	struct stat st;
 	char why[512] = "";
 	int fd, rc;
 
@@ -79,14 +71,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: guest-fs IMAGE [PART]\n");
 		return 2;
 	}
-	fd = open(argv[1], O_RDONLY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		perror(argv[1]);
+	if (file_disk_open(argv[1], &d, &fd) < 0)
 		return 1;
-	}
-	d.read = file_read;
-	d.opaque = &fd;
-	d.size = (uint64_t)st.st_size;
 	len = d.size;
 	if (argc == 3) {
 		const struct guest_partition *p;

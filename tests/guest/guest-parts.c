@@ -7,21 +7,13 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "common/io.h"
 #include "guest/partition.h"
-
-static int file_read(void *opaque, void *buf, size_t len, uint64_t off)
-{
-	const ssize_t n = pread_full(*(int *)opaque, buf, len, off);
-
-	return n < 0 ? (int)n : (size_t)n < len ? -EIO : 0;
-}
+#include "tests/guest/file-disk.h"
 
 int main(int argc, char **argv)
 {
 	static struct guest_partition_table t;
 	struct guest_disk d;
-	struct stat st;
 	char why[256] = "";
 	int fd, rc;
 
@@ -29,14 +21,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: guest-parts IMAGE\n");
 		return 2;
 	}
-	fd = open(argv[1], O_RDONLY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		perror(argv[1]);
+	if (file_disk_open(argv[1], &d, &fd) < 0)
 		return 1;
-	}
-	d.read = file_read;
-	d.opaque = &fd;
-	d.size = (uint64_t)st.st_size;
 	rc = guest_partitions_read(&d, &t, why, sizeof(why));
 	if (rc < 0) {
 		printf("error %d %s\n", rc, why);
