@@ -146,8 +146,9 @@ size_t chunk_record_max(const vd_store *s)
 }
 
 /* A framed payload of FS-byte frames at zstd LEVEL: each frame compressed
- * alone, kept raw unless that saves 1/32 of it, and not stored at all if
- * it is zero. */
+ * alone, kept raw unless that saves 1/8 of it (ZFS's rule: a frame that
+ * barely compresses costs a decode on every read for little space), and
+ * not stored at all if it is zero. */
 static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 				uint32_t cs, uint32_t fs, int level,
 				const uint8_t hash[32], uint8_t *out)
@@ -166,7 +167,7 @@ static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 		if (chunk_is_zero(src, fs)) {
 			f->kind = FMT_FRAME_ZERO;
 		} else {
-			n = ZSTD_compressCCtx(t->cctx, out + pos, fs - fs / 32, src,
+			n = ZSTD_compressCCtx(t->cctx, out + pos, fs - fs / 8, src,
 					      fs, level);
 			f->kind = FMT_FRAME_ZSTD;
 			if (ZSTD_isError(n)) {
