@@ -64,6 +64,31 @@ static uint64_t env_mb(const char *name, uint64_t dflt)
 	return *end || v == 0 ? dflt : v << 20;
 }
 
+/* Creates the superblock in the empty directory DIR, then reads it.  Two
+ * processes creating the same fresh store at once are serialised by a lock
+ * on the directory: the second finds the first's superblock, not a
+ * directory that is no longer empty. */
+static int store_create(vd_store *s, const char *dir, uint32_t cs)
+{
+	int r;
+
+	if (flock(s->st_dirfd, LOCK_EX) < 0)
+		return SET_ERROR(-errno, "%s: cannot lock: %s", dir,
+				 strerror(errno));
+	if ((r = sb_read(s)) == -ENOENT) {
+		if (!dir_is_empty(s->st_dirfd))
+			r = SET_ERROR(VD_ENOTSTORE, "%s: not empty and not a "
+				      "vdisk store; refusing to write there", dir);
+		else if ((r = sb_create(s->st_dirfd, cs)) < 0)
+			r = SET_ERROR(r, "%s: cannot create the store: %s", dir,
+				      strerror(-r));
+		else
+			r = sb_read(s);
+	}
+	flock(s->st_dirfd, LOCK_UN);
+	return r;
+}
+
 static int store_setup(vd_store *s, const char *dir,
 		       const struct vd_store_options *o)
 {
@@ -124,13 +149,8 @@ static int store_setup(vd_store *s, const char *dir,
 		if (!create)
 			return SET_ERROR(VD_ENOTSTORE, "%s: not a vdisk store "
 					 "(no %s)", dir, FMT_SB_NAME);
-		if (!dir_is_empty(s->st_dirfd))
-			return SET_ERROR(VD_ENOTSTORE, "%s: not empty and not a "
-					 "vdisk store; refusing to write there", dir);
-		if ((r = sb_create(s->st_dirfd, cs)) < 0)
-			return SET_ERROR(r, "%s: cannot create the store: %s", dir,
-					 strerror(-r));
-		r = sb_read(s);
+		if ((r = store_create(s, dir, cs)) < 0)
+			return r;
 	}
 	if (r < 0)
 		return r == -ENOENT ? SET_ERROR(r, "%s: %s", dir, strerror(-r)) : r;

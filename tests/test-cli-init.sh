@@ -65,4 +65,21 @@ unset VDISK_STORE
 	VDISK_STORE="$tmpdir/opt" vdisk info o >/dev/null || fail "--store not used"
 	expect_exit 1 env VDISK_STORE="$tmpdir/env" "$VDISK" info o 2>/dev/null
 ) || exit 1
+
+# Processes making the same fresh store at once: each finds the store the
+# first one made (one superblock, every volume in it), none "not empty".
+for round in 1 2 3; do
+	d="$tmpdir/race-$round"
+	pids=()
+	for i in 1 2 3 4 5 6; do
+		"$VDISK" --store "$d" create "v$i" 1M 2>>"$tmpdir/race.err" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || fail "concurrent create on a fresh store: $(cat "$tmpdir/race.err")"
+	done
+	n=$(vdisk --store "$d" list --json | json 'print(len(d["volumes"]))')
+	[ "$n" = 6 ] || fail "round $round: $n of 6 volumes in the raced store"
+	vdisk --store "$d" check >/dev/null || fail "raced store not clean"
+done
 echo OK
