@@ -62,6 +62,7 @@
 #define VDISK_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -284,5 +285,23 @@ int cli_is_zero(const void *buf, size_t len);
  * --help and --store).  Returns -1 to go on, or the exit status to return. */
 int cli_json_option(struct cli_ctx *ctx, int argc, char **argv,
 		    const char *help, int *json);
+
+/* ---- temporary volumes (cli/leftovers.c) -------------------------------- */
+
+/* `vdisk import VOL` loads VOL CLI_TEMP_IMPORT PID, `vdisk run --ephemeral
+ * VOL` boots the clone VOL CLI_TEMP_EPHEMERAL PID. */
+#define CLI_TEMP_IMPORT    ".import-"
+#define CLI_TEMP_EPHEMERAL "-eph-"
+
+/* Writes VOL + TAG + PID to OUT, VOL cut so that it fits; returns false if
+ * VOL had to be cut. */
+bool cli_temp_name(const char *vol, const char *tag, long pid,
+		   char out[VD_NAME_MAX + 1]);
+
+/* Removes the temporary volumes of VOL (of every volume if VOL is NULL)
+ * whose process is gone and that nobody holds, with an ephemeral clone's
+ * hidden snapshot, saying so on stderr.  Best effort; returns how many. */
+unsigned cli_remove_leftovers(struct cli_ctx *ctx, vd_store *store,
+			      const char *vol);
 
 #endif /* VDISK_CLI_H */

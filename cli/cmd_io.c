@@ -108,61 +108,6 @@ static const char import_help[] =
 	"  -o, --offset OFF  with --existing: where in VOL to write (default 0;\n"
 	"                    0 or a size such as 1M)\n";
 
-/* The temporary name of an import into VOL: VOL (cut to fit) + ".import-"
- * + the pid. */
-#define IMPORT_TAG ".import-"
-
-static void import_temp_name(const char *vol, long pid, char out[VD_NAME_MAX + 1])
-{
-	char tail[32];
-	const int n = snprintf(tail, sizeof tail, IMPORT_TAG "%ld", pid);
-
-	snprintf(out, VD_NAME_MAX + 1, "%.*s%s", VD_NAME_MAX - n, vol, tail);
-}
-
-struct leftovers {
-	char prefix[VD_NAME_MAX + 1]; /* the temporary name without its pid */
-	char (*names)[VD_NAME_MAX + 1];
-	size_t n;
-};
-
-static int find_leftover(void *opaque, const struct vd_info *info)
-{
-	struct leftovers *l = opaque;
-	const size_t len = strlen(l->prefix);
-	const char *pid = info->vol + len;
-	void *p;
-
-	if (info->snap[0] || info->holder_pid || strncmp(info->vol, l->prefix, len) ||
-	    !*pid || strspn(pid, "0123456789") != strlen(pid))
-		return 0;
-	if (!(p = realloc(l->names, (l->n + 1) * sizeof *l->names)))
-		return -ENOMEM;
-	l->names = p;
-	memcpy(l->names[l->n++], info->vol, VD_NAME_MAX + 1);
-	return 0;
-}
-
-/* Removes what earlier imports into VOL that were killed left behind:
- * temporary volumes no process holds.  (One held is another import of VOL
- * under way; removing it would fail anyway.)  Best effort. */
-static void remove_leftovers(struct cli_ctx *ctx, vd_store *store,
-			     const char *vol)
-{
-	struct leftovers l = { .names = NULL };
-	char name[VD_NAME_MAX + 1];
-
-	import_temp_name(vol, 0, name);
-	snprintf(l.prefix, sizeof l.prefix, "%.*s", (int)(strlen(name) - 1), name);
-	if (vd_list(store, 0, find_leftover, &l) == 0)
-		for (size_t i = 0; i < l.n; i++)
-			if (vd_volume_remove(store, l.names[i], 0) == 0)
-				fprintf(stderr, "vdisk: %s: removed '%s', left by an "
-					"import that was killed\n", ctx->cmd,
-					l.names[i]);
-	free(l.names);
-}
-
 struct import {
 	struct cli_ctx *ctx;
 	const char *file;
@@ -401,7 +346,7 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 	if (!im.existing) {
 		struct vd_info info;
 
-		remove_leftovers(ctx, store, vol);
+		cli_remove_leftovers(ctx, store, vol);
 		err = vd_info_get(store, vol, NULL, 0, &info);
 		if (err == 0) {
 			cli_error(ctx, "'%s': volume '%s' already exists", vol, vol);
@@ -412,7 +357,7 @@ int cmd_import(struct cli_ctx *ctx, int argc, char **argv)
 			rc = cli_fail(ctx, err, "'%s'", vol);
 			goto out_close_store;
 		}
-		import_temp_name(vol, (long)getpid(), target);
+		cli_temp_name(vol, CLI_TEMP_IMPORT, (long)getpid(), target);
 		err = vd_volume_create(store, target, im.size);
 		if (err < 0) {
 			rc = cli_fail(ctx, err, "'%s'", target);

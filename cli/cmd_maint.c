@@ -29,6 +29,8 @@ static const char gc_help[] =
 	"\n"
 	"Drop chunks no volume or snapshot references any more (after rm,\n"
 	"rollback or overwrites) and compact the data files holding them.\n"
+	"First removes the temporary volumes of imports and ephemeral runs\n"
+	"that were killed (VOL.import-PID, VOL-eph-PID).\n"
 	"Safe while volumes are being served.\n"
 	"\n"
 	"  -j, --json   machine-readable output (schema in cli/JSON.md)\n";
@@ -45,6 +47,7 @@ int cmd_gc(struct cli_ctx *ctx, int argc, char **argv)
 	if ((rc = cli_store_open(ctx, NULL, &store)))
 		return rc;
 	memset(&st, 0, sizeof(st));
+	cli_remove_leftovers(ctx, store, NULL);
 	cli_progress_begin(&progress, "gc", 0);
 	rc = vd_store_gc(store, cli_progress_cb, &progress, &st);
 	cli_progress_end(&progress);

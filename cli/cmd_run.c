@@ -52,60 +52,6 @@ struct eph {
 	int own_snap;        /* the hidden snapshot is ours to remove */
 };
 
-/* Ephemeral clones of processes that died without cleaning up. */
-struct stale {
-	char clone[VD_NAME_MAX + 1], vol[VD_NAME_MAX + 1],
-	     snap[VD_NAME_MAX + 1];
-};
-
-struct stale_list {
-	struct stale s[64];
-	unsigned n;
-};
-
-static int find_stale(void *opaque, const struct vd_info *info)
-{
-	struct stale_list *l = opaque;
-	const char *p;
-	char *end;
-	long pid;
-
-	if (info->snap[0] || !info->origin_vol[0] || l->n >= 64)
-		return 0;
-	p = strstr(info->vol, "-eph-");
-	if (!p)
-		return 0;
-	pid = strtol(p + 5, &end, 10);
-	if (*end || pid <= 0 || pid == getpid() ||
-	    (kill((pid_t)pid, 0) < 0 && errno != ESRCH) ||
-	    kill((pid_t)pid, 0) == 0)
-		return 0;
-	snprintf(l->s[l->n].clone, sizeof(l->s[0].clone), "%s", info->vol);
-	snprintf(l->s[l->n].vol, sizeof(l->s[0].vol), "%s", info->origin_vol);
-	snprintf(l->s[l->n].snap, sizeof(l->s[0].snap), "%s", info->origin_snap);
-	l->n++;
-	return 0;
-}
-
-static void remove_stale(vd_store *store)
-{
-	struct stale_list l;
-	char want[VD_NAME_MAX + 1];
-
-	l.n = 0;
-	if (vd_list(store, 0, find_stale, &l) < 0)
-		return;
-	for (unsigned i = 0; i < l.n; i++) {
-		if (vd_volume_remove(store, l.s[i].clone, 0) < 0)
-			continue;
-		/* The hidden snapshot shares the dead process's id. */
-		snprintf(want, sizeof(want), "eph-%s",
-			 strstr(l.s[i].clone, "-eph-") + 5);
-		if (!strcmp(l.s[i].snap, want))
-			vd_snapshot_remove(store, l.s[i].vol, l.s[i].snap);
-	}
-}
-
 static void eph_cleanup(vd_store *store, struct eph *e)
 {
 	if (!e->active)
@@ -124,7 +70,7 @@ static int eph_create(struct cli_ctx *ctx, vd_store *store, struct eph *e,
 {
 	int rc;
 
-	remove_stale(store);
+	cli_remove_leftovers(ctx, store, vol);
 	snprintf(e->vol, sizeof(e->vol), "%s", vol);
 	if (snap[0]) {
 		snprintf(e->snap, sizeof(e->snap), "%s", snap);
@@ -135,8 +81,7 @@ static int eph_create(struct cli_ctx *ctx, vd_store *store, struct eph *e,
 			return cli_fail(ctx, rc, "%s@%s", vol, e->snap);
 		e->own_snap = 1;
 	}
-	if (snprintf(e->clone, sizeof(e->clone), "%s-eph-%d", vol,
-		     (int)getpid()) >= (int)sizeof(e->clone)) {
+	if (!cli_temp_name(vol, CLI_TEMP_EPHEMERAL, (long)getpid(), e->clone)) {
 		cli_error(ctx, "'%s': name too long for an ephemeral clone", vol);
 		goto undo;
 	}

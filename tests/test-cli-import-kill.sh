@@ -70,4 +70,32 @@ if [ $rc -ne 0 ]; then
 	vdisk list | grep "^vm2" >/dev/null && fail "SIGTERM left $(vdisk list | grep '^vm2')"
 fi
 vdisk check >/dev/null || fail "store not clean after SIGTERM"
+
+# vdisk gc removes what killed imports and ephemeral runs left, and only
+# that: a temporary name whose process lives, a held one, and names that
+# merely look alike stay.
+sleep 0.01 & gone=$!; wait $gone  # a PID that no longer exists
+"$VDISK" import vm3 "$img" 2>>"$tmpdir/err" &
+pid=$!
+wait_temp $pid 0.05
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+vdisk snapshot vm@eph-$gone >/dev/null || fail "snapshot"
+vdisk clone vm@eph-$gone vm-eph-$gone >/dev/null || fail "clone"
+for keep in "base.import-$$" "base.import-x$gone" "base-eph-$gone" "import-$gone"; do
+	vdisk create "$keep" 1M || fail "create $keep"
+done
+vdisk gc >/dev/null 2>"$tmpdir/gc.err" || fail "gc: $(cat "$tmpdir/gc.err")"
+if vdisk list | grep "^vm3\.import-$pid " >/dev/null; then
+	fail "gc left the killed import's vm3.import-$pid"
+fi
+vdisk list | grep "^vm-eph-$gone " >/dev/null && fail "gc left the ephemeral clone"
+vdisk info vm@eph-$gone >/dev/null 2>&1 && fail "gc left the ephemeral clone's snapshot"
+for keep in "base.import-$$" "base.import-x$gone" "base-eph-$gone" "import-$gone"; do
+	vdisk info "$keep" >/dev/null || fail "gc removed $keep"
+done
+grep -q "removed 'vm-eph-$gone', left by an ephemeral run" "$tmpdir/gc.err" ||
+	fail "gc did not say what it removed: $(cat "$tmpdir/gc.err")"
+vdisk export vm - | cmp - "$img" || fail "vm differs after gc"
+vdisk check >/dev/null || fail "store not clean after gc"
 echo "ok ($killed of 4 imports killed while running)"
