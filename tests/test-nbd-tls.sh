@@ -14,24 +14,9 @@ sock=$tmpdir/sock
 # ---- credentials ----
 pki=$tmpdir/pki cli=$tmpdir/client cli_nocert=$tmpdir/client-nocert
 mkdir -p "$pki" "$cli" "$cli_nocert"
-gen() { certtool "$@" >/dev/null 2>&1 || fail "certtool $*"; }
-gen --generate-privkey --outfile "$pki/ca-key.pem"
-printf 'cn = vdisk test CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$tmpdir/ca.info"
-gen --generate-self-signed --load-privkey "$pki/ca-key.pem" \
-	--template "$tmpdir/ca.info" --outfile "$pki/ca-cert.pem"
-gen --generate-privkey --outfile "$pki/server-key.pem"
-printf '%s\n' 'cn = localhost' 'dns_name = localhost' 'ip_address = 127.0.0.1' \
-	tls_www_server encryption_key signing_key 'expiration_days = 2' >"$tmpdir/server.info"
-gen --generate-certificate --load-ca-certificate "$pki/ca-cert.pem" \
-	--load-ca-privkey "$pki/ca-key.pem" --load-privkey "$pki/server-key.pem" \
-	--template "$tmpdir/server.info" --outfile "$pki/server-cert.pem"
-gen --generate-privkey --outfile "$cli/client-key.pem"
-printf '%s\n' 'cn = vdisk-test-client' tls_www_client encryption_key signing_key \
-	'expiration_days = 2' >"$tmpdir/client.info"
-gen --generate-certificate --load-ca-certificate "$pki/ca-cert.pem" \
-	--load-ca-privkey "$pki/ca-key.pem" --load-privkey "$cli/client-key.pem" \
-	--template "$tmpdir/client.info" --outfile "$cli/client-cert.pem"
-cp "$pki/ca-cert.pem" "$cli/" && cp "$pki/ca-cert.pem" "$cli_nocert/"
+source "$(dirname "$0")/tls-certs.sh"
+tls_make_certs "$pki" "$cli" "$tmpdir" "vdisk-test" || fail "certificates"
+cp "$pki/ca-cert.pem" "$cli_nocert/"
 psk=$tmpdir/psk
 mkdir -p "$psk"
 psktool -u alice -p "$psk/keys.psk" >/dev/null || fail "psktool"

@@ -80,24 +80,8 @@ res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{p
 # ---- credentials: a CA, a server certificate for localhost, a client one ----
 pki=$tmp/pki cli=$tmp/client
 mkdir -p "$pki" "$cli"
-gen() { certtool "$@" >/dev/null 2>&1 || { echo "certtool $* failed" >&2; exit 1; }; }
-gen --generate-privkey --outfile "$pki/ca-key.pem"
-printf 'cn = vdisk bench CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$tmp/ca.info"
-gen --generate-self-signed --load-privkey "$pki/ca-key.pem" \
-	--template "$tmp/ca.info" --outfile "$pki/ca-cert.pem"
-gen --generate-privkey --outfile "$pki/server-key.pem"
-printf '%s\n' 'cn = localhost' 'dns_name = localhost' 'ip_address = 127.0.0.1' \
-	tls_www_server encryption_key signing_key 'expiration_days = 2' >"$tmp/server.info"
-gen --generate-certificate --load-ca-certificate "$pki/ca-cert.pem" \
-	--load-ca-privkey "$pki/ca-key.pem" --load-privkey "$pki/server-key.pem" \
-	--template "$tmp/server.info" --outfile "$pki/server-cert.pem"
-gen --generate-privkey --outfile "$cli/client-key.pem"
-printf '%s\n' 'cn = vdisk-bench-client' tls_www_client encryption_key signing_key \
-	'expiration_days = 2' >"$tmp/client.info"
-gen --generate-certificate --load-ca-certificate "$pki/ca-cert.pem" \
-	--load-ca-privkey "$pki/ca-key.pem" --load-privkey "$cli/client-key.pem" \
-	--template "$tmp/client.info" --outfile "$cli/client-cert.pem"
-cp "$pki/ca-cert.pem" "$cli/" || exit 1
+source "$top/tests/tls-certs.sh"
+tls_make_certs "$pki" "$cli" "$tmp" "vdisk-bench" || exit 1
 
 # fio's nbd engine: let libnbd read the URI's tls-certificates= directory.
 cat >"$tmp/allow-local-file.c" <<'C'
