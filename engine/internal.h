@@ -285,6 +285,12 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
  * errors as pack_read. */
 int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 		    size_t len, uint8_t *buf);
+/* Reads HEAD_LEN bytes at OFFSET into HEAD and the TAIL_LEN after them
+ * into TAIL, with one preadv (a record's header and table aside, its raw
+ * frames straight into a caller's buffer); errors as pack_read. */
+int pack_read_split(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    size_t head_len, uint8_t *head, size_t tail_len,
+		    uint8_t *tail);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */
@@ -347,7 +353,7 @@ bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	       size_t off, size_t len);
 /* Loads several chunk pieces the cache did not hold (verified, as
- * chunk_load, into reqs[i].out), reading their records with one io_uring
+ * chunk_load, but the LEN bytes from OFF go to reqs[i].out[0]), reading their records with one io_uring
  * submission per up to 16 (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
  * batch itself failed. */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -275,6 +276,60 @@ static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 				 "pack %08x: record at %llu is cut short (file truncated?)",
 				 pack_id, (unsigned long long)offset);
 	return 0;
+}
+
+/* preadv of HEAD_LEN bytes into HEAD then TAIL_LEN into TAIL, looping
+ * over short reads; the bytes read or -errno. */
+static ssize_t preadv2_full(int fd, uint8_t *head, size_t head_len,
+			    uint8_t *tail, size_t tail_len, uint64_t offset)
+{
+	struct iovec iov[2] = { { head, head_len }, { tail, tail_len } };
+	ssize_t n, m;
+
+	do
+		n = preadv(fd, iov, 2, (off_t)offset);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n == head_len + tail_len || n == 0)
+		return n;
+	/* Short (a signal, or end of file): the rest the plain way. */
+	if ((size_t)n < head_len) {
+		m = pread_full(fd, head + n, head_len - (size_t)n, offset + (size_t)n);
+		if (m < 0 || (size_t)m != head_len - (size_t)n)
+			return m < 0 ? m : n + m;
+		n = (ssize_t)head_len;
+	}
+	m = pread_full(fd, tail + ((size_t)n - head_len),
+		       head_len + tail_len - (size_t)n, offset + (size_t)n);
+	return m < 0 ? m : n + m;
+}
+
+int pack_read_split(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    size_t head_len, uint8_t *head, size_t tail_len,
+		    uint8_t *tail)
+{
+	int fd;
+	ssize_t n;
+	int r = 0;
+
+	pack_read_begin(s);
+	if ((fd = pack_fd_get(s, pack_id)) < 0) {
+		pack_read_end(s);
+		return fd;
+	}
+	n = preadv2_full(fd, head, head_len, tail, tail_len, offset);
+	if (!pack_fd_valid(s, pack_id, fd))
+		r = -ENOENT;
+	else if (n < 0)
+		r = SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
+			      (unsigned long long)offset, strerror((int)-n));
+	else if ((size_t)n != head_len + tail_len)
+		r = SET_ERROR(VD_ECORRUPT,
+			      "pack %08x: record at %llu is cut short (file truncated?)",
+			      pack_id, (unsigned long long)offset);
+	pack_read_end(s);
+	return r;
 }
 
 /* Forgets the descriptor of pack ID (gc removed the file). */

@@ -63,40 +63,24 @@ struct read_miss {
 	size_t pofs, plen;
 };
 
-/* A miss that is a whole chunk is decoded straight into the caller's
- * buffer; a part of one goes through a chunk buffer. */
-static bool miss_direct(const vd_volume *v, const struct read_miss *m)
-{
-	return m->pofs == 0 && m->plen == v->v_chunk_size;
-}
-
-/* Loads the chunks of MISSES (one batch) and copies the pieces out. */
+/* Loads the chunks of MISSES (one batch), each piece straight into the
+ * caller's buffer. */
 static int read_misses(vd_volume *v, struct view *view, struct read_miss *m,
 		       struct chunk_req *reqs, size_t n)
 {
 	vd_store *s = v->v_store;
-	int r = 0;
+	int r;
 
-	for (size_t i = 0; i < n; i++) {
-		if (miss_direct(v, &m[i]))
-			reqs[i].out = m[i].dst;
-		else if (!(reqs[i].out = cache_buf_get(s->st_cache)))
-			r = SET_ERROR(-ENOMEM, "out of memory");
-	}
-	if (r == 0)
-		r = chunk_load_many(s, view->txn, reqs, n);
+	for (size_t i = 0; i < n; i++)
+		reqs[i].out = m[i].dst;
+	r = chunk_load_many(s, view->txn, reqs, n);
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if (reqs[i].r == 0 && !miss_direct(v, &m[i]))
-			memcpy(m[i].dst, reqs[i].out + m[i].pofs, m[i].plen);
-		else if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
+		if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
 			r = chain_read(s, &view->txn, &v->v_chain, m[i].idx,
 				       m[i].dst, m[i].pofs, m[i].plen);
 		else if (reqs[i].r < 0)
 			r = reqs[i].r;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!miss_direct(v, &m[i]))
-			cache_buf_put(s->st_cache, reqs[i].out);
 	return r;
 }
 
