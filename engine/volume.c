@@ -108,7 +108,8 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
 		const enum dirty_hit hit = dirty_read(v, &view, idx, out, pofs, plen);
-		struct fmt_map_val mv;
+		/* SEEN: what the cache was just asked for (a hole: nothing). */
+		struct fmt_map_val mv, seen = { .kind = FMT_MAP_HOLE };
 
 		if (hit == DIRTY_SPARSE || hit == DIRTY_STALE) {
 			/* Load what this view resolved first: it may be renewed. */
@@ -122,10 +123,10 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 		if (hit == DIRTY_STALE)
 			view_end(&view);
 		/* Resolved before and in the chunk cache: no transaction. */
-		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &mv) &&
-		    (mv.kind == FMT_MAP_HOLE
+		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &seen) &&
+		    (seen.kind == FMT_MAP_HOLE
 		     ? (memset(out, 0, plen), true)
-		     : cache_read(v->v_store->st_cache, mv.hash, out, pofs, plen))) {
+		     : cache_read(v->v_store->st_cache, seen.hash, out, pofs, plen))) {
 			/* copied */
 		} else if (hit == DIRTY_MISS || hit == DIRTY_STALE) {
 			if (!view.txn && (r = view_begin(v, &view)) < 0)
@@ -135,8 +136,10 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 				break;
 			if (mv.kind == FMT_MAP_HOLE) {
 				memset(out, 0, plen);
-			} else if (!cache_read(v->v_store->st_cache, mv.hash, out, pofs,
-					       plen)) {
+			} else if ((seen.kind != FMT_MAP_HOLE &&
+				    memcmp(seen.hash, mv.hash, 32) == 0) ||
+				   !cache_read(v->v_store->st_cache, mv.hash, out,
+					       pofs, plen)) {
 				memcpy(reqs[nmiss].hash, mv.hash, 32);
 				reqs[nmiss].off = pofs;
 				reqs[nmiss].len = plen;
