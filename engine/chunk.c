@@ -578,6 +578,153 @@ static int read_failed(const uint8_t hash[32], int r)
 	return SET_ERROR(r, "chunk %s: %s", hx, why);
 }
 
+/* ---- where framed chunks are -------------------------------------------- */
+
+/* The locations and frame tables of framed chunks read lately, per store:
+ * a read of part of one reads its frames alone then, with no chunks-DB
+ * look-up and no read of its table.  A record never changes in place
+ * (pack ids are never reused), so an entry stays right until its pack file
+ * is removed; a read that finds the file gone, or a frame failing its
+ * check, drops the entry and goes the long way.  Only verified tables go
+ * in.  Slots are seqlocked (readers never wait), direct-mapped by name;
+ * chunks of more than LOC_FRAMES frames are not kept. */
+#define LOC_SLOTS 8192u
+#define LOC_FRAMES 8u
+#define LOC_WORDS (7 + 2 * LOC_FRAMES)
+
+struct loc_slot {
+	uint32_t seq; /* odd while written */
+	/* name (4), pack_id << 32 | stored_len, offset, frame_size << 32 |
+	 * nframes, then per frame kind << 32 | stored_len, check. */
+	uint64_t w[LOC_WORDS];
+};
+
+struct chunk_locs {
+	struct loc_slot slot[LOC_SLOTS];
+};
+
+void chunk_locs_free(vd_store *s)
+{
+	free(s->st_locs);
+	s->st_locs = NULL;
+}
+
+static struct loc_slot *loc_slot(vd_store *s, const uint8_t hash[32])
+{
+	struct chunk_locs *l = __atomic_load_n(&s->st_locs, __ATOMIC_ACQUIRE);
+	uint64_t h;
+
+	if (!l) {
+		struct chunk_locs *fresh = calloc(1, sizeof *fresh);
+
+		if (!fresh)
+			return NULL;
+		if (__atomic_compare_exchange_n(&s->st_locs, &l, fresh, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			l = fresh;
+		else
+			free(fresh); /* another thread won; L is its */
+	}
+	memcpy(&h, hash + 16, 8);
+	return &l->slot[h & (LOC_SLOTS - 1)];
+}
+
+/* C and TAB of framed chunk HASH, if remembered. */
+static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
+		    struct fmt_frame_table *tab)
+{
+	const struct loc_slot *sl = loc_slot(s, hash);
+	uint64_t w[LOC_WORDS];
+	uint32_t q, pos;
+
+	if (!sl)
+		return false;
+	q = __atomic_load_n(&sl->seq, __ATOMIC_ACQUIRE);
+	if (q & 1)
+		return false;
+	/* Acquire loads, SEQ read again after them (as layer.c's slots). */
+	for (uint32_t i = 0; i < 7; i++)
+		w[i] = __atomic_load_n(&sl->w[i], __ATOMIC_ACQUIRE);
+	if (memcmp(w, hash, 32) != 0 || (uint32_t)w[6] == 0 ||
+	    (uint32_t)w[6] > LOC_FRAMES)
+		return false;
+	for (uint32_t i = 7; i < 7 + 2 * (uint32_t)w[6]; i++)
+		w[i] = __atomic_load_n(&sl->w[i], __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&sl->seq, __ATOMIC_RELAXED) != q)
+		return false;
+	*c = (struct fmt_chunk){ .pack_id = (uint32_t)(w[4] >> 32),
+				 .stored_len = (uint32_t)w[4], .offset = w[5],
+				 .codec = FMT_CODEC_FRAMED };
+	tab->frame_size = (uint32_t)(w[6] >> 32);
+	tab->nframes = (uint32_t)w[6];
+	pos = (uint32_t)fmt_frame_table_size(tab->nframes);
+	for (uint32_t i = 0; i < tab->nframes; i++) {
+		tab->f[i].kind = (uint8_t)(w[7 + 2 * i] >> 32);
+		tab->f[i].stored_len = (uint32_t)w[7 + 2 * i];
+		tab->f[i].check = w[8 + 2 * i];
+		tab->f[i].offset = pos;
+		pos += tab->f[i].stored_len;
+	}
+	return true;
+}
+
+/* Remembers verified C and TAB of chunk HASH (TAB NULL: forgets it). */
+static void loc_put(vd_store *s, const uint8_t hash[32],
+		    const struct fmt_chunk *c, const struct fmt_frame_table *tab)
+{
+	struct loc_slot *sl = loc_slot(s, hash);
+	uint64_t w[LOC_WORDS];
+	uint32_t q, n;
+
+	if (!sl || (tab && tab->nframes > LOC_FRAMES))
+		return;
+	q = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED);
+	if ((q & 1) || !__atomic_compare_exchange_n(&sl->seq, &q, q + 1, false,
+						    __ATOMIC_ACQUIRE,
+						    __ATOMIC_RELAXED))
+		return; /* being written: let it be */
+	memset(w, 0, sizeof w);
+	n = 7;
+	if (tab) {
+		memcpy(w, hash, 32);
+		w[4] = (uint64_t)c->pack_id << 32 | c->stored_len;
+		w[5] = c->offset;
+		w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes;
+		for (uint32_t i = 0; i < tab->nframes; i++) {
+			w[7 + 2 * i] = (uint64_t)tab->f[i].kind << 32 |
+				       tab->f[i].stored_len;
+			w[8 + 2 * i] = tab->f[i].check;
+		}
+		n += 2 * tab->nframes;
+	}
+	/* Release stores: they stay after the odd SEQ. */
+	for (uint32_t i = 0; i < n; i++)
+		__atomic_store_n(&sl->w[i], w[i], __ATOMIC_RELEASE);
+	__atomic_store_n(&sl->seq, q + 2, __ATOMIC_RELEASE);
+}
+
+/* Bytes [OFF, OFF + LEN) of remembered chunk HASH into DST: its frames
+ * read into SCRATCH at their places in the record, checked, decoded.
+ * -ENOENT or VD_ECORRUPT: the caller forgets the entry, takes the long
+ * way. */
+static int load_remembered(vd_store *s, struct thread_ctx *t,
+			   const uint8_t hash[32], const struct fmt_chunk *c,
+			   uint8_t *dst, size_t off, size_t len, bool cache)
+{
+	const struct fmt_frame_table *tab = &t->table;
+	const uint32_t last = (uint32_t)((off + len - 1) / tab->frame_size);
+	const size_t from = tab->f[off / tab->frame_size].offset;
+	const size_t to = tab->f[last].offset + tab->f[last].stored_len;
+	uint8_t *payload = t->scratch + FMT_REC_HEADER_SIZE;
+	int r;
+
+	if (to > from &&
+	    (r = pack_read_bytes(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
+				 to - from, payload + from)) < 0)
+		return r;
+	return frames_decode(s, t, hash, c, payload, dst, off, len, cache);
+}
+
 /* Reads C's record into SCRATCH. */
 static int record_read(vd_store *s, const uint8_t hash[32],
 		       const struct fmt_chunk *c, uint8_t *scratch)
@@ -757,23 +904,33 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 
 	if (!(t = thread_ctx()))
 		return -ENOMEM;
+	if (!whole(s, off, len) && loc_get(s, hash, &c, &t->table)) {
+		r = load_remembered(s, t, hash, &c, dst, off, len, cache);
+		if (r != -ENOENT && r != VD_ECORRUPT)
+			return r;
+		loc_put(s, hash, &c, NULL); /* moved, or damaged: the long way */
+	}
 	if ((r = chunk_get(s, txn, hash, &c)) < 0)
 		return r;
 	if (c.codec == FMT_CODEC_FRAMED && !whole(s, off, len)) {
-		r = record_read_frames(s, t, hash, &c, t->scratch, off, len);
-	} else {
-		if (c.codec == FMT_CODEC_FRAMED &&
-		    (r = load_raw_whole(s, t, hash, &c, t->scratch, dst)) != 0) {
-			if (r == 1 && cache)
-				cache_copy_in(s, hash, dst);
-			return r < 0 ? r : 0;
-		}
-		r = record_read(s, hash, &c, t->scratch);
+		if ((r = record_read_frames(s, t, hash, &c, t->scratch, off,
+					    len)) < 0 ||
+		    (r = record_finish(s, hash, &c, t->scratch, dst, off, len,
+				       cache, r == 1)) < 0)
+			return r;
+		loc_put(s, hash, &c, &t->table); /* verified: remember it */
+		return 0;
 	}
-	if (r < 0)
+	if (c.codec == FMT_CODEC_FRAMED &&
+	    (r = load_raw_whole(s, t, hash, &c, t->scratch, dst)) != 0) {
+		if (r == 1 && cache)
+			cache_copy_in(s, hash, dst);
+		return r < 0 ? r : 0;
+	}
+	if ((r = record_read(s, hash, &c, t->scratch)) < 0)
 		return r;
 	return record_finish(s, hash, &c, t->scratch, dst, off, len, cache,
-			     r == 1);
+			     false);
 }
 
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,

@@ -114,6 +114,7 @@ struct vd_store {
 	size_t st_fd_ndead;
 
 	struct chunk_cache *st_cache;         /* cache.c */
+	struct chunk_locs *st_locs;           /* chunk.c, made on first use */
 
 	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
@@ -333,6 +334,8 @@ void chunk_hash(const void *data, size_t len, uint8_t out[32]);
 /* Frees the calling thread's hashing and compression contexts (threads
  * free theirs when they exit; the main thread never does). */
 void chunk_thread_release(void);
+/* Frees the store's remembered chunk locations (at close). */
+void chunk_locs_free(vd_store *s);
 bool chunk_is_zero(const void *data, size_t len);
 /* Compresses CHUNK (named HASH) into OUT (capacity chunk_size plus
  * fmt_frames_slack: cache buffers have it); sets codec and length.  Framed
