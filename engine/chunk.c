@@ -453,7 +453,7 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 		uint8_t *piece;
 		const bool keep = cache && (f->kind == FMT_FRAME_ZSTD ||
 				(f->kind == FMT_FRAME_RAW &&
-				 cache_has_room(s->st_cache, hash)));
+				 cache_has_room(s->st_cache, hash, fs)));
 
 		if ((r = frame_check(hash, c, tab, i, src)) < 0)
 			return r;
@@ -921,9 +921,11 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 		loc_put(s, hash, &c, &t->table); /* verified: remember it */
 		return 0;
 	}
+	/* Raw frames enter the cache only while it has room (frames_decode). */
 	if (c.codec == FMT_CODEC_FRAMED &&
 	    (r = load_raw_whole(s, t, hash, &c, t->scratch, dst)) != 0) {
-		if (r == 1 && cache)
+		if (r == 1 && cache &&
+		    cache_has_room(s->st_cache, hash, s->st_chunk_size))
 			cache_copy_in(s, hash, dst);
 		return r < 0 ? r : 0;
 	}

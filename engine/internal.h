@@ -260,8 +260,8 @@ void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
  * malloc'd), and back. */
 void *cache_piece_get(struct chunk_cache *c);
 void cache_piece_put(struct chunk_cache *c, void *buf);
-/* True if a piece of chunk HASH would go in without evicting anything. */
-bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32]);
+/* True if BYTES of chunk HASH would go in without evicting anything. */
+bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes);
 /* Inserts verified piece IDX of chunk HASH; takes ownership of BUF
  * (from cache_piece_get). */
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
