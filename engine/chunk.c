@@ -665,7 +665,10 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 		tab->f[i].offset = pos;
 		pos += tab->f[i].stored_len;
 	}
-	return true;
+	/* What loc_put() stored, or nothing to divide by zero with. */
+	return tab->frame_size != 0 &&
+	       (uint64_t)tab->frame_size * tab->nframes == s->st_chunk_size &&
+	       pos == c->stored_len;
 }
 
 /* Remembers verified C and TAB of chunk HASH (TAB NULL: forgets it). */

@@ -358,8 +358,9 @@ bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	       size_t off, size_t len);
 /* Loads several chunk pieces the cache did not hold (verified, as
- * chunk_load, but the LEN bytes from OFF go to reqs[i].out[0]), reading their records with one io_uring
- * submission per up to 16 (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
+ * chunk_load, but the LEN bytes from OFF go to reqs[i].out[0]), reading
+ * their records with one io_uring submission per up to 16
+ * (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
  * batch itself failed. */
 struct chunk_req {
