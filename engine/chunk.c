@@ -428,7 +428,8 @@ static int frame_decode(struct thread_ctx *t, const uint8_t hash[32],
 
 /* Decodes bytes [OFF, OFF + LEN) of the chunk from framed PAYLOAD, whose
  * table is decoded in T->table, into DST (LEN bytes), checking only the
- * frames they touch.  With CACHE, each zstd frame decoded goes into the
+ * frames they touch (RAW_IN_DST: the raw frames they cover whole were read
+ * into DST, and are checked there).  With CACHE, each zstd frame decoded goes into the
  * cache as a piece, and each raw frame only while the cache has room:
  * the page cache holds it already, and a miss that copies it in and
  * evicts another costs more than the hits it buys once the working set
@@ -438,7 +439,7 @@ static int frame_decode(struct thread_ctx *t, const uint8_t hash[32],
 static int frames_decode(vd_store *s, struct thread_ctx *t,
 			 const uint8_t hash[32], const struct fmt_chunk *c,
 			 const uint8_t *payload, uint8_t *dst, size_t off,
-			 size_t len, bool cache)
+			 size_t len, bool cache, bool raw_in_dst)
 {
 	const struct fmt_frame_table *tab = &t->table;
 	const uint32_t fs = tab->frame_size;
@@ -447,9 +448,11 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 	cache = cache && fs == cache_piece(s->st_cache);
 	for (uint32_t i = (uint32_t)(off / fs); (size_t)i * fs < off + len; i++) {
 		const struct fmt_frame *f = &tab->f[i];
-		const uint8_t *src = payload + f->offset;
 		const size_t fofs = (size_t)i * fs;
 		const size_t from = MAX(off, fofs), to = MIN(off + len, fofs + fs);
+		const bool in_dst = raw_in_dst && f->kind == FMT_FRAME_RAW &&
+				    from == fofs && to == fofs + fs;
+		const uint8_t *src = in_dst ? dst + (fofs - off) : payload + f->offset;
 		uint8_t *piece;
 		const bool keep = cache && (f->kind == FMT_FRAME_ZSTD ||
 				(f->kind == FMT_FRAME_RAW &&
@@ -535,7 +538,7 @@ static int record_decode(vd_store *s, const uint8_t hash[32],
 		/* A whole chunk goes into the cache whole (the caller). */
 		r = frames_decode(s, t, hash, c, payload, dst, off, len,
 				  cache && !full_hash &&
-				  !(off == 0 && len == s->st_chunk_size));
+				  !(off == 0 && len == s->st_chunk_size), false);
 		if (r < 0 || !full_hash)
 			return r;
 	} else if (rec.codec == FMT_CODEC_ZSTD) {
@@ -715,17 +718,32 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 			   uint8_t *dst, size_t off, size_t len, bool cache)
 {
 	const struct fmt_frame_table *tab = &t->table;
-	const uint32_t last = (uint32_t)((off + len - 1) / tab->frame_size);
-	const size_t from = tab->f[off / tab->frame_size].offset;
-	const size_t to = tab->f[last].offset + tab->f[last].stored_len;
+	const uint32_t fs = tab->frame_size;
+	const uint32_t first = (uint32_t)(off / fs);
+	const uint32_t last = (uint32_t)((off + len - 1) / fs);
 	uint8_t *payload = t->scratch + FMT_REC_HEADER_SIZE;
-	int r;
+	struct iovec iov[LOC_FRAMES];
+	int n = 0, r;
 
-	if (to > from &&
-	    (r = pack_read_bytes(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
-				 to - from, payload + from)) < 0)
+	/* The frames are back to back: one preadv, each raw frame the read
+	 * covers whole straight into DST, the others into SCRATCH. */
+	for (uint32_t i = first; i <= last; i++) {
+		const struct fmt_frame *f = &tab->f[i];
+		const size_t fofs = (size_t)i * fs;
+		uint8_t *to = payload + f->offset;
+
+		if (f->stored_len == 0)
+			continue;
+		if (f->kind == FMT_FRAME_RAW && fofs >= off &&
+		    fofs + fs <= off + len)
+			to = dst + (fofs - off);
+		iov[n++] = (struct iovec){ to, f->stored_len };
+	}
+	if (n > 0 &&
+	    (r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
+			    tab->f[first].offset, iov, n)) < 0)
 		return r;
-	return frames_decode(s, t, hash, c, payload, dst, off, len, cache);
+	return frames_decode(s, t, hash, c, payload, dst, off, len, cache, true);
 }
 
 /* Reads C's record into SCRATCH. */
@@ -800,8 +818,9 @@ static int load_raw_whole(vd_store *s, struct thread_ctx *t,
 
 	if (c->stored_len != tsize + cs)
 		return 0;
-	r = pack_read_split(s, c->pack_id, c->offset, FMT_REC_HEADER_SIZE + tsize,
-			    scratch, cs, dst);
+	r = pack_readv(s, c->pack_id, c->offset,
+		       (struct iovec[2]){ { scratch, FMT_REC_HEADER_SIZE + tsize },
+					  { dst, cs } }, 2);
 	if (r < 0)
 		return read_failed(hash, r);
 	/* A table of other frames would run past what was read. */

@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <lmdb.h>
 
@@ -288,12 +289,11 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
  * errors as pack_read. */
 int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 		    size_t len, uint8_t *buf);
-/* Reads HEAD_LEN bytes at OFFSET into HEAD and the TAIL_LEN after them
- * into TAIL, with one preadv (a record's header and table aside, its raw
- * frames straight into a caller's buffer); errors as pack_read. */
-int pack_read_split(vd_store *s, uint32_t pack_id, uint64_t offset,
-		    size_t head_len, uint8_t *head, size_t tail_len,
-		    uint8_t *tail);
+/* Reads the bytes at OFFSET of pack PACK_ID into the N parts of IOV (which
+ * it uses up) with one preadv: a record's header and table aside, its raw
+ * frames straight into a caller's buffer.  Errors as pack_read. */
+int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
+	       struct iovec *iov, int n);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */

@@ -278,53 +278,53 @@ static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 	return 0;
 }
 
-/* preadv of HEAD_LEN bytes into HEAD then TAIL_LEN into TAIL, looping
- * over short reads; the bytes read or -errno. */
-static ssize_t preadv2_full(int fd, uint8_t *head, size_t head_len,
-			    uint8_t *tail, size_t tail_len, uint64_t offset)
+/* preadv of IOV (N parts; advanced in place) at OFFSET, looping over
+ * short reads; the bytes read or -errno. */
+static ssize_t preadv_full(int fd, struct iovec *iov, int n, uint64_t offset)
 {
-	struct iovec iov[2] = { { head, head_len }, { tail, tail_len } };
-	ssize_t n, m;
+	size_t done = 0;
 
-	do
-		n = preadv(fd, iov, 2, (off_t)offset);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if ((size_t)n == head_len + tail_len || n == 0)
-		return n;
-	/* Short (a signal, or end of file): the rest the plain way. */
-	if ((size_t)n < head_len) {
-		m = pread_full(fd, head + n, head_len - (size_t)n, offset + (size_t)n);
-		if (m < 0 || (size_t)m != head_len - (size_t)n)
-			return m < 0 ? m : n + m;
-		n = (ssize_t)head_len;
+	while (n > 0) {
+		ssize_t got = preadv(fd, iov, n, (off_t)(offset + done));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break; /* end of file */
+		done += (size_t)got;
+		for (; n > 0 && (size_t)got >= iov->iov_len; iov++, n--)
+			got -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + got;
+			iov->iov_len -= (size_t)got;
+		}
 	}
-	m = pread_full(fd, tail + ((size_t)n - head_len),
-		       head_len + tail_len - (size_t)n, offset + (size_t)n);
-	return m < 0 ? m : n + m;
+	return (ssize_t)done;
 }
 
-int pack_read_split(vd_store *s, uint32_t pack_id, uint64_t offset,
-		    size_t head_len, uint8_t *head, size_t tail_len,
-		    uint8_t *tail)
+int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
+	       struct iovec *iov, int n)
 {
-	int fd;
-	ssize_t n;
-	int r = 0;
+	size_t len = 0;
+	ssize_t got;
+	int fd, r = 0;
 
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
 	pack_read_begin(s);
 	if ((fd = pack_fd_get(s, pack_id)) < 0) {
 		pack_read_end(s);
 		return fd;
 	}
-	n = preadv2_full(fd, head, head_len, tail, tail_len, offset);
+	got = preadv_full(fd, iov, n, offset);
 	if (!pack_fd_valid(s, pack_id, fd))
 		r = -ENOENT;
-	else if (n < 0)
-		r = SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
-			      (unsigned long long)offset, strerror((int)-n));
-	else if ((size_t)n != head_len + tail_len)
+	else if (got < 0)
+		r = SET_ERROR((int)got, "pack %08x: read at %llu: %s", pack_id,
+			      (unsigned long long)offset, strerror((int)-got));
+	else if ((size_t)got != len)
 		r = SET_ERROR(VD_ECORRUPT,
 			      "pack %08x: record at %llu is cut short (file truncated?)",
 			      pack_id, (unsigned long long)offset);

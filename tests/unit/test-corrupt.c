@@ -1146,6 +1146,17 @@ static void frames_verify(const char *what, const int *bad)
 				      "[%s] whole read of intact frame %u returned "
 				      "%d%s; %s", what, i, rc,
 				      rc == 0 ? " with wrong bytes" : "", vd_last_error());
+			/* Half of frame I, frame I + 1 whole, half of I + 2. */
+			if (i + 2 < big_table.nframes) {
+				const uint64_t at = (uint64_t)i * fs + fs / 2;
+				const bool any = bad[i] || bad[i + 1] || bad[i + 2];
+
+				rc = vd_volume_pread(v, b, 2 * fs, at);
+				CHECK(any ? rc == VD_ECORRUPT
+					  : rc == 0 && !memcmp(b, big_data + at, 2 * fs),
+				      "[%s] read across frames %u-%u returned %d (%s)",
+				      what, i, i + 2, rc, vd_strerror(rc));
+			}
 		}
 	for (int pass = 0; pass < 2; pass++) {
 		CHECK(vd_volume_pread(v, b, BIG, 0) == VD_ECORRUPT,
