@@ -428,14 +428,15 @@ static int frame_decode(struct thread_ctx *t, const uint8_t hash[32],
 
 /* Decodes bytes [OFF, OFF + LEN) of the chunk from framed PAYLOAD, whose
  * table is decoded in T->table, into DST (LEN bytes), checking only the
- * frames they touch (RAW_IN_DST: the raw frames they cover whole were read
- * into DST, and are checked there).  With CACHE, each zstd frame decoded goes into the
- * cache as a piece, and each raw frame only while the cache has room:
- * the page cache holds it already, and a miss that copies it in and
- * evicts another costs more than the hits it buys once the working set
- * outgrows the cache.  Random 4 KiB reads of 256 MiB of raw frames, CPU
- * per read: cache 16 MiB, raw frames cached 4.7 us, not cached 3.8 us;
- * cache 1 GiB, 0.9 us and 3.8 us.  Zero frames are a memset. */
+ * frames they touch (RAW_IN_DST: the raw frames they cover whole were
+ * read into DST, and are checked there).  With CACHE, each zstd frame
+ * decoded goes into the cache as a piece, and each raw frame only while
+ * the cache has room: the page cache holds it already, and a miss that
+ * copies it in and evicts another costs more than the hits it buys once
+ * the working set outgrows the cache.  Random 4 KiB reads of 256 MiB of
+ * raw frames, CPU per read: cache 16 MiB, raw frames cached 4.7 us, not
+ * cached 3.8 us; cache 1 GiB, 0.9 us and 3.8 us.  Zero frames are a
+ * memset. */
 static int frames_decode(vd_store *s, struct thread_ctx *t,
 			 const uint8_t hash[32], const struct fmt_chunk *c,
 			 const uint8_t *payload, uint8_t *dst, size_t off,
@@ -452,11 +453,12 @@ static int frames_decode(vd_store *s, struct thread_ctx *t,
 		const size_t from = MAX(off, fofs), to = MIN(off + len, fofs + fs);
 		const bool in_dst = raw_in_dst && f->kind == FMT_FRAME_RAW &&
 				    from == fofs && to == fofs + fs;
-		const uint8_t *src = in_dst ? dst + (fofs - off) : payload + f->offset;
-		uint8_t *piece;
+		const uint8_t *src = in_dst ? dst + (fofs - off)
+					    : payload + f->offset;
 		const bool keep = cache && (f->kind == FMT_FRAME_ZSTD ||
 				(f->kind == FMT_FRAME_RAW &&
 				 cache_has_room(s->st_cache, hash, fs)));
+		uint8_t *piece;
 
 		if ((r = frame_check(hash, c, tab, i, src)) < 0)
 			return r;
