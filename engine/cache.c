@@ -324,6 +324,17 @@ void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
 	insert(c, hash, WHOLE, buf);
 }
 
+bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes)
+{
+	struct cache_shard *sh = shard_of(c, hash);
+	bool room;
+
+	pthread_mutex_lock(&sh->lock);
+	room = sh->bytes + bytes <= sh->max_bytes;
+	pthread_mutex_unlock(&sh->lock);
+	return room;
+}
+
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 			uint32_t idx, void *buf)
 {

@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <lmdb.h>
 
@@ -114,6 +115,7 @@ struct vd_store {
 	size_t st_fd_ndead;
 
 	struct chunk_cache *st_cache;         /* cache.c */
+	struct chunk_locs *st_locs;           /* chunk.c, made on first use */
 
 	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
@@ -259,6 +261,8 @@ void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
  * malloc'd), and back. */
 void *cache_piece_get(struct chunk_cache *c);
 void cache_piece_put(struct chunk_cache *c, void *buf);
+/* True if BYTES of chunk HASH would go in without evicting anything. */
+bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes);
 /* Inserts verified piece IDX of chunk HASH; takes ownership of BUF
  * (from cache_piece_get). */
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
@@ -285,6 +289,11 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
  * errors as pack_read. */
 int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 		    size_t len, uint8_t *buf);
+/* Reads the bytes at OFFSET of pack PACK_ID into the N parts of IOV (which
+ * it uses up) with one preadv: a record's header and table aside, its raw
+ * frames straight into a caller's buffer.  Errors as pack_read. */
+int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
+	       struct iovec *iov, int n);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */
@@ -325,6 +334,8 @@ void chunk_hash(const void *data, size_t len, uint8_t out[32]);
 /* Frees the calling thread's hashing and compression contexts (threads
  * free theirs when they exit; the main thread never does). */
 void chunk_thread_release(void);
+/* Frees the store's remembered chunk locations (at close). */
+void chunk_locs_free(vd_store *s);
 bool chunk_is_zero(const void *data, size_t len);
 /* Compresses CHUNK (named HASH) into OUT (capacity chunk_size plus
  * fmt_frames_slack: cache buffers have it); sets codec and length.  Framed
@@ -347,8 +358,9 @@ bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	       size_t off, size_t len);
 /* Loads several chunk pieces the cache did not hold (verified, as
- * chunk_load, into reqs[i].out), reading their records with one io_uring
- * submission per up to 16 (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
+ * chunk_load, but the LEN bytes from OFF go to reqs[i].out[0]), reading
+ * their records with one io_uring submission per up to 16
+ * (VDISK_IO=uring).  Each reqs[i].r gets 0, VD_ECORRUPT, -ENOENT (pack file gone: retry
  * with a fresh transaction) or another error.  Returns < 0 only if the
  * batch itself failed. */
 struct chunk_req {

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -275,6 +276,60 @@ static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 				 "pack %08x: record at %llu is cut short (file truncated?)",
 				 pack_id, (unsigned long long)offset);
 	return 0;
+}
+
+/* preadv of IOV (N parts; advanced in place) at OFFSET, looping over
+ * short reads; the bytes read or -errno. */
+static ssize_t preadv_full(int fd, struct iovec *iov, int n, uint64_t offset)
+{
+	size_t done = 0;
+
+	while (n > 0) {
+		ssize_t got = preadv(fd, iov, n, (off_t)(offset + done));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break; /* end of file */
+		done += (size_t)got;
+		for (; n > 0 && (size_t)got >= iov->iov_len; iov++, n--)
+			got -= (ssize_t)iov->iov_len;
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + got;
+			iov->iov_len -= (size_t)got;
+		}
+	}
+	return (ssize_t)done;
+}
+
+int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
+	       struct iovec *iov, int n)
+{
+	size_t len = 0;
+	ssize_t got;
+	int fd, r = 0;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	pack_read_begin(s);
+	if ((fd = pack_fd_get(s, pack_id)) < 0) {
+		pack_read_end(s);
+		return fd;
+	}
+	got = preadv_full(fd, iov, n, offset);
+	if (!pack_fd_valid(s, pack_id, fd))
+		r = -ENOENT;
+	else if (got < 0)
+		r = SET_ERROR((int)got, "pack %08x: read at %llu: %s", pack_id,
+			      (unsigned long long)offset, strerror((int)-got));
+	else if ((size_t)got != len)
+		r = SET_ERROR(VD_ECORRUPT,
+			      "pack %08x: record at %llu is cut short (file truncated?)",
+			      pack_id, (unsigned long long)offset);
+	pack_read_end(s);
+	return r;
 }
 
 /* Forgets the descriptor of pack ID (gc removed the file). */

@@ -221,6 +221,7 @@ void store_close(vd_store *s)
 	pack_close_all(s);
 	index_close(s);
 	cache_free(s->st_cache);
+	chunk_locs_free(s);
 	if (s->st_dirfd >= 0)
 		close(s->st_dirfd);
 	pthread_mutex_destroy(&s->st_pack_lock);

@@ -63,40 +63,24 @@ struct read_miss {
 	size_t pofs, plen;
 };
 
-/* A miss that is a whole chunk is decoded straight into the caller's
- * buffer; a part of one goes through a chunk buffer. */
-static bool miss_direct(const vd_volume *v, const struct read_miss *m)
-{
-	return m->pofs == 0 && m->plen == v->v_chunk_size;
-}
-
-/* Loads the chunks of MISSES (one batch) and copies the pieces out. */
+/* Loads the chunks of MISSES (one batch), each piece straight into the
+ * caller's buffer. */
 static int read_misses(vd_volume *v, struct view *view, struct read_miss *m,
 		       struct chunk_req *reqs, size_t n)
 {
 	vd_store *s = v->v_store;
-	int r = 0;
+	int r;
 
-	for (size_t i = 0; i < n; i++) {
-		if (miss_direct(v, &m[i]))
-			reqs[i].out = m[i].dst;
-		else if (!(reqs[i].out = cache_buf_get(s->st_cache)))
-			r = SET_ERROR(-ENOMEM, "out of memory");
-	}
-	if (r == 0)
-		r = chunk_load_many(s, view->txn, reqs, n);
+	for (size_t i = 0; i < n; i++)
+		reqs[i].out = m[i].dst;
+	r = chunk_load_many(s, view->txn, reqs, n);
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if (reqs[i].r == 0 && !miss_direct(v, &m[i]))
-			memcpy(m[i].dst, reqs[i].out + m[i].pofs, m[i].plen);
-		else if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
+		if (reqs[i].r == -ENOENT) /* gc moved it: the slow way */
 			r = chain_read(s, &view->txn, &v->v_chain, m[i].idx,
 				       m[i].dst, m[i].pofs, m[i].plen);
 		else if (reqs[i].r < 0)
 			r = reqs[i].r;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!miss_direct(v, &m[i]))
-			cache_buf_put(s->st_cache, reqs[i].out);
 	return r;
 }
 
@@ -124,7 +108,8 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 		const uint64_t idx = off / cs;
 		const size_t pofs = off % cs, plen = MIN(len, cs - pofs);
 		const enum dirty_hit hit = dirty_read(v, &view, idx, out, pofs, plen);
-		struct fmt_map_val mv;
+		/* SEEN: what the cache was just asked for (a hole: nothing). */
+		struct fmt_map_val mv, seen = { .kind = FMT_MAP_HOLE };
 
 		if (hit == DIRTY_SPARSE || hit == DIRTY_STALE) {
 			/* Load what this view resolved first: it may be renewed. */
@@ -138,10 +123,10 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 		if (hit == DIRTY_STALE)
 			view_end(&view);
 		/* Resolved before and in the chunk cache: no transaction. */
-		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &mv) &&
-		    (mv.kind == FMT_MAP_HOLE
+		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &seen) &&
+		    (seen.kind == FMT_MAP_HOLE
 		     ? (memset(out, 0, plen), true)
-		     : cache_read(v->v_store->st_cache, mv.hash, out, pofs, plen))) {
+		     : cache_read(v->v_store->st_cache, seen.hash, out, pofs, plen))) {
 			/* copied */
 		} else if (hit == DIRTY_MISS || hit == DIRTY_STALE) {
 			if (!view.txn && (r = view_begin(v, &view)) < 0)
@@ -151,8 +136,10 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 				break;
 			if (mv.kind == FMT_MAP_HOLE) {
 				memset(out, 0, plen);
-			} else if (!cache_read(v->v_store->st_cache, mv.hash, out, pofs,
-					       plen)) {
+			} else if ((seen.kind != FMT_MAP_HOLE &&
+				    memcmp(seen.hash, mv.hash, 32) == 0) ||
+				   !cache_read(v->v_store->st_cache, mv.hash, out,
+					       pofs, plen)) {
 				memcpy(reqs[nmiss].hash, mv.hash, 32);
 				reqs[nmiss].off = pofs;
 				reqs[nmiss].len = plen;

@@ -1021,8 +1021,10 @@ static void superblocks(void)
 /* ---- the frames of one chunk -------------------------------------------- */
 
 /* A 64 KiB-chunk store holding one chunk of several frames (random, text,
- * zero, random): damage to one frame fails reads of that frame only, damage
- * to the frame table fails every read of the chunk, and check names it. */
+ * zero, random; then one of random frames only, which a whole-chunk read
+ * takes straight into the caller's buffer): damage to one frame fails
+ * reads of that frame only, in part or whole, damage to the frame table
+ * fails every read of the chunk, and check names it. */
 #define BIG 65536u
 
 static uint8_t big_data[BIG], big_hash[32];
@@ -1030,7 +1032,7 @@ static struct fmt_chunk big_chunk;
 static struct fmt_frame_table big_table;
 static char big_tmpl[4200];
 
-static void frames_template(void)
+static void frames_template(bool all_raw)
 {
 	struct vd_store_options o = {.chunk_size = BIG, .create = 1};
 	struct et_idx x;
@@ -1040,9 +1042,10 @@ static void frames_template(void)
 	uint8_t *payload;
 	int rc, fd;
 
-	snprintf(big_tmpl, sizeof(big_tmpl), "%s/frames", tmp);
-	et_fill(&rng, big_data, BIG / 4);
-	for (uint32_t i = BIG / 4; i < BIG / 2; i += 64) {
+	snprintf(big_tmpl, sizeof(big_tmpl), "%s/frames%s", tmp,
+		 all_raw ? "-raw" : "");
+	et_fill(&rng, big_data, all_raw ? BIG : BIG / 4);
+	for (uint32_t i = BIG / 4; i < BIG / 2 && !all_raw; i += 64) {
 		/* 64-byte text lines, space-padded (compressible frames). */
 		char line[96];
 		int n = snprintf(line, sizeof(line),
@@ -1052,14 +1055,26 @@ static void frames_template(void)
 		memcpy(big_data + i, line, 63);
 		big_data[i + 63] = '\0';
 	}
-	memset(big_data + BIG / 2, 0, BIG / 4);
-	et_fill(&rng, big_data + 3 * BIG / 4, BIG / 4);
+	if (!all_raw) {
+		memset(big_data + BIG / 2, 0, BIG / 4);
+		et_fill(&rng, big_data + 3 * BIG / 4, BIG / 4);
+	}
 	if ((rc = vd_store_open(big_tmpl, &o, &st)) < 0 ||
 	    (rc = vd_volume_create(st, "f", 2 * BIG)) < 0 ||
 	    (rc = vd_volume_open(st, "f", NULL, 0, &v)) < 0 ||
 	    (rc = vd_volume_pwrite(v, big_data, BIG, 0)) < 0 ||
 	    (rc = vd_volume_close(v)) < 0)
 		DIE("frames store: %s; %s", vd_strerror(rc), vd_last_error());
+	vd_store_close(st);
+	/* Intact, reopened (nothing cached): the whole chunk reads back. */
+	if ((rc = vd_store_open(big_tmpl, &(struct vd_store_options){0}, &st)) < 0 ||
+	    (rc = vd_volume_open(st, "f", NULL, VD_OPEN_RDONLY, &v)) < 0)
+		DIE("frames store: reopen: %s; %s", vd_strerror(rc), vd_last_error());
+	payload = malloc(BIG);
+	CHECK(payload && vd_volume_pread(v, payload, BIG, 0) == 0 &&
+	      !memcmp(payload, big_data, BIG), "the intact chunk does not read back");
+	free(payload);
+	vd_volume_close(v);
 	vd_store_close(st);
 	et_sha256(big_data, BIG, big_hash);
 	et_idx_open(big_tmpl, &x);
@@ -1082,6 +1097,9 @@ static void frames_template(void)
 				&big_table) == 0, "the frame table does not decode");
 	free(payload);
 	CHECK(big_table.nframes >= 4, "one chunk, only %u frame(s)", big_table.nframes);
+	for (uint32_t i = 0; i < big_table.nframes && all_raw; i++)
+		CHECK(big_table.f[i].kind == FMT_FRAME_RAW, "random frame %u is not "
+		      "stored raw", i);
 	printf("frames: one %u KiB chunk, %u frames of %u KiB, %u bytes stored\n",
 	       BIG / 1024, big_table.nframes, big_table.frame_size / 1024,
 	       big_chunk.stored_len);
@@ -1094,7 +1112,7 @@ static void frames_verify(const char *what, const int *bad)
 {
 	const uint32_t fs = big_table.frame_size;
 	struct vd_store_options o = {.cache_bytes = 1 << 20};
-	static uint8_t b[BIG];
+	static uint8_t b[BIG], scan[2 * BIG];
 	char hx[17];
 	vd_store *st;
 	vd_volume *v;
@@ -1117,9 +1135,37 @@ static void frames_verify(const char *what, const int *bad)
 				      "[%s] read of intact frame %u returned %d%s; %s",
 				      what, i, rc, rc == 0 ? " with wrong bytes" : "",
 				      vd_last_error());
+			/* The whole frame, into the caller's buffer. */
+			rc = vd_volume_pread(v, b, fs, (uint64_t)i * fs);
+			if (bad[i])
+				CHECK(rc == VD_ECORRUPT, "[%s] whole read of damaged "
+				      "frame %u returned %d (%s)", what, i, rc,
+				      vd_strerror(rc));
+			else
+				CHECK(rc == 0 && !memcmp(b, big_data + (size_t)i * fs, fs),
+				      "[%s] whole read of intact frame %u returned "
+				      "%d%s; %s", what, i, rc,
+				      rc == 0 ? " with wrong bytes" : "", vd_last_error());
+			/* Half of frame I, frame I + 1 whole, half of I + 2. */
+			if (i + 2 < big_table.nframes) {
+				const uint64_t at = (uint64_t)i * fs + fs / 2;
+				const bool any = bad[i] || bad[i + 1] || bad[i + 2];
+
+				rc = vd_volume_pread(v, b, 2 * fs, at);
+				CHECK(any ? rc == VD_ECORRUPT
+					  : rc == 0 && !memcmp(b, big_data + at, 2 * fs),
+				      "[%s] read across frames %u-%u returned %d (%s)",
+				      what, i, i + 2, rc, vd_strerror(rc));
+			}
 		}
-	CHECK(vd_volume_pread(v, b, BIG, 0) == VD_ECORRUPT,
-	      "[%s] a whole-chunk read of the damaged chunk did not fail", what);
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK(vd_volume_pread(v, b, BIG, 0) == VD_ECORRUPT,
+		      "[%s] a whole-chunk read of the damaged chunk did not fail",
+		      what);
+		/* A scan (more than a chunk; the second is a hole). */
+		CHECK(vd_volume_pread(v, scan, 2 * BIG, 0) == VD_ECORRUPT,
+		      "[%s] a scan over the damaged chunk did not fail", what);
+	}
 	vd_volume_close(v);
 	nproblems = 0;
 	rc = vd_store_check(st, NULL, problem_cb, NULL);
@@ -1138,18 +1184,17 @@ static void frames_copy(void)
 		DIE("copying the frames store failed");
 }
 
-static void frames(void)
+static void frames(bool all_raw)
 {
 	int bad[FMT_FRAMES_MAX] = {0};
-	char path[4300];
+	char path[4300], what[80];
 	uint32_t k;
 
-	frames_template();
+	frames_template(all_raw);
 	pack_path(work, big_chunk.pack_id, path, sizeof(path));
 	/* A flipped bit in each frame that has stored bytes, one at a time. */
 	for (k = 0; k < big_table.nframes; k++) {
 		const struct fmt_frame *f = &big_table.f[k];
-		char what[64];
 
 		if (f->stored_len == 0)
 			continue;
@@ -1157,8 +1202,9 @@ static void frames(void)
 		patch_file(path, big_chunk.offset + FMT_REC_HEADER_SIZE + f->offset +
 			   et_below(&rng, f->stored_len),
 			   (uint8_t)(1u << et_below(&rng, 8)));
-		snprintf(what, sizeof(what), "frames: bit flip in frame %u (%s)", k,
-			 f->kind == FMT_FRAME_RAW ? "raw" : "zstd");
+		snprintf(what, sizeof(what), "frames: bit flip in frame %u (%s%s)", k,
+			 f->kind == FMT_FRAME_RAW ? "raw" : "zstd",
+			 all_raw ? ", all frames raw" : "");
 		memset(bad, 0, sizeof(bad));
 		bad[k] = 1;
 		frames_verify(what, bad);
@@ -1171,8 +1217,10 @@ static void frames(void)
 		   (uint8_t)(1u << et_below(&rng, 8)));
 	for (k = 0; k < big_table.nframes; k++)
 		bad[k] = 1;
-	frames_verify("frames: bit flip in the frame table", bad);
-	printf("frames: bit flip in the frame table: ok\n");
+	snprintf(what, sizeof(what), "frames: bit flip in the frame table%s",
+		 all_raw ? " (all frames raw)" : "");
+	frames_verify(what, bad);
+	printf("%s: ok\n", what);
 }
 
 int main(int argc, char **argv)
@@ -1185,6 +1233,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		run_scenario(&scenarios[i]);
 	superblocks();
-	frames();
+	frames(false);
+	frames(true);
 	return et_finish("test-corrupt");
 }
