@@ -586,8 +586,8 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 
 	if ((r = stored_len_check(s, hash, c)) < 0)
 		return r;
-	r = pack_read_bytes(s, c->pack_id, c->offset, FMT_REC_HEADER_SIZE + head,
-			    scratch);
+	r = pack_read_random(s, c->pack_id, c->offset, FMT_REC_HEADER_SIZE + head,
+			     scratch);
 	if (r < 0 ||
 	    fmt_frames_decode(scratch + FMT_REC_HEADER_SIZE, c->stored_len,
 			      (uint32_t)cs, hash, &t->table) != 0)
@@ -598,8 +598,8 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 	if (to <= head)
 		return 0;
 	from = MAX(from, head);
-	r = pack_read_bytes(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
-			    to - from, scratch + FMT_REC_HEADER_SIZE + from);
+	r = pack_read_random(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
+			     to - from, scratch + FMT_REC_HEADER_SIZE + from);
 	return r < 0 ? record_read(s, hash, c, scratch) : 0;
 }
 

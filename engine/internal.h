@@ -106,6 +106,7 @@ struct vd_store {
 	struct pack_writer st_writer;
 	pthread_rwlock_t st_fd_lock;
 	int *st_fds;
+	int *st_rfds; /* second descriptors, without readahead (pack_read_random) */
 	uint32_t st_nfds;
 	/* Reads in flight (pack_read_begin); descriptors of removed packs wait
 	 * in st_fd_dead (under st_fd_lock) until there are none. */
@@ -285,6 +286,12 @@ int pack_read(vd_store *s, uint32_t pack_id, uint64_t offset,
  * errors as pack_read. */
 int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 		    size_t len, uint8_t *buf);
+/* As pack_read_bytes, for a small read at a random place (a frame of a
+ * 4 KiB read): through a second descriptor of the pack that has kernel
+ * readahead off, so that it reads no neighbours, while whole-record reads
+ * (scans) keep readahead on the first. */
+int pack_read_random(vd_store *s, uint32_t pack_id, uint64_t offset,
+		     size_t len, uint8_t *buf);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */
