@@ -865,13 +865,15 @@ static int cmd_cold3(const char *dir, const char *tag, int evict, uint64_t count
 		if (evict)
 			evict_store(dir);
 		check(open_store(dir, 0, &st), "vd_store_open");
+		const double t0 = now();
 		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
+		const double open_s = now() - t0;
 		getrusage(RUSAGE_SELF, &a);
 		struct run_stats r = read_uniform(v, count, 1, 777);
 		getrusage(RUSAGE_SELF, &b);
-		progress("%s %s: %.0f IOPS, %.2f us CPU/read, per read: %.2f major "
-			 "faults, %.2f minor faults, %.2f KiB read in", tag,
-			 evict ? "evicted" : "reopened", r.iops, r.cpu_us,
+		progress("%s %s: open %.2f ms, %.0f IOPS, %.2f us CPU/read, per read: "
+			 "%.2f major faults, %.2f minor faults, %.2f KiB read in", tag,
+			 evict ? "evicted" : "reopened", open_s * 1e3, r.iops, r.cpu_us,
 			 (double)(b.ru_majflt - a.ru_majflt) / (double)r.ops,
 			 (double)(b.ru_minflt - a.ru_minflt) / (double)r.ops,
 			 (double)(b.ru_inblock - a.ru_inblock) * 0.5 / (double)r.ops);

@@ -108,6 +108,7 @@ struct vd_store {
 	int *st_fds;
 	int *st_rfds; /* second descriptors, without readahead (pack_read_random) */
 	uint32_t st_nfds;
+	uint32_t st_nrfds; /* open descriptors in st_rfds */
 	/* Reads in flight (pack_read_begin); descriptors of removed packs wait
 	 * in st_fd_dead (under st_fd_lock) until there are none. */
 	uint64_t st_fd_readers;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,8 +170,24 @@ static int fds_grow(vd_store *s, uint32_t id)
 	return 0;
 }
 
+/* Second descriptors take at most a quarter of the process's limit:
+ * past it, random reads share the first (with readahead), as before. */
+static uint32_t random_fds_max(void)
+{
+	static uint32_t max;
+	uint32_t m = __atomic_load_n(&max, __ATOMIC_RELAXED);
+	struct rlimit rl;
+
+	if (m == 0) {
+		m = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+		    ? (uint32_t)MIN(rl.rlim_cur / 4, (rlim_t)UINT32_MAX) : 1u << 16;
+		__atomic_store_n(&max, MAX(m, 1u), __ATOMIC_RELAXED);
+	}
+	return m;
+}
+
 /* Returns a read descriptor for pack ID, opening and checking it once;
- * with RANDOM, the one that has readahead off. */
+ * with RANDOM, the one that has readahead off if there is room for it. */
 static int fd_get(vd_store *s, uint32_t id, bool random)
 {
 	uint8_t hb[FMT_PACK_HEADER_SIZE];
@@ -183,6 +200,8 @@ static int fd_get(vd_store *s, uint32_t id, bool random)
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	if (fd >= 0)
 		return fd;
+	if (random && __atomic_load_n(&s->st_nrfds, __ATOMIC_RELAXED) >= random_fds_max())
+		return fd_get(s, id, false);
 
 	pack_path(s, id, path, sizeof path);
 	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
@@ -214,6 +233,8 @@ static int fd_get(vd_store *s, uint32_t id, bool random)
 		fd = *slot;
 	} else {
 		*slot = fd;
+		if (random)
+			__atomic_store_n(&s->st_nrfds, s->st_nrfds + 1, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	return fd;
@@ -346,6 +367,8 @@ static void pack_forget(vd_store *s, uint32_t id)
 	pthread_rwlock_wrlock(&s->st_fd_lock);
 	if (id < s->st_nfds) {
 		reap = retire(s, &s->st_fds[id]);
+		if (s->st_rfds[id] >= 0)
+			__atomic_store_n(&s->st_nrfds, s->st_nrfds - 1, __ATOMIC_RELAXED);
 		reap = retire(s, &s->st_rfds[id]) || reap;
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
@@ -378,6 +401,7 @@ void pack_close_all(vd_store *s)
 	s->st_fds = NULL;
 	s->st_rfds = NULL;
 	s->st_nfds = 0;
+	s->st_nrfds = 0;
 }
 
 /* ---- the data directory ------------------------------------------------- */
