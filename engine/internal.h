@@ -293,6 +293,9 @@ int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
  * (scans) keep readahead on the first. */
 int pack_read_random(vd_store *s, uint32_t pack_id, uint64_t offset,
 		     size_t len, uint8_t *buf);
+/* Asks the kernel to start reading LEN bytes at OFFSET of pack PACK_ID
+ * (POSIX_FADV_WILLNEED); best effort, no error. */
+void pack_prefetch(vd_store *s, uint32_t pack_id, uint64_t offset, size_t len);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */

@@ -308,6 +308,16 @@ int pack_read_random(vd_store *s, uint32_t pack_id, uint64_t offset,
 	return r;
 }
 
+void pack_prefetch(vd_store *s, uint32_t pack_id, uint64_t offset, size_t len)
+{
+	int fd;
+
+	pack_read_begin(s);
+	if ((fd = fd_get(s, pack_id, false)) >= 0)
+		posix_fadvise(fd, (off_t)offset, (off_t)len, POSIX_FADV_WILLNEED);
+	pack_read_end(s);
+}
+
 static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
 		       uint32_t stored_len, uint8_t *buf)
 {
