@@ -9,6 +9,9 @@
  *                               20-deep clone chain
  *   bench-engine read3  STORE   random 4 KiB reads of those (warm, reopened,
  *                               page cache dropped), in rounds
+ *   bench-engine cold3  STORE TAG EVICT COUNT
+ *                               the first COUNT reads after a reopen, with
+ *                               their page faults and blocks read in
  *   bench-engine warm3  STORE TAG COUNT [THREADS]
  *                               COUNT warm random 4 KiB reads of volume TAG
  *                               (fresh, hist200, deep20), one thread or
@@ -722,6 +725,7 @@ static double cold_reads(const char *dir, const char *vol, int evict, int thread
  * volume's: less skewed by load than IOPS, blind to waiting). */
 struct p3_row {
 	const char *key;
+	const char *unit;  /* of r[][].iops: IOPS, or MB/s for scans */
 	struct run_stats r[P3_NVOL][P3_ROUNDS];
 };
 
@@ -747,20 +751,20 @@ static void p3_report(const struct p3_row *row)
 		for (int r = 0; r < P3_ROUNDS; r++)
 			v[r] = row->r[i][r].cpu_us;
 		const double us = median(v, P3_ROUNDS);
-		p3_result(p3_tags[i], row->key, "", iops, "IOPS");
+		p3_result(p3_tags[i], row->key, "", iops, row->unit);
 		p3_result(p3_tags[i], row->key, ".cpu_us", us, "us");
 		if (i == 0) {
-			progress("%-8s %-9s %8.0f IOPS, %.2f us CPU/read", p3_tags[i],
-				 row->key, iops, us);
+			progress("%-8s %-9s %8.0f %s, %.2f us CPU/read", p3_tags[i],
+				 row->key, iops, row->unit, us);
 			continue;
 		}
 		p3_result(p3_tags[i], row->key, ".ratio", m, "x");
 		p3_result(p3_tags[i], row->key, ".ratio_min", q[0], "x");
 		p3_result(p3_tags[i], row->key, ".ratio_max", q[P3_ROUNDS - 1], "x");
 		p3_result(p3_tags[i], row->key, ".cpu_ratio", cpu, "x");
-		progress("%-8s %-9s %8.0f IOPS, %.2f us CPU/read; ratio %.2f "
+		progress("%-8s %-9s %8.0f %s, %.2f us CPU/read; ratio %.2f "
 			 "(%.2f-%.2f), CPU ratio %.2f", p3_tags[i], row->key, iops,
-			 us, m, q[0], q[P3_ROUNDS - 1], cpu);
+			 row->unit, us, m, q[0], q[P3_ROUNDS - 1], cpu);
 	}
 }
 
@@ -776,10 +780,41 @@ static void warm_up(vd_store *st, vd_volume *v)
 	free(buf);
 }
 
+/* A sequential scan of VOL's working set in 1 MiB reads, the store
+ * reopened (with EVICT, its files dropped from the page cache first):
+ * .iops is MB/s, .cpu_us the CPU time per 1 MiB read. */
+static struct run_stats scan_once(const char *dir, const char *vol, int evict)
+{
+	struct run_stats r;
+	vd_store *st;
+
+	memset(&r, 0, sizeof r);
+	if (evict)
+		evict_store(dir);
+	check(open_store(dir, 0, &st), "vd_store_open");
+	vd_volume *v = open_vol(st, vol, VD_OPEN_RDONLY);
+	char *buf = aligned_alloc(BLK, MiB);
+	const uint64_t cpu0 = thread_cpu_ns();
+	const double t0 = now();
+	for (uint64_t off = 0; off < P3_WS; off += MiB)
+		check(vd_volume_pread(v, buf, MiB, off), "scan read");
+	r.ops = P3_WS / MiB;
+	r.io_s = now() - t0;
+	r.iops = (double)P3_WS / r.io_s / 1e6;
+	r.cpu_us = (double)(thread_cpu_ns() - cpu0) / 1e3 / (double)r.ops;
+	free(buf);
+	vd_volume_close(v);
+	vd_store_close(st);
+	return r;
+}
+
 static int cmd_read3(const char *dir)
 {
-	static struct p3_row warm1 = { .key = "warm_t1" }, warm4 = { .key = "warm_t4" },
-			     reopen = { .key = "reopen_t1" }, evict = { .key = "evict_t1" };
+	static struct p3_row warm1 = { .key = "warm_t1", .unit = "IOPS" },
+			     warm4 = { .key = "warm_t4", .unit = "IOPS" },
+			     reopen = { .key = "reopen_t1", .unit = "IOPS" },
+			     evict = { .key = "evict_t1", .unit = "IOPS" },
+			     scan = { .key = "evict_scan", .unit = "MB/s" };
 	vd_volume *v[P3_NVOL];
 	vd_store *st;
 
@@ -820,6 +855,12 @@ static int cmd_read3(const char *dir)
 						     P3_COLD_READS, 777 + (uint64_t)r);
 		}
 	p3_report(&evict);
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int k = 0; k < P3_NVOL; k++) {
+			const int i = (r + k) % P3_NVOL;
+			scan.r[i][r] = scan_once(dir, p3_vols[i], 1);
+		}
+	p3_report(&scan);
 	return 0;
 }
 
@@ -885,37 +926,6 @@ static int cmd_cold3(const char *dir, const char *tag, int evict, uint64_t count
 	return 2;
 }
 
-/* A sequential scan of one volume's working set in 1 MiB reads, the store
- * reopened (with EVICT, its files dropped from the page cache); MB/s. */
-static int cmd_scan3(const char *dir, const char *tag, int evict)
-{
-	for (int i = 0; i < P3_NVOL; i++) {
-		if (strcmp(tag, p3_tags[i]))
-			continue;
-		vd_store *st;
-		if (evict)
-			evict_store(dir);
-		check(open_store(dir, 0, &st), "vd_store_open");
-		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
-		char *buf = aligned_alloc(BLK, MiB);
-		const double t0 = now();
-		for (uint64_t off = 0; off < P3_WS; off += MiB)
-			check(vd_volume_pread(v, buf, MiB, off), "scan read");
-		const double mbs = (double)P3_WS / (now() - t0) / 1e6;
-		free(buf);
-		progress("%s %s, 1 MiB sequential reads: %.0f MB/s", tag,
-			 evict ? "evicted" : "reopened", mbs);
-		char key[96];
-		snprintf(key, sizeof key, "p3.%s.scan_%s", tag, evict ? "evict" : "reopen");
-		result(key, mbs, "MB/s");
-		vd_volume_close(v);
-		vd_store_close(st);
-		return 0;
-	}
-	fprintf(stderr, "bench-engine scan3: no volume tagged '%s'\n", tag);
-	return 2;
-}
-
 /* ---- part 5: cold reads of "fresh" (VDISK_IO chosen by the caller) ------ */
 
 static int cmd_cold(const char *dir, const char *tag)
@@ -963,6 +973,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: bench-engine io STORE | snap STORE BYTES | build3 STORE |\n"
 		"       read3 STORE | warm3 STORE fresh|hist200|deep20 COUNT [THREADS] |\n"
+		"       cold3 STORE fresh|hist200|deep20 0|1 COUNT |\n"
 		"       cold STORE TAG\n");
 	exit(2);
 }
@@ -983,8 +994,6 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "warm3") && (argc == 5 || argc == 6))
 		return cmd_warm3(dir, argv[3], parse_size(argv[4]),
 				 argc == 6 ? atoi(argv[5]) : 1);
-	if (!strcmp(cmd, "scan3") && argc == 5)
-		return cmd_scan3(dir, argv[3], atoi(argv[4]));
 	if (!strcmp(cmd, "cold3") && argc == 6)
 		return cmd_cold3(dir, argv[3], atoi(argv[4]), parse_size(argv[5]));
 	if (!strcmp(cmd, "cold") && argc == 4)

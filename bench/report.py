@@ -171,7 +171,8 @@ p("Same 192 MiB working set on three 1 GiB volumes: **fresh** (written once);"
   " round and thread count. *reopened*: store closed and reopened (chunk"
   " cache empty, page cache warm), the first 32768 reads. *evicted*: also"
   " the store's files dropped from the page cache (`posix_fadvise(DONTNEED)`),"
-  " the first 8192 reads.\n")
+  " the first 8192 reads. *1 MiB sequential scan*: the working set read"
+  " once in 1 MiB requests, page cache dropped first.\n")
 p("| state | fresh | hist200 | hist200/fresh | CPU ratio | deep20 | deep20/fresh | CPU ratio | target | met |")
 p("|---|---|---|---|---|---|---|---|---|---|")
 
@@ -194,6 +195,13 @@ for label, k in [("warm, 1 thread", "warm_t1"), ("warm, 4 threads", "warm_t4"),
     ok = None if None in (hm, dm) else (hm >= 0.9 and dm >= 0.9)
     p(f"| {label} | {iops(f)} IOPS | {iops(h)} | {hs} | {'n/a' if hc is None else f'{hc:.2f}'}"
       f" | {iops(d)} | {ds} | {'n/a' if dc is None else f'{dc:.2f}'} | ≥ 0.90 | {verdict(ok)} |")
+f, h, d = g("p3.fresh.evict_scan"), g("p3.hist200.evict_scan"), g("p3.deep20.evict_scan")
+if f is not None:
+    hm, hs = p3_ratio("hist200", "evict_scan", f, h)
+    dm, ds = p3_ratio("deep20", "evict_scan", f, d)
+    hc, dc = g("p3.hist200.evict_scan.cpu_ratio"), g("p3.deep20.evict_scan.cpu_ratio")
+    p(f"| evicted, 1 MiB sequential scan | {mbs(f)} | {mbs(h)} | {hs} | {'n/a' if hc is None else f'{hc:.2f}'}"
+      f" | {mbs(d)} | {ds} | {'n/a' if dc is None else f'{dc:.2f}'} | — (for reference) | — |")
 if g("p3.hist_snapshot_max") is not None:
     p(f"\nSlowest of the 200 snapshots while building hist200: {secs(g('p3.hist_snapshot_max'))}.")
 p("")
