@@ -581,6 +581,7 @@ static int cmd_snap(const char *dir, uint64_t bytes)
 #define P3_COLD_READS 8192     /* per round, page cache dropped */
 #define P3_REOPEN_READS 32768  /* per round, page cache warm */
 #define P3_WARM_READS 200000   /* per round, per thread count */
+#define P3_WARM_SLICES 4       /* a warm round's slices, order reversed */
 #define P3_CAP 15.0
 
 static void scattered_writes(vd_volume *v, uint64_t step, uint64_t salt_base)
@@ -768,6 +769,18 @@ static void p3_report(const struct p3_row *row)
 	}
 }
 
+/* Adds run B to the sum A (rates from the summed counts). */
+static void run_add(struct run_stats *a, struct run_stats b)
+{
+	const double cpu = a->cpu_us * (double)a->ops + b.cpu_us * (double)b.ops;
+
+	a->ops += b.ops;
+	a->io_s += b.io_s;
+	a->iops = (double)a->ops / a->io_s;
+	a->mbs = a->iops * BLK / 1e6;
+	a->cpu_us = cpu / (double)a->ops;
+}
+
 /* Reads the working set once in whole chunks: whole chunks are cached
  * (a read of more than a chunk is a scan and caches nothing). */
 static void warm_up(vd_store *st, vd_volume *v)
@@ -826,15 +839,17 @@ static int cmd_read3(const char *dir)
 		v[i] = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
 		warm_up(st, v[i]);
 	}
-	for (int r = 0; r < P3_ROUNDS; r++) {
-		for (int k = 0; k < P3_NVOL; k++) {
-			const int i = (r + k) % P3_NVOL;
-			warm1.r[i][r] = read_uniform(v[i], P3_WARM_READS, 1,
-						     42 + (uint64_t)r);
-			warm4.r[i][r] = read_uniform(v[i], P3_WARM_READS, 4,
-						     42 + (uint64_t)r);
-		}
-	}
+	/* Each round in slices, the order reversed every other slice, so
+	 * that a burst of load lands on the three volumes alike. */
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int sl = 0; sl < P3_WARM_SLICES; sl++)
+			for (int k = 0; k < P3_NVOL; k++) {
+				const int i = (r + (sl & 1 ? P3_NVOL - 1 - k : k)) % P3_NVOL;
+				const uint64_t seed = 42 + (uint64_t)(r * P3_WARM_SLICES + sl);
+				const uint64_t n = P3_WARM_READS / P3_WARM_SLICES;
+				run_add(&warm1.r[i][r], read_uniform(v[i], n, 1, seed));
+				run_add(&warm4.r[i][r], read_uniform(v[i], n, 4, seed));
+			}
 	for (int i = 0; i < P3_NVOL; i++)
 		vd_volume_close(v[i]);
 	vd_store_close(st);
