@@ -7,12 +7,15 @@
  *                               (part 2)
  *   bench-engine build3 STORE   volumes for part 3: fresh, 200 snapshots,
  *                               20-deep clone chain
- *   bench-engine read3  STORE [TAG]  random 4 KiB reads of those, or of the
- *                               one TAG (fresh, hist200, deep20) (warm, reopened,
- *                               page cache dropped)
- *   bench-engine warm3  STORE TAG COUNT
- *                               COUNT warm random 4 KiB reads of volume TAG,
- *                               one thread (for perf stat -e task-clock)
+ *   bench-engine read3  STORE   random 4 KiB reads of those (warm, reopened,
+ *                               page cache dropped), in rounds
+ *   bench-engine cold3  STORE TAG EVICT COUNT
+ *                               the first COUNT reads after a reopen, with
+ *                               their page faults and blocks read in
+ *   bench-engine warm3  STORE TAG COUNT [THREADS]
+ *                               COUNT warm random 4 KiB reads of volume TAG
+ *                               (fresh, hist200, deep20), one thread or
+ *                               THREADS (for perf record, perf stat)
  *   bench-engine cold   STORE TAG
  *                               cold random reads of volume "fresh" only
  *                               (part 5: run once per VDISK_IO value)
@@ -38,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,8 +180,16 @@ struct job {
 	double deadline;      /* stop early at this time (0: never) */
 	_Atomic uint64_t next;
 	_Atomic uint64_t done;
+	_Atomic uint64_t cpu_ns; /* CPU time of the threads, summed */
 	_Atomic int err;
 };
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t job_block(struct job *j, uint64_t i)
 {
@@ -197,6 +209,7 @@ static void *job_thread(void *arg)
 {
 	struct job *j = arg;
 	char *buf = aligned_alloc(BLK, BLK);
+	const uint64_t cpu0 = thread_cpu_ns();
 	uint64_t mine = 0;
 	for (;;) {
 		uint64_t i = atomic_fetch_add(&j->next, 1);
@@ -223,6 +236,7 @@ static void *job_thread(void *arg)
 		mine++;
 	}
 	atomic_fetch_add(&j->done, mine);
+	atomic_fetch_add(&j->cpu_ns, thread_cpu_ns() - cpu0);
 	free(buf);
 	return NULL;
 }
@@ -233,6 +247,7 @@ struct run_stats {
 	double flush_s;  /* vd_volume_flush after a write loop */
 	double iops;     /* ops / (io_s + flush_s) */
 	double mbs;      /* MB/s (10^6), same basis */
+	double cpu_us;   /* CPU time of the I/O threads per operation */
 };
 
 /* Runs the job with THREADS threads; for writes, flushes at the end and
@@ -244,6 +259,7 @@ static struct run_stats run_job(struct job *j, int threads, double max_s)
 	memset(&r, 0, sizeof r);
 	atomic_store(&j->next, 0);
 	atomic_store(&j->done, 0);
+	atomic_store(&j->cpu_ns, 0);
 	atomic_store(&j->err, 0);
 	double t0 = now();
 	j->deadline = max_s > 0 ? t0 + max_s : 0;
@@ -261,6 +277,7 @@ static struct run_stats run_job(struct job *j, int threads, double max_s)
 	r.io_s = t1 - t0;
 	r.iops = (double)r.ops / (r.io_s + r.flush_s);
 	r.mbs = r.iops * BLK / 1e6;
+	r.cpu_us = r.ops ? (double)atomic_load(&j->cpu_ns) / 1e3 / (double)r.ops : 0;
 	if (r.ops < j->count)
 		progress("  (stopped at the %.0f s cap after %" PRIu64 " of %" PRIu64
 			 " operations)", max_s, r.ops, j->count);
@@ -556,12 +573,15 @@ static int cmd_snap(const char *dir, uint64_t bytes)
 /* ---- part 3: reads through deep history --------------------------------- */
 
 #define P3_VOLSIZE GiB
-#define P3_WS (192 * MiB)      /* working set: fits the default 256 MiB cache */
+#define P3_WS (192 * MiB)      /* working set of each volume */
 #define P3_SNAPS 200
 #define P3_DEPTH 20
 #define P3_WRITES_PER_STEP 64  /* 4 KiB writes between snapshots / per level */
-#define P3_COLD_READS 8192
-#define P3_WARM_READS 2000000
+#define P3_ROUNDS 15          /* part 3 rows: median over rounds */
+#define P3_COLD_READS 8192     /* per round, page cache dropped */
+#define P3_REOPEN_READS 32768  /* per round, page cache warm */
+#define P3_WARM_READS 200000   /* per round, per thread count */
+#define P3_WARM_SLICES 4       /* a warm round's slices, order reversed */
 #define P3_CAP 15.0
 
 static void scattered_writes(vd_volume *v, uint64_t step, uint64_t salt_base)
@@ -628,6 +648,7 @@ static int cmd_build3(const char *dir)
 
 static const char *p3_vols[] = { "fresh", "hist", "d20" };
 static const char *p3_tags[] = { "fresh", "hist200", "deep20" };
+#define P3_NVOL 3
 
 static struct run_stats read_uniform(vd_volume *v, uint64_t count, int threads,
 				     uint64_t seed)
@@ -671,89 +692,252 @@ static double cold_big_reads(const char *dir, const char *vol, int evict)
 	return median(rate, 3);
 }
 
-/* Median of 3 cold runs: store closed (and with EVICT, its files dropped
- * from the page cache), reopened, then the first P3_COLD_READS reads. */
+/* One cold run: store closed (and with EVICT, its files dropped from the
+ * page cache), reopened, then the first COUNT reads. */
+static struct run_stats cold_once(const char *dir, const char *vol, int evict,
+				  int threads, uint64_t count, uint64_t seed)
+{
+	vd_store *st;
+	if (evict)
+		evict_store(dir);
+	check(open_store(dir, 0, &st), "vd_store_open");
+	vd_volume *v = open_vol(st, vol, VD_OPEN_RDONLY);
+	const struct run_stats r = read_uniform(v, count, threads, seed);
+	vd_volume_close(v);
+	vd_store_close(st);
+	return r;
+}
+
+/* Median of 3 cold runs of P3_COLD_READS reads (part 5). */
 static double cold_reads(const char *dir, const char *vol, int evict, int threads)
 {
 	double rate[3];
-	for (int rep = 0; rep < 3; rep++) {
-		vd_store *st;
-		if (evict)
-			evict_store(dir);
-		check(open_store(dir, 0, &st), "vd_store_open");
-		vd_volume *v = open_vol(st, vol, VD_OPEN_RDONLY);
-		rate[rep] = read_uniform(v, P3_COLD_READS, threads,
-					 777 + (uint64_t)rep).iops;
-		vd_volume_close(v);
-		vd_store_close(st);
-	}
+	for (int rep = 0; rep < 3; rep++)
+		rate[rep] = cold_once(dir, vol, evict, threads, P3_COLD_READS,
+				      777 + (uint64_t)rep).iops;
 	return median(rate, 3);
 }
 
-/* ONLY, if not NULL, names the one volume (by tag) to read. */
-static int cmd_read3(const char *dir, const char *only)
+/* Figures of one part 3 row: each volume in each round.  The volumes are
+ * measured back to back within a round (in an order that rotates), so the
+ * load of a shared machine falls on all three alike; the row reports the
+ * median IOPS, the median of the per-round ratios to fresh with their
+ * range, and the same ratio of CPU time per read (fresh's over the
+ * volume's: less skewed by load than IOPS, blind to waiting). */
+struct p3_row {
+	const char *key;
+	const char *unit;  /* of r[][].iops: IOPS, or MB/s for scans */
+	struct run_stats r[P3_NVOL][P3_ROUNDS];
+};
+
+static void p3_result(const char *tag, const char *row, const char *what,
+		      double value, const char *unit)
 {
 	char key[96];
-	progress("part 3: random 4 KiB reads over %" PRIu64 " MiB", P3_WS / MiB);
-	for (int i = 0; i < 3; i++) {
-		vd_store *st;
-		if (only && strcmp(only, p3_tags[i]))
-			continue;
-		check(open_store(dir, 0, &st), "vd_store_open");
-		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
-		/* Correctness spot check on the deep clone / history head is
-		 * left to the tests; here: warm up by reading everything. */
-		char *buf = aligned_alloc(BLK, MiB);
-		for (uint64_t off = 0; off < P3_WS; off += MiB)
-			check(vd_volume_pread(v, buf, MiB, off), "warm-up read");
-		free(buf);
-		for (int threads = 1; threads <= 4; threads += 3) {
-			struct run_stats r = read_uniform(v, P3_WARM_READS, threads, 42);
-			snprintf(key, sizeof key, "p3.%s.warm_t%d", p3_tags[i], threads);
-			result(key, r.iops, "IOPS");
-			progress("%-10s warm, %d thread(s): %8.0f IOPS", p3_tags[i],
-				 threads, r.iops);
-		}
-		vd_volume_close(v);
-		vd_store_close(st);
+	snprintf(key, sizeof key, "p3.%s.%s%s", tag, row, what);
+	result(key, value, unit);
+}
 
-		double c = cold_reads(dir, p3_vols[i], 0, 1);
-		snprintf(key, sizeof key, "p3.%s.reopen_t1", p3_tags[i]);
-		result(key, c, "IOPS");
-		progress("%-10s store reopened (page cache warm): %8.0f IOPS", p3_tags[i], c);
-		c = cold_reads(dir, p3_vols[i], 1, 1);
-		snprintf(key, sizeof key, "p3.%s.evict_t1", p3_tags[i]);
-		result(key, c, "IOPS");
-		progress("%-10s reopened + files evicted from page cache: %8.0f IOPS",
-			 p3_tags[i], c);
+static void p3_report(const struct p3_row *row)
+{
+	for (int i = 0; i < P3_NVOL; i++) {
+		double v[P3_ROUNDS], q[P3_ROUNDS], c[P3_ROUNDS];
+		for (int r = 0; r < P3_ROUNDS; r++) {
+			v[r] = row->r[i][r].iops;
+			q[r] = row->r[i][r].iops / row->r[0][r].iops;
+			c[r] = row->r[0][r].cpu_us / row->r[i][r].cpu_us;
+		}
+		const double iops = median(v, P3_ROUNDS), cpu = median(c, P3_ROUNDS);
+		const double m = median(q, P3_ROUNDS); /* sorts Q */
+		for (int r = 0; r < P3_ROUNDS; r++)
+			v[r] = row->r[i][r].cpu_us;
+		const double us = median(v, P3_ROUNDS);
+		p3_result(p3_tags[i], row->key, "", iops, row->unit);
+		p3_result(p3_tags[i], row->key, ".cpu_us", us, "us");
+		if (i == 0) {
+			progress("%-8s %-9s %8.0f %s, %.2f us CPU/read", p3_tags[i],
+				 row->key, iops, row->unit, us);
+			continue;
+		}
+		p3_result(p3_tags[i], row->key, ".ratio", m, "x");
+		p3_result(p3_tags[i], row->key, ".ratio_min", q[0], "x");
+		p3_result(p3_tags[i], row->key, ".ratio_max", q[P3_ROUNDS - 1], "x");
+		p3_result(p3_tags[i], row->key, ".cpu_ratio", cpu, "x");
+		progress("%-8s %-9s %8.0f %s, %.2f us CPU/read; ratio %.2f "
+			 "(%.2f-%.2f), CPU ratio %.2f", p3_tags[i], row->key, iops,
+			 row->unit, us, m, q[0], q[P3_ROUNDS - 1], cpu);
 	}
+}
+
+/* Adds run B to the sum A (rates from the summed counts). */
+static void run_add(struct run_stats *a, struct run_stats b)
+{
+	const double cpu = a->cpu_us * (double)a->ops + b.cpu_us * (double)b.ops;
+
+	a->ops += b.ops;
+	a->io_s += b.io_s;
+	a->iops = (double)a->ops / a->io_s;
+	a->mbs = a->iops * BLK / 1e6;
+	a->cpu_us = cpu / (double)a->ops;
+}
+
+/* Reads the working set once in whole chunks: whole chunks are cached
+ * (a read of more than a chunk is a scan and caches nothing). */
+static void warm_up(vd_store *st, vd_volume *v)
+{
+	struct vd_store_info si;
+	check(vd_store_info(st, &si), "vd_store_info");
+	char *buf = aligned_alloc(BLK, si.chunk_size);
+	for (uint64_t off = 0; off < P3_WS; off += si.chunk_size)
+		check(vd_volume_pread(v, buf, si.chunk_size, off), "warm-up read");
+	free(buf);
+}
+
+/* A sequential scan of VOL's working set in 1 MiB reads, the store
+ * reopened (with EVICT, its files dropped from the page cache first):
+ * .iops is MB/s, .cpu_us the CPU time per 1 MiB read. */
+static struct run_stats scan_once(const char *dir, const char *vol, int evict)
+{
+	struct run_stats r;
+	vd_store *st;
+
+	memset(&r, 0, sizeof r);
+	if (evict)
+		evict_store(dir);
+	check(open_store(dir, 0, &st), "vd_store_open");
+	vd_volume *v = open_vol(st, vol, VD_OPEN_RDONLY);
+	char *buf = aligned_alloc(BLK, MiB);
+	const uint64_t cpu0 = thread_cpu_ns();
+	const double t0 = now();
+	for (uint64_t off = 0; off < P3_WS; off += MiB)
+		check(vd_volume_pread(v, buf, MiB, off), "scan read");
+	r.ops = P3_WS / MiB;
+	r.io_s = now() - t0;
+	r.iops = (double)P3_WS / r.io_s / 1e6;
+	r.cpu_us = (double)(thread_cpu_ns() - cpu0) / 1e3 / (double)r.ops;
+	free(buf);
+	vd_volume_close(v);
+	vd_store_close(st);
+	return r;
+}
+
+static int cmd_read3(const char *dir)
+{
+	static struct p3_row warm1 = { .key = "warm_t1", .unit = "IOPS" },
+			     warm4 = { .key = "warm_t4", .unit = "IOPS" },
+			     reopen = { .key = "reopen_t1", .unit = "IOPS" },
+			     evict = { .key = "evict_t1", .unit = "IOPS" },
+			     scan = { .key = "evict_scan", .unit = "MB/s" };
+	vd_volume *v[P3_NVOL];
+	vd_store *st;
+
+	progress("part 3: random 4 KiB reads over %" PRIu64 " MiB, %d rounds",
+		 P3_WS / MiB, P3_ROUNDS);
+	/* Warm: all three open in one store whose cache holds them all. */
+	check(open_store(dir, 0, &st), "vd_store_open");
+	for (int i = 0; i < P3_NVOL; i++) {
+		v[i] = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
+		warm_up(st, v[i]);
+	}
+	/* Each round in slices, the order reversed every other slice, so
+	 * that a burst of load lands on the three volumes alike. */
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int sl = 0; sl < P3_WARM_SLICES; sl++)
+			for (int k = 0; k < P3_NVOL; k++) {
+				const int i = (r + (sl & 1 ? P3_NVOL - 1 - k : k)) % P3_NVOL;
+				const uint64_t seed = 42 + (uint64_t)(r * P3_WARM_SLICES + sl);
+				const uint64_t n = P3_WARM_READS / P3_WARM_SLICES;
+				run_add(&warm1.r[i][r], read_uniform(v[i], n, 1, seed));
+				run_add(&warm4.r[i][r], read_uniform(v[i], n, 4, seed));
+			}
+	for (int i = 0; i < P3_NVOL; i++)
+		vd_volume_close(v[i]);
+	vd_store_close(st);
+	p3_report(&warm1);
+	p3_report(&warm4);
+
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int k = 0; k < P3_NVOL; k++) {
+			const int i = (r + k) % P3_NVOL;
+			reopen.r[i][r] = cold_once(dir, p3_vols[i], 0, 1,
+						      P3_REOPEN_READS, 777 + (uint64_t)r);
+		}
+	p3_report(&reopen);
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int k = 0; k < P3_NVOL; k++) {
+			const int i = (r + k) % P3_NVOL;
+			evict.r[i][r] = cold_once(dir, p3_vols[i], 1, 1,
+						     P3_COLD_READS, 777 + (uint64_t)r);
+		}
+	p3_report(&evict);
+	for (int r = 0; r < P3_ROUNDS; r++)
+		for (int k = 0; k < P3_NVOL; k++) {
+			const int i = (r + k) % P3_NVOL;
+			scan.r[i][r] = scan_once(dir, p3_vols[i], 1);
+		}
+	p3_report(&scan);
 	return 0;
 }
 
-/* Warm reads of one volume (by tag), one thread, COUNT of them, for a CPU
- * time measure (perf stat -e task-clock bench-engine warm3 ...) that the
- * load of a shared machine does not skew as it does IOPS. */
-static int cmd_warm3(const char *dir, const char *tag, uint64_t count)
+/* Warm reads of one volume (by tag) from THREADS threads, COUNT of them,
+ * for a profile or a CPU time measure (perf stat -e task-clock
+ * bench-engine warm3 ...) that the load of a shared machine does not skew
+ * as it does IOPS. */
+static int cmd_warm3(const char *dir, const char *tag, uint64_t count, int threads)
 {
-	for (int i = 0; i < 3; i++) {
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "bench-engine warm3: 1 to 64 threads\n");
+		return 2;
+	}
+	for (int i = 0; i < P3_NVOL; i++) {
 		if (strcmp(tag, p3_tags[i]))
 			continue;
 		vd_store *st;
 		check(open_store(dir, 0, &st), "vd_store_open");
 		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
-		char *buf = aligned_alloc(BLK, MiB);
-		for (uint64_t off = 0; off < P3_WS; off += MiB)
-			check(vd_volume_pread(v, buf, MiB, off), "warm-up read");
-		free(buf);
-		struct run_stats r = read_uniform(v, count, 1, 42);
+		warm_up(st, v);
+		struct run_stats r = read_uniform(v, count, threads, 42);
 		char key[96];
-		snprintf(key, sizeof key, "p3.%s.warm3_t1", tag);
+		snprintf(key, sizeof key, "p3.%s.warm3_t%d", tag, threads);
 		result(key, r.iops, "IOPS");
 		vd_volume_close(v);
 		vd_store_close(st);
 		return 0;
 	}
 	fprintf(stderr, "bench-engine warm3: no volume tagged '%s'\n", tag);
+	return 2;
+}
+
+/* Cold reads of one volume (by tag): with EVICT the page cache dropped
+ * too; prints what the reads cost in page faults and blocks read (for
+ * finding why one volume's misses cost more than another's). */
+static int cmd_cold3(const char *dir, const char *tag, int evict, uint64_t count)
+{
+	for (int i = 0; i < P3_NVOL; i++) {
+		if (strcmp(tag, p3_tags[i]))
+			continue;
+		vd_store *st;
+		struct rusage a, b;
+		if (evict)
+			evict_store(dir);
+		check(open_store(dir, 0, &st), "vd_store_open");
+		const double t0 = now();
+		vd_volume *v = open_vol(st, p3_vols[i], VD_OPEN_RDONLY);
+		const double open_s = now() - t0;
+		getrusage(RUSAGE_SELF, &a);
+		struct run_stats r = read_uniform(v, count, 1, 777);
+		getrusage(RUSAGE_SELF, &b);
+		progress("%s %s: open %.2f ms, %.0f IOPS, %.2f us CPU/read, per read: "
+			 "%.2f major faults, %.2f minor faults, %.2f KiB read in", tag,
+			 evict ? "evicted" : "reopened", open_s * 1e3, r.iops, r.cpu_us,
+			 (double)(b.ru_majflt - a.ru_majflt) / (double)r.ops,
+			 (double)(b.ru_minflt - a.ru_minflt) / (double)r.ops,
+			 (double)(b.ru_inblock - a.ru_inblock) * 0.5 / (double)r.ops);
+		vd_volume_close(v);
+		vd_store_close(st);
+		return 0;
+	}
+	fprintf(stderr, "bench-engine cold3: no volume tagged '%s'\n", tag);
 	return 2;
 }
 
@@ -803,7 +987,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench-engine io STORE | snap STORE BYTES | build3 STORE |\n"
-		"       read3 STORE [fresh|hist200|deep20] | warm3 STORE TAG COUNT |\n"
+		"       read3 STORE | warm3 STORE fresh|hist200|deep20 COUNT [THREADS] |\n"
+		"       cold3 STORE fresh|hist200|deep20 0|1 COUNT |\n"
 		"       cold STORE TAG\n");
 	exit(2);
 }
@@ -819,10 +1004,13 @@ int main(int argc, char **argv)
 		return cmd_snap(dir, parse_size(argv[3]));
 	if (!strcmp(cmd, "build3"))
 		return cmd_build3(dir);
-	if (!strcmp(cmd, "read3"))
-		return cmd_read3(dir, argc > 3 ? argv[3] : NULL);
-	if (!strcmp(cmd, "warm3") && argc == 5)
-		return cmd_warm3(dir, argv[3], parse_size(argv[4]));
+	if (!strcmp(cmd, "read3") && argc == 3)
+		return cmd_read3(dir);
+	if (!strcmp(cmd, "warm3") && (argc == 5 || argc == 6))
+		return cmd_warm3(dir, argv[3], parse_size(argv[4]),
+				 argc == 6 ? atoi(argv[5]) : 1);
+	if (!strcmp(cmd, "cold3") && argc == 6)
+		return cmd_cold3(dir, argv[3], atoi(argv[4]), parse_size(argv[5]));
 	if (!strcmp(cmd, "cold") && argc == 4)
 		return cmd_cold(dir, argv[3]);
 	usage();

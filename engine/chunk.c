@@ -743,7 +743,7 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 	}
 	if (n > 0 &&
 	    (r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
-			    tab->f[first].offset, iov, n)) < 0)
+			    tab->f[first].offset, iov, n, true)) < 0)
 		return r;
 	return frames_decode(s, t, hash, c, payload, dst, off, len, cache, true);
 }
@@ -785,8 +785,8 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 
 	if ((r = stored_len_check(s, hash, c)) < 0)
 		return r;
-	r = pack_read_bytes(s, c->pack_id, c->offset, FMT_REC_HEADER_SIZE + head,
-			    scratch);
+	r = pack_read_random(s, c->pack_id, c->offset, FMT_REC_HEADER_SIZE + head,
+			     scratch);
 	if (r < 0 ||
 	    fmt_frames_decode(scratch + FMT_REC_HEADER_SIZE, c->stored_len,
 			      (uint32_t)cs, hash, &t->table) != 0)
@@ -797,8 +797,8 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 	if (to <= head)
 		return 1;
 	from = MAX(from, head);
-	r = pack_read_bytes(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
-			    to - from, scratch + FMT_REC_HEADER_SIZE + from);
+	r = pack_read_random(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE + from,
+			     to - from, scratch + FMT_REC_HEADER_SIZE + from);
 	return r < 0 ? record_read(s, hash, c, scratch) : 1;
 }
 
@@ -822,7 +822,7 @@ static int load_raw_whole(vd_store *s, struct thread_ctx *t,
 		return 0;
 	r = pack_readv(s, c->pack_id, c->offset,
 		       (struct iovec[2]){ { scratch, FMT_REC_HEADER_SIZE + tsize },
-					  { dst, cs } }, 2);
+					  { dst, cs } }, 2, false);
 	if (r < 0)
 		return read_failed(hash, r);
 	/* A table of other frames would run past what was read. */
@@ -998,6 +998,32 @@ static bool ring_ready(struct thread_ctx *t, size_t recsize)
 static int load_batches(vd_store *s, MDB_txn *txn, struct thread_ctx *t,
 			struct chunk_req *reqs, size_t n);
 
+/* The records of a scan's batch that do not follow the one before in its
+ * pack are requested at once, so the disk reads them together rather than
+ * one pread at a time; records that follow are the kernel readahead's.  A
+ * cold 1 MiB scan of a 20-deep clone (a third of its chunks written by the
+ * levels) read at half a fresh volume's rate, of a head with 200 snapshots
+ * (chunks in 200 seals' order) a quarter. */
+static void prefetch_scattered(vd_store *s, MDB_txn *txn,
+			       const struct chunk_req *reqs, size_t n)
+{
+	uint32_t pack = UINT32_MAX;
+	uint64_t end = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct fmt_chunk c;
+		uint64_t len;
+
+		if (!reqs[i].scan || chunk_get(s, txn, reqs[i].hash, &c) < 0)
+			continue;
+		len = FMT_REC_HEADER_SIZE + (uint64_t)c.stored_len;
+		if (c.pack_id != pack || c.offset != end)
+			pack_prefetch(s, c.pack_id, c.offset, len);
+		pack = c.pack_id;
+		end = c.offset + len;
+	}
+}
+
 int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 		    size_t n)
 {
@@ -1008,6 +1034,8 @@ int chunk_load_many(vd_store *s, MDB_txn *txn, struct chunk_req *reqs,
 	if (!t)
 		return -ENOMEM;
 	if (n < 2 || !s->st_uring || !ring_ready(t, recsize)) {
+		if (n >= 2)
+			prefetch_scattered(s, txn, reqs, n);
 		for (size_t i = 0; i < n; i++)
 			reqs[i].r = load(s, txn, reqs[i].hash, reqs[i].out,
 					 reqs[i].off, reqs[i].len, !reqs[i].scan);

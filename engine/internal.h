@@ -107,7 +107,9 @@ struct vd_store {
 	struct pack_writer st_writer;
 	pthread_rwlock_t st_fd_lock;
 	int *st_fds;
+	int *st_rfds; /* second descriptors, without readahead (pack_read_random) */
 	uint32_t st_nfds;
+	uint32_t st_nrfds; /* open descriptors in st_rfds */
 	/* Reads in flight (pack_read_begin); descriptors of removed packs wait
 	 * in st_fd_dead (under st_fd_lock) until there are none. */
 	uint64_t st_fd_readers;
@@ -291,9 +293,19 @@ int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 		    size_t len, uint8_t *buf);
 /* Reads the bytes at OFFSET of pack PACK_ID into the N parts of IOV (which
  * it uses up) with one preadv: a record's header and table aside, its raw
- * frames straight into a caller's buffer.  Errors as pack_read. */
+ * frames straight into a caller's buffer.  RANDOM: through the pack's
+ * descriptor without readahead (pack_read_random).  Errors as pack_read. */
 int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
-	       struct iovec *iov, int n);
+	       struct iovec *iov, int n, bool random);
+/* As pack_read_bytes, for a small read at a random place (a frame of a
+ * 4 KiB read): through a second descriptor of the pack that has kernel
+ * readahead off, so that it reads no neighbours, while whole-record reads
+ * (scans) keep readahead on the first. */
+int pack_read_random(vd_store *s, uint32_t pack_id, uint64_t offset,
+		     size_t len, uint8_t *buf);
+/* Asks the kernel to start reading LEN bytes at OFFSET of pack PACK_ID
+ * (POSIX_FADV_WILLNEED); best effort, no error. */
+void pack_prefetch(vd_store *s, uint32_t pack_id, uint64_t offset, size_t len);
 /* Brackets every use of descriptors from pack_fd_get (pack_read does it
  * itself): a removed pack's descriptor is closed only when no read is in
  * flight, so a read never races the close. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -147,19 +148,61 @@ int pack_sync(vd_store *s)
 	return 0;
 }
 
-/* Returns a read descriptor for pack ID, opening and checking it once. */
-int pack_fd_get(vd_store *s, uint32_t id)
+/* Grows both descriptor tables to hold pack ID (under st_fd_lock). */
+static int fds_grow(vd_store *s, uint32_t id)
+{
+	const uint32_t n = MAX(id + 1, s->st_nfds * 2);
+	int *fds = malloc(n * sizeof *fds), *rfds = malloc(n * sizeof *rfds);
+
+	if (!fds || !rfds) {
+		free(fds);
+		free(rfds);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		fds[i] = i < s->st_nfds ? s->st_fds[i] : -1;
+		rfds[i] = i < s->st_nfds ? s->st_rfds[i] : -1;
+	}
+	free(s->st_fds);
+	free(s->st_rfds);
+	s->st_fds = fds;
+	s->st_rfds = rfds;
+	s->st_nfds = n;
+	return 0;
+}
+
+/* Second descriptors take at most a quarter of the process's limit:
+ * past it, random reads share the first (with readahead), as before. */
+static uint32_t random_fds_max(void)
+{
+	static uint32_t max;
+	uint32_t m = __atomic_load_n(&max, __ATOMIC_RELAXED);
+	struct rlimit rl;
+
+	if (m == 0) {
+		m = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+		    ? (uint32_t)MIN(rl.rlim_cur / 4, (rlim_t)UINT32_MAX) : 1u << 16;
+		__atomic_store_n(&max, MAX(m, 1u), __ATOMIC_RELAXED);
+	}
+	return m;
+}
+
+/* Returns a read descriptor for pack ID, opening and checking it once;
+ * with RANDOM, the one that has readahead off if there is room for it. */
+static int fd_get(vd_store *s, uint32_t id, bool random)
 {
 	uint8_t hb[FMT_PACK_HEADER_SIZE];
 	struct fmt_pack_header h;
 	char path[64];
-	int fd;
+	int fd, *slot;
 
 	pthread_rwlock_rdlock(&s->st_fd_lock);
-	fd = id < s->st_nfds ? s->st_fds[id] : -1;
+	fd = id >= s->st_nfds ? -1 : random ? s->st_rfds[id] : s->st_fds[id];
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	if (fd >= 0)
 		return fd;
+	if (random && __atomic_load_n(&s->st_nrfds, __ATOMIC_RELAXED) >= random_fds_max())
+		return fd_get(s, id, false);
 
 	pack_path(s, id, path, sizeof path);
 	fd = openat(s->st_dirfd, path, O_RDONLY | O_CLOEXEC);
@@ -172,35 +215,43 @@ int pack_fd_get(vd_store *s, uint32_t id)
 		close(fd);
 		return SET_ERROR(VD_ECORRUPT, "%s: bad data-file header", path);
 	}
+	/* Random frame reads of a dense region of a pack made the kernel
+	 * take them for a stream and read ahead: with readahead on, an
+	 * evicted random 4 KiB read brought in 1.44x the pages it used on a
+	 * fresh volume and 1.73x on a 20-deep clone (bench part 3). */
+	if (random)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 
 	pthread_rwlock_wrlock(&s->st_fd_lock);
-	if (id >= s->st_nfds) {
-		const uint32_t n = MAX(id + 1, s->st_nfds * 2);
-		int *fds = realloc(s->st_fds, n * sizeof *fds);
-		if (!fds) {
-			pthread_rwlock_unlock(&s->st_fd_lock);
-			close(fd);
-			return -ENOMEM;
-		}
-		for (uint32_t i = s->st_nfds; i < n; i++)
-			fds[i] = -1;
-		s->st_fds = fds;
-		s->st_nfds = n;
-	}
-	if (s->st_fds[id] >= 0) { /* another thread won */
+	if (id >= s->st_nfds && fds_grow(s, id) < 0) {
+		pthread_rwlock_unlock(&s->st_fd_lock);
 		close(fd);
-		fd = s->st_fds[id];
+		return -ENOMEM;
+	}
+	slot = random ? &s->st_rfds[id] : &s->st_fds[id];
+	if (*slot >= 0) { /* another thread won */
+		close(fd);
+		fd = *slot;
 	} else {
-		s->st_fds[id] = fd;
+		*slot = fd;
+		if (random)
+			__atomic_store_n(&s->st_nrfds, s->st_nrfds + 1, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	return fd;
 }
 
+int pack_fd_get(vd_store *s, uint32_t id)
+{
+	return fd_get(s, id, false);
+}
+
 static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
 		       uint32_t stored_len, uint8_t *buf);
 static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
-		      size_t len, uint8_t *buf);
+		      size_t len, uint8_t *buf, bool random);
+static int read_iov(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    struct iovec *iov, int n, bool random);
 
 /* Closes the descriptors of removed packs if no read is in flight.  A read
  * that begins later finds their slots empty (they were emptied first). */
@@ -244,38 +295,45 @@ int pack_read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
 	int r;
 
 	pack_read_begin(s);
-	r = read_bytes(s, pack_id, offset, len, buf);
+	r = read_bytes(s, pack_id, offset, len, buf, false);
 	pack_read_end(s);
 	return r;
+}
+
+int pack_read_random(vd_store *s, uint32_t pack_id, uint64_t offset,
+		     size_t len, uint8_t *buf)
+{
+	int r;
+
+	pack_read_begin(s);
+	r = read_bytes(s, pack_id, offset, len, buf, true);
+	pack_read_end(s);
+	return r;
+}
+
+void pack_prefetch(vd_store *s, uint32_t pack_id, uint64_t offset, size_t len)
+{
+	int fd;
+
+	pack_read_begin(s);
+	if ((fd = fd_get(s, pack_id, false)) >= 0)
+		posix_fadvise(fd, (off_t)offset, (off_t)len, POSIX_FADV_WILLNEED);
+	pack_read_end(s);
 }
 
 static int read_record(vd_store *s, uint32_t pack_id, uint64_t offset,
 		       uint32_t stored_len, uint8_t *buf)
 {
 	return read_bytes(s, pack_id, offset,
-			  FMT_REC_HEADER_SIZE + (size_t)stored_len, buf);
+			  FMT_REC_HEADER_SIZE + (size_t)stored_len, buf, false);
 }
 
 static int read_bytes(vd_store *s, uint32_t pack_id, uint64_t offset,
-		      size_t len, uint8_t *buf)
+		      size_t len, uint8_t *buf, bool random)
 {
-	const int fd = pack_fd_get(s, pack_id);
-	ssize_t n;
+	struct iovec iov = { buf, len };
 
-	if (fd < 0)
-		return fd;
-	n = pread_full(fd, buf, len, offset);
-	/* The pack was removed meanwhile: retry, as for a file gone. */
-	if (!pack_fd_valid(s, pack_id, fd))
-		return -ENOENT;
-	if (n < 0)
-		return SET_ERROR((int)n, "pack %08x: read at %llu: %s", pack_id,
-				 (unsigned long long)offset, strerror((int)-n));
-	if ((size_t)n != len)
-		return SET_ERROR(VD_ECORRUPT,
-				 "pack %08x: record at %llu is cut short (file truncated?)",
-				 pack_id, (unsigned long long)offset);
-	return 0;
+	return read_iov(s, pack_id, offset, &iov, 1, random);
 }
 
 /* preadv of IOV (N parts; advanced in place) at OFFSET, looping over
@@ -304,55 +362,77 @@ static ssize_t preadv_full(int fd, struct iovec *iov, int n, uint64_t offset)
 	return (ssize_t)done;
 }
 
-int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
-	       struct iovec *iov, int n)
+/* Reads IOV (N parts, used up) at OFFSET of pack PACK_ID, through its
+ * RANDOM descriptor or its plain one; errors as pack_read. */
+static int read_iov(vd_store *s, uint32_t pack_id, uint64_t offset,
+		    struct iovec *iov, int n, bool random)
 {
+	const int fd = fd_get(s, pack_id, random);
 	size_t len = 0;
 	ssize_t got;
-	int fd, r = 0;
 
+	if (fd < 0)
+		return fd;
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	pack_read_begin(s);
-	if ((fd = pack_fd_get(s, pack_id)) < 0) {
-		pack_read_end(s);
-		return fd;
-	}
 	got = preadv_full(fd, iov, n, offset);
+	/* The pack was removed meanwhile: retry, as for a file gone. */
 	if (!pack_fd_valid(s, pack_id, fd))
-		r = -ENOENT;
-	else if (got < 0)
-		r = SET_ERROR((int)got, "pack %08x: read at %llu: %s", pack_id,
-			      (unsigned long long)offset, strerror((int)-got));
-	else if ((size_t)got != len)
-		r = SET_ERROR(VD_ECORRUPT,
-			      "pack %08x: record at %llu is cut short (file truncated?)",
-			      pack_id, (unsigned long long)offset);
+		return -ENOENT;
+	if (got < 0)
+		return SET_ERROR((int)got, "pack %08x: read at %llu: %s", pack_id,
+				 (unsigned long long)offset, strerror((int)-got));
+	if ((size_t)got != len)
+		return SET_ERROR(VD_ECORRUPT,
+				 "pack %08x: record at %llu is cut short (file truncated?)",
+				 pack_id, (unsigned long long)offset);
+	return 0;
+}
+
+int pack_readv(vd_store *s, uint32_t pack_id, uint64_t offset,
+	       struct iovec *iov, int n, bool random)
+{
+	int r;
+
+	pack_read_begin(s);
+	r = read_iov(s, pack_id, offset, iov, n, random);
 	pack_read_end(s);
 	return r;
 }
 
-/* Forgets the descriptor of pack ID (gc removed the file). */
+/* Retires the descriptor in *SLOT (under st_fd_lock); true if it waits
+ * in st_fd_dead. */
+static bool retire(vd_store *s, int *slot)
+{
+	const int fd = *slot;
+	int *dead;
+
+	if (fd < 0)
+		return false;
+	*slot = -1;
+	dead = realloc(s->st_fd_dead, (s->st_fd_ndead + 1) * sizeof *dead);
+	if (!dead) {
+		close(fd); /* no memory: readers retry on a bad read */
+		return false;
+	}
+	/* Closed once no read that may hold it is in flight. */
+	s->st_fd_dead = dead;
+	dead[s->st_fd_ndead] = fd;
+	__atomic_store_n(&s->st_fd_ndead, s->st_fd_ndead + 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+/* Forgets the descriptors of pack ID (gc removed the file). */
 static void pack_forget(vd_store *s, uint32_t id)
 {
 	bool reap = false;
 
 	pthread_rwlock_wrlock(&s->st_fd_lock);
-	if (id < s->st_nfds && s->st_fds[id] >= 0) {
-		const int fd = s->st_fds[id];
-		int *dead = realloc(s->st_fd_dead,
-				    (s->st_fd_ndead + 1) * sizeof *dead);
-		s->st_fds[id] = -1;
-		if (dead) {
-			/* Closed once no read that may hold it is in flight. */
-			s->st_fd_dead = dead;
-			dead[s->st_fd_ndead] = fd;
-			__atomic_store_n(&s->st_fd_ndead, s->st_fd_ndead + 1,
-					 __ATOMIC_RELAXED);
-			reap = true;
-		} else {
-			close(fd); /* no memory: readers retry on a bad read */
-		}
+	if (id < s->st_nfds) {
+		reap = retire(s, &s->st_fds[id]);
+		if (s->st_rfds[id] >= 0)
+			__atomic_store_n(&s->st_nrfds, s->st_nrfds - 1, __ATOMIC_RELAXED);
+		reap = retire(s, &s->st_rfds[id]) || reap;
 	}
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	if (reap)
@@ -368,17 +448,23 @@ void pack_close_all(vd_store *s)
 		s->st_writer.fd = -1;
 	}
 	pthread_mutex_unlock(&s->st_pack_lock);
-	for (uint32_t i = 0; i < s->st_nfds; i++)
+	for (uint32_t i = 0; i < s->st_nfds; i++) {
 		if (s->st_fds[i] >= 0)
 			close(s->st_fds[i]);
+		if (s->st_rfds[i] >= 0)
+			close(s->st_rfds[i]);
+	}
 	for (size_t i = 0; i < s->st_fd_ndead; i++)
 		close(s->st_fd_dead[i]);
 	free(s->st_fd_dead);
 	s->st_fd_dead = NULL;
 	s->st_fd_ndead = 0;
 	free(s->st_fds);
+	free(s->st_rfds);
 	s->st_fds = NULL;
+	s->st_rfds = NULL;
 	s->st_nfds = 0;
+	s->st_nrfds = 0;
 }
 
 /* ---- the data directory ------------------------------------------------- */
@@ -541,7 +627,7 @@ bool pack_fd_valid(vd_store *s, uint32_t id, int fd)
 
 	/* pack_forget clears the slot before it closes the descriptor. */
 	pthread_rwlock_rdlock(&s->st_fd_lock);
-	ok = id < s->st_nfds && s->st_fds[id] == fd;
+	ok = id < s->st_nfds && (s->st_fds[id] == fd || s->st_rfds[id] == fd);
 	pthread_rwlock_unlock(&s->st_fd_lock);
 	return ok;
 }
