@@ -614,12 +614,7 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 
 static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data)
 {
-	void *copy = cache_buf_get(s->st_cache);
-
-	if (copy) {
-		memcpy(copy, data, s->st_chunk_size);
-		cache_insert(s->st_cache, hash, copy);
-	}
+	cache_insert_copy(s->st_cache, hash, data);
 }
 
 /* What the clean-chunk cache holds: whole decoded chunks, put there by

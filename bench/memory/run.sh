@@ -14,6 +14,8 @@
 #   BURST            bytes written before the flush job's flush (512M)
 #   SERVERS          "vdisk qemu-qcow2" by default
 #   SERVE_ARGS       extra `vdisk serve` options (e.g. "--cache 1G")
+#   CHUNK            the store's chunk size (`vdisk init --chunk-size`;
+#                    default: init's, 64K)
 #   JOBS             subset of "seqw seqr randw1 randw32 randwf1 randwf32
 #                    randr1 randr32 flush" (default: all, in that order)
 #   VDISK            the vdisk program (default: ./vdisk at the top)
@@ -73,6 +75,9 @@ for s in $servers; do
 	rm -f "$sock"
 	case $s in
 	vdisk)
+		if [ -n "${CHUNK:-}" ]; then
+			VDISK_STORE=$tmp/store "$vdisk" init --chunk-size "$CHUNK" >/dev/null || exit 1
+		fi
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		# shellcheck disable=SC2086
 		VDISK_STORE=$tmp/store "$vdisk" serve --socket "$sock" ${SERVE_ARGS:-} vol &
