@@ -45,7 +45,8 @@ struct thread_ctx {
 	EVP_MD_CTX *md;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
-	uint8_t *scratch;  /* a record: header + up to VD_CHUNK_MAX payload */
+	uint8_t *scratch;  /* a record: header + payload (scratch_for) */
+	size_t scratch_size;
 	uint8_t *frame;    /* one frame's plaintext, for pieces of a frame */
 	size_t frame_size;
 	struct fmt_frame_table table;
@@ -95,14 +96,30 @@ static struct thread_ctx *thread_ctx(void)
 	t->md = EVP_MD_CTX_new();
 	t->cctx = ZSTD_createCCtx();
 	t->dctx = ZSTD_createDCtx();
-	t->scratch = malloc(FMT_REC_HEADER_SIZE + VD_CHUNK_MAX +
-			    fmt_frames_slack(VD_CHUNK_MAX));
-	if (!t->md || !t->cctx || !t->dctx || !t->scratch || !sha256_md) {
+	if (!t->md || !t->cctx || !t->dctx || !sha256_md) {
 		thread_ctx_free(t);
 		return NULL;
 	}
 	pthread_setspecific(ctx_key, t);
 	return t;
+}
+
+/* T's scratch, grown to one record of S's chunks: every thread that reads
+ * keeps one, and VD_CHUNK_MAX each was 7 MiB of the NBD server's heap with
+ * 64 KiB chunks. */
+static uint8_t *scratch_for(struct thread_ctx *t, const vd_store *s)
+{
+	const size_t need = FMT_REC_HEADER_SIZE + s->st_chunk_size +
+			    fmt_frames_slack(s->st_chunk_size);
+
+	if (t->scratch_size < need) {
+		free(t->scratch);
+		t->scratch_size = 0;
+		if (!(t->scratch = malloc(need)))
+			return NULL;
+		t->scratch_size = need;
+	}
+	return t->scratch;
 }
 
 void chunk_thread_release(void)
@@ -306,13 +323,15 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	/* New content: store it. */
 	if (!payload) {
 		struct thread_ctx *t = thread_ctx();
-		if (!t)
+		uint8_t *scratch = t ? scratch_for(t, s) : NULL;
+
+		if (!scratch)
 			return -ENOMEM;
-		r = chunk_compress(s, raw, hash, t->scratch + FMT_REC_HEADER_SIZE,
+		r = chunk_compress(s, raw, hash, scratch + FMT_REC_HEADER_SIZE,
 				   &codec, &stored_len);
 		if (r < 0)
 			return r;
-		payload = t->scratch + FMT_REC_HEADER_SIZE;
+		payload = scratch + FMT_REC_HEADER_SIZE;
 	}
 	memset(&c, 0, sizeof c);
 	/* A writer pack is opened only when something is appended. */
@@ -648,24 +667,25 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 		size_t off, size_t len, bool cache)
 {
 	struct thread_ctx *t;
+	uint8_t *scratch;
 	struct fmt_chunk c;
 	int r;
 
-	if (!(t = thread_ctx()))
+	if (!(t = thread_ctx()) || !(scratch = scratch_for(t, s)))
 		return -ENOMEM;
 	if ((r = chunk_get(s, txn, hash, &c)) < 0)
 		return r;
 	if (c.codec == FMT_CODEC_FRAMED && !whole(s, off, len))
-		r = record_read_frames(s, t, hash, &c, t->scratch, off, len);
+		r = record_read_frames(s, t, hash, &c, scratch, off, len);
 	else
-		r = record_read(s, hash, &c, t->scratch);
+		r = record_read(s, hash, &c, scratch);
 	if (r < 0)
 		return r;
 	if (c.codec != FMT_CODEC_FRAMED) { /* decoded whole: cache it whole */
 		off = 0;
 		len = s->st_chunk_size;
 	}
-	if ((r = record_decode(s, hash, &c, t->scratch, out, off, len, false,
+	if ((r = record_decode(s, hash, &c, scratch, out, off, len, false,
 			       cache)) < 0)
 		return r;
 	if (cache && whole(s, off, len))
