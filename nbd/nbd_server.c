@@ -366,7 +366,7 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
  * a client that holds the budget (one that stops reading its replies)
  * slows the others to one request at a time and never stops them: the
  * total can exceed the budget by one request per other connection. */
-#define NBD_SERVER_INFLIGHT (32u * 1024 * 1024)
+#define NBD_SERVER_INFLIGHT (16u * 1024 * 1024)
 
 void nbd_server_charge(struct nbd_server *srv, size_t *mine, size_t cost)
 {
