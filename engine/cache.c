@@ -16,7 +16,8 @@
  * chunks) next to pieces (frames), the holes that evicted pieces left
  * between live ones could not hold a chunk, and the heap grew past the
  * bound: a 1 GiB cache peaked at 1.36 GiB under the NBD bench's write
- * burst (bench/memory/run.sh), and 1 MiB chunks were worse.
+ * burst (bench/memory/run.sh).  Cutting whole chunks into pieces costs a
+ * copy per chunk inserted, and a look-up per piece on a whole-chunk read.
  *
  * Chunk-sized buffers (for dirty chunks, seals and whole-chunk decodes)
  * are recycled rather than freed: a fresh one costs a page fault per

@@ -90,10 +90,14 @@ serve 1M 16 256M
 writes 256
 check "1 MiB chunks, --cache 16M"
 
-# fio's random reads touch each block once: 288 MiB of distinct chunks.
+# Fresh random bytes in every write (fio's default buffer repeats, and
+# its chunks dedup), and random reads that touch each block once: 288 MiB
+# of distinct chunks, which must fill the cache.
 serve 64K 256 320M
-job fill --rw=write --bs=1M --iodepth=8 --size=320M
+job fill --rw=write --bs=1M --iodepth=8 --size=320M --refill_buffers
 job randr64k --rw=randread --bs=64k --iodepth=16 --size=320M --io_size=288M --randrepeat=0
+rss=$(awk '/^VmRSS:/{print $2}' "/proc/$serve_pid/status")
+[ "$rss" -ge $((cache_mib * 1024)) ] || fail "the reads did not fill the cache: RSS $rss KiB"
 job over --rw=write --bs=1M --iodepth=8 --size=192M --fsync=16
 job randw --rw=randwrite --bs=4k --iodepth=32 --size=320M --io_size=16M --fsync=8 \
 	--randrepeat=0
