@@ -35,9 +35,9 @@
  *    released (the last release closes and so flushes the volume), one
  *    line is logged and the connection goes back to the server.
  *  - Request buffers up to POOL_MAX bytes (WRITE payloads, READ data) are
- *    recycled per connection, at most POOL_KEEP idle, so that freed buffers
- *    do not pile up in malloc's per-thread arenas under load; larger ones
- *    are malloc'd (and, with the mmap threshold nbd_serve() sets, handed
+ *    recycled per connection, kept idle while idle and in use stay within
+ *    POOL_KEEP, so that freed buffers do not pile up in malloc's
+ *    per-thread arenas under load; larger ones are malloc'd (and, with the mmap threshold nbd_serve() sets, handed
  *    back to the kernel when freed).
  *  - No engine read transaction is held across requests: every vd_* call
  *    is self-contained.
@@ -129,6 +129,7 @@ struct nbd_conn {
 	pthread_mutex_t pool_lock;
 	struct pool_buf *pool[POOL_CLASSES];
 	size_t pool_bytes; /* idle bytes in pool */
+	size_t pool_live;  /* bytes of pool classes handed out */
 
 	atomic_int stopping; /* nbd_conn_stop() was called */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
@@ -159,6 +160,7 @@ static void *buf_get(struct nbd_conn *c, size_t len)
 		c->pool[k] = b->next;
 		c->pool_bytes -= (size_t)1 << (POOL_MIN_SHIFT + k);
 	}
+	c->pool_live += (size_t)1 << (POOL_MIN_SHIFT + k);
 	pthread_mutex_unlock(&c->pool_lock);
 	return b ? (void *)b : malloc((size_t)1 << (POOL_MIN_SHIFT + k));
 }
@@ -174,7 +176,11 @@ static void buf_put(struct nbd_conn *c, void *buf, size_t len)
 		const size_t size = (size_t)1 << (POOL_MIN_SHIFT + k);
 
 		pthread_mutex_lock(&c->pool_lock);
-		if (c->pool_bytes + size <= POOL_KEEP) {
+		c->pool_live -= size;
+		/* Idle and in use together within POOL_KEEP: the workers'
+		 * buffers still all come back, and idle ones are not kept on
+		 * top of those in use (4 MiB more at 1 MiB requests). */
+		if (c->pool_bytes + c->pool_live + size <= POOL_KEEP) {
 			b->next = c->pool[k];
 			c->pool[k] = b;
 			c->pool_bytes += size;
