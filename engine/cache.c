@@ -1,34 +1,56 @@
 /* The clean-chunk cache and the chunk buffer pool.
  *
  * The cache holds verified, decompressed bytes keyed by chunk name, so it
- * is shared by every volume, snapshot and clone that holds the same bytes:
- * whole chunks, and pieces of cache_piece() bytes (the frames a read of
- * part of a framed record decoded; see chunk.c for why).  It is sharded, so
- * that reads of different chunks in different threads do not contend on
- * one lock (every piece of a chunk lives in its chunk's shard); each shard
- * is an LRU list with a hash table, bounded in bytes.
+ * is shared by every volume, snapshot and clone that holds the same bytes,
+ * in pieces of cache_piece() bytes: the frames a read of part of a framed
+ * record decoded (see chunk.c for why), and whole chunks, cut into pieces.
+ * It is sharded, so that reads of different chunks in different threads do
+ * not contend on one lock (every piece of a chunk lives in its chunk's
+ * shard); each shard is an LRU list with a hash table, bounded in bytes.
  *
- * Chunk-sized buffers are recycled rather than freed: a fresh one costs a
- * page fault per 4 KiB on first touch, which dominated writes.  Piece
- * buffers too: once the cache is full every piece inserted evicts one, and
- * freeing it in one thread and allocating its successor in another made
- * malloc grow and trim its arenas (an mprotect and page faults every few
- * random reads).
+ * What the bound counts is what the cache holds: a piece's bytes, its
+ * entry, and the hash tables.  Pieces come from mmap'd slabs and entries
+ * from arrays, both recycled through free lists and never freed before
+ * cache_free(), so the cache never holds more than its bound plus the
+ * pieces being filled.  With chunk-sized buffers from malloc (whole
+ * chunks) next to pieces (frames), the holes that evicted pieces left
+ * between live ones could not hold a chunk, and the heap grew past the
+ * bound: a 1 GiB cache peaked at 1.36 GiB under the NBD bench's write
+ * burst (bench/memory/run.sh).  Cutting whole chunks into pieces costs a
+ * copy per chunk inserted, and a look-up per piece on a whole-chunk read.
+ *
+ * Chunk-sized buffers (for dirty chunks, seals and whole-chunk decodes)
+ * are recycled rather than freed: a fresh one costs a page fault per
+ * 4 KiB on first touch, which dominated writes.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "engine/internal.h"
 
 #define CACHE_SHARDS 16
-#define WHOLE UINT32_MAX  /* the part of a whole-chunk entry */
+/* Pieces are carved out of slabs of this size. */
+#define SLAB_BYTES (1u << 20)
+#define ENTRY_BLOCK 1024
+#define MAX_PIECES (VD_CHUNK_MAX / CACHE_PIECE) /* of one chunk */
 
 struct cache_entry {
 	uint8_t hash[32];
-	uint32_t part;          /* WHOLE, or the piece's index */
-	uint8_t *buf;           /* chunk_size bytes, or one piece */
-	struct cache_entry *bucket_next;
+	uint32_t part;          /* the piece's index in its chunk */
+	uint8_t *buf;           /* one piece */
+	struct cache_entry *bucket_next; /* and the free list's link */
 	struct cache_entry *lru_prev, *lru_next; /* head = most recent */
+};
+
+struct entry_block {
+	struct entry_block *next;
+	struct cache_entry e[ENTRY_BLOCK];
+};
+
+struct cache_slab {
+	struct cache_slab *next;
+	void *mem;
 };
 
 struct cache_shard {
@@ -40,19 +62,25 @@ struct cache_shard {
 };
 
 #define POOL_MAX 512
-#define PIECE_POOL_MAX 256
 /* Idle buffers kept, in bytes: a count alone kept 512 MiB of 1 MiB chunks. */
 #define POOL_BYTES (4u << 20)
+
+struct free_piece {
+	struct free_piece *next;
+};
 
 struct chunk_cache {
 	uint32_t chunk_size;
 	uint32_t piece;
+	size_t charge; /* bytes counted per piece: the piece and its entry */
 	struct cache_shard shards[CACHE_SHARDS];
-	pthread_mutex_t pool_lock; /* both pools */
+	pthread_mutex_t pool_lock; /* the pools and free lists below */
 	void *pool[POOL_MAX];
 	size_t npool;
-	void *piece_pool[PIECE_POOL_MAX];
-	size_t npiece_pool;
+	struct free_piece *free_pieces;
+	struct cache_entry *free_entries;
+	struct cache_slab *slabs;
+	struct entry_block *blocks;
 };
 
 void *cache_buf_get(struct chunk_cache *c)
@@ -80,46 +108,103 @@ void cache_buf_put(struct chunk_cache *c, void *p)
 	free(p);
 }
 
-void *cache_piece_get(struct chunk_cache *c)
+/* Takes N pieces into PIECES and N entries into ENTRIES (either may be
+ * NULL: none of those) off the free lists, growing them by a slab or a
+ * block when empty.  Returns how many it took: fewer only when out of
+ * memory. */
+static size_t take(struct chunk_cache *c, size_t n, uint8_t **pieces,
+		   struct cache_entry **entries)
 {
-	void *p = NULL;
+	size_t i;
 
 	pthread_mutex_lock(&c->pool_lock);
-	if (c->npiece_pool)
-		p = c->piece_pool[--c->npiece_pool];
+	for (i = 0; i < n; i++) {
+		if (pieces && !c->free_pieces) {
+			struct cache_slab *sl = malloc(sizeof *sl);
+			void *mem = sl ? mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE,
+					      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+				       : MAP_FAILED;
+
+			if (mem == MAP_FAILED) {
+				free(sl);
+				break;
+			}
+			sl->mem = mem;
+			sl->next = c->slabs;
+			c->slabs = sl;
+			for (size_t k = SLAB_BYTES / c->piece; k-- > 0;) {
+				struct free_piece *fp =
+					(void *)((uint8_t *)mem + k * c->piece);
+				fp->next = c->free_pieces;
+				c->free_pieces = fp;
+			}
+		}
+		if (entries && !c->free_entries) {
+			struct entry_block *b = malloc(sizeof *b);
+
+			if (!b)
+				break;
+			b->next = c->blocks;
+			c->blocks = b;
+			for (size_t k = ENTRY_BLOCK; k-- > 0;) {
+				b->e[k].bucket_next = c->free_entries;
+				c->free_entries = &b->e[k];
+			}
+		}
+		if (pieces) {
+			pieces[i] = (uint8_t *)c->free_pieces;
+			c->free_pieces = c->free_pieces->next;
+		}
+		if (entries) {
+			entries[i] = c->free_entries;
+			c->free_entries = entries[i]->bucket_next;
+		}
+	}
 	pthread_mutex_unlock(&c->pool_lock);
-	return p ? p : malloc(c->piece);
+	return i;
+}
+
+/* Puts back a list of entries linked by lru_next, with their pieces. */
+static void give_back(struct chunk_cache *c, struct cache_entry *list)
+{
+	if (!list)
+		return;
+	pthread_mutex_lock(&c->pool_lock);
+	while (list) {
+		struct cache_entry *next = list->lru_next;
+		struct free_piece *fp = (void *)list->buf;
+
+		fp->next = c->free_pieces;
+		c->free_pieces = fp;
+		list->bucket_next = c->free_entries;
+		c->free_entries = list;
+		list = next;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
+void *cache_piece_get(struct chunk_cache *c)
+{
+	uint8_t *p;
+
+	return take(c, 1, &p, NULL) ? p : NULL;
 }
 
 void cache_piece_put(struct chunk_cache *c, void *p)
 {
+	struct free_piece *fp = p;
+
 	if (!p)
 		return;
 	pthread_mutex_lock(&c->pool_lock);
-	if (c->npiece_pool < PIECE_POOL_MAX) {
-		c->piece_pool[c->npiece_pool++] = p;
-		p = NULL;
-	}
+	fp->next = c->free_pieces;
+	c->free_pieces = fp;
 	pthread_mutex_unlock(&c->pool_lock);
-	free(p);
 }
 
 uint32_t cache_piece(const struct chunk_cache *c)
 {
 	return c->piece;
-}
-
-static size_t entry_bytes(const struct chunk_cache *c, const struct cache_entry *e)
-{
-	return e->part == WHOLE ? c->chunk_size : c->piece;
-}
-
-static void entry_free(struct chunk_cache *c, struct cache_entry *e)
-{
-	if (e->part == WHOLE)
-		cache_buf_put(c, e->buf);
-	else
-		cache_piece_put(c, e->buf);
 }
 
 static size_t bucket_of(const struct cache_shard *sh, const uint8_t hash[32],
@@ -144,22 +229,29 @@ struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 		return NULL;
 	c->chunk_size = chunk_size;
 	c->piece = MIN(chunk_size, CACHE_PIECE);
+	c->charge = c->piece + sizeof(struct cache_entry);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	/* At least one whole chunk per shard, as before pieces. */
-	per_shard = MAX((size_t)(max_bytes / CACHE_SHARDS), (size_t)chunk_size);
+	per_shard = (size_t)(max_bytes / CACHE_SHARDS);
 	for (int i = 0; i < CACHE_SHARDS; i++) {
 		struct cache_shard *sh = &c->shards[i];
+
 		pthread_mutex_init(&sh->lock, NULL);
-		sh->max_bytes = per_shard;
-		/* A power of two: a mask, not a division, per look-up. */
+		/* A power of two (a mask, not a division, per look-up), about
+		 * one bucket per piece the shard holds. */
 		sh->nbuckets = 1;
-		while (sh->nbuckets <= per_shard / c->piece)
+		while (sh->nbuckets < per_shard / c->charge)
 			sh->nbuckets *= 2;
 		sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
 		if (!sh->buckets) {
 			cache_free(c);
 			return NULL;
 		}
+		/* The table counts against the bound, but a shard holds one
+		 * whole chunk at least, as before pieces. */
+		sh->max_bytes = per_shard - MIN(per_shard,
+						sh->nbuckets * sizeof *sh->buckets);
+		sh->max_bytes = MAX(sh->max_bytes,
+				    (size_t)(chunk_size / c->piece) * c->charge);
 	}
 	return c;
 }
@@ -169,21 +261,24 @@ void cache_free(struct chunk_cache *c)
 	if (!c)
 		return;
 	for (int i = 0; i < CACHE_SHARDS; i++) {
-		struct cache_shard *sh = &c->shards[i];
-		struct cache_entry *e = sh->lru_head;
-		while (e) {
-			struct cache_entry *next = e->lru_next;
-			free(e->buf);
-			free(e);
-			e = next;
-		}
-		free(sh->buckets);
-		pthread_mutex_destroy(&sh->lock);
+		free(c->shards[i].buckets);
+		pthread_mutex_destroy(&c->shards[i].lock);
+	}
+	while (c->slabs) {
+		struct cache_slab *next = c->slabs->next;
+
+		munmap(c->slabs->mem, SLAB_BYTES);
+		free(c->slabs);
+		c->slabs = next;
+	}
+	while (c->blocks) {
+		struct entry_block *next = c->blocks->next;
+
+		free(c->blocks);
+		c->blocks = next;
 	}
 	while (c->npool)
 		free(c->pool[--c->npool]);
-	while (c->npiece_pool)
-		free(c->piece_pool[--c->npiece_pool]);
 	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }
@@ -230,28 +325,22 @@ bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 		size_t off, size_t len)
 {
 	struct cache_shard *sh = shard_of(c, hash);
+	const uint32_t first = (uint32_t)(off / c->piece);
 	struct cache_entry *e;
 	bool hit = true;
 
 	if (len == 0)
 		return true;
 	pthread_mutex_lock(&sh->lock);
-	e = *find(sh, hash, WHOLE);
-	if (e) {
-		memcpy(out, e->buf + off, len);
-		touch(sh, e);
-	} else if (off / c->piece == (off + len - 1) / c->piece) {
+	if (first == (off + len - 1) / c->piece) {
 		/* Within one piece, the usual small read: one look-up. */
-		const uint32_t k = (uint32_t)(off / c->piece);
-
-		e = *find(sh, hash, k);
-		if (e) {
-			memcpy(out, e->buf + (off - (size_t)k * c->piece), len);
+		e = *find(sh, hash, first);
+		if ((hit = e != NULL)) {
+			memcpy(out, e->buf + (off - (size_t)first * c->piece), len);
 			touch(sh, e);
 		}
 	} else {
 		/* Every piece the range touches, or a miss. */
-		const uint32_t first = (uint32_t)(off / c->piece);
 		const uint32_t last = (uint32_t)((off + len - 1) / c->piece);
 
 		for (uint32_t k = first; k <= last && hit; k++)
@@ -268,60 +357,68 @@ bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 		}
 	}
 	pthread_mutex_unlock(&sh->lock);
-	return e != NULL && hit;
+	return hit;
 }
 
-/* Inserts BUF as (HASH, PART) into SH, evicting the least recently used
- * entries past the shard's bytes. */
-static void insert(struct chunk_cache *c, const uint8_t hash[32], uint32_t part,
-		   void *buf)
+/* Inserts pieces FIRST.. of chunk HASH, PIECES[i] and ENTRIES[i] holding
+ * piece FIRST + i, evicting the least recently used entries past the
+ * shard's bytes; gives back what it did not keep. */
+static void insert(struct chunk_cache *c, const uint8_t hash[32], uint32_t first,
+		   size_t n, uint8_t **pieces, struct cache_entry **entries)
 {
 	struct cache_shard *sh = shard_of(c, hash);
-	struct cache_entry *e, **pp, *victims = NULL;
+	struct cache_entry *victims = NULL;
 
 	pthread_mutex_lock(&sh->lock);
-	pp = find(sh, hash, part);
-	if (*pp) { /* same name, same bytes: keep the one we have */
-		pthread_mutex_unlock(&sh->lock);
-		e = &(struct cache_entry){ .part = part, .buf = buf };
-		entry_free(c, e);
-		return;
-	}
-	e = malloc(sizeof *e);
-	if (!e) {
-		pthread_mutex_unlock(&sh->lock);
-		entry_free(c, &(struct cache_entry){ .part = part, .buf = buf });
-		return;
-	}
-	memcpy(e->hash, hash, 32);
-	e->part = part;
-	e->buf = buf;
-	while (sh->lru_tail && sh->bytes + entry_bytes(c, e) > sh->max_bytes) {
-		struct cache_entry *v = sh->lru_tail;
+	for (size_t i = 0; i < n; i++) {
+		struct cache_entry *e = entries[i], **pp;
 
-		lru_unlink(sh, v);
-		*find(sh, v->hash, v->part) = v->bucket_next;
-		sh->bytes -= entry_bytes(c, v);
-		v->lru_next = victims;
-		victims = v;
+		e->buf = pieces[i];
+		pp = find(sh, hash, first + (uint32_t)i);
+		if (*pp) { /* same name, same bytes: keep the one we have */
+			touch(sh, *pp);
+			e->lru_next = victims;
+			victims = e;
+			continue;
+		}
+		while (sh->lru_tail && sh->bytes + c->charge > sh->max_bytes) {
+			struct cache_entry *v = sh->lru_tail;
+
+			lru_unlink(sh, v);
+			*find(sh, v->hash, v->part) = v->bucket_next;
+			sh->bytes -= c->charge;
+			v->lru_next = victims;
+			victims = v;
+		}
+		memcpy(e->hash, hash, 32);
+		e->part = first + (uint32_t)i;
+		e->bucket_next = NULL;
+		*find(sh, hash, e->part) = e; /* the chain may have changed */
+		lru_push(sh, e);
+		sh->bytes += c->charge;
 	}
-	pp = find(sh, hash, part); /* the chain may have changed */
-	e->bucket_next = NULL;
-	*pp = e;
-	lru_push(sh, e);
-	sh->bytes += entry_bytes(c, e);
 	pthread_mutex_unlock(&sh->lock);
-	while (victims) {
-		struct cache_entry *next = victims->lru_next;
-		entry_free(c, victims);
-		free(victims);
-		victims = next;
-	}
+	give_back(c, victims);
 }
 
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf)
 {
-	insert(c, hash, WHOLE, buf);
+	cache_insert_copy(c, hash, buf);
+	cache_buf_put(c, buf);
+}
+
+void cache_insert_copy(struct chunk_cache *c, const uint8_t hash[32],
+		       const void *data)
+{
+	const size_t n = c->chunk_size / c->piece;
+	uint8_t *pieces[MAX_PIECES];
+	struct cache_entry *entries[MAX_PIECES];
+	size_t got;
+
+	got = take(c, n, pieces, entries);
+	for (size_t i = 0; i < got; i++)
+		memcpy(pieces[i], (const uint8_t *)data + i * c->piece, c->piece);
+	insert(c, hash, 0, got, pieces, entries);
 }
 
 bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes)
@@ -338,5 +435,12 @@ bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes)
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 			uint32_t idx, void *buf)
 {
-	insert(c, hash, idx, buf);
+	uint8_t *piece = buf;
+	struct cache_entry *e;
+
+	if (take(c, 1, NULL, &e) == 0) {
+		cache_piece_put(c, buf);
+		return;
+	}
+	insert(c, hash, idx, 1, &piece, &e);
 }

@@ -45,7 +45,8 @@ struct thread_ctx {
 	EVP_MD_CTX *md;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
-	uint8_t *scratch;  /* a record: header + up to VD_CHUNK_MAX payload */
+	uint8_t *scratch;  /* a record: header + payload (scratch_for) */
+	size_t scratch_size;
 	uint8_t *frame;    /* one frame's plaintext, for pieces of a frame */
 	size_t frame_size;
 	struct fmt_frame_table table;
@@ -95,14 +96,30 @@ static struct thread_ctx *thread_ctx(void)
 	t->md = EVP_MD_CTX_new();
 	t->cctx = ZSTD_createCCtx();
 	t->dctx = ZSTD_createDCtx();
-	t->scratch = malloc(FMT_REC_HEADER_SIZE + VD_CHUNK_MAX +
-			    fmt_frames_slack(VD_CHUNK_MAX));
-	if (!t->md || !t->cctx || !t->dctx || !t->scratch || !sha256_md) {
+	if (!t->md || !t->cctx || !t->dctx || !sha256_md) {
 		thread_ctx_free(t);
 		return NULL;
 	}
 	pthread_setspecific(ctx_key, t);
 	return t;
+}
+
+/* T's scratch, grown to one record of S's chunks: every thread that reads
+ * keeps one, and VD_CHUNK_MAX each was 7 MiB of the NBD server's heap with
+ * 64 KiB chunks. */
+static uint8_t *scratch_for(struct thread_ctx *t, const vd_store *s)
+{
+	const size_t need = FMT_REC_HEADER_SIZE + s->st_chunk_size +
+			    fmt_frames_slack(s->st_chunk_size);
+
+	if (t->scratch_size < need) {
+		free(t->scratch);
+		t->scratch_size = 0;
+		if (!(t->scratch = malloc(need)))
+			return NULL;
+		t->scratch_size = need;
+	}
+	return t->scratch;
 }
 
 void chunk_thread_release(void)
@@ -306,13 +323,15 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	/* New content: store it. */
 	if (!payload) {
 		struct thread_ctx *t = thread_ctx();
-		if (!t)
+		uint8_t *scratch = t ? scratch_for(t, s) : NULL;
+
+		if (!scratch)
 			return -ENOMEM;
-		r = chunk_compress(s, raw, hash, t->scratch + FMT_REC_HEADER_SIZE,
+		r = chunk_compress(s, raw, hash, scratch + FMT_REC_HEADER_SIZE,
 				   &codec, &stored_len);
 		if (r < 0)
 			return r;
-		payload = t->scratch + FMT_REC_HEADER_SIZE;
+		payload = scratch + FMT_REC_HEADER_SIZE;
 	}
 	memset(&c, 0, sizeof c);
 	/* A writer pack is opened only when something is appended. */
@@ -717,13 +736,14 @@ static void loc_put(vd_store *s, const uint8_t hash[32],
  * way. */
 static int load_remembered(vd_store *s, struct thread_ctx *t,
 			   const uint8_t hash[32], const struct fmt_chunk *c,
-			   uint8_t *dst, size_t off, size_t len, bool cache)
+			   uint8_t *scratch, uint8_t *dst, size_t off,
+			   size_t len, bool cache)
 {
 	const struct fmt_frame_table *tab = &t->table;
 	const uint32_t fs = tab->frame_size;
 	const uint32_t first = (uint32_t)(off / fs);
 	const uint32_t last = (uint32_t)((off + len - 1) / fs);
-	uint8_t *payload = t->scratch + FMT_REC_HEADER_SIZE;
+	uint8_t *payload = scratch + FMT_REC_HEADER_SIZE;
 	struct iovec iov[LOC_FRAMES];
 	int n = 0, r;
 
@@ -852,12 +872,7 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 
 static void cache_copy_in(vd_store *s, const uint8_t hash[32], const void *data)
 {
-	void *copy = cache_buf_get(s->st_cache);
-
-	if (copy) {
-		memcpy(copy, data, s->st_chunk_size);
-		cache_insert(s->st_cache, hash, copy);
-	}
+	cache_insert_copy(s->st_cache, hash, data);
 }
 
 /* What the clean-chunk cache holds: whole decoded chunks, put there by
@@ -923,13 +938,14 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 		uint8_t *dst, size_t off, size_t len, bool cache)
 {
 	struct thread_ctx *t;
+	uint8_t *scratch;
 	struct fmt_chunk c;
 	int r = 0;
 
-	if (!(t = thread_ctx()))
+	if (!(t = thread_ctx()) || !(scratch = scratch_for(t, s)))
 		return -ENOMEM;
 	if (!whole(s, off, len) && loc_get(s, hash, &c, &t->table)) {
-		r = load_remembered(s, t, hash, &c, dst, off, len, cache);
+		r = load_remembered(s, t, hash, &c, scratch, dst, off, len, cache);
 		if (r != -ENOENT && r != VD_ECORRUPT)
 			return r;
 		loc_put(s, hash, &c, NULL); /* moved, or damaged: the long way */
@@ -937,9 +953,9 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 	if ((r = chunk_get(s, txn, hash, &c)) < 0)
 		return r;
 	if (c.codec == FMT_CODEC_FRAMED && !whole(s, off, len)) {
-		if ((r = record_read_frames(s, t, hash, &c, t->scratch, off,
+		if ((r = record_read_frames(s, t, hash, &c, scratch, off,
 					    len)) < 0 ||
-		    (r = record_finish(s, hash, &c, t->scratch, dst, off, len,
+		    (r = record_finish(s, hash, &c, scratch, dst, off, len,
 				       cache, r == 1)) < 0)
 			return r;
 		loc_put(s, hash, &c, &t->table); /* verified: remember it */
@@ -947,15 +963,15 @@ static int load(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
 	}
 	/* Raw frames enter the cache only while it has room (frames_decode). */
 	if (c.codec == FMT_CODEC_FRAMED &&
-	    (r = load_raw_whole(s, t, hash, &c, t->scratch, dst)) != 0) {
+	    (r = load_raw_whole(s, t, hash, &c, scratch, dst)) != 0) {
 		if (r == 1 && cache &&
 		    cache_has_room(s->st_cache, hash, s->st_chunk_size))
 			cache_copy_in(s, hash, dst);
 		return r < 0 ? r : 0;
 	}
-	if ((r = record_read(s, hash, &c, t->scratch)) < 0)
+	if ((r = record_read(s, hash, &c, scratch)) < 0)
 		return r;
-	return record_finish(s, hash, &c, t->scratch, dst, off, len, cache,
+	return record_finish(s, hash, &c, scratch, dst, off, len, cache,
 			     false);
 }
 

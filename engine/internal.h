@@ -259,8 +259,11 @@ void *cache_buf_get(struct chunk_cache *c);
 void cache_buf_put(struct chunk_cache *c, void *buf);
 /* Inserts a verified chunk; takes ownership of BUF (from cache_buf_get). */
 void cache_insert(struct chunk_cache *c, const uint8_t hash[32], void *buf);
-/* A cache_piece()-sized buffer, recycled from evicted pieces (or
- * malloc'd), and back. */
+/* Inserts a copy of verified chunk DATA (chunk_size bytes). */
+void cache_insert_copy(struct chunk_cache *c, const uint8_t hash[32],
+		       const void *data);
+/* A cache_piece()-sized buffer, recycled from evicted pieces (or a new
+ * slab), and back. */
 void *cache_piece_get(struct chunk_cache *c);
 void cache_piece_put(struct chunk_cache *c, void *buf);
 /* True if BYTES of chunk HASH would go in without evicting anything. */

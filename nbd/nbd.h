@@ -155,6 +155,12 @@ void nbd_server_release(struct nbd_server *srv, void *handle);
 const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv);
 /* The server's TLS credentials (NULL when TLS is off) and mode. */
 const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode);
+/* Waits until COST more request bytes fit in the server's in-flight
+ * budget, shared by every connection, then charges it and the
+ * connection's *MINE; a connection with nothing in flight (*MINE 0) never
+ * waits.  Thread-safe; *MINE is only accessed through these two. */
+void nbd_server_charge(struct nbd_server *srv, size_t *mine, size_t cost);
+void nbd_server_uncharge(struct nbd_server *srv, size_t *mine, size_t cost);
 /* Called by a connection as its very last act: unlinks and frees C. */
 void nbd_server_conn_done(struct nbd_server *srv, struct nbd_conn *c);
 

@@ -21,10 +21,11 @@
  *  - TLS: GnuTLS allows one thread receiving and one sending at a time on
  *    a session; recv_lock and send_lock give exactly that.
  *  - In-flight bytes (READ and WRITE lengths of requests read and not yet
- *    answered) are bounded by NBD_CONN_INFLIGHT: the receiving worker waits
- *    for room, holding recv_lock, before it reads the next payload, so
- *    memory per client is bounded and a client that pipelines too much is
- *    slowed down by TCP, not by us.
+ *    answered) are bounded by the server's budget, shared by every
+ *    connection (nbd_server_charge): the receiving worker waits for room,
+ *    holding recv_lock, before it reads the next payload, so memory is
+ *    bounded however many clients pipeline, and a client that pipelines
+ *    too much is slowed down by TCP, not by us.
  *  - Receiving stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off
  *    payload, a fatal (oversized) WRITE, or nbd_conn_stop() (server
  *    shutdown, which shuts down the read side).  The worker that sees it
@@ -34,9 +35,9 @@
  *    released (the last release closes and so flushes the volume), one
  *    line is logged and the connection goes back to the server.
  *  - Request buffers up to POOL_MAX bytes (WRITE payloads, READ data) are
- *    recycled per connection, at most POOL_KEEP idle, so that freed buffers
- *    do not pile up in malloc's per-thread arenas under load; larger ones
- *    are malloc'd (and, with the mmap threshold nbd_serve() sets, handed
+ *    recycled per connection, kept idle while idle and in use stay within
+ *    POOL_KEEP, so that freed buffers do not pile up in malloc's
+ *    per-thread arenas under load; larger ones are malloc'd (and, with the mmap threshold nbd_serve() sets, handed
  *    back to the kernel when freed).
  *  - No engine read transaction is held across requests: every vd_* call
  *    is self-contained.
@@ -61,7 +62,6 @@
 #include "nbd/nbd.h"
 
 #define NBD_CONN_WORKERS 4
-#define NBD_CONN_INFLIGHT (64u * 1024 * 1024)
 /* Bookkeeping cost charged to every request, so that a flood of tiny
  * requests is bounded too. */
 #define JOB_OVERHEAD 4096u
@@ -118,9 +118,9 @@ struct nbd_conn {
 
 	pthread_mutex_t recv_lock; /* held by the worker reading a request */
 
+	size_t inflight; /* under the server's budget (nbd_server_charge) */
+
 	pthread_mutex_t lock; /* protects the fields below */
-	pthread_cond_t room;  /* inflight dropped */
-	size_t inflight;
 	int closing;          /* receiving ended: workers exit */
 	const char *why;      /* why it ended (the first reason) */
 	pthread_t workers[NBD_CONN_WORKERS];
@@ -129,6 +129,7 @@ struct nbd_conn {
 	pthread_mutex_t pool_lock;
 	struct pool_buf *pool[POOL_CLASSES];
 	size_t pool_bytes; /* idle bytes in pool */
+	size_t pool_live;  /* bytes of pool classes handed out */
 
 	atomic_int stopping; /* nbd_conn_stop() was called */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
@@ -159,6 +160,7 @@ static void *buf_get(struct nbd_conn *c, size_t len)
 		c->pool[k] = b->next;
 		c->pool_bytes -= (size_t)1 << (POOL_MIN_SHIFT + k);
 	}
+	c->pool_live += (size_t)1 << (POOL_MIN_SHIFT + k);
 	pthread_mutex_unlock(&c->pool_lock);
 	return b ? (void *)b : malloc((size_t)1 << (POOL_MIN_SHIFT + k));
 }
@@ -174,7 +176,11 @@ static void buf_put(struct nbd_conn *c, void *buf, size_t len)
 		const size_t size = (size_t)1 << (POOL_MIN_SHIFT + k);
 
 		pthread_mutex_lock(&c->pool_lock);
-		if (c->pool_bytes + size <= POOL_KEEP) {
+		c->pool_live -= size;
+		/* Idle and in use together within POOL_KEEP: the workers'
+		 * buffers still all come back, and idle ones are not kept on
+		 * top of those in use (4 MiB more at 1 MiB requests). */
+		if (c->pool_bytes + c->pool_live + size <= POOL_KEEP) {
 			b->next = c->pool[k];
 			c->pool[k] = b;
 			c->pool_bytes += size;
@@ -673,19 +679,12 @@ static const char *check_message(uint32_t err)
 
 static void charge(struct nbd_conn *c, size_t cost)
 {
-	pthread_mutex_lock(&c->lock);
-	while (c->inflight && c->inflight + cost > NBD_CONN_INFLIGHT)
-		pthread_cond_wait(&c->room, &c->lock);
-	c->inflight += cost;
-	pthread_mutex_unlock(&c->lock);
+	nbd_server_charge(c->srv, &c->inflight, cost);
 }
 
 static void uncharge(struct nbd_conn *c, size_t cost)
 {
-	pthread_mutex_lock(&c->lock);
-	c->inflight -= cost;
-	pthread_cond_signal(&c->room);
-	pthread_mutex_unlock(&c->lock);
+	nbd_server_uncharge(c->srv, &c->inflight, cost);
 }
 
 /* Reads one request into JOB; caller holds recv_lock.  Returns why
@@ -826,7 +825,6 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id,
 	c->queue_tail = &c->queue;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	pthread_cond_init(&c->room, NULL);
 	return c;
 }
 
@@ -919,7 +917,6 @@ void nbd_conn_free(struct nbd_conn *c)
 		}
 	}
 	pthread_mutex_destroy(&c->pool_lock);
-	pthread_cond_destroy(&c->room);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->recv_lock);
 	pthread_mutex_destroy(&c->queue_lock);

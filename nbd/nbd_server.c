@@ -78,6 +78,10 @@ struct nbd_server {
 	struct nbd_export *exports;
 
 	struct nbd_tls *tls; /* NULL: TLS off */
+
+	pthread_mutex_t budget_lock; /* the in-flight bytes of every connection */
+	pthread_cond_t budget_room;
+	size_t inflight;
 };
 
 /* ---- logging ------------------------------------------------------------- */
@@ -350,6 +354,39 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
 		nbd_log("export '%s': sealing on close failed: %s", e->name,
 			vd_strerror(rc));
 	free(e);
+}
+
+/* ---- in-flight budget ---------------------------------------------------- */
+
+/* Request bytes in flight (READ and WRITE lengths of requests read and not
+ * yet answered, plus a bookkeeping cost each) over every connection
+ * together: a bound per connection let N clients hold N times it.  32 MiB
+ * is one request of the largest size, or 32 of 1 MiB: more buffered gains
+ * no throughput.  A connection that has nothing in flight never waits, so
+ * a client that holds the budget (one that stops reading its replies)
+ * slows the others to one request at a time and never stops them: the
+ * total can exceed the budget by one request per other connection. */
+#define NBD_SERVER_INFLIGHT (16u * 1024 * 1024)
+
+void nbd_server_charge(struct nbd_server *srv, size_t *mine, size_t cost)
+{
+	pthread_mutex_lock(&srv->budget_lock);
+	while (*mine && srv->inflight + cost > NBD_SERVER_INFLIGHT)
+		pthread_cond_wait(&srv->budget_room, &srv->budget_lock);
+	*mine += cost;
+	srv->inflight += cost;
+	pthread_mutex_unlock(&srv->budget_lock);
+}
+
+void nbd_server_uncharge(struct nbd_server *srv, size_t *mine, size_t cost)
+{
+	pthread_mutex_lock(&srv->budget_lock);
+	*mine -= cost;
+	srv->inflight -= cost;
+	/* At most one waiter per connection (the one receiving); any of
+	 * them may fit now. */
+	pthread_cond_broadcast(&srv->budget_room);
+	pthread_mutex_unlock(&srv->budget_lock);
 }
 
 const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode)
@@ -794,6 +831,8 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 	pthread_mutex_init(&srv.lock, NULL);
 	pthread_cond_init(&srv.gone, NULL);
 	pthread_mutex_init(&srv.reg_lock, NULL);
+	pthread_mutex_init(&srv.budget_lock, NULL);
+	pthread_cond_init(&srv.budget_room, NULL);
 
 	/* Request buffers over 4 MiB are mmapped and unmapped when freed,
 	 * instead of lingering in malloc arenas (this also stops glibc from
@@ -863,6 +902,8 @@ int nbd_serve(vd_store *store, struct nbd_listener *l,
 		free(e);
 	}
 	nbd_tls_free(srv.tls);
+	pthread_cond_destroy(&srv.budget_room);
+	pthread_mutex_destroy(&srv.budget_lock);
 	pthread_mutex_destroy(&srv.reg_lock);
 	pthread_cond_destroy(&srv.gone);
 	pthread_mutex_destroy(&srv.lock);
