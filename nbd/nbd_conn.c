@@ -22,8 +22,9 @@
  *    a session; recv_lock and send_lock give exactly that.
  *  - In-flight bytes (READ and WRITE lengths of requests read and not yet
  *    answered) are bounded by the server's budget, shared by every
- *    connection (nbd_server_charge): the receiving worker waits for room,
- *    holding recv_lock, before it reads the next payload, so memory is
+ *    connection (nbd_server_charge): the receiving worker waits for room
+ *    (unless the request is small), holding recv_lock, before it reads the
+ *    next payload, so memory is
  *    bounded however many clients pipeline, and a client that pipelines
  *    too much is slowed down by TCP, not by us.
  *  - Receiving stops at NBD_CMD_DISC, end of stream, a bad magic, a cut-off

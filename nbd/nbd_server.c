@@ -360,18 +360,23 @@ void nbd_server_release(struct nbd_server *srv, void *handle)
 
 /* Request bytes in flight (READ and WRITE lengths of requests read and not
  * yet answered, plus a bookkeeping cost each) over every connection
- * together: a bound per connection let N clients hold N times it.  32 MiB
- * is one request of the largest size, or 32 of 1 MiB: more buffered gains
- * no throughput.  A connection that has nothing in flight never waits, so
- * a client that holds the budget (one that stops reading its replies)
- * slows the others to one request at a time and never stops them: the
- * total can exceed the budget by one request per other connection. */
+ * together: a bound per connection let N clients hold N times it.  16 MiB
+ * is 16 requests of 1 MiB: more buffered gains no throughput.  A
+ * connection that has nothing in flight never waits, so a client that
+ * holds the budget (one that stops reading its replies) slows the others
+ * to one request at a time and never stops them: the total can exceed the
+ * budget by one request per other connection.  Requests of at most
+ * NBD_SERVER_SMALL bytes never wait either (they are counted), so small
+ * reads overtake a slow large one as they did with a budget per
+ * connection; a connection's workers hold at most a few of them. */
 #define NBD_SERVER_INFLIGHT (16u * 1024 * 1024)
+#define NBD_SERVER_SMALL (128u * 1024)
 
 void nbd_server_charge(struct nbd_server *srv, size_t *mine, size_t cost)
 {
 	pthread_mutex_lock(&srv->budget_lock);
-	while (*mine && srv->inflight + cost > NBD_SERVER_INFLIGHT)
+	while (*mine && cost > NBD_SERVER_SMALL &&
+	       srv->inflight + cost > NBD_SERVER_INFLIGHT)
 		pthread_cond_wait(&srv->budget_room, &srv->budget_lock);
 	*mine += cost;
 	srv->inflight += cost;
