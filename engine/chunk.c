@@ -334,6 +334,62 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	return chunk_put(s, w->txn, hash, &c);
 }
 
+int chunk_append(vd_store *s, const uint8_t hash[32], const void *payload,
+		 uint8_t codec, uint32_t stored_len, struct fmt_chunk *c)
+{
+	const uint64_t need = FMT_REC_HEADER_SIZE + (uint64_t)stored_len;
+	struct fmt_record rec = { .codec = codec, .stored_len = stored_len,
+				  .raw_len = s->st_chunk_size };
+	int r;
+
+	/* A new pack file takes its id from the index: a transaction of its
+	 * own (rare: once per FMT_PACK_MAX_BYTES). */
+	if (!pack_room(s, need)) {
+		struct wtxn w;
+		if ((r = wtxn_begin(s, &w)) < 0)
+			return r;
+		if ((r = pack_reserve(s, w.txn, need)) < 0) {
+			wtxn_abort(&w);
+			return r;
+		}
+		if ((r = wtxn_commit(s, &w)) < 0)
+			return r;
+	}
+	memset(c, 0, sizeof *c);
+	memcpy(rec.hash, hash, 32);
+	if ((r = pack_append(s, &rec, payload, &c->pack_id, &c->offset)) < 0)
+		return r;
+	c->stored_len = stored_len;
+	c->codec = codec;
+	return 0;
+}
+
+int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		 const struct fmt_chunk *at)
+{
+	MDB_val k = { 32, (void *)hash }, v;
+	struct fmt_chunk c;
+	int rc;
+
+	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
+	if (rc == 0) { /* stored already: the record at AT stays dead space */
+		if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0) {
+			char hx[17];
+			hex8(hash, hx);
+			return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
+		}
+		return ref_stored(s, w, hash, &c);
+	}
+	if (rc != MDB_NOTFOUND)
+		return err_mdb(rc, "chunk index");
+	c = *at;
+	c.refs = 1;
+	w->d.chunks++;
+	w->d.refs++;
+	w->d.stored += disk_bytes(&c);
+	return chunk_put(s, w->txn, hash, &c);
+}
+
 int chunk_ref_existing(vd_store *s, struct wtxn *w, const uint8_t hash[32])
 {
 	struct fmt_chunk c;

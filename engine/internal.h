@@ -273,6 +273,14 @@ int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
  * location.  Caller holds st_pack_lock and reserved room. */
 int pack_append(vd_store *s, const struct fmt_record *rec,
 		const void *payload, uint32_t *pack_id, uint64_t *offset);
+/* True if the writer pack has room for MAX_BYTES more (pack_reserve
+ * would not need a transaction).  Caller holds st_pack_lock. */
+bool pack_room(vd_store *s, uint64_t max_bytes);
+/* A descriptor sharing the writer pack's flock (its id in *ID): while it
+ * is open nobody can claim the pack, even once the writer moved on, so
+ * records the index does not name yet stay where the journal points.
+ * Caller holds st_pack_lock and an open writer pack. */
+int pack_pin(vd_store *s, uint32_t *id);
 /* fdatasyncs the writer pack if anything was appended.  Caller holds
  * st_pack_lock. */
 int pack_sync(vd_store *s);
@@ -374,6 +382,16 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	      const void *raw, const void *payload, uint8_t codec,
 	      uint32_t stored_len);
+/* Appends chunk HASH's compressed PAYLOAD to the writer pack without
+ * naming it in the index (a whole-chunk write the journal points to until
+ * a seal names it with chunk_ref_at); C gets its location (refs 0).
+ * Caller holds st_pack_lock and no write transaction. */
+int chunk_append(vd_store *s, const uint8_t hash[32], const void *payload,
+		 uint8_t codec, uint32_t stored_len, struct fmt_chunk *c);
+/* Adds a reference to HASH, appended at AT by chunk_append if the index
+ * does not have it yet.  Caller holds st_pack_lock. */
+int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		 const struct fmt_chunk *at);
 /* Adds a reference to an existing chunk (VD_ECORRUPT if absent). */
 int chunk_ref_existing(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
 int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
@@ -600,6 +618,20 @@ void journal_close(struct journal *j);  /* NULL is fine */
 int journal_write(struct journal *j, unsigned kind, uint64_t off,
 		  const void *data, uint64_t len, journal_apply_fn apply,
 		  void *opaque);
+/* Applies a chunk record: chunk HASH, written whole at OFF, is at C (a
+ * pack record the index does not name yet) and the record at LOC. */
+typedef int (*journal_chunk_fn)(void *opaque, uint64_t off,
+				const uint8_t hash[32], const struct fmt_chunk *c,
+				const struct jloc *loc);
+/* A whole-chunk write at OFF (a multiple of the chunk size) stored in
+ * place: its compressed PAYLOAD is appended to the writer pack (not
+ * named by the index), a chunk record pointing there is journaled, and
+ * APPLY applies it, all under the journal's lock.  The pack stays pinned
+ * while a segment naming it is on disk; journal_sync makes the record
+ * durable only after the pack's data (see journal_sync). */
+int journal_write_chunk(struct journal *j, uint64_t off, const uint8_t hash[32],
+			const void *payload, uint8_t codec, uint32_t stored_len,
+			journal_chunk_fn apply, void *opaque);
 /* Reads LEN bytes of journaled data at (SEG, POS).  -ENOENT if the segment
  * is gone (trimmed: what it held is sealed now). */
 int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,
@@ -668,6 +700,7 @@ struct vd_volume {
 	struct journal *v_journal;    /* writable heads, unless VD_OPEN_BULK */
 	bool v_bulk;                  /* VD_OPEN_BULK: chunks sealed for bulk */
 	bool v_replaying;             /* open is replaying the journal */
+	bool v_pack_unsynced;         /* chunks stored in place since a flush */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */
@@ -689,6 +722,10 @@ struct dirty_piece {
  * must stay in memory). */
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		size_t plen, const struct jloc *loc);
+/* Chunk IDX was written whole and stored in place at AT (chunk HASH, not
+ * in the index yet; journaled at LOC): the entry becomes STORED. */
+int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
+		       const struct fmt_chunk *at, const struct jloc *loc);
 /* Lays PIECES over OUT, which holds [POFS, POFS+PLEN) of the chunk,
  * reading their data from V's journal. */
 int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
@@ -753,6 +790,8 @@ struct seal_item {
 	bool needs_base;        /* sparse: raw holds only the pages in mask */
 	uint64_t mask[VD_CHUNK_MAX / DIRTY_PAGE / 64];
 	struct dirty_piece *pieces; /* journaled: laid over the base */
+	bool stored;            /* hashed, in a pack file at AT, unindexed */
+	struct fmt_chunk at;
 	size_t npieces;
 	int r;                  /* this item failed (stays dirty) */
 };

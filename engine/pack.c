@@ -117,6 +117,24 @@ int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes)
 	return writer_open(s, txn);
 }
 
+bool pack_room(vd_store *s, uint64_t max_bytes)
+{
+	const struct pack_writer *w = &s->st_writer;
+
+	return w->fd >= 0 && w->size + max_bytes <= FMT_PACK_MAX_BYTES;
+}
+
+int pack_pin(vd_store *s, uint32_t *id)
+{
+	const int fd = s->st_writer.fd >= 0 ? dup(s->st_writer.fd) : -1;
+
+	if (fd < 0)
+		return SET_ERROR(-errno, "pack %08x: dup: %s", s->st_writer.id,
+				 strerror(errno));
+	*id = s->st_writer.id;
+	return fd;
+}
+
 int pack_sync(vd_store *s)
 {
 	struct pack_writer *w = &s->st_writer;

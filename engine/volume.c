@@ -216,6 +216,17 @@ static int apply_zero(void *opaque, const void *data, uint64_t off,
 static int zero_range(vd_volume *v, uint64_t off, uint64_t len,
 		      const struct jloc *loc);
 
+/* The journal's bound: past twice its sealing mark writers wait for the
+ * sealer to shrink it (as they wait for memory). */
+static void journal_wait(vd_volume *v)
+{
+	while (v->v_journal && journal_bytes(v->v_journal) > 2 * JOURNAL_HIGH(v->v_store)) {
+		const struct timespec ms = { 0, 1000 * 1000 };
+		dirty_wake(v->v_store);
+		nanosleep(&ms, NULL);
+	}
+}
+
 /* Journals a write (DATA NULL: zeroes) and applies it. */
 static int journaled(vd_volume *v, const void *data, uint64_t off,
 		     uint64_t len)
@@ -226,13 +237,7 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 		return r;
 	if (len == 0)
 		return 0;
-	/* The journal's bound: past twice its sealing mark writers wait for
-	 * the sealer to shrink it (as they wait for memory). */
-	while (v->v_journal && journal_bytes(v->v_journal) > 2 * JOURNAL_HIGH(v->v_store)) {
-		const struct timespec ms = { 0, 1000 * 1000 };
-		dirty_wake(v->v_store);
-		nanosleep(&ms, NULL);
-	}
+	journal_wait(v);
 	pthread_rwlock_rdlock(&v->v_barrier);
 	if (!v->v_journal) /* VD_OPEN_BULK */
 		r = data ? write_range(v, data, len, off, NULL)
@@ -247,9 +252,70 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 	return r;
 }
 
+/* journal_write_chunk's apply step. */
+static int apply_stored(void *opaque, uint64_t off, const uint8_t hash[32],
+			const struct fmt_chunk *c, const struct jloc *loc)
+{
+	vd_volume *v = opaque;
+
+	__atomic_store_n(&v->v_pack_unsynced, true, __ATOMIC_RELEASE);
+	return dirty_write_stored(v, off / v->v_chunk_size, hash, c, loc);
+}
+
+/* Writes chunk DATA whole at OFF, storing it in place: hashed and
+ * compressed here, on the writer's thread, appended to the pack file once,
+ * with a chunk record in the journal pointing to it; a later seal only
+ * indexes it.  (Written through the journal, its bytes went to disk twice
+ * and were hashed and compressed by the sealer after.)  A zero chunk is a
+ * zero record. */
+static int write_whole_chunk(vd_volume *v, const uint8_t *data, uint64_t off)
+{
+	vd_store *s = v->v_store;
+	uint8_t hash[32], *payload, codec;
+	uint32_t stored_len;
+	int r;
+
+	if (chunk_is_zero(data, v->v_chunk_size))
+		return journaled(v, NULL, off, v->v_chunk_size);
+	if (!(payload = cache_buf_get(s->st_cache)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	chunk_hash(data, v->v_chunk_size, hash);
+	r = chunk_compress(s, data, hash, payload, &codec, &stored_len);
+	if (r == 0) {
+		journal_wait(v);
+		pthread_rwlock_rdlock(&v->v_barrier);
+		r = journal_write_chunk(v->v_journal, off, hash, payload, codec,
+					stored_len, apply_stored, v);
+		pthread_rwlock_unlock(&v->v_barrier);
+	}
+	cache_buf_put(s->st_cache, payload);
+	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH(s))
+		dirty_wake(s);
+	return r;
+}
+
 int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 {
-	return journaled(v, buf, off, len);
+	const uint32_t cs = v->v_chunk_size;
+	const uint8_t *src = buf;
+	uint64_t head, body;
+	int r;
+
+	if ((r = check_writable(v)) < 0 || (r = check_range(v, off, len)) < 0)
+		return r;
+	/* Whole aligned chunks are stored in place (write_whole_chunk); the
+	 * partial chunks at either end go through the journal. */
+	head = MIN(len, (cs - off % cs) % cs);
+	body = (len - head) / cs * cs;
+	if (!v->v_journal || body == 0)
+		return journaled(v, buf, off, len);
+	if ((r = journaled(v, src, off, head)) < 0)
+		return r;
+	for (uint64_t done = head; done < head + body; done += cs)
+		if ((r = write_whole_chunk(v, src + done, off + done)) < 0)
+			return r;
+	return journaled(v, src + head + body, off + head + body,
+			 len - head - body);
 }
 
 /* Next chunk index >= IDX that may hold data: dirty or in the chain.
@@ -387,8 +453,26 @@ int volume_extents(vd_volume *v, uint64_t off, uint64_t len,
 
 int volume_flush(vd_volume *v)
 {
+	vd_store *s;
+	int r;
+
 	v = read_target(v);
-	return v->v_journal ? journal_sync(v->v_journal) : seal_all(v);
+	s = v->v_store;
+	if (!v->v_journal)
+		return seal_all(v);
+	/* Chunks stored in place reach the disk before the journal records
+	 * that point to them: a replay stops at a record whose chunk is not
+	 * there, which only a write no flush covered can leave. */
+	if (__atomic_exchange_n(&v->v_pack_unsynced, false, __ATOMIC_ACQ_REL)) {
+		pthread_mutex_lock(&s->st_pack_lock);
+		r = pack_sync(s);
+		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r < 0) {
+			__atomic_store_n(&v->v_pack_unsynced, true, __ATOMIC_RELEASE);
+			return r;
+		}
+	}
+	return journal_sync(v->v_journal);
 }
 
 /* ---- background sealer -------------------------------------------------- */
