@@ -262,33 +262,77 @@ static int apply_stored(void *opaque, uint64_t off, const uint8_t hash[32],
 	return dirty_write_stored(v, off / v->v_chunk_size, hash, c, loc);
 }
 
-/* Writes chunk DATA whole at OFF, storing it in place: hashed and
- * compressed here, on the writer's thread, appended to the pack file once,
- * with a chunk record in the journal pointing to it; a later seal only
- * indexes it.  (Written through the journal, its bytes went to disk twice
- * and were hashed and compressed by the sealer after.)  A zero chunk is a
- * zero record. */
-static int write_whole_chunk(vd_volume *v, const uint8_t *data, uint64_t off)
+/* A whole chunk of a write, hashed and compressed before it is stored in
+ * place.  PAYLOAD NULL: the chunk is zero (a zero record). */
+struct whole_chunk {
+	uint8_t hash[32];
+	uint8_t *payload;
+	uint8_t codec;
+	uint32_t stored_len;
+};
+
+/* Journals DATA (NULL: zeroes) at OFF, and applies it.  Caller holds the
+ * barrier. */
+static int journal_range(vd_volume *v, const void *data, uint64_t off,
+			 uint64_t len)
+{
+	if (len == 0)
+		return 0;
+	return journal_write(v->v_journal, data ? FMT_JREC_WRITE : FMT_JREC_ZERO,
+			     off, data, len, data ? apply_write : apply_zero, v);
+}
+
+/* Writes whole aligned chunks in place: each is hashed and compressed
+ * here, on the writer's thread, appended to the pack file once, with a
+ * chunk record in the journal pointing to it; a later seal only indexes
+ * it.  (Through the journal its bytes went to disk twice, and were hashed
+ * and compressed by the sealer after.)  The partial chunks at either end
+ * go through the journal.  Like a journaled write, the whole write is one
+ * step for a snapshot (under the barrier once), and its compressed chunks
+ * take at most its own size in memory meanwhile. */
+static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
+			  uint64_t off, uint64_t head, uint64_t body)
 {
 	vd_store *s = v->v_store;
-	uint8_t hash[32], *payload, codec;
-	uint32_t stored_len;
-	int r;
+	const uint32_t cs = v->v_chunk_size;
+	const size_t n = body / cs;
+	struct whole_chunk *wc = calloc(n, sizeof *wc);
+	int r = 0;
 
-	if (chunk_is_zero(data, v->v_chunk_size))
-		return journaled(v, NULL, off, v->v_chunk_size);
-	if (!(payload = cache_buf_get(s->st_cache)))
+	if (!wc)
 		return SET_ERROR(-ENOMEM, "out of memory");
-	chunk_hash(data, v->v_chunk_size, hash);
-	r = chunk_compress(s, data, hash, payload, &codec, &stored_len);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const uint8_t *data = src + head + i * cs;
+		if (chunk_is_zero(data, cs))
+			continue;
+		if (!(wc[i].payload = cache_buf_get(s->st_cache))) {
+			r = SET_ERROR(-ENOMEM, "out of memory");
+			break;
+		}
+		chunk_hash(data, cs, wc[i].hash);
+		r = chunk_compress(s, data, wc[i].hash, wc[i].payload, &wc[i].codec,
+				   &wc[i].stored_len);
+	}
 	if (r == 0) {
 		journal_wait(v);
 		pthread_rwlock_rdlock(&v->v_barrier);
-		r = journal_write_chunk(v->v_journal, off, hash, payload, codec,
-					stored_len, apply_stored, v);
+		r = journal_range(v, src, off, head);
+		for (size_t i = 0; i < n && r == 0; i++) {
+			const uint64_t at = off + head + i * cs;
+			r = wc[i].payload
+			    ? journal_write_chunk(v->v_journal, at, wc[i].hash,
+						  wc[i].payload, wc[i].codec,
+						  wc[i].stored_len, apply_stored, v)
+			    : journal_range(v, NULL, at, cs);
+		}
+		if (r == 0)
+			r = journal_range(v, src + head + body, off + head + body,
+					  len - head - body);
 		pthread_rwlock_unlock(&v->v_barrier);
 	}
-	cache_buf_put(s->st_cache, payload);
+	for (size_t i = 0; i < n; i++)
+		cache_buf_put(s->st_cache, wc[i].payload);
+	free(wc);
 	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH(s))
 		dirty_wake(s);
 	return r;
@@ -297,25 +341,16 @@ static int write_whole_chunk(vd_volume *v, const uint8_t *data, uint64_t off)
 int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 {
 	const uint32_t cs = v->v_chunk_size;
-	const uint8_t *src = buf;
 	uint64_t head, body;
 	int r;
 
 	if ((r = check_writable(v)) < 0 || (r = check_range(v, off, len)) < 0)
 		return r;
-	/* Whole aligned chunks are stored in place (write_whole_chunk); the
-	 * partial chunks at either end go through the journal. */
 	head = MIN(len, (cs - off % cs) % cs);
 	body = (len - head) / cs * cs;
 	if (!v->v_journal || body == 0)
 		return journaled(v, buf, off, len);
-	if ((r = journaled(v, src, off, head)) < 0)
-		return r;
-	for (uint64_t done = head; done < head + body; done += cs)
-		if ((r = write_whole_chunk(v, src + done, off + done)) < 0)
-			return r;
-	return journaled(v, src + head + body, off + head + body,
-			 len - head - body);
+	return write_in_place(v, buf, len, off, head, body);
 }
 
 /* Next chunk index >= IDX that may hold data: dirty or in the chain.
