@@ -400,34 +400,50 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	return chunk_put(s, w->txn, hash, &c);
 }
 
-int chunk_append(vd_store *s, const uint8_t hash[32], const void *payload,
-		 uint8_t codec, uint32_t stored_len, struct fmt_chunk *c)
+int chunk_append(vd_store *s, struct chunk_write *cw, size_t n)
 {
-	const uint64_t need = FMT_REC_HEADER_SIZE + (uint64_t)stored_len;
-	struct fmt_record rec = { .codec = codec, .stored_len = stored_len,
-				  .raw_len = s->st_chunk_size };
-	int r;
+	struct fmt_record *recs = malloc(n * sizeof *recs);
+	const void **payloads = malloc(n * sizeof *payloads);
+	uint64_t *offs = malloc(n * sizeof *offs), need = 0;
+	uint32_t id;
+	int r = 0;
 
+	if (!recs || !payloads || !offs) {
+		r = SET_ERROR(-ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		recs[i] = (struct fmt_record){ .codec = cw[i].codec,
+					       .stored_len = cw[i].stored_len,
+					       .raw_len = s->st_chunk_size };
+		memcpy(recs[i].hash, cw[i].hash, 32);
+		payloads[i] = cw[i].payload;
+		need += FMT_REC_HEADER_SIZE + (uint64_t)cw[i].stored_len;
+	}
 	/* A new pack file takes its id from the index: a transaction of its
 	 * own (rare: once per FMT_PACK_MAX_BYTES). */
 	if (!pack_room(s, need)) {
 		struct wtxn w;
 		if ((r = wtxn_begin(s, &w)) < 0)
-			return r;
+			goto out;
 		if ((r = pack_reserve(s, w.txn, need)) < 0) {
 			wtxn_abort(&w);
-			return r;
+			goto out;
 		}
 		if ((r = wtxn_commit(s, &w)) < 0)
-			return r;
+			goto out;
 	}
-	memset(c, 0, sizeof *c);
-	memcpy(rec.hash, hash, 32);
-	if ((r = pack_append(s, &rec, payload, &c->pack_id, &c->offset)) < 0)
-		return r;
-	c->stored_len = stored_len;
-	c->codec = codec;
-	return 0;
+	if ((r = pack_appendv(s, recs, payloads, n, &id, offs)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		cw[i].at = (struct fmt_chunk){ .pack_id = id, .offset = offs[i],
+					       .stored_len = cw[i].stored_len,
+					       .codec = cw[i].codec };
+out:
+	free(recs);
+	free(payloads);
+	free(offs);
+	return r;
 }
 
 int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],

@@ -12,7 +12,7 @@
  * it.  The coldest entries become JOURNALED when memory runs short
  * (dirty_evict); writes to a JOURNALED entry add pieces (a whole-chunk
  * write brings it back into memory).  An entry is STORED when a whole-chunk
- * write put the chunk straight into a pack file (journal_write_chunk): it
+ * write put the chunk straight into a pack file (journal_write_chunks): it
  * holds only where, and reads load it from there; a partial write makes it
  * FULL again (loaded, and pinned: the journal no longer describes it).
  *

@@ -269,6 +269,12 @@ void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 /* Ensures the writer pack has room for MAX_BYTES more, opening a new file
  * (its id drawn in TXN) if needed.  Caller holds st_pack_lock. */
 int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
+/* Appends N records (headers RECS, payloads PAYLOADS) to the writer pack
+ * with one system call per 256; OFFSETS gets where each went (in pack
+ * *PACK_ID).  Caller holds st_pack_lock and reserved room for all. */
+int pack_appendv(vd_store *s, const struct fmt_record *recs,
+		 const void *const *payloads, size_t n, uint32_t *pack_id,
+		 uint64_t *offsets);
 /* Appends a record (header + payload) to the writer pack; returns its
  * location.  Caller holds st_pack_lock and reserved room. */
 int pack_append(vd_store *s, const struct fmt_record *rec,
@@ -382,12 +388,12 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	      const void *raw, const void *payload, uint8_t codec,
 	      uint32_t stored_len);
-/* Appends chunk HASH's compressed PAYLOAD to the writer pack without
- * naming it in the index (a whole-chunk write the journal points to until
- * a seal names it with chunk_ref_at); C gets its location (refs 0).
- * Caller holds st_pack_lock and no write transaction. */
-int chunk_append(vd_store *s, const uint8_t hash[32], const void *payload,
-		 uint8_t codec, uint32_t stored_len, struct fmt_chunk *c);
+/* Appends the N chunks of CW to the writer pack, in order, without naming
+ * them in the index (whole-chunk writes the journal points to until a
+ * seal names them with chunk_ref_at); each cw[i].at gets its location
+ * (refs 0).  Caller holds st_pack_lock and no write transaction. */
+struct chunk_write;
+int chunk_append(vd_store *s, struct chunk_write *cw, size_t n);
 /* Adds a reference to HASH, appended at AT by chunk_append if the index
  * does not have it yet.  Caller holds st_pack_lock. */
 int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
@@ -623,15 +629,23 @@ int journal_write(struct journal *j, unsigned kind, uint64_t off,
 typedef int (*journal_chunk_fn)(void *opaque, uint64_t off,
 				const uint8_t hash[32], const struct fmt_chunk *c,
 				const struct jloc *loc);
-/* A whole-chunk write at OFF (a multiple of the chunk size) stored in
- * place: its compressed PAYLOAD is appended to the writer pack (not
- * named by the index), a chunk record pointing there is journaled, and
- * APPLY applies it, all under the journal's lock.  The pack stays pinned
- * while a segment naming it is on disk; journal_sync makes the record
- * durable only after the pack's data (see journal_sync). */
-int journal_write_chunk(struct journal *j, uint64_t off, const uint8_t hash[32],
-			const void *payload, uint8_t codec, uint32_t stored_len,
-			journal_chunk_fn apply, void *opaque);
+/* A chunk written whole at OFF (a multiple of the chunk size), hashed and
+ * compressed: HASH, and PAYLOAD of STORED_LEN bytes in CODEC. */
+struct chunk_write {
+	uint64_t off;
+	uint8_t hash[32];
+	uint8_t *payload;
+	uint8_t codec;
+	uint32_t stored_len;
+	struct fmt_chunk at;    /* where it was appended */
+};
+/* Whole-chunk writes stored in place: the N payloads of CW are appended
+ * to the writer pack (not named by the index), a chunk record pointing to
+ * each is journaled, and APPLY applies them, in order, all under the
+ * journal's lock.  The pack stays pinned while a segment naming it is on
+ * disk.  A flush must sync the pack before the journal (volume_flush). */
+int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
+			 journal_chunk_fn apply, void *opaque);
 /* Reads LEN bytes of journaled data at (SEG, POS).  -ENOENT if the segment
  * is gone (trimmed: what it held is sealed now). */
 int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,

@@ -536,46 +536,79 @@ static int weigh(struct journal *j, uint64_t bytes)
 	return 0;
 }
 
-int journal_write_chunk(struct journal *j, uint64_t off, const uint8_t hash[32],
-			const void *payload, uint8_t codec, uint32_t stored_len,
-			journal_chunk_fn apply, void *opaque)
+/* Appends chunk records for CW[0..N) with one write; LOCS gets where
+ * each record's data went.  Caller holds j_lock; the current segment is
+ * open. */
+static int append_chunk_records(struct journal *j, const struct chunk_write *cw,
+				size_t n, struct jloc *locs)
 {
-	vd_store *s = j->j_store;
-	struct fmt_jchunk jc = { .codec = codec, .stored_len = stored_len };
-	uint8_t body[FMT_JCHUNK_SIZE];
-	struct fmt_chunk c;
-	struct jloc loc;
+	enum { REC = FMT_JREC_HEADER_SIZE + FMT_JCHUNK_SIZE };
+	const uint32_t cs = j->j_store->st_chunk_size;
+	uint8_t *buf = malloc(n * REC);
 	int r;
 
+	if (!buf)
+		return SET_ERROR(-ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct fmt_jrec rec = { .kind = FMT_JREC_CHUNK, .seq = j->j_seq + 1 + i,
+					.offset = cw[i].off, .length = cs };
+		struct fmt_jchunk jc = { .pack_id = cw[i].at.pack_id,
+					 .codec = cw[i].at.codec,
+					 .offset = cw[i].at.offset,
+					 .stored_len = cw[i].at.stored_len };
+		uint8_t *p = buf + i * REC;
+
+		memcpy(jc.hash, cw[i].hash, 32);
+		fmt_jchunk_encode(&jc, p + FMT_JREC_HEADER_SIZE);
+		fmt_jrec_encode(&rec, p + FMT_JREC_HEADER_SIZE, p);
+		locs[i] = (struct jloc){ j->j_seg, j->j_size + i * REC +
+					 FMT_JREC_HEADER_SIZE };
+	}
+	r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
+	free(buf);
+	if (r < 0)
+		return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol, strerror(-r));
+	pthread_mutex_lock(&j->j_tail_lock);
+	j->j_size += n * REC;
+	__atomic_add_fetch(&j->j_bytes, n * REC, __ATOMIC_RELAXED);
+	j->j_seq += n;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	return 0;
+}
+
+int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
+			 journal_chunk_fn apply, void *opaque)
+{
+	vd_store *s = j->j_store;
+	const uint64_t weight = (uint64_t)n * (FMT_JREC_HEADER_SIZE + FMT_JCHUNK_SIZE +
+					       s->st_chunk_size);
+	struct jloc *locs = malloc(n * sizeof *locs);
+	int r;
+
+	if (!locs)
+		return SET_ERROR(-ENOMEM, "out of memory");
 	pthread_mutex_lock(&j->j_lock);
-	/* The record's segment first, so the pin names the segment the
-	 * record lands in. */
-	if ((j->j_fd < 0 || j->j_size + j->j_seg_chunk + FMT_JREC_HEADER_SIZE +
-	     FMT_JCHUNK_SIZE + s->st_chunk_size > SEGMENT_MAX) &&
+	/* The records' segment first, so that the pin names it. */
+	if ((j->j_fd < 0 || (j->j_size + j->j_seg_chunk + weight > SEGMENT_MAX &&
+			     j->j_size + j->j_seg_chunk > FMT_JNL_HEADER_SIZE)) &&
 	    (r = segment_start(j)) < 0)
 		goto out;
 	pthread_mutex_lock(&s->st_pack_lock);
-	r = chunk_append(s, hash, payload, codec, stored_len, &c);
+	r = chunk_append(s, cw, n);
 	if (r == 0)
-		r = pin_pack(j, c.pack_id);
+		r = pin_pack(j, cw[0].at.pack_id);
 	pthread_mutex_unlock(&s->st_pack_lock);
-	if (r < 0)
+	if (r < 0 || (r = append_chunk_records(j, cw, n, locs)) < 0 ||
+	    (r = weigh(j, (uint64_t)n * s->st_chunk_size)) < 0)
 		goto out;
-	memcpy(jc.hash, hash, 32);
-	jc.pack_id = c.pack_id;
-	jc.offset = c.offset;
-	fmt_jchunk_encode(&jc, body);
-	if ((r = append_record(j, FMT_JREC_CHUNK, off, body, s->st_chunk_size,
-			       &loc)) < 0)
-		goto out;
-	assert(loc.seg == j->j_seg);
-	if ((r = weigh(j, s->st_chunk_size)) == 0)
-		r = apply(opaque, off, hash, &c, &loc);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = apply(opaque, cw[i].off, cw[i].hash, &cw[i].at, &locs[i]);
 out:
 	if (__atomic_exchange_n(&j->j_trim_pending, false, __ATOMIC_ACQ_REL) &&
 	    j->j_keep)
 		trim_locked(j, j->j_keep(j->j_keep_opaque));
 	pthread_mutex_unlock(&j->j_lock);
+	free(locs);
 	return r;
 }
 

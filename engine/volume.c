@@ -252,7 +252,7 @@ static int journaled(vd_volume *v, const void *data, uint64_t off,
 	return r;
 }
 
-/* journal_write_chunk's apply step. */
+/* journal_write_chunks's apply step. */
 static int apply_stored(void *opaque, uint64_t off, const uint8_t hash[32],
 			const struct fmt_chunk *c, const struct jloc *loc)
 {
@@ -261,15 +261,6 @@ static int apply_stored(void *opaque, uint64_t off, const uint8_t hash[32],
 	__atomic_store_n(&v->v_pack_unsynced, true, __ATOMIC_RELEASE);
 	return dirty_write_stored(v, off / v->v_chunk_size, hash, c, loc);
 }
-
-/* A whole chunk of a write, hashed and compressed before it is stored in
- * place.  PAYLOAD NULL: the chunk is zero (a zero record). */
-struct whole_chunk {
-	uint8_t hash[32];
-	uint8_t *payload;
-	uint8_t codec;
-	uint32_t stored_len;
-};
 
 /* Journals DATA (NULL: zeroes) at OFF, and applies it.  Caller holds the
  * barrier. */
@@ -286,44 +277,48 @@ static int journal_range(vd_volume *v, const void *data, uint64_t off,
  * here, on the writer's thread, appended to the pack file once, with a
  * chunk record in the journal pointing to it; a later seal only indexes
  * it.  (Through the journal its bytes went to disk twice, and were hashed
- * and compressed by the sealer after.)  The partial chunks at either end
- * go through the journal.  Like a journaled write, the whole write is one
- * step for a snapshot (under the barrier once), and its compressed chunks
- * take at most its own size in memory meanwhile. */
+ * and compressed by the sealer after.)  Zero chunks are zero records; the
+ * partial chunks at either end go through the journal.  Like a journaled
+ * write, the whole write is one step for a snapshot (under the barrier
+ * once), and its compressed chunks take at most its own size in memory
+ * meanwhile. */
 static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 			  uint64_t off, uint64_t head, uint64_t body)
 {
 	vd_store *s = v->v_store;
 	const uint32_t cs = v->v_chunk_size;
 	const size_t n = body / cs;
-	struct whole_chunk *wc = calloc(n, sizeof *wc);
+	struct chunk_write *cw = calloc(n, sizeof *cw);
 	int r = 0;
 
-	if (!wc)
+	if (!cw)
 		return SET_ERROR(-ENOMEM, "out of memory");
 	for (size_t i = 0; i < n && r == 0; i++) {
 		const uint8_t *data = src + head + i * cs;
+		cw[i].off = off + head + i * cs;
 		if (chunk_is_zero(data, cs))
 			continue;
-		if (!(wc[i].payload = cache_buf_get(s->st_cache))) {
+		if (!(cw[i].payload = cache_buf_get(s->st_cache))) {
 			r = SET_ERROR(-ENOMEM, "out of memory");
 			break;
 		}
-		chunk_hash(data, cs, wc[i].hash);
-		r = chunk_compress(s, data, wc[i].hash, wc[i].payload, &wc[i].codec,
-				   &wc[i].stored_len);
+		chunk_hash(data, cs, cw[i].hash);
+		r = chunk_compress(s, data, cw[i].hash, cw[i].payload, &cw[i].codec,
+				   &cw[i].stored_len);
 	}
 	if (r == 0) {
 		journal_wait(v);
 		pthread_rwlock_rdlock(&v->v_barrier);
 		r = journal_range(v, src, off, head);
-		for (size_t i = 0; i < n && r == 0; i++) {
-			const uint64_t at = off + head + i * cs;
-			r = wc[i].payload
-			    ? journal_write_chunk(v->v_journal, at, wc[i].hash,
-						  wc[i].payload, wc[i].codec,
-						  wc[i].stored_len, apply_stored, v)
-			    : journal_range(v, NULL, at, cs);
+		/* Runs of data chunks in one batch each, zero chunks between. */
+		for (size_t i = 0, k; i < n && r == 0; i = k) {
+			for (k = i; k < n && cw[k].payload; k++)
+				;
+			if (k > i)
+				r = journal_write_chunks(v->v_journal, cw + i, k - i,
+							 apply_stored, v);
+			else
+				r = journal_range(v, NULL, cw[k++].off, cs);
 		}
 		if (r == 0)
 			r = journal_range(v, src + head + body, off + head + body,
@@ -331,8 +326,8 @@ static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 		pthread_rwlock_unlock(&v->v_barrier);
 	}
 	for (size_t i = 0; i < n; i++)
-		cache_buf_put(s->st_cache, wc[i].payload);
-	free(wc);
+		cache_buf_put(s->st_cache, cw[i].payload);
+	free(cw);
 	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH(s))
 		dirty_wake(s);
 	return r;
