@@ -382,6 +382,16 @@ static int segment_start(struct journal *j)
 
 	if ((r = sb_upgrade(s)) < 0)
 		return r;
+	/* The chunks the current segment's chunk records point to go to disk
+	 * before it is synced, as its own bytes do: a flush then never has
+	 * more than a segment's worth of either to sync. */
+	if (j->j_seg_chunk) {
+		pthread_mutex_lock(&s->st_pack_lock);
+		r = pack_sync(s);
+		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r < 0)
+			return r;
+	}
 	if (j->j_fd >= 0) {
 		if (fdatasync(j->j_fd) < 0)
 			return SET_ERROR(-errno, "journal of '%s': fdatasync: %s",
