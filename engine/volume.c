@@ -343,7 +343,7 @@ int volume_pwrite(vd_volume *v, const void *buf, size_t len, uint64_t off)
 		return r;
 	head = MIN(len, (cs - off % cs) % cs);
 	body = (len - head) / cs * cs;
-	if (!v->v_journal || body == 0)
+	if (!v->v_journal || body == 0 || !v->v_in_place)
 		return journaled(v, buf, off, len);
 	return write_in_place(v, buf, len, off, head, body);
 }
@@ -877,6 +877,9 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	v->v_refs = 1;
 	v->v_readonly = rdonly;
 	v->v_bulk = !rdonly && (flags & VD_OPEN_BULK);
+	/* VDISK_IN_PLACE=off journals whole chunks too (to compare). */
+	v->v_in_place = !(getenv("VDISK_IN_PLACE") &&
+			  !strcmp(getenv("VDISK_IN_PLACE"), "off"));
 	v->v_chunk_size = s->st_chunk_size;
 	v->v_lockfd = -1;
 	snprintf(v->v_name, sizeof v->v_name, "%s", vol);
