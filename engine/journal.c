@@ -5,7 +5,10 @@
  *
  * A write is appended (header + data, one pwritev) before it is applied to
  * the head's dirty chunks, under one lock, so the journal's order is the
- * order the writes took effect in.  A flush is one fdatasync of the
+ * order the writes took effect in.  A chunk record stands for a whole
+ * chunk appended to a pack file just before (journal_write_chunks); replay
+ * stops at one whose chunk is not there, which only a write that no flush
+ * covered can leave (a flush syncs the pack file first).  A flush is one fdatasync of the
  * current segment, shared by every flush waiting at the time (group
  * commit); a segment is synced before the next one starts, so only the
  * newest can have an unsynced tail.

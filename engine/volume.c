@@ -4,8 +4,11 @@
  * A writable head journals every write (journal.c) and keeps it in the
  * dirty table (dirty.c) until it is sealed (seal.c): in the background
  * past three quarters of the dirty bound or when the journal grows past
- * JOURNAL_HIGH, and at snapshots and close.  A flush syncs the journal; it
- * seals nothing.  Opening a head replays its journal (the writes a crash
+ * JOURNAL_HIGH, and at snapshots and close.  The whole aligned chunks of a
+ * write are stored in place instead (write_in_place): appended to the pack
+ * file, the journal holding a chunk record that points there.  A flush
+ * syncs the pack file if chunks went there, then the journal; it seals
+ * nothing.  Opening a head replays its journal (the writes a crash
  * left unsealed) and seals them.  Reads see dirty chunks first, then the
  * committed state through a view (a read transaction known to be fresh).
  *
@@ -877,7 +880,7 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	v->v_refs = 1;
 	v->v_readonly = rdonly;
 	v->v_bulk = !rdonly && (flags & VD_OPEN_BULK);
-	/* VDISK_IN_PLACE=off journals whole chunks too (to compare). */
+	/* VDISK_IN_PLACE=off journals whole chunks too (dist/vdisk.1). */
 	v->v_in_place = !(getenv("VDISK_IN_PLACE") &&
 			  !strcmp(getenv("VDISK_IN_PLACE"), "off"));
 	v->v_chunk_size = s->st_chunk_size;
