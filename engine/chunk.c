@@ -435,6 +435,7 @@ int chunk_append(vd_store *s, struct chunk_write *cw, size_t n)
 	}
 	if ((r = pack_appendv(s, recs, payloads, n, &id, offs)) < 0)
 		goto out;
+	__atomic_add_fetch(&s->st_unindexed, need, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < n; i++)
 		cw[i].at = (struct fmt_chunk){ .pack_id = id, .offset = offs[i],
 					       .stored_len = cw[i].stored_len,
@@ -446,6 +447,23 @@ out:
 	return r;
 }
 
+uint64_t chunk_unindexed(vd_store *s)
+{
+	return __atomic_load_n(&s->st_unindexed, __ATOMIC_RELAXED);
+}
+
+void chunk_unindexed_drop(vd_store *s, const struct fmt_chunk *at)
+{
+	const uint64_t b = disk_bytes(at);
+	uint64_t cur = chunk_unindexed(s);
+
+	/* Never below zero, whatever the order of drops and appends. */
+	while (!__atomic_compare_exchange_n(&s->st_unindexed, &cur,
+					    cur > b ? cur - b : 0, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		 const struct fmt_chunk *at)
 {
@@ -453,6 +471,8 @@ int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	struct fmt_chunk c;
 	int rc;
 
+	/* Named now, or its copy is dead space from here on. */
+	chunk_unindexed_drop(s, at);
 	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
 	if (rc == 0) { /* stored already: the record at AT stays dead space */
 		if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0) {

@@ -379,6 +379,14 @@ static void make_journaled(vd_volume *v, struct dirty *d)
 	entry_set_bytes(v, d, journaled_bytes(d));
 }
 
+/* STORED entry D is about to stand for something else: unless a seal under
+ * way names its chunk (it then counts it), that chunk is dead space. */
+static void stored_forget(vd_volume *v, const struct dirty *d)
+{
+	if (d->stored && !d->sealing)
+		chunk_unindexed_drop(v->v_store, &d->sat);
+}
+
 /* Loads chunk HASH from AT, where a whole-chunk write stored it, into a
  * new chunk buffer *OUT. */
 static int stored_load(vd_volume *v, const uint8_t hash[32],
@@ -424,6 +432,7 @@ int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
 		if (d->sealing && !d->jseg_next)
 			d->jseg_next = loc->seg;
 		fifo_touch(v, d);
+		stored_forget(v, d);
 	}
 	pages_free(v, d);
 	cache_buf_put(pool, d->buf);
@@ -472,6 +481,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 			pthread_mutex_lock(&v->v_lock);
 			d = dirty_find(v, idx);
 			if (d && d->stored && d->gen == gen) {
+				stored_forget(v, d);
 				d->stored = false;
 				d->buf = buf;
 				pieces_drop(d);
@@ -544,6 +554,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		} else if (full) {
 			pages_free(v, d);
 			d->journaled = false;
+			stored_forget(v, d);
 			d->stored = false;
 			if (!src) { /* the whole chunk becomes zero */
 				cache_buf_put(pool, d->buf);

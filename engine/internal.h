@@ -114,6 +114,9 @@ struct vd_store {
 	size_t st_fd_ndead;
 
 	struct chunk_cache *st_cache;         /* cache.c */
+	/* chunk.c: bytes of chunks stored in place that the index does not
+	 * name yet (atomic; an estimate for the compactor, not dead space). */
+	uint64_t st_unindexed;
 
 	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
@@ -394,6 +397,11 @@ int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
  * (refs 0).  Caller holds st_pack_lock and no write transaction. */
 struct chunk_write;
 int chunk_append(vd_store *s, struct chunk_write *cw, size_t n);
+/* Bytes chunk_append put in pack files that the index does not name yet
+ * (pending, not dead: the compactor leaves them out of its estimate);
+ * chunk_unindexed_drop takes back one that will never be named. */
+uint64_t chunk_unindexed(vd_store *s);
+void chunk_unindexed_drop(vd_store *s, const struct fmt_chunk *at);
 /* Adds a reference to HASH, appended at AT by chunk_append if the index
  * does not have it yet.  Caller holds st_pack_lock. */
 int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
