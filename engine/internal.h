@@ -723,7 +723,7 @@ struct vd_volume {
 	bool v_bulk;                  /* VD_OPEN_BULK: chunks sealed for bulk */
 	bool v_replaying;             /* open is replaying the journal */
 	bool v_pack_unsynced;         /* chunks stored in place since a flush */
-	bool v_in_place;              /* VDISK_IN_PLACE=on: whole chunks in place */
+	bool v_in_place;              /* whole chunks in place (VDISK_IN_PLACE) */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */

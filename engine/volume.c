@@ -4,8 +4,8 @@
  * A writable head journals every write (journal.c) and keeps it in the
  * dirty table (dirty.c) until it is sealed (seal.c): in the background
  * past three quarters of the dirty bound or when the journal grows past
- * JOURNAL_HIGH, and at snapshots and close.  With VDISK_IN_PLACE=on the
- * whole aligned chunks of a write are stored in place instead
+ * JOURNAL_HIGH, and at snapshots and close.  The whole aligned chunks of
+ * a write are stored in place instead (unless VDISK_IN_PLACE=off)
  * (write_in_place): appended to the pack
  * file, the journal holding a chunk record that points there.  A flush
  * syncs the pack file if chunks went there, then the journal; it seals
@@ -881,11 +881,10 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	v->v_refs = 1;
 	v->v_readonly = rdonly;
 	v->v_bulk = !rdonly && (flags & VD_OPEN_BULK);
-	/* VDISK_IN_PLACE=on stores whole chunks in place (dist/vdisk.1): not
-	 * the default, as it measured fewer MB/s than journaling them on the
-	 * shared 2-core machine, for a third of the CPU (README). */
-	v->v_in_place = getenv("VDISK_IN_PLACE") &&
-			!strcmp(getenv("VDISK_IN_PLACE"), "on");
+	/* VDISK_IN_PLACE=off journals whole chunks too (dist/vdisk.1; to
+	 * compare: under heavy load it gave more MB/s, README). */
+	v->v_in_place = !(getenv("VDISK_IN_PLACE") &&
+			  !strcmp(getenv("VDISK_IN_PLACE"), "off"));
 	v->v_chunk_size = s->st_chunk_size;
 	v->v_lockfd = -1;
 	snprintf(v->v_name, sizeof v->v_name, "%s", vol);

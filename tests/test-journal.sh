@@ -31,8 +31,9 @@ reader() { /usr/bin/python3 "$VDISK_TOP/tests/format-reader.py" "$@"; }
 sock=$tmpdir/sock
 M=$((1 << 20))
 # Whole aligned chunks are stored in place (chunk records pointing into
-# the pack file; tests 4 and 8 need them), not the default; partial ones
-# are journaled as data.  test-crash covers both ways.
+# the pack file; tests 4 and 8 need them), the default, whatever the
+# caller's environment; partial ones are journaled as data.  test-crash
+# covers both ways.
 export VDISK_IN_PLACE=on
 
 # jt.py: the NBD client and the journal parser.

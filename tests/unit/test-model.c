@@ -1421,7 +1421,7 @@ int main(int argc, char **argv)
 	setenv("VDISK_COMPACT", "aggressive", 1);
 #endif
 	et_rng_seed(&rng, et_init_seed(argc, argv));
-	/* Whole chunks stored in place (not the default), unless told. */
+	/* Whole chunks stored in place (the default), unless told. */
 	setenv("VDISK_IN_PLACE", "on", 0);
 	unsigned long nops = 25000;
 	if (argc > 2)

@@ -504,7 +504,7 @@ int main(int argc, char **argv)
 	pthread_t ts, tf, tr;
 	int rc;
 
-	/* Whole chunks stored in place (not the default), unless told: their
+	/* Whole chunks stored in place (the default), unless told: their
 	 * locks (journal, pack file) under snapshots and concurrent writers. */
 	setenv("VDISK_IN_PLACE", "on", 0);
 
