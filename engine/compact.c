@@ -294,13 +294,16 @@ static bool over_hard(const struct compact_cfg *cfg, uint64_t disk,
 static int measure(vd_store *s, const struct compact_cfg *cfg,
 		   uint64_t *disk, uint64_t *live)
 {
-	const uint64_t app = pack_appended(s);
+	/* Chunks stored in place and not yet indexed are pending, not dead. */
+	const uint64_t pending = chunk_unindexed(s);
+	const uint64_t app = pack_appended(s) - MIN(pack_appended(s), pending);
 	struct store_stats st;
 	uint64_t files;
 	MDB_txn *txn;
 	int r;
 
 	pack_usage(s, &files, disk);
+	*disk -= MIN(*disk, pending);
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
 	r = stats_read(s, txn, &st, NULL);
@@ -519,6 +522,7 @@ void compact_wait(vd_store *s)
 	if (started)
 		(void)pack_roll(s, 0, pack_target());
 	app = pack_appended(s);
+	app -= MIN(app, chunk_unindexed(s));  /* as measure() counts it */
 
 	pthread_mutex_lock(&s->st_compact_lock);
 	/* The estimate: what the last measure saw, plus what this handle

@@ -11,7 +11,10 @@
  * only in the journal: the stored chunk with the entry's pieces laid over
  * it.  The coldest entries become JOURNALED when memory runs short
  * (dirty_evict); writes to a JOURNALED entry add pieces (a whole-chunk
- * write brings it back into memory).
+ * write brings it back into memory).  An entry is STORED when a whole-chunk
+ * write put the chunk straight into a pack file (journal_write_chunks): it
+ * holds only where, and reads load it from there; a partial write makes it
+ * FULL again (loaded, and pinned: the journal no longer describes it).
  *
  * States of an entry: dirty -> sealing (a copy is being stored) -> gone, or
  * back to dirty if a write landed meanwhile (first_gen then marks the first
@@ -47,6 +50,9 @@ struct dirty {
 	uint32_t npieces, piece_cap;
 	bool pinned;
 	bool journaled;         /* JOURNALED: the stored chunk + pieces */
+	bool stored;            /* STORED: chunk shash is at sat, unindexed */
+	uint8_t shash[32];
+	struct fmt_chunk sat;
 	struct dirty *hnext;
 	struct dirty *fprev, *fnext;
 };
@@ -373,6 +379,76 @@ static void make_journaled(vd_volume *v, struct dirty *d)
 	entry_set_bytes(v, d, journaled_bytes(d));
 }
 
+/* STORED entry D is about to stand for something else: unless a seal under
+ * way names its chunk (it then counts it), that chunk is dead space. */
+static void stored_forget(vd_volume *v, const struct dirty *d)
+{
+	if (d->stored && !d->sealing)
+		chunk_unindexed_drop(v->v_store, &d->sat);
+}
+
+/* Loads chunk HASH from AT, where a whole-chunk write stored it, into a
+ * new chunk buffer *OUT. */
+static int stored_load(vd_volume *v, const uint8_t hash[32],
+		       const struct fmt_chunk *at, uint8_t **out)
+{
+	vd_store *s = v->v_store;
+	uint8_t *buf = cache_buf_get(s->st_cache);
+	uint8_t *scratch = malloc(chunk_record_max(s));
+	int r;
+
+	if (!buf || !scratch) {
+		cache_buf_put(s->st_cache, buf);
+		free(scratch);
+		return SET_ERROR(-ENOMEM, "out of memory");
+	}
+	r = chunk_decode_at(s, hash, at, scratch, buf);
+	free(scratch);
+	if (r < 0) {
+		cache_buf_put(s->st_cache, buf);
+		return r == -ENOENT ? SET_ERROR(VD_ECORRUPT, "a chunk written to '%s' "
+						"is missing from its pack file",
+						v->v_name)
+				    : r;
+	}
+	*out = buf;
+	return 0;
+}
+
+int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
+		       const struct fmt_chunk *at, const struct jloc *loc)
+{
+	struct chunk_cache *pool = v->v_store->st_cache;
+	struct dirty *d;
+	int r = 0;
+
+	pthread_mutex_lock(&v->v_lock);
+	if (!(d = dirty_find(v, idx))) {
+		if ((r = dirty_insert(v, idx, NULL, false, &d)) < 0)
+			goto out;
+		d->jseg = loc->seg;
+	} else {
+		d->gen = ++v->v_gen;
+		if (d->sealing && !d->jseg_next)
+			d->jseg_next = loc->seg;
+		fifo_touch(v, d);
+		stored_forget(v, d);
+	}
+	pages_free(v, d);
+	cache_buf_put(pool, d->buf);
+	d->buf = NULL;
+	d->journaled = false;
+	pieces_drop(d);
+	d->pinned = true;  /* nothing to evict */
+	d->stored = true;
+	memcpy(d->shash, hash, 32);
+	d->sat = *at;
+	entry_set_bytes(v, d, 0);
+out:
+	pthread_mutex_unlock(&v->v_lock);
+	return r;
+}
+
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		size_t plen, const struct jloc *loc)
 {
@@ -391,6 +467,31 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		const bool need_base = !full && !paged && (!d || d->pages) &&
 				       !(d && d->journaled);
 		uint64_t seq;
+
+		if (d && d->stored && !full) {
+			/* Part of a chunk stored in place: load it, then write
+			 * over it in memory (unless it changed meanwhile). */
+			const uint64_t gen = d->gen;
+			const struct fmt_chunk at = d->sat;
+			uint8_t hash[32], *buf;
+			memcpy(hash, d->shash, 32);
+			pthread_mutex_unlock(&v->v_lock);
+			if ((r = stored_load(v, hash, &at, &buf)) < 0)
+				return r;
+			pthread_mutex_lock(&v->v_lock);
+			d = dirty_find(v, idx);
+			if (d && d->stored && d->gen == gen) {
+				stored_forget(v, d);
+				d->stored = false;
+				d->buf = buf;
+				pieces_drop(d);
+				d->pinned = true;
+				entry_set_bytes(v, d, cs);
+			} else {
+				cache_buf_put(pool, buf);
+			}
+			continue;
+		}
 
 		if (need_base && !base) {
 			/* Load what is stored, then look again: things may have
@@ -453,6 +554,8 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		} else if (full) {
 			pages_free(v, d);
 			d->journaled = false;
+			stored_forget(v, d);
+			d->stored = false;
 			if (!src) { /* the whole chunk becomes zero */
 				cache_buf_put(pool, d->buf);
 				d->buf = NULL;
@@ -590,7 +693,7 @@ enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
 		return DIRTY_MISS;
 	pthread_mutex_lock(&v->v_lock);
 	if ((d = dirty_find(v, idx))) {
-		if (d->pages || d->journaled) {
+		if (d->pages || d->journaled || d->stored) {
 			hit = DIRTY_SPARSE;
 		} else {
 			entry_copy(v, d, out, pofs, plen);
@@ -649,6 +752,28 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		bool stale;
 		int r;
 
+		pthread_mutex_lock(&v->v_lock);
+		if ((d = dirty_find(v, idx)) && d->stored) {
+			/* Stored in place: read it from there, and make sure the
+			 * entry did not change meanwhile. */
+			const struct fmt_chunk at = d->sat;
+			uint8_t hash[32], *buf;
+			memcpy(hash, d->shash, 32);
+			gen = d->gen;
+			pthread_mutex_unlock(&v->v_lock);
+			if ((r = stored_load(v, hash, &at, &buf)) < 0)
+				return r;
+			memcpy(out, buf + pofs, plen);
+			cache_buf_put(v->v_store->st_cache, buf);
+			pthread_mutex_lock(&v->v_lock);
+			d = dirty_find(v, idx);
+			stale = !d || d->gen != gen;
+			pthread_mutex_unlock(&v->v_lock);
+			if (!stale)
+				return 0;
+			continue;
+		}
+		pthread_mutex_unlock(&v->v_lock);
 		if (!view->txn && (r = view_begin(v, view)) < 0)
 			return r;
 		if ((r = chain_read(v->v_store, &view->txn, &v->v_chain, idx, out,
@@ -714,7 +839,8 @@ enum dirty_hit dirty_extent(vd_volume *v, const struct view *view,
 		return DIRTY_MISS;
 	pthread_mutex_lock(&v->v_lock);
 	if ((d = dirty_find(v, idx))) {
-		*type = d->buf || d->pages || d->journaled ? VD_EXTENT_DATA
+		*type = d->buf || d->pages || d->journaled || d->stored
+			? VD_EXTENT_DATA
 							   : VD_EXTENT_HOLE;
 		hit = DIRTY_COPIED;
 	} else if (view_stale(v, view)) {
@@ -782,7 +908,13 @@ size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
 				break;
 			}
 		}
-		if (d->journaled) {
+		if (d->stored) {
+			/* Hashed and in a pack file already: only indexed. */
+			items[n].stored = true;
+			items[n].is_data = true;
+			memcpy(items[n].hash, d->shash, 32);
+			items[n].at = d->sat;
+		} else if (d->journaled) {
 			/* Built from the stored chunk and the journal, unlocked. */
 			if (pieces_copy(d, 0, cs, &items[n].pieces,
 					&items[n].npieces) < 0) {

@@ -118,6 +118,9 @@ struct vd_store {
 
 	struct chunk_cache *st_cache;         /* cache.c */
 	struct chunk_locs *st_locs;           /* chunk.c, made on first use */
+	/* chunk.c: bytes of chunks stored in place that the index does not
+	 * name yet (atomic; an estimate for the compactor, not dead space). */
+	uint64_t st_unindexed;
 
 	/* volume.c: open handles of this process, shared by (vol, snap). */
 	pthread_mutex_t st_vol_lock;
@@ -278,10 +281,24 @@ void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 /* Ensures the writer pack has room for MAX_BYTES more, opening a new file
  * (its id drawn in TXN) if needed.  Caller holds st_pack_lock. */
 int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
+/* Appends N records (headers RECS, payloads PAYLOADS) to the writer pack
+ * with one system call per 256; OFFSETS gets where each went (in pack
+ * *PACK_ID).  Caller holds st_pack_lock and reserved room for all. */
+int pack_appendv(vd_store *s, const struct fmt_record *recs,
+		 const void *const *payloads, size_t n, uint32_t *pack_id,
+		 uint64_t *offsets);
 /* Appends a record (header + payload) to the writer pack; returns its
  * location.  Caller holds st_pack_lock and reserved room. */
 int pack_append(vd_store *s, const struct fmt_record *rec,
 		const void *payload, uint32_t *pack_id, uint64_t *offset);
+/* True if the writer pack has room for MAX_BYTES more (pack_reserve
+ * would not need a transaction).  Caller holds st_pack_lock. */
+bool pack_room(vd_store *s, uint64_t max_bytes);
+/* A descriptor sharing the writer pack's flock (its id in *ID): while it
+ * is open nobody can claim the pack, even once the writer moved on, so
+ * records the index does not name yet stay where the journal points.
+ * Caller holds st_pack_lock and an open writer pack. */
+int pack_pin(vd_store *s, uint32_t *id);
 /* fdatasyncs the writer pack if anything was appended.  Caller holds
  * st_pack_lock. */
 int pack_sync(vd_store *s);
@@ -394,6 +411,11 @@ int chunk_get(vd_store *s, MDB_txn *txn, const uint8_t hash[32],
  * -ENOENT if its pack file is gone.  SCRATCH holds a record, OUT a chunk. */
 int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 		 uint8_t *scratch, uint8_t *out);
+/* As chunk_verify, but checked as a read is (a framed record's frame
+ * checks, not its name): a chunk stored in place, read before it is
+ * indexed. */
+int chunk_decode_at(vd_store *s, const uint8_t hash[32],
+		    const struct fmt_chunk *c, uint8_t *scratch, uint8_t *out);
 
 /* Adds a reference to HASH, storing the compressed PAYLOAD if the chunk is
  * new (PAYLOAD may be NULL: then RAW is compressed here).  Caller holds
@@ -401,6 +423,21 @@ int chunk_verify(vd_store *s, const uint8_t hash[32], const struct fmt_chunk *c,
 int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	      const void *raw, const void *payload, uint8_t codec,
 	      uint32_t stored_len);
+/* Appends the N chunks of CW to the writer pack, in order, without naming
+ * them in the index (whole-chunk writes the journal points to until a
+ * seal names them with chunk_ref_at); each cw[i].at gets its location
+ * (refs 0).  Caller holds st_pack_lock and no write transaction. */
+struct chunk_write;
+int chunk_append(vd_store *s, struct chunk_write *cw, size_t n);
+/* Bytes chunk_append put in pack files that the index does not name yet
+ * (pending, not dead: the compactor leaves them out of its estimate);
+ * chunk_unindexed_drop takes back one that will never be named. */
+uint64_t chunk_unindexed(vd_store *s);
+void chunk_unindexed_drop(vd_store *s, const struct fmt_chunk *at);
+/* Adds a reference to HASH, appended at AT by chunk_append if the index
+ * does not have it yet.  Caller holds st_pack_lock. */
+int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
+		 const struct fmt_chunk *at);
 /* Adds a reference to an existing chunk (VD_ECORRUPT if absent). */
 int chunk_ref_existing(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
 int chunk_unref(vd_store *s, struct wtxn *w, const uint8_t hash[32]);
@@ -627,6 +664,28 @@ void journal_close(struct journal *j);  /* NULL is fine */
 int journal_write(struct journal *j, unsigned kind, uint64_t off,
 		  const void *data, uint64_t len, journal_apply_fn apply,
 		  void *opaque);
+/* Applies a chunk record: chunk HASH, written whole at OFF, is at C (a
+ * pack record the index does not name yet) and the record at LOC. */
+typedef int (*journal_chunk_fn)(void *opaque, uint64_t off,
+				const uint8_t hash[32], const struct fmt_chunk *c,
+				const struct jloc *loc);
+/* A chunk written whole at OFF (a multiple of the chunk size), hashed and
+ * compressed: HASH, and PAYLOAD of STORED_LEN bytes in CODEC. */
+struct chunk_write {
+	uint64_t off;
+	uint8_t hash[32];
+	uint8_t *payload;
+	uint8_t codec;
+	uint32_t stored_len;
+	struct fmt_chunk at;    /* where it was appended */
+};
+/* Whole-chunk writes stored in place: the N payloads of CW are appended
+ * to the writer pack (not named by the index), a chunk record pointing to
+ * each is journaled, and APPLY applies them, in order, all under the
+ * journal's lock.  The pack stays pinned while a segment naming it is on
+ * disk.  A flush must sync the pack before the journal (volume_flush). */
+int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
+			 journal_chunk_fn apply, void *opaque);
 /* Reads LEN bytes of journaled data at (SEG, POS).  -ENOENT if the segment
  * is gone (trimmed: what it held is sealed now). */
 int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,
@@ -695,6 +754,8 @@ struct vd_volume {
 	struct journal *v_journal;    /* writable heads, unless VD_OPEN_BULK */
 	bool v_bulk;                  /* VD_OPEN_BULK: chunks sealed for bulk */
 	bool v_replaying;             /* open is replaying the journal */
+	bool v_pack_unsynced;         /* chunks stored in place since a flush */
+	bool v_in_place;              /* whole chunks in place (VDISK_IN_PLACE) */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */
@@ -716,6 +777,10 @@ struct dirty_piece {
  * must stay in memory). */
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		size_t plen, const struct jloc *loc);
+/* Chunk IDX was written whole and stored in place at AT (chunk HASH, not
+ * in the index yet; journaled at LOC): the entry becomes STORED. */
+int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
+		       const struct fmt_chunk *at, const struct jloc *loc);
 /* Lays PIECES over OUT, which holds [POFS, POFS+PLEN) of the chunk,
  * reading their data from V's journal. */
 int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
@@ -780,6 +845,8 @@ struct seal_item {
 	bool needs_base;        /* sparse: raw holds only the pages in mask */
 	uint64_t mask[VD_CHUNK_MAX / DIRTY_PAGE / 64];
 	struct dirty_piece *pieces; /* journaled: laid over the base */
+	bool stored;            /* hashed, in a pack file at AT, unindexed */
+	struct fmt_chunk at;
 	size_t npieces;
 	int r;                  /* this item failed (stays dirty) */
 };

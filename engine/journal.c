@@ -5,7 +5,10 @@
  *
  * A write is appended (header + data, one pwritev) before it is applied to
  * the head's dirty chunks, under one lock, so the journal's order is the
- * order the writes took effect in.  A flush is one fdatasync of the
+ * order the writes took effect in.  A chunk record stands for a whole
+ * chunk appended to a pack file just before (journal_write_chunks); replay
+ * stops at one whose chunk is not there, which only a write that no flush
+ * covered can leave (a flush syncs the pack file first).  A flush is one fdatasync of the
  * current segment, shared by every flush waiting at the time (group
  * commit); a segment is synced before the next one starts, so only the
  * newest can have an unsynced tail.
@@ -56,6 +59,18 @@ struct journal {
 	uint64_t j_first_seg;     /* oldest segment on disk */
 	uint64_t j_bytes;         /* in all segments on disk */
 	bool j_dir_unsynced;      /* a segment was created since the last sync */
+	/* Chunk records: the bytes they stand for (in pack files) count as
+	 * journal bytes, per segment, so that they are sealed and trimmed
+	 * like data written here; j_seg_chunk is the current segment's. */
+	uint64_t j_chunk_bytes;
+	uint64_t j_seg_chunk;
+	struct seg_weight { uint64_t seg, bytes; } *j_weights;
+	size_t j_nweights, j_weights_cap;
+	/* The pack files chunk records point into, each pinned (pack_pin)
+	 * until the newest segment naming it is trimmed, durably: nobody can
+	 * compact away a record a replay may still read.  Under j_lock. */
+	struct pack_pin { uint32_t pack; int fd; uint64_t seg; } *j_pins;
+	size_t j_npins, j_pins_cap;
 
 	/* Trimming: which segments are still needed (the head's oldest
 	 * unsealed write), asked under j_lock; a trim that found j_lock taken
@@ -170,15 +185,37 @@ int journal_remove(vd_store *s, const char *vol)
 
 /* ---- replay ------------------------------------------------------------- */
 
+/* Reads the chunk a CHUNK record's data BODY points to into OUT (SCRATCH:
+ * a record buffer).  False if it is not there, whole and matching: it
+ * never reached the disk, so no flush followed the write (a flush syncs
+ * the pack file before the journal), and neither it nor any later write
+ * was acknowledged as durable. */
+static bool chunk_record_load(vd_store *s, const uint8_t *body, uint8_t *scratch,
+			      uint8_t *out)
+{
+	struct fmt_jchunk jc;
+	struct fmt_chunk c = { 0 };
+
+	if (fmt_jchunk_decode(body, &jc) != 0)
+		return false;
+	c.pack_id = jc.pack_id;
+	c.offset = jc.offset;
+	c.stored_len = jc.stored_len;
+	c.codec = jc.codec;
+	return c.stored_len <= chunk_record_max(s) - FMT_REC_HEADER_SIZE &&
+	       chunk_verify(s, jc.hash, &c, scratch, out) == 0;
+}
+
 /* Applies the valid records of segment SEG; *END is set where they end.
- * LAST: the newest segment, whose invalid tail is dropped. */
+ * LAST: the newest segment, whose invalid tail is dropped.  Returns 1 if
+ * replay must stop here (a chunk record whose chunk is not on disk). */
 static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 			  bool last, journal_apply_fn fn, void *opaque,
 			  uint64_t *applied)
 {
 	uint8_t hb[FMT_JNL_HEADER_SIZE], rb[FMT_JREC_HEADER_SIZE];
 	struct fmt_jnl_header h;
-	uint8_t *data = NULL;
+	uint8_t *data = NULL, *chunk = NULL, *scratch = NULL;
 	char path[160];
 	struct stat st;
 	uint64_t off;
@@ -210,7 +247,9 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 			      strerror(errno));
 		goto out;
 	}
-	if (!(data = malloc(FMT_JREC_DATA_MAX))) {
+	if (!(data = malloc(FMT_JREC_DATA_MAX)) ||
+	    !(chunk = malloc(s->st_chunk_size)) ||
+	    !(scratch = malloc(chunk_record_max(s)))) {
 		r = SET_ERROR(-ENOMEM, "out of memory");
 		goto out;
 	}
@@ -220,11 +259,16 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 		bool ok = n == (ssize_t)sizeof rb && fmt_jrec_decode(rb, &rec) == 0 &&
 			  rec.seq > j->j_seq;
 
+		uint64_t dlen;
+
 		if (n == 0 && off == (uint64_t)st.st_size)
 			break; /* the clean end */
-		if (ok && rec.kind == FMT_JREC_WRITE)
-			ok = pread_full(fd, data, rec.length, off + sizeof rb) ==
-			     (ssize_t)rec.length;
+		if (ok && rec.kind == FMT_JREC_CHUNK)
+			ok = rec.length == s->st_chunk_size &&
+			     rec.offset % s->st_chunk_size == 0;
+		dlen = ok ? fmt_jrec_data_len(rec.kind, rec.length) : 0;
+		if (ok && dlen)
+			ok = pread_full(fd, data, dlen, off + sizeof rb) == (ssize_t)dlen;
 		if (ok)
 			ok = fmt_jrec_verify(rb, &rec, data);
 		if (!ok) {
@@ -234,18 +278,26 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 					      path, (unsigned long long)off);
 			break; /* the newest segment's torn tail: never flushed */
 		}
+		if (rec.kind == FMT_JREC_CHUNK &&
+		    !chunk_record_load(s, data, scratch, chunk)) {
+			r = 1; /* nothing from here on was flushed */
+			break;
+		}
 		{
 			const struct jloc loc = { seg, off + sizeof rb };
-			if ((r = fn(opaque, rec.kind == FMT_JREC_WRITE ? data : NULL,
-				    rec.offset, rec.length, &loc)) < 0)
+			const void *d = rec.kind == FMT_JREC_WRITE ? data
+					: rec.kind == FMT_JREC_CHUNK ? chunk : NULL;
+			if ((r = fn(opaque, d, rec.offset, rec.length, &loc)) < 0)
 				break;
 		}
 		j->j_seq = rec.seq;
 		(*applied)++;
-		off += sizeof rb + (rec.kind == FMT_JREC_WRITE ? rec.length : 0);
+		off += sizeof rb + dlen;
 	}
 out:
 	free(data);
+	free(chunk);
+	free(scratch);
 	if (fd >= 0)
 		close(fd);
 	return r;
@@ -279,10 +331,15 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
 	while (first > 0 && (first == segs.len ||
 			     segs.ptr[first - 1] + 1 == segs.ptr[first]))
 		first--;
-	for (size_t i = first; i < segs.len; i++)
+	for (size_t i = first; i < segs.len; i++) {
 		if ((r = replay_segment(s, j, segs.ptr[i], i + 1 == segs.len, fn,
 					opaque, applied)) < 0)
 			goto err;
+		if (r == 1) { /* the rest was never flushed: drop it */
+			r = 0;
+			break;
+		}
+	}
 	j->j_first_seg = segs.len ? segs.ptr[0] : 1;
 	j->j_seg = segs.len ? segs.ptr[segs.len - 1] : 0; /* next append: +1 */
 	j->j_synced = j->j_seq;
@@ -301,6 +358,10 @@ void journal_close(struct journal *j)
 		return;
 	if (j->j_fd >= 0)
 		close(j->j_fd);
+	for (size_t i = 0; i < j->j_npins; i++)
+		close(j->j_pins[i].fd);
+	free(j->j_pins);
+	free(j->j_weights);
 	pthread_mutex_destroy(&j->j_lock);
 	pthread_mutex_destroy(&j->j_tail_lock);
 	pthread_mutex_destroy(&j->j_sync_lock);
@@ -324,6 +385,16 @@ static int segment_start(struct journal *j)
 
 	if ((r = sb_upgrade(s)) < 0)
 		return r;
+	/* The chunks the current segment's chunk records point to go to disk
+	 * before it is synced, as its own bytes do: a flush then never has
+	 * more than a segment's worth of either to sync. */
+	if (j->j_seg_chunk) {
+		pthread_mutex_lock(&s->st_pack_lock);
+		r = pack_sync(s);
+		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r < 0)
+			return r;
+	}
 	if (j->j_fd >= 0) {
 		if (fdatasync(j->j_fd) < 0)
 			return SET_ERROR(-errno, "journal of '%s': fdatasync: %s",
@@ -354,6 +425,7 @@ static int segment_start(struct journal *j)
 	j->j_fd = fd;
 	j->j_seg = h.segment;
 	j->j_size = FMT_JNL_HEADER_SIZE;
+	j->j_seg_chunk = 0;
 	__atomic_add_fetch(&j->j_bytes, FMT_JNL_HEADER_SIZE, __ATOMIC_RELAXED);
 	j->j_dir_unsynced = true;
 	pthread_mutex_unlock(&j->j_tail_lock);
@@ -369,15 +441,15 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 				.offset = off, .length = len };
 	uint8_t hb[FMT_JREC_HEADER_SIZE];
 	struct iovec iov[2] = { { hb, sizeof hb }, { (void *)data, 0 } };
-	const size_t total = sizeof hb + (kind == FMT_JREC_WRITE ? len : 0);
+	const uint64_t dlen = fmt_jrec_data_len(kind, len);
+	const size_t total = sizeof hb + dlen;
 	int r;
 
-	if ((j->j_fd < 0 || j->j_size + total > SEGMENT_MAX) &&
+	if ((j->j_fd < 0 || j->j_size + j->j_seg_chunk + total > SEGMENT_MAX) &&
 	    (r = segment_start(j)) < 0)
 		return r;
 	fmt_jrec_encode(&rec, data, hb);
-	if (kind == FMT_JREC_WRITE)
-		iov[1].iov_len = len;
+	iov[1].iov_len = dlen;
 	loc->seg = j->j_seg;
 	loc->pos = j->j_size + sizeof hb;
 	for (size_t done = 0; done < total;) {
@@ -431,6 +503,125 @@ int journal_write(struct journal *j, unsigned kind, uint64_t off,
 	    j->j_keep)
 		trim_locked(j, j->j_keep(j->j_keep_opaque));
 	pthread_mutex_unlock(&j->j_lock);
+	return r;
+}
+
+/* Pins pack ID (FD: a pack_pin descriptor, or -1) for records in the
+ * current segment.  Caller holds j_lock and, if FD is -1, st_pack_lock
+ * with ID the writer pack. */
+static int pin_pack(struct journal *j, uint32_t id)
+{
+	size_t i;
+
+	for (i = 0; i < j->j_npins && j->j_pins[i].pack != id; i++)
+		;
+	if (i == j->j_npins) {
+		uint32_t got;
+		const int fd = pack_pin(j->j_store, &got);
+		if (fd < 0)
+			return fd;
+		if (vector_reserve((void **)&j->j_pins, &j->j_pins_cap, j->j_npins, 1,
+				   sizeof *j->j_pins) < 0) {
+			close(fd);
+			return SET_ERROR(-ENOMEM, "out of memory");
+		}
+		assert(got == id);
+		j->j_pins[j->j_npins++] = (struct pack_pin){ id, fd, 0 };
+	}
+	j->j_pins[i].seg = j->j_seg;
+	return 0;
+}
+
+/* Counts a chunk record's chunk toward the current segment's bytes. */
+static int weigh(struct journal *j, uint64_t bytes)
+{
+	if (!j->j_nweights || j->j_weights[j->j_nweights - 1].seg != j->j_seg) {
+		if (vector_reserve((void **)&j->j_weights, &j->j_weights_cap,
+				   j->j_nweights, 1, sizeof *j->j_weights) < 0)
+			return SET_ERROR(-ENOMEM, "out of memory");
+		j->j_weights[j->j_nweights++] = (struct seg_weight){ j->j_seg, 0 };
+	}
+	j->j_weights[j->j_nweights - 1].bytes += bytes;
+	pthread_mutex_lock(&j->j_tail_lock);
+	j->j_seg_chunk += bytes;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	__atomic_add_fetch(&j->j_chunk_bytes, bytes, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Appends chunk records for CW[0..N) with one write; LOCS gets where
+ * each record's data went.  Caller holds j_lock; the current segment is
+ * open. */
+static int append_chunk_records(struct journal *j, const struct chunk_write *cw,
+				size_t n, struct jloc *locs)
+{
+	enum { REC = FMT_JREC_HEADER_SIZE + FMT_JCHUNK_SIZE };
+	const uint32_t cs = j->j_store->st_chunk_size;
+	uint8_t *buf = malloc(n * REC);
+	int r;
+
+	if (!buf)
+		return SET_ERROR(-ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct fmt_jrec rec = { .kind = FMT_JREC_CHUNK, .seq = j->j_seq + 1 + i,
+					.offset = cw[i].off, .length = cs };
+		struct fmt_jchunk jc = { .pack_id = cw[i].at.pack_id,
+					 .codec = cw[i].at.codec,
+					 .offset = cw[i].at.offset,
+					 .stored_len = cw[i].at.stored_len };
+		uint8_t *p = buf + i * REC;
+
+		memcpy(jc.hash, cw[i].hash, 32);
+		fmt_jchunk_encode(&jc, p + FMT_JREC_HEADER_SIZE);
+		fmt_jrec_encode(&rec, p + FMT_JREC_HEADER_SIZE, p);
+		locs[i] = (struct jloc){ j->j_seg, j->j_size + i * REC +
+					 FMT_JREC_HEADER_SIZE };
+	}
+	r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
+	free(buf);
+	if (r < 0)
+		return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol, strerror(-r));
+	pthread_mutex_lock(&j->j_tail_lock);
+	j->j_size += n * REC;
+	__atomic_add_fetch(&j->j_bytes, n * REC, __ATOMIC_RELAXED);
+	j->j_seq += n;
+	pthread_mutex_unlock(&j->j_tail_lock);
+	return 0;
+}
+
+int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
+			 journal_chunk_fn apply, void *opaque)
+{
+	vd_store *s = j->j_store;
+	const uint64_t weight = (uint64_t)n * (FMT_JREC_HEADER_SIZE + FMT_JCHUNK_SIZE +
+					       s->st_chunk_size);
+	struct jloc *locs = malloc(n * sizeof *locs);
+	int r;
+
+	if (!locs)
+		return SET_ERROR(-ENOMEM, "out of memory");
+	pthread_mutex_lock(&j->j_lock);
+	/* The records' segment first, so that the pin names it. */
+	if ((j->j_fd < 0 || (j->j_size + j->j_seg_chunk + weight > SEGMENT_MAX &&
+			     j->j_size + j->j_seg_chunk > FMT_JNL_HEADER_SIZE)) &&
+	    (r = segment_start(j)) < 0)
+		goto out;
+	pthread_mutex_lock(&s->st_pack_lock);
+	r = chunk_append(s, cw, n);
+	if (r == 0)
+		r = pin_pack(j, cw[0].at.pack_id);
+	pthread_mutex_unlock(&s->st_pack_lock);
+	if (r < 0 || (r = append_chunk_records(j, cw, n, locs)) < 0 ||
+	    (r = weigh(j, (uint64_t)n * s->st_chunk_size)) < 0)
+		goto out;
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = apply(opaque, cw[i].off, cw[i].hash, &cw[i].at, &locs[i]);
+out:
+	if (__atomic_exchange_n(&j->j_trim_pending, false, __ATOMIC_ACQ_REL) &&
+	    j->j_keep)
+		trim_locked(j, j->j_keep(j->j_keep_opaque));
+	pthread_mutex_unlock(&j->j_lock);
+	free(locs);
 	return r;
 }
 
@@ -523,7 +714,45 @@ int journal_sync(struct journal *j)
 
 uint64_t journal_bytes(struct journal *j)
 {
-	return __atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED);
+	return __atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&j->j_chunk_bytes, __ATOMIC_RELAXED);
+}
+
+/* After trimming: the segments below j_first_seg are gone.  Their chunk
+ * bytes go, and so do the pins of packs that only they named, once the
+ * removals are durable (a segment that came back after a crash would
+ * point into a pack compacted meanwhile). */
+static void trim_done(struct journal *j)
+{
+	size_t k = 0;
+	bool unpin = false;
+
+	for (size_t i = 0; i < j->j_nweights; i++) {
+		if (j->j_weights[i].seg >= j->j_first_seg)
+			j->j_weights[k++] = j->j_weights[i];
+		else
+			__atomic_sub_fetch(&j->j_chunk_bytes, j->j_weights[i].bytes,
+					   __ATOMIC_RELAXED);
+	}
+	j->j_nweights = k;
+	for (size_t i = 0; i < j->j_npins; i++)
+		unpin |= j->j_pins[i].seg < j->j_first_seg;
+	if (!unpin)
+		return;
+	{
+		char path[128];
+		dir_path(j->j_vol, path, sizeof path);
+		if (fsync_at(j->j_store, path) < 0)
+			return; /* keep them: the next trim tries again */
+	}
+	k = 0;
+	for (size_t i = 0; i < j->j_npins; i++) {
+		if (j->j_pins[i].seg < j->j_first_seg)
+			close(j->j_pins[i].fd);
+		else
+			j->j_pins[k++] = j->j_pins[i];
+	}
+	j->j_npins = k;
 }
 
 /* Removes the segments below KEEP, oldest first.  Caller holds j_lock, so
@@ -547,12 +776,14 @@ static void trim_locked(struct journal *j, uint64_t keep)
 		seg_path(j->j_vol, j->j_first_seg, path, sizeof path);
 		if (fstatat(s->st_dirfd, path, &st, 0) == 0)
 			__atomic_sub_fetch(&j->j_bytes,
-					   MIN(journal_bytes(j), (uint64_t)st.st_size),
+					   MIN(__atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED),
+					       (uint64_t)st.st_size),
 					   __ATOMIC_RELAXED);
 		if (unlinkat(s->st_dirfd, path, 0) < 0 && errno != ENOENT)
 			break; /* left for later */
 		j->j_first_seg++;
 	}
+	trim_done(j);
 }
 
 void journal_set_keep(struct journal *j, uint64_t (*keep)(void *), void *opaque)

@@ -104,6 +104,59 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 	return 0;
 }
 
+int pack_appendv(vd_store *s, const struct fmt_record *recs,
+		 const void *const *payloads, size_t n, uint32_t *pack_id,
+		 uint64_t *offsets)
+{
+	enum { GROUP = 256 };
+	struct pack_writer *w = &s->st_writer;
+	uint8_t hdr[GROUP][FMT_REC_HEADER_SIZE];
+	struct iovec iov[2 * GROUP];
+
+	assert(w->fd >= 0);
+	*pack_id = w->id;
+	for (size_t done = 0; done < n;) {
+		const size_t k = MIN((size_t)GROUP, n - done);
+		struct iovec *v = iov;
+		int cnt = 2 * (int)k;
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < k; i++) {
+			fmt_record_encode(&recs[done + i], hdr[i]);
+			offsets[done + i] = w->size + total;
+			iov[2 * i] = (struct iovec){ hdr[i], FMT_REC_HEADER_SIZE };
+			iov[2 * i + 1] = (struct iovec){ (void *)payloads[done + i],
+							 recs[done + i].stored_len };
+			total += FMT_REC_HEADER_SIZE + recs[done + i].stored_len;
+		}
+		for (uint64_t put = 0; put < total;) {
+			const ssize_t m = pwritev(w->fd, v, cnt, (off_t)(w->size + put));
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m <= 0)
+				return SET_ERROR(m < 0 ? -errno : -EIO, "pack %08x: write: %s",
+						 w->id, strerror(m < 0 ? errno : EIO));
+			put += (uint64_t)m;
+			/* Short: go on from where it stopped. */
+			size_t left = (size_t)m;
+			while (cnt && left >= v->iov_len) {
+				left -= v->iov_len;
+				v++;
+				cnt--;
+			}
+			if (cnt) {
+				v->iov_base = (char *)v->iov_base + left;
+				v->iov_len -= left;
+			}
+		}
+		w->size += total;
+		__atomic_add_fetch(&w->appended, total, __ATOMIC_RELAXED);
+		w->unsynced = true;
+		done += k;
+	}
+	return 0;
+}
+
 /* Ensures a writer pack with room for MAX_BYTES exists.  Must be called
  * without an open write transaction in this thread; caller holds
  * st_pack_lock. */
@@ -117,6 +170,24 @@ int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes)
 	if (w->fd >= 0 && (r = pack_sync(s)) < 0)
 		return r;
 	return writer_open(s, txn);
+}
+
+bool pack_room(vd_store *s, uint64_t max_bytes)
+{
+	const struct pack_writer *w = &s->st_writer;
+
+	return w->fd >= 0 && w->size + max_bytes <= FMT_PACK_MAX_BYTES;
+}
+
+int pack_pin(vd_store *s, uint32_t *id)
+{
+	const int fd = s->st_writer.fd >= 0 ? dup(s->st_writer.fd) : -1;
+
+	if (fd < 0)
+		return SET_ERROR(-errno, "pack %08x: dup: %s", s->st_writer.id,
+				 strerror(errno));
+	*id = s->st_writer.id;
+	return fd;
 }
 
 int pack_sync(vd_store *s)

@@ -20,6 +20,10 @@
 #include "engine/internal.h"
 
 #define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
+/* Chunks stored in place (STORED entries) take no copy: a batch takes up
+ * to this many of them besides its byte bound, so sealing a long
+ * sequential write costs few commits. */
+#define SEAL_STORED_MAX 4096
 #define PAGE DIRTY_PAGE
 
 
@@ -61,7 +65,7 @@ static int prepare_item(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 	const uint32_t cs = s->st_chunk_size;
 	int r;
 
-	if (!it->raw)
+	if (!it->raw) /* a zero chunk, or one stored in place already */
 		return 0;
 	if (it->needs_base && (it->r = fill_base(v, txn, it)) < 0)
 		return it->r == -ENOMEM ? it->r : 0;
@@ -249,8 +253,10 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 		if (it->r < 0)
 			continue;
 		if (it->is_data) {
-			if ((r = chunk_ref(s, w, it->hash, it->raw, it->payload,
-					   it->codec, it->stored_len)) < 0)
+			r = it->stored ? chunk_ref_at(s, w, it->hash, &it->at)
+				       : chunk_ref(s, w, it->hash, it->raw, it->payload,
+						   it->codec, it->stored_len);
+			if (r < 0)
 				return r;
 			mv.kind = FMT_MAP_DATA;
 			memcpy(mv.hash, it->hash, 32);
@@ -276,6 +282,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	vd_store *s = v->v_store;
 	struct seal_item *items = NULL;
 	size_t n = 0, cap = 0, prepared = 0; /* items[n - prepared, n) */
+	size_t held = 0;       /* items holding a copy (not stored in place) */
 	struct seal_pool pool;
 	MDB_txn *rtxn = NULL;
 	int item_err;
@@ -293,14 +300,16 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 		int pr;
 
 		/* No helper is at work here, so ITEMS may move. */
-		if (r == 0 && n < max) {
+		if (r == 0 && held < max && n - held < SEAL_STORED_MAX) {
 			if (vector_reserve((void **)&items, &cap, n, SEAL_BATCH,
 					   sizeof *items) < 0)
 				r = SET_ERROR(-ENOMEM, "out of memory");
 			else
 				got = dirty_pick(v, items + n,
-						 MIN((size_t)SEAL_BATCH, max - n),
+						 MIN((size_t)SEAL_BATCH, max - held),
 						 upto, &r);
+			for (size_t i = n; i < n + got; i++)
+				held += !items[i].stored;
 		}
 		const bool posted = got && r == 0;
 

@@ -252,8 +252,8 @@ void fmt_jrec_encode(struct fmt_jrec *r, const void *data,
 	fmt_put_le64(out + 8, r->seq);
 	fmt_put_le64(out + 16, r->offset);
 	fmt_put_le64(out + 24, r->length);
-	r->check = jrec_check(out, r->kind == FMT_JREC_WRITE ? data : NULL,
-			      r->length);
+	r->check = jrec_check(out, fmt_jrec_data_len(r->kind, r->length) ? data : NULL,
+			      fmt_jrec_data_len(r->kind, r->length));
 	fmt_put_le64(out + 32, r->check);
 }
 
@@ -266,7 +266,8 @@ int fmt_jrec_decode(const uint8_t in[FMT_JREC_HEADER_SIZE], struct fmt_jrec *r)
 	r->offset = fmt_get_le64(in + 16);
 	r->length = fmt_get_le64(in + 24);
 	r->check = fmt_get_le64(in + 32);
-	if ((r->kind != FMT_JREC_WRITE && r->kind != FMT_JREC_ZERO) ||
+	if ((r->kind != FMT_JREC_WRITE && r->kind != FMT_JREC_ZERO &&
+	     r->kind != FMT_JREC_CHUNK) ||
 	    in[6] || in[7] || r->seq == 0 || r->length == 0 ||
 	    (r->kind == FMT_JREC_WRITE && r->length > FMT_JREC_DATA_MAX) ||
 	    r->offset + r->length < r->offset)
@@ -277,8 +278,40 @@ int fmt_jrec_decode(const uint8_t in[FMT_JREC_HEADER_SIZE], struct fmt_jrec *r)
 int fmt_jrec_verify(const uint8_t in[FMT_JREC_HEADER_SIZE],
 		    const struct fmt_jrec *r, const void *data)
 {
-	return jrec_check(in, r->kind == FMT_JREC_WRITE ? data : NULL,
-			  r->length) == r->check;
+	return jrec_check(in, fmt_jrec_data_len(r->kind, r->length) ? data : NULL,
+			  fmt_jrec_data_len(r->kind, r->length)) == r->check;
+}
+
+uint64_t fmt_jrec_data_len(unsigned kind, uint64_t length)
+{
+	return kind == FMT_JREC_WRITE ? length
+	       : kind == FMT_JREC_CHUNK ? FMT_JCHUNK_SIZE : 0;
+}
+
+void fmt_jchunk_encode(const struct fmt_jchunk *c, uint8_t out[FMT_JCHUNK_SIZE])
+{
+	memset(out, 0, FMT_JCHUNK_SIZE);
+	memcpy(out, c->hash, 32);
+	fmt_put_le32(out + 32, c->pack_id);
+	out[36] = c->codec;
+	fmt_put_le64(out + 40, c->offset);
+	fmt_put_le32(out + 48, c->stored_len);
+}
+
+int fmt_jchunk_decode(const uint8_t in[FMT_JCHUNK_SIZE], struct fmt_jchunk *c)
+{
+	memcpy(c->hash, in, 32);
+	c->pack_id = fmt_get_le32(in + 32);
+	c->codec = in[36];
+	c->offset = fmt_get_le64(in + 40);
+	c->stored_len = fmt_get_le32(in + 48);
+	for (int i = 37; i < 40; i++)
+		if (in[i])
+			return FMT_BAD_FIELD;
+	for (int i = 52; i < 56; i++)
+		if (in[i])
+			return FMT_BAD_FIELD;
+	return c->stored_len ? 0 : FMT_BAD_FIELD;
 }
 
 /* ---- LMDB keys ---------------------------------------------------------- */

@@ -14,12 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The store format this code writes, and the oldest it reads: a version 1
- * or 2 store becomes version 3 when a volume head of it is first opened for
- * writing with a journal (version 2 added the journal, version 3 framed
- * chunk records; until the upgrade only the old record kinds are
- * written). */
-#define FMT_VERSION 3u
+/* The store format this code writes, and the oldest it reads: a version 1,
+ * 2 or 3 store becomes version 4 when a volume head of it is first opened
+ * for writing with a journal (version 2 added the journal, version 3 framed
+ * chunk records, version 4 journal chunk records, FMT_JREC_CHUNK; until
+ * the upgrade only the old record kinds are written). */
+#define FMT_VERSION 4u
 #define FMT_VERSION_MIN 1u
 #define FMT_PACK_VERSION 1u  /* pack file headers */
 
@@ -157,6 +157,7 @@ int fmt_jnl_header_decode(const uint8_t in[FMT_JNL_HEADER_SIZE],
 #define FMT_JREC_MAGIC 0x4a524456u  /* bytes "VDRJ" */
 #define FMT_JREC_WRITE 1u
 #define FMT_JREC_ZERO 2u
+#define FMT_JREC_CHUNK 3u  /* a whole chunk stored in a pack file, not here */
 #define FMT_JREC_DATA_MAX (8u << 20) /* longer writes take several records */
 
 struct fmt_jrec {
@@ -166,6 +167,21 @@ struct fmt_jrec {
 	uint64_t length;   /* bytes written or zeroed */
 	uint64_t check;
 };
+/* The data of a CHUNK record: where the chunk written at [offset, offset +
+ * length) was appended (a pack record the index may not name yet). */
+#define FMT_JCHUNK_SIZE 56
+struct fmt_jchunk {
+	uint8_t hash[32];
+	uint32_t pack_id;
+	uint8_t codec;
+	uint64_t offset;      /* of the record in the pack file */
+	uint32_t stored_len;
+};
+void fmt_jchunk_encode(const struct fmt_jchunk *c, uint8_t out[FMT_JCHUNK_SIZE]);
+int fmt_jchunk_decode(const uint8_t in[FMT_JCHUNK_SIZE], struct fmt_jchunk *c);
+/* Bytes of data a record of KIND covering LENGTH bytes carries. */
+uint64_t fmt_jrec_data_len(unsigned kind, uint64_t length);
+
 /* Encodes R with its CHECK computed over DATA (NULL for a ZERO). */
 void fmt_jrec_encode(struct fmt_jrec *r, const void *data,
 		     uint8_t out[FMT_JREC_HEADER_SIZE]);

@@ -93,9 +93,9 @@ def read_superblock(store):
         corrupt("Superblock", "CRC-32C mismatch (stored %08x, computed %08x)"
                 % (crc, crc32c(sb[0:60])))
     version, chunk_size = struct.unpack_from("<II", sb, 8)
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise SpecError("unsupported format version %d (superblock); this "
-                        "reader knows versions 1 to 3" % version)
+                        "reader knows versions 1 to 4" % version)
     if chunk_size < 4096 or chunk_size > 1048576 or \
             chunk_size & (chunk_size - 1):
         corrupt("Superblock", "chunk_size %d is not a power of two in "
@@ -215,7 +215,7 @@ class Index:
             self.meta[key] = struct.unpack("<Q", v)[0]
         if "format" not in self.meta:
             corrupt("meta", "no 'format' key")
-        if self.meta["format"] not in (1, 2, 3) or \
+        if self.meta["format"] not in (1, 2, 3, 4) or \
                 self.meta["format"] > sb_version(self):
             raise SpecError("unsupported format version %d (meta.format, "
                             "superblock %d)" % (self.meta["format"],
@@ -748,14 +748,21 @@ def sb_version(index):
 
 JREC = struct.Struct("<IHHQQQQ")   # magic kind reserved seq offset length check
 JREC_MAGIC = 0x4a524456
-JREC_WRITE, JREC_ZERO = 1, 2
+JREC_WRITE, JREC_ZERO, JREC_CHUNK = 1, 2, 3
 JREC_DATA_MAX = 8 << 20
+JCHUNK = struct.Struct("<32sIB3sQI4s")  # hash pack codec 0 offset stored_len 0
+
+
+def jrec_data_len(kind, length):
+    return length if kind == JREC_WRITE else JCHUNK.size if kind == JREC_CHUNK else 0
 
 
 def journal_records(store, sb, vol, layer):
     """The journal records of head VOL (of LAYER) that a reader applies, in
     order: the consecutive run of segments ending at the newest, valid
-    records, up to the first invalid one of the newest segment."""
+    records, up to the first invalid one of the newest segment.  Each is
+    (offset, length, data), data None for a zero record, or for a chunk
+    record ("chunk", name, index-like value of where it was stored)."""
     try:
         import xxhash
     except ImportError:
@@ -801,11 +808,15 @@ def journal_records(store, sb, vol, layer):
             if ok:
                 magic, kind, res, seq, voff, length, check = \
                     JREC.unpack_from(data, off)
-                ok = (magic == JREC_MAGIC and kind in (JREC_WRITE, JREC_ZERO)
+                ok = (magic == JREC_MAGIC and
+                      (kind in (JREC_WRITE, JREC_ZERO) or
+                       (kind == JREC_CHUNK and sb["version"] >= 4))
                       and res == 0 and seq > last_seq and length > 0 and
-                      (kind == JREC_ZERO or length <= JREC_DATA_MAX))
+                      (kind != JREC_WRITE or length <= JREC_DATA_MAX) and
+                      (kind != JREC_CHUNK or (length == sb["chunk_size"] and
+                                              voff % length == 0)))
             if ok:
-                dlen = length if kind == JREC_WRITE else 0
+                dlen = jrec_data_len(kind, length)
                 body = data[off + JREC.size:off + JREC.size + dlen]
                 ok = len(body) == dlen and check == xxhash.xxh3_64_intdigest(
                     body, seed=xxhash.xxh3_64_intdigest(data[off:off + 32]))
@@ -814,7 +825,15 @@ def journal_records(store, sb, vol, layer):
                     break  # the torn tail: never flushed
                 corrupt("Journal", "%s: damaged record at offset %d"
                         % (what, off))
-            out.append((voff, length, body if kind == JREC_WRITE else None))
+            if kind == JREC_CHUNK:
+                name, pack, codec, z1, poff, slen, z2 = JCHUNK.unpack(body)
+                out.append((voff, length, ("chunk", name, {
+                    "pack": pack, "codec": codec, "offset": poff,
+                    "stored_len": slen, "ok": z1 == bytes(3) and
+                    z2 == bytes(4) and slen > 0})))
+            else:
+                out.append((voff, length,
+                            body if kind == JREC_WRITE else None))
             last_seq = seq
             off += JREC.size + dlen
     return out
@@ -853,6 +872,17 @@ def read_point(store, point, out):
                 n = min(cs, size - i * cs)
                 image[i * cs:i * cs + n] = data[name][:n]
         for off, length, body in records:
+            if isinstance(body, tuple):
+                # A whole chunk written in place: its data is in a pack
+                # file.  If it is not there (whole, matching its name) the
+                # write was never flushed, nor anything after it: stop.
+                _, name, c = body
+                try:
+                    if not c.pop("ok"):
+                        break
+                    body = packs.read_chunks({name: c})[name]
+                except SpecError:
+                    break
             if off >= size:
                 continue
             n = min(length, size - off)

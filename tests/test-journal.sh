@@ -30,6 +30,11 @@ requires /usr/bin/python3 qemu-io cmp mdb_dump zstd
 reader() { /usr/bin/python3 "$VDISK_TOP/tests/format-reader.py" "$@"; }
 sock=$tmpdir/sock
 M=$((1 << 20))
+# Whole aligned chunks are stored in place (chunk records pointing into
+# the pack file; tests 4 and 8 need them), the default, whatever the
+# caller's environment; partial ones are journaled as data.  test-crash
+# covers both ways.
+export VDISK_IN_PLACE=on
 
 # jt.py: the NBD client and the journal parser.
 #   jt.py write SOCK PID OPS...   apply OPS through NBD (and to the expected
@@ -42,7 +47,8 @@ M=$((1 << 20))
 #        expected image to FILE), u:FILE:SPAN (1 MiB writes, each
 #        flushed, cycling through the first SPAN bytes until FILE is
 #        gone); numbers may be hex
-#   jt.py records SEG     print "OFFSET KIND VOLOFF LENGTH" per record
+#   jt.py records SEG     print "OFFSET KIND VOLOFF LENGTH" per record, and
+#                         for a chunk record (kind 3) "PACK PACKOFFSET"
 #   jt.py region IMG OFF LEN CHUNK A B   every CHUNK of the region is all
 #                                        byte A or all byte B
 cat >"$tmpdir/jt.py" <<'PY'
@@ -118,13 +124,18 @@ elif cmd == "records":
     while off + 40 <= len(data):
         magic, kind, res, seq, voff, n, check = \
             struct.unpack_from("<IHHQQQQ", data, off)
-        dlen = n if kind == 1 else 0
+        dlen = n if kind == 1 else 56 if kind == 3 else 0
         body = data[off + 40:off + 40 + dlen]
         if magic != 0x4a524456 or len(body) != dlen or check != \
                 xxhash.xxh3_64_intdigest(
                     body, seed=xxhash.xxh3_64_intdigest(data[off:off + 32])):
             sys.exit("invalid record at %d" % off)
-        print(off, kind, voff, n)
+        if kind == 3:
+            pack, poff = struct.unpack_from("<I", body, 32)[0], \
+                struct.unpack_from("<Q", body, 40)[0]
+            print(off, kind, voff, n, pack, poff)
+        else:
+            print(off, kind, voff, n)
         off += 40 + dlen
     assert off == len(data), "trailing bytes at %d" % off
 elif cmd == "region":
@@ -238,8 +249,9 @@ cmp -n $M "$tmpdir/ex.out" /dev/zero || fail "2: bytes before the region"
 no_journal vol "2: after export"
 
 # ---- 3 and 5. a torn or damaged last record is dropped ----------------------
-# The same writes to two volumes; the last one (0xee over 0x00 and 0xcc)
-# is cut short in t3's newest segment and has one bit flipped in t5's.
+# The same writes to two volumes; the last one (0xee over 0x00 and 0xcc,
+# within one chunk: journaled data, not stored in place) is cut short in
+# t3's newest segment and has one bit flipped in t5's.
 new_store >/dev/null
 for v in t3 t5; do
 	vdisk create $v 4M || fail "create $v"
@@ -249,7 +261,7 @@ serve
 ops=()
 for v in t3 t5; do
 	ops+=("@$v:$tmpdir/$v.exp" w:0:$M:0xcc w:$((2 * M)):4096:0xcd
-	      z:$((100 * 1024)):5000:0 f "c:$tmpdir/$v.before" w:$((M / 2)):$M:0xee f)
+	      z:$((100 * 1024)):5000:0 f "c:$tmpdir/$v.before" w:$((M - 5000)):5000:0xee f)
 done
 jt write "$sock" "$serve_pid" "${ops[@]}" || fail "3: writes"
 crash
@@ -259,7 +271,7 @@ for v in t3 t5; do
 	[ ${#segs[@]} -eq 1 ] || fail "3: ${#segs[@]} segments in $(jdir $v), expected 1"
 	jt records "${segs[0]}" >"$tmpdir/$v.recs" || fail "3: parse ${segs[0]}"
 	read -r roff kind voff len < <(tail -n 1 "$tmpdir/$v.recs")
-	[ "$kind $voff $len" = "1 $((M / 2)) $M" ] ||
+	[ "$kind $voff $len" = "1 $((M - 5000)) 5000" ] ||
 		fail "3: last record of $v is '$kind $voff $len', not the last write"
 	case $v in
 	t3) truncate -s $((roff + 40 + len / 2)) "${segs[0]}" ;;
@@ -276,15 +288,18 @@ new_store >/dev/null
 vdisk create vol 80M || fail "4: create"
 serve
 ops=()
-for ((i = 0; i < 72; i++)); do ops+=("w:$((i * M)):$M:$((i + 1))"); done
+# Unaligned: each has a journaled head of almost a chunk (and 15 whole
+# chunks stored in place between).
+for ((i = 0; i < 72; i++)); do ops+=("w:$((i * M + 512)):$M:$((i + 1))"); done
 jt write "$sock" "$serve_pid" @vol:/dev/null "${ops[@]}" f || fail "4: 72 MiB of writes"
 crash
 segs=("$(jdir vol)"/*.jnl)
 [ ${#segs[@]} -ge 2 ] || fail "4: the journal has ${#segs[@]} segment(s), expected 2 or more"
 old=${segs[0]}
 jt records "$old" >"$tmpdir/old.recs" || fail "4: parse $old"
-read -r roff kind voff len < <(sed -n 3p "$tmpdir/old.recs")
-[ "$kind" = 1 ] || fail "4: record 3 of $old is not a write"
+read -r roff kind voff len < <(awk '$2 == 1 && $4 > 8192' "$tmpdir/old.recs" | sed -n 3p)
+[ "$kind" = 1 ] || fail "4: $old has no third long write record"
+grep -q '^[0-9]* 3 ' "$tmpdir/old.recs" || fail "4: $old has no chunk record"
 printf '\xff' | dd of="$old" bs=1 seek=$((roff + 40 + 4321)) conv=notrunc status=none
 md5sum "$(jdir vol)"/*.jnl >"$tmpdir/j.md5"
 rm -f "$tmpdir/ex.out"
@@ -401,4 +416,47 @@ has_journal vol "7"
 same vol "$tmpdir/vol.exp" "7"
 no_journal vol "7: after export"
 vdisk check >"$tmpdir/check.out" || fail "7: vdisk check: $(cat "$tmpdir/check.out")"
+
+# ---- 8. a chunk stored in place that never reached the disk ---------------
+# Whole chunks are stored in a pack file, the journal pointing to them; a
+# flush syncs the pack before the journal.  A crash that kept the journal
+# record but not the chunk (the pack cut before it, as a power cut can
+# leave it) loses that write and everything after it, none of which a
+# flush covered, and keeps every flushed write.
+new_store >/dev/null
+vdisk create vol 4M || fail "8: create"
+img vol 4M
+serve
+jt write "$sock" "$serve_pid" "@vol:$tmpdir/vol.exp" w:0:$M:0xa8 \
+	w:$((2 * M + 100)):3000:0xa9 f "c:$tmpdir/vol.flushed" \
+	w:$M:$((2 * 65536)):0xb8 w:$((M + 4096)):4096:0xb9 w:$((3 * M)):65536:0xba ||
+	fail "8: writes"
+crash
+has_journal vol "8"
+segs=("$(jdir vol)"/*.jnl)
+jt records "${segs[-1]}" >"$tmpdir/v8.recs" || fail "8: parse ${segs[-1]}"
+read -r _ kind voff len pack poff < <(awk -v o=$M '$2 == 3 && $3 == o' "$tmpdir/v8.recs")
+[ "$kind $len" = "3 65536" ] || fail "8: no chunk record for the write at 1 MiB: $(cat "$tmpdir/v8.recs")"
+grep -q "^[0-9]* 1 $((M + 4096)) 4096\$" "$tmpdir/v8.recs" ||
+	fail "8: the write into a chunk stored in place is not journaled"
+# Reads see the later writes before the cut; cut the pack inside the chunk.
+pfile=$VDISK_STORE/data/$(printf '%08x' "$pack").pack
+[ -f "$pfile" ] || fail "8: no pack file $pfile"
+truncate -s $((poff + 100)) "$pfile"
+same vol "$tmpdir/vol.flushed" "8: cut before an unflushed chunk"
+no_journal vol "8: after export"
+vdisk check >"$tmpdir/check.out" || fail "8: vdisk check: $(cat "$tmpdir/check.out")"
+
+# The same writes, flushed: the chunks are on disk and every write stays.
+new_store >/dev/null
+vdisk create vol 4M || fail "8b: create"
+img vol 4M
+serve
+jt write "$sock" "$serve_pid" "@vol:$tmpdir/vol.exp" w:0:$M:0xa8 \
+	w:$((2 * M + 100)):3000:0xa9 f w:$M:$((2 * 65536)):0xb8 \
+	w:$((M + 4096)):4096:0xb9 w:$((3 * M)):65536:0xba f || fail "8b: writes"
+crash
+has_journal vol "8b"
+same vol "$tmpdir/vol.exp" "8b: flushed chunks stored in place"
+no_journal vol "8b: after export"
 echo OK

@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -137,13 +138,18 @@ static void plan(unsigned round)
 		memset(o, 0, sizeof(*o));
 		if (w < 840) {
 			o->kind = w < 780 ? OP_WRITE : OP_ZERO;
+			const bool whole = et_chance(&r, 30);
 			o->nsec = (uint32_t)et_range(&r, 1, o->kind == OP_WRITE ? 40 : 24);
-			if (et_chance(&r, 30)) /* whole chunks */
+			if (whole) /* whole chunks */
 				o->nsec = (o->nsec + SPC - 1) / SPC * SPC;
 			if (o->nsec > nsectors)
 				o->nsec = nsectors;
 			o->sec = (uint32_t)et_below(&r, nsectors - o->nsec + 1);
-			if (et_chance(&r, 30))
+			/* Aligned whole chunks are stored in place (a chunk
+			 * record in the journal), the rest journaled: half the
+			 * whole-chunk writes are aligned, so both kinds mix in
+			 * the same chunks between flushes and kills. */
+			if (et_chance(&r, 30) || (whole && et_chance(&r, 50)))
 				o->sec = o->sec / SPC * SPC;
 		} else if (w < 930) {
 			o->kind = OP_FLUSH;
@@ -609,6 +615,9 @@ static void run_rounds(unsigned rounds, unsigned min_ms, unsigned max_ms)
 	for (unsigned round = 1; round <= rounds; round++) {
 		plan(round);
 		unlink(side_path);
+		/* Odd rounds store whole chunks in place (chunk records), even
+		 * ones journal them: replay meets both, over each other. */
+		setenv("VDISK_IN_PLACE", round % 2 ? "on" : "off", 1);
 		if (powercut)
 			power_cut();
 		fflush(NULL);

@@ -1421,6 +1421,8 @@ int main(int argc, char **argv)
 	setenv("VDISK_COMPACT", "aggressive", 1);
 #endif
 	et_rng_seed(&rng, et_init_seed(argc, argv));
+	/* Whole chunks stored in place (the default), unless told. */
+	setenv("VDISK_IN_PLACE", "on", 0);
 	unsigned long nops = 25000;
 	if (argc > 2)
 		nops = strtoul(argv[2], NULL, 0);

@@ -504,6 +504,10 @@ int main(int argc, char **argv)
 	pthread_t ts, tf, tr;
 	int rc;
 
+	/* Whole chunks stored in place (the default), unless told: their
+	 * locks (journal, pack file) under snapshots and concurrent writers. */
+	setenv("VDISK_IN_PLACE", "on", 0);
+
 	et_rng_seed(&rng, et_init_seed(argc, argv));
 	et_rng_seed(&r_snap, et_next(&rng));
 	et_rng_seed(&r_read, et_next(&rng));
