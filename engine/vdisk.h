@@ -318,7 +318,7 @@ void vd_store_close(vd_store *store);
 int vd_store_init(const char *dir, uint32_t chunk_size);
 
 struct vd_store_info {
-	uint32_t format_version;  /* of this store: 1, or VD_FORMAT_VERSION */
+	uint32_t format_version;  /* of this store: 1 to VD_FORMAT_VERSION */
 	uint32_t chunk_size;
 	char uuid[37];            /* RFC 4122 text, with dashes */
 	uint64_t chunks;          /* unique chunks referenced */
