@@ -365,26 +365,38 @@ static int ref_stored(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	return chunk_put(s, w->txn, hash, c);
 }
 
+/* Adds a reference to HASH if the index names it: 1 if it did, 0 if HASH
+ * is new, or < 0. */
+static int ref_if_stored(vd_store *s, struct wtxn *w, const uint8_t hash[32])
+{
+	MDB_val k = { 32, (void *)hash }, v;
+	struct fmt_chunk c;
+	char hx[17];
+	int rc, r;
+
+	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return err_mdb(rc, "chunk index");
+	if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0) {
+		hex8(hash, hx);
+		return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
+	}
+	r = ref_stored(s, w, hash, &c);
+	return r < 0 ? r : 1;
+}
+
 int chunk_ref(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	      const void *raw, const void *payload, uint8_t codec,
 	      uint32_t stored_len)
 {
-	MDB_val k = { 32, (void *)hash }, v;
 	struct fmt_chunk c;
 	struct fmt_record rec;
-	int rc, r;
+	int r;
 
-	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
-	if (rc == 0) {
-		if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0) {
-			char hx[17];
-			hex8(hash, hx);
-			return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
-		}
-		return ref_stored(s, w, hash, &c);
-	}
-	if (rc != MDB_NOTFOUND)
-		return err_mdb(rc, "chunk index");
+	if ((r = ref_if_stored(s, w, hash)) != 0)
+		return r < 0 ? r : 0;
 
 	/* New content: store it. */
 	if (!payload) {
@@ -486,23 +498,14 @@ void chunk_unindexed_drop(vd_store *s, const struct fmt_chunk *at)
 int chunk_ref_at(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 		 const struct fmt_chunk *at)
 {
-	MDB_val k = { 32, (void *)hash }, v;
 	struct fmt_chunk c;
-	int rc;
+	int r;
 
 	/* Named now, or its copy is dead space from here on. */
 	chunk_unindexed_drop(s, at);
-	rc = mdb_get(w->txn, s->st_chunks, &k, &v);
-	if (rc == 0) { /* stored already: the record at AT stays dead space */
-		if (fmt_chunk_decode(v.mv_data, v.mv_size, &c) != 0) {
-			char hx[17];
-			hex8(hash, hx);
-			return SET_ERROR(VD_ECORRUPT, "chunk %s: malformed index value", hx);
-		}
-		return ref_stored(s, w, hash, &c);
-	}
-	if (rc != MDB_NOTFOUND)
-		return err_mdb(rc, "chunk index");
+	/* Stored already: the record at AT stays dead space. */
+	if ((r = ref_if_stored(s, w, hash)) != 0)
+		return r < 0 ? r : 0;
 	c = *at;
 	c.refs = 1;
 	w->d.chunks++;
