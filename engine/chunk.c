@@ -147,13 +147,11 @@ void chunk_hash(const void *data, size_t len, uint8_t out[32])
 
 bool chunk_is_zero(const void *data, size_t len)
 {
-	const uint64_t *p = data;
+	const uint8_t *p = data;
 
-	/* Chunk sizes are powers of two >= 4096: whole words. */
-	for (size_t i = 0; i < len / 8; i++)
-		if (p[i])
-			return false;
-	return true;
+	/* Any alignment (frames sit anywhere in a buffer): zero if the first
+	 * byte is and every byte equals the next. */
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
 size_t chunk_record_max(const vd_store *s)
