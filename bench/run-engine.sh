@@ -22,11 +22,7 @@
 # Part 4 needs a Debian 12 minbase image; the first run makes it with
 # debootstrap (a few minutes) and keeps it in bench/cache/.
 set -u -o pipefail
-cd "$(dirname "$0")"
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/dirs.sh" ""
 parts=${*:-1 2 3 4 5}
 big=${P2_BIG:-8G}
 raw=${ENGINE_RAW:-$bench/results/engine-raw.txt}

@@ -29,11 +29,7 @@
 # (default 1G), RUNTIME (default 10), TARGETS (subset), VDISK.
 # Writes bench/results/fuse-raw.txt (RESULT lines) and fuse-latest.md.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/fuse
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/../dirs.sh" fuse
 size=${SIZE:-1G}
 runtime=${RUNTIME:-10}
 targets=${TARGETS:-vdisk-fuse vdisk-nbd qsd-raw qsd-qcow2 snap-kernel snap-direct}

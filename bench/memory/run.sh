@@ -29,11 +29,7 @@
 # SERVER peak hwm" row (vdisk's with the bound, --cache + 64 MiB), then
 # the load average.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/memory
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/../dirs.sh" memory
 size=${SIZE:-1G}
 runtime=${RUNTIME:-5}
 burst=${BURST:-512M}

@@ -57,11 +57,7 @@
 # Writes bench/results/nbd-raw.txt (RESULT lines) and nbd-latest.md
 # (bench/nbd/report.py turns the first into the second).
 set -u -o pipefail
-cd "$(dirname "$0")/.."
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/nbd
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/../dirs.sh" nbd
 size=${SIZE:-2G}
 runtime=${RUNTIME:-10}
 burst=${BURST:-512M}

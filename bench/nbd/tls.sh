@@ -47,11 +47,7 @@
 # Writes bench/results/tls-raw.txt (RESULT lines, as run.sh) and
 # bench/results/tls-latest.md (made from the first by the Python at the end).
 set -u -o pipefail
-cd "$(dirname "$0")/.."
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/tls
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/../dirs.sh" tls
 size=${SIZE:-1G}
 runtime=${RUNTIME:-10}
 servers=${SERVERS:-vdisk-tls vdisk qemu-tls qemu nbdkit-tls nbdkit}

@@ -30,11 +30,7 @@
 #
 # Writes bench/results/space-COMMIT.md (the table) and prints it.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
-bench=$PWD
-top=$(cd .. && pwd)
-tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}/space
-case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+source "$(dirname "$0")/../dirs.sh" space
 size=${SIZE:-2G}
 duration=${DURATION:-1800}
 duration2=${DURATION2:-0}
