@@ -74,6 +74,12 @@ struct pack_writer {
 	bool unsynced;    /* appended since the last fdatasync */
 	bool new_file;    /* its directory entry is not yet synced */
 	uint64_t appended; /* bytes appended by this handle, ever */
+	/* Large appends bypass the page cache (pack_appendv): the same file
+	 * opened O_DIRECT (-1: not yet, or the file system refuses it), and
+	 * an aligned buffer the records are gathered in. */
+	int dfd;
+	bool no_direct;
+	uint8_t *stage;
 };
 
 struct chunk_cache;
