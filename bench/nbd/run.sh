@@ -26,6 +26,10 @@
 #
 # Workloads (in this order, each over the whole export):
 #   seqw / seqr          sequential 1 MiB, queue depth 8, SIZE bytes
+#   seqr2                the same read again: for vdisk, whose whole-chunk
+#                        writes bypass the page cache, seqr reads from the
+#                        disk and seqr2 from the page cache, as the peers'
+#                        seqr does
 #   randw1 / randw32     random 4 KiB writes over the data, QD 1 / 32, RUNTIME s
 #   randwf1 / randwf32   the same with an NBD flush after every 8 writes
 #                        (fio --fsync=8), QD 1 / 32, RUNTIME s
@@ -167,9 +171,9 @@ run() {
 	seqw) set -- $(job seqw --rw=write --bs=1M --iodepth=8 --size="$size")
 		got $# 5
 		res "$s" seqw "$1"; res "$s" seqw.cpu "$3"; res "$s" seqw.tail "$5" ;;
-	seqr) set -- $(job seqr --rw=read --bs=1M --iodepth=8 --size="$size")
+	seqr|seqr2) set -- $(job "$wl" --rw=read --bs=1M --iodepth=8 --size="$size")
 		got $# 5
-		res "$s" seqr "$1"; res "$s" seqr.cpu "$3"; res "$s" seqr.tail "$5" ;;
+		res "$s" "$wl" "$1"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.tail" "$5" ;;
 	randw*|randr*)
 		local rw=randwrite qd=${wl#rand?} sync=
 		case $wl in randr*) rw=randread ;; randwf*) qd=${wl#randwf} sync=--fsync=8 ;; esac
@@ -195,7 +199,7 @@ fill() {   # fill: write the whole export once (not recorded)
 	got $# 5
 }
 
-all="seqw seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
+all="seqw seqr seqr2 randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
 jobs=${JOBS:-$all}
 wanted() { case " $jobs " in *" $1 "*) return 0 ;; esac; return 1; }
 # run_jobs SERVER WORKLOAD...: the wanted ones of WORKLOAD..., in order;
@@ -206,7 +210,7 @@ run_jobs() {
 	for wl in "$@"; do
 		wanted "$wl" || continue
 		case $wl in seqw|randw*) filled=1 ;;
-		seqr|randr*) [ -n "$filled" ] || fill; filled=1 ;; esac
+		seqr*|randr*) [ -n "$filled" ] || fill; filled=1 ;; esac
 		run "$wl" "$s"
 	done
 }
@@ -266,7 +270,7 @@ for s in $servers; do
 		stop_server
 		qemu-img create -q -f qcow2 -b "$tmp/base.qcow2" -F qcow2 "$tmp/ov.qcow2" || exit 1
 		serve_qemu qcow2 "$tmp/ov.qcow2"
-		for wl in seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush; do wanted "$wl" && run "$wl" "$s"; done ;;
+		for wl in seqr seqr2 randw1 randw32 randwf1 randwf32 randr1 randr32 flush; do wanted "$wl" && run "$wl" "$s"; done ;;
 	qemu-snap)
 		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/img.qcow2"
