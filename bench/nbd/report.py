@@ -43,6 +43,8 @@ WL = [
     ("randwf32", "Random write, 4 KiB, QD 32, flush every 8 writes (fio --fsync=8)", "IOPS"),
     ("randr1", "Random read, 4 KiB, QD 1", "IOPS"),
     ("randr32", "Random read, 4 KiB, QD 32", "IOPS"),
+    ("randr1s", "Random read, 4 KiB, QD 1, right after the server restarts", "IOPS"),
+    ("randr32s", "Random read, 4 KiB, QD 32, right after the server restarts", "IOPS"),
 ]
 
 
@@ -204,6 +206,8 @@ def row(target, wl, unit, bar_server, factor=1.0, vd="vdisk", vdc="vdisk-cache")
 
 for wl in ("randr1", "randr32"):
     row("random reads ≥ nbdkit", wl, "IOPS", "nbdkit")
+for wl in ("randr1s", "randr32s"):
+    row("random reads right after the server starts ≥ qemu-nbd qcow2", wl, "IOPS", "qemu-qcow2")
 for wl in ("randw1", "randw32"):
     row("random writes ≥ nbdkit", wl, "IOPS", "nbdkit")
 for wl in ("randw1", "randw32"):

@@ -4,7 +4,7 @@
 # anchors, in one run, reported as figures and ratios ("the client matters":
 # every server gets the same client).  Not part of make check.
 #
-#   bench/nbd/run.sh            # ~13-15 min on 2 cores with the defaults
+#   bench/nbd/run.sh            # ~15-17 min on 2 cores with the defaults
 #
 # Servers (one at a time; scratch data deleted between them):
 #   vdisk         vdisk serve, default cache
@@ -34,6 +34,8 @@
 #   randwf1 / randwf32   the same with an NBD flush after every 8 writes
 #                        (fio --fsync=8), QD 1 / 32, RUNTIME s
 #   randr1 / randr32     random 4 KiB reads of the data, QD 1 / 32, RUNTIME s
+#   randr1s / randr32s   the same, each right after the server restarts
+#                        (its own caches empty, the page cache warm)
 #   flush                write BURST bytes (1 MiB, QD 8, no flush), then time
 #                        one NBD flush on its own
 # Per job: the server's CPU time (utime+stime of its process, /proc/PID/stat)
@@ -102,8 +104,12 @@ res meta versions "$(fio --version)/qemu-nbd-$(qemu-nbd --version | awk 'NR==1{p
 
 
 sock=$tmp/sock
+# restart_server: stops the server and starts it again as it was started
+# (its caches empty, the page cache as it was)
+restart_server() { stop_server; "${last_serve[@]}"; }
 serve_vdisk() {   # serve_vdisk EXPORT [serve options...]
 	local exp=$1
+	last_serve=(serve_vdisk "$@")
 	shift
 	rm -f "$sock"
 	VDISK_STORE=$tmp/store "$vdisk" serve --socket "$sock" "$@" "$exp" 2>>"$tmp/serve.log" &
@@ -112,6 +118,7 @@ serve_vdisk() {   # serve_vdisk EXPORT [serve options...]
 	wait_sock "$sock"
 }
 serve_qemu() {   # serve_qemu FORMAT IMAGE
+	last_serve=(serve_qemu "$@")
 	rm -f "$sock"
 	qemu-nbd -t -f "$1" -k "$sock" --cache=writeback --aio=threads -e 8 "$2" &
 	server_pid=$!
@@ -119,6 +126,7 @@ serve_qemu() {   # serve_qemu FORMAT IMAGE
 	wait_sock "$sock"
 }
 serve_nbdkit() {   # serve_nbdkit IMAGE
+	last_serve=(serve_nbdkit "$@")
 	rm -f "$sock"
 	nbdkit -f -U "$sock" file "$1" &
 	server_pid=$!
@@ -174,6 +182,14 @@ run() {
 	seqr|seqr2) set -- $(job "$wl" --rw=read --bs=1M --iodepth=8 --size="$size")
 		got $# 5
 		res "$s" "$wl" "$1"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.tail" "$5" ;;
+	randr1s|randr32s)
+		restart_server
+		local qd=${wl#randr}
+		set -- $(job "$wl" --rw=randread --bs=4k --iodepth="${qd%s}" --size="$size" \
+			--time_based --runtime="$runtime" --randrepeat=0)
+		got $# 5
+		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4"
+		res "$s" "$wl.tail" "$5" ;;
 	randw*|randr*)
 		local rw=randwrite qd=${wl#rand?} sync=
 		case $wl in randr*) rw=randread ;; randwf*) qd=${wl#randwf} sync=--fsync=8 ;; esac
@@ -199,7 +215,7 @@ fill() {   # fill: write the whole export once (not recorded)
 	got $# 5
 }
 
-all="seqw seqr seqr2 randw1 randw32 randwf1 randwf32 randr1 randr32 flush"
+all="seqw seqr seqr2 randw1 randw32 randwf1 randwf32 randr1 randr32 randr1s randr32s flush"
 jobs=${JOBS:-$all}
 wanted() { case " $jobs " in *" $1 "*) return 0 ;; esac; return 1; }
 # run_jobs SERVER WORKLOAD...: the wanted ones of WORKLOAD..., in order;
