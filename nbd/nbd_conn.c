@@ -9,7 +9,10 @@
  *    There is no queue and no hand-off between threads: at queue depth 1
  *    the thread that read a request answers it, and a slow request still
  *    never blocks the others (another worker reads the next one).  This is
- *    nbdkit's model (server/connections.c, protocol.c).
+ *    nbdkit's model (server/connections.c, protocol.c).  One step further:
+ *    a small READ with nothing more from the client waiting is answered
+ *    with recv_lock kept (answer_inline), so at queue depth 1 one worker
+ *    receives and answers every request and the others sleep.
  *  - Replies are written whole under send_lock, so the chunks of one reply
  *    are never interleaved with another's (the protocol would allow it; we
  *    do not need it).  A worker that finds send_lock taken queues a copy of
@@ -79,6 +82,9 @@
 #define QUEUE_REPLY_MAX (64u * 1024)
 #define QUEUE_MAX (1024u * 1024)
 #define QUEUE_IOV 64
+/* READs up to this many bytes may be answered by their receiver before it
+ * hands receiving over (answer_inline). */
+#define INLINE_READ_MAX (128u * 1024)
 
 struct pool_buf {
 	struct pool_buf *next;
@@ -741,6 +747,27 @@ static const char *receive(struct nbd_conn *c, struct nbd_job *job, int *got)
 	return NULL;
 }
 
+/* True if the worker that read JOB may answer it before it lets another
+ * worker receive: a small READ (no long wait on it) with nothing more from
+ * the client yet.  Keeping recv_lock then saves, per request, waking a
+ * worker to receive and putting this one to sleep on recv_lock: at queue
+ * depth 1, three context switches of the four each request cost (a
+ * request arriving meanwhile waits for one small read, not for a long
+ * one).  Anything else, or a client with more requests on the way, is
+ * handed over as before. */
+static bool answer_inline(struct nbd_conn *c, const struct nbd_job *job)
+{
+	return job->req.type == NBD_CMD_READ &&
+	       job->req.length <= INLINE_READ_MAX && !nbd_tp_pending(&c->tp);
+}
+
+static void finish(struct nbd_conn *c, struct nbd_job *job)
+{
+	execute(c, job);
+	buf_put(c, job->buf, nbdp_request_payload(&job->req));
+	uncharge(c, job->cost);
+}
+
 static void *worker_main(void *arg)
 {
 	struct nbd_conn *c = arg;
@@ -748,32 +775,33 @@ static void *worker_main(void *arg)
 	const char *why;
 	int got, closing;
 
+	pthread_mutex_lock(&c->recv_lock);
 	for (;;) {
-		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->lock);
 		/* Requests read ahead are dropped once the server stops. */
 		closing = c->closing || atomic_load(&c->stopping);
 		pthread_mutex_unlock(&c->lock);
-		if (closing) {
-			pthread_mutex_unlock(&c->recv_lock);
+		if (closing)
 			break;
-		}
 		why = receive(c, &job, &got);
 		if (why) {
 			pthread_mutex_lock(&c->lock);
 			c->closing = 1;
 			c->why = why;
 			pthread_mutex_unlock(&c->lock);
-		}
-		pthread_mutex_unlock(&c->recv_lock);
-		if (why)
 			break;
+		}
 		if (!got)
 			continue;
-		execute(c, &job);
-		buf_put(c, job.buf, nbdp_request_payload(&job.req));
-		uncharge(c, job.cost);
+		if (answer_inline(c, &job)) {
+			finish(c, &job); /* still the receiver */
+			continue;
+		}
+		pthread_mutex_unlock(&c->recv_lock);
+		finish(c, &job);
+		pthread_mutex_lock(&c->recv_lock);
 	}
+	pthread_mutex_unlock(&c->recv_lock);
 	return NULL;
 }
 
