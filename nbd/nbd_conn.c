@@ -85,6 +85,11 @@
 /* READs up to this many bytes may be answered by their receiver before it
  * hands receiving over (answer_inline). */
 #define INLINE_READ_MAX (128u * 1024)
+/* A worker takes up to BATCH_MAX READs of up to BATCH_READ_MAX bytes each
+ * (never waiting for the in-flight budget: nbd_server_charge) in one turn
+ * at receiving, if they are in the read-ahead buffer already. */
+#define BATCH_MAX 8
+#define BATCH_READ_MAX (64u * 1024)
 
 struct pool_buf {
 	struct pool_buf *next;
@@ -331,12 +336,19 @@ static bool queue_reply(struct nbd_conn *c, const struct iovec *iov, int n)
 	return true;
 }
 
+/* Set while a worker runs the requests of a batch before its last. */
+static __thread bool defer_replies;
+
 /* Sends one whole reply.  If another worker is sending, a small reply is
  * queued for it instead of waiting: it goes out with the next sendmsg of
  * that worker, which drains the queue before and after it releases the
  * lock, so every reply queued is sent before its worker could exit. */
 static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
 {
+	/* A batch's replies but its last wait in the queue: the last one's
+	 * send takes them all (run_batch). */
+	if (defer_replies && queue_reply(c, iov, n))
+		return;
 	if (pthread_mutex_trylock(&c->send_lock) != 0) {
 		if (queue_reply(c, iov, n)) {
 			/* The sender may have released the lock meanwhile. */
@@ -761,6 +773,22 @@ static bool answer_inline(struct nbd_conn *c, const struct nbd_job *job)
 	       job->req.length <= INLINE_READ_MAX && !nbd_tp_pending(&c->tp);
 }
 
+static bool batchable(const struct nbdp_request *r)
+{
+	return r->type == NBD_CMD_READ && r->length <= BATCH_READ_MAX;
+}
+
+/* True if the next request is a batchable READ whose header the
+ * read-ahead buffer holds already (receiving it never blocks). */
+static bool next_batchable(struct nbd_conn *c)
+{
+	uint8_t hdr[NBDP_REQUEST_SIZE];
+	struct nbdp_request r;
+
+	return nbd_tp_peek(&c->tp, hdr, sizeof(hdr)) &&
+	       nbdp_request_decode(hdr, &r) == 0 && batchable(&r);
+}
+
 static void finish(struct nbd_conn *c, struct nbd_job *job)
 {
 	execute(c, job);
@@ -768,12 +796,37 @@ static void finish(struct nbd_conn *c, struct nbd_job *job)
 	uncharge(c, job->cost);
 }
 
+/* Marks receiving ended, for WHY. */
+static void set_closing(struct nbd_conn *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	c->closing = 1;
+	c->why = why;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Runs the N requests of JOBS and sends their replies: those before the
+ * last wait in the reply queue, and go with the last one's send, several
+ * per sendmsg. */
+static void run_batch(struct nbd_conn *c, struct nbd_job *jobs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		defer_replies = i + 1 < n;
+		finish(c, &jobs[i]);
+	}
+	defer_replies = false;
+}
+
+/* Each turn at recv_lock reads one request, or a batch of small READs
+ * already received (at a deep queue: one wake-up of the next receiver
+ * and one sendmsg per batch, not per request), and answers it after
+ * letting go of recv_lock, unless answer_inline(). */
 static void *worker_main(void *arg)
 {
 	struct nbd_conn *c = arg;
-	struct nbd_job job;
-	const char *why;
-	int got, closing;
+	struct nbd_job jobs[BATCH_MAX];
+	const char *why = NULL;
+	int got, n, closing;
 
 	pthread_mutex_lock(&c->recv_lock);
 	for (;;) {
@@ -783,22 +836,26 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (closing)
 			break;
-		why = receive(c, &job, &got);
-		if (why) {
-			pthread_mutex_lock(&c->lock);
-			c->closing = 1;
-			c->why = why;
-			pthread_mutex_unlock(&c->lock);
+		if ((why = receive(c, &jobs[0], &got))) {
+			set_closing(c, why);
 			break;
 		}
 		if (!got)
 			continue;
-		if (answer_inline(c, &job)) {
-			finish(c, &job); /* still the receiver */
+		if (answer_inline(c, &jobs[0])) {
+			finish(c, &jobs[0]); /* still the receiver */
 			continue;
 		}
+		n = 1;
+		while (batchable(&jobs[0].req) && n < BATCH_MAX && next_batchable(c)) {
+			if ((why = receive(c, &jobs[n], &got))) {
+				set_closing(c, why); /* the batch is answered */
+				break;
+			}
+			n += got;
+		}
 		pthread_mutex_unlock(&c->recv_lock);
-		finish(c, &job);
+		run_batch(c, jobs, n);
 		pthread_mutex_lock(&c->recv_lock);
 	}
 	pthread_mutex_unlock(&c->recv_lock);

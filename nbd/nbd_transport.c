@@ -226,6 +226,14 @@ int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len)
 	return 0;
 }
 
+bool nbd_tp_peek(const struct nbd_transport *tp, void *buf, size_t len)
+{
+	if (!tp->rbuf || tp->rlen - tp->rpos < len)
+		return false;
+	memcpy(buf, tp->rbuf + tp->rpos, len);
+	return true;
+}
+
 /* True if the client has sent bytes not yet received: buffered here or
  * in GnuTLS, or waiting in the socket (a plain stream with a read-ahead
  * buffer takes them into it; without one they are peeked).  Never
