@@ -906,6 +906,35 @@ static void loc_put(vd_store *s, const uint8_t hash[32],
 	__atomic_store_n(&sl[0], q + 2, __ATOMIC_RELEASE);
 }
 
+/* For a read of part of raw frame I of remembered chunk HASH that the
+ * cache is to keep: the frame read straight into a cache piece, checked
+ * there, the part copied out (one copy of the frame fewer than through
+ * the record scratch).  1 if it was not done (no piece): the caller reads
+ * it the usual way. */
+static int load_raw_piece(vd_store *s, const struct fmt_frame_table *tab,
+			  const uint8_t hash[32], const struct fmt_chunk *c,
+			  uint32_t i, uint8_t *dst, size_t off, size_t len)
+{
+	const size_t fofs = (size_t)i * tab->frame_size;
+	uint8_t *piece = cache_piece_get(s->st_cache);
+	int r;
+
+	if (!piece)
+		return 1;
+	r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
+		       tab->f[i].offset,
+		       (struct iovec[1]){ { piece, tab->frame_size } }, 1, true);
+	if (r == 0)
+		r = frame_check(hash, c, tab, i, piece);
+	if (r < 0) {
+		cache_piece_put(s->st_cache, piece);
+		return r;
+	}
+	memcpy(dst, piece + (off - fofs), len);
+	cache_insert_piece(s->st_cache, hash, i, piece);
+	return 0;
+}
+
 /* Bytes [OFF, OFF + LEN) of remembered chunk HASH into DST: its frames
  * read into SCRATCH at their places in the record, checked, decoded.
  * -ENOENT or VD_ECORRUPT: the caller forgets the entry, takes the long
@@ -922,6 +951,15 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 	uint8_t *payload = scratch + FMT_REC_HEADER_SIZE;
 	struct iovec iov[LOC_FRAMES];
 	int n = 0, r;
+
+	/* The usual random read: part of one raw frame, which the cache
+	 * keeps while it has room (frames_decode). */
+	if (cache && first == last && tab->f[first].kind == FMT_FRAME_RAW &&
+	    tab->f[first].stored_len == fs && len < fs &&
+	    fs == cache_piece(s->st_cache) &&
+	    cache_has_room(s->st_cache, hash, fs) &&
+	    (r = load_raw_piece(s, tab, hash, c, first, dst, off, len)) <= 0)
+		return r;
 
 	/* The frames are back to back: one preadv, each raw frame the read
 	 * covers whole straight into DST, the others into SCRATCH. */
