@@ -769,21 +769,23 @@ static int read_failed(const uint8_t hash[32], int r)
  * (pack ids are never reused), so an entry stays right until its pack file
  * is removed; a read that finds the file gone, or a frame failing its
  * check, drops the entry and goes the long way.  Only verified tables go
- * in.  Slots are seqlocked (readers never wait), direct-mapped by name;
- * chunks of more than LOC_FRAMES frames are not kept. */
-#define LOC_SLOTS 8192u
+ * in.  Slots are seqlocked (readers never wait), direct-mapped by name,
+ * each as long as the store's chunks need (its frames); chunks of more
+ * than LOC_FRAMES frames are not kept.  LOC_SLOTS covers 4 GiB of 64 KiB
+ * chunks (8 MiB of slots, touched as they fill): with 8192 slots a
+ * random read of a 1 GiB volume found its chunk remembered half the time
+ * (16384 chunks), and each other miss cost a chunks-DB look-up and two
+ * preads, a third of the server's CPU at QD32. */
+#define LOC_SLOTS 65536u
 #define LOC_FRAMES 8u
-#define LOC_WORDS (7 + 2 * LOC_FRAMES)
+#define LOC_HEAD 7 /* words before the frames' */
 
-struct loc_slot {
-	uint32_t seq; /* odd while written */
-	/* name (4), pack_id << 32 | stored_len, offset, frame_size << 32 |
-	 * nframes, then per frame kind << 32 | stored_len, check. */
-	uint64_t w[LOC_WORDS];
-};
-
+/* A slot: SEQ (odd while written), then words: name (4), pack_id << 32 |
+ * stored_len, offset, frame_size << 32 | nframes, then per frame kind <<
+ * 32 | stored_len, check. */
 struct chunk_locs {
-	struct loc_slot slot[LOC_SLOTS];
+	size_t stride; /* words per slot, SEQ's included */
+	uint64_t words[];
 };
 
 void chunk_locs_free(vd_store *s)
@@ -792,16 +794,28 @@ void chunk_locs_free(vd_store *s)
 	s->st_locs = NULL;
 }
 
-static struct loc_slot *loc_slot(vd_store *s, const uint8_t hash[32])
+/* Frames a slot of S has room for. */
+static uint32_t loc_frames(const vd_store *s)
+{
+	const uint32_t fs = MIN((uint32_t)FRAME_SIZE, s->st_chunk_size);
+
+	return MIN(LOC_FRAMES, MAX(1u, s->st_chunk_size / fs));
+}
+
+/* HASH's slot: SEQ at [0], the words after it. */
+static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 {
 	struct chunk_locs *l = __atomic_load_n(&s->st_locs, __ATOMIC_ACQUIRE);
 	uint64_t h;
 
 	if (!l) {
-		struct chunk_locs *fresh = calloc(1, sizeof *fresh);
+		const size_t stride = 1 + LOC_HEAD + 2 * (size_t)loc_frames(s);
+		struct chunk_locs *fresh =
+			calloc(1, sizeof *fresh + LOC_SLOTS * stride * 8);
 
 		if (!fresh)
 			return NULL;
+		fresh->stride = stride;
 		if (__atomic_compare_exchange_n(&s->st_locs, &l, fresh, false,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			l = fresh;
@@ -809,31 +823,33 @@ static struct loc_slot *loc_slot(vd_store *s, const uint8_t hash[32])
 			free(fresh); /* another thread won; L is its */
 	}
 	memcpy(&h, hash + 16, 8);
-	return &l->slot[h & (LOC_SLOTS - 1)];
+	return &l->words[(h & (LOC_SLOTS - 1)) * l->stride];
 }
 
 /* C and TAB of framed chunk HASH, if remembered. */
 static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 		    struct fmt_frame_table *tab)
 {
-	const struct loc_slot *sl = loc_slot(s, hash);
-	uint64_t w[LOC_WORDS];
-	uint32_t q, pos;
+	const uint64_t *sl = loc_slot(s, hash);
+	const uint32_t room = loc_frames(s);
+	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
+	uint32_t pos;
+	uint64_t q;
 
 	if (!sl)
 		return false;
-	q = __atomic_load_n(&sl->seq, __ATOMIC_ACQUIRE);
+	q = __atomic_load_n(&sl[0], __ATOMIC_ACQUIRE);
 	if (q & 1)
 		return false;
 	/* Acquire loads, SEQ read again after them (as layer.c's slots). */
-	for (uint32_t i = 0; i < 7; i++)
-		w[i] = __atomic_load_n(&sl->w[i], __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < LOC_HEAD; i++)
+		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
 	if (memcmp(w, hash, 32) != 0 || (uint32_t)w[6] == 0 ||
-	    (uint32_t)w[6] > LOC_FRAMES)
+	    (uint32_t)w[6] > room)
 		return false;
-	for (uint32_t i = 7; i < 7 + 2 * (uint32_t)w[6]; i++)
-		w[i] = __atomic_load_n(&sl->w[i], __ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&sl->seq, __ATOMIC_RELAXED) != q)
+	for (uint32_t i = LOC_HEAD; i < LOC_HEAD + 2 * (uint32_t)w[6]; i++)
+		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&sl[0], __ATOMIC_RELAXED) != q)
 		return false;
 	*c = (struct fmt_chunk){ .pack_id = (uint32_t)(w[4] >> 32),
 				 .stored_len = (uint32_t)w[4], .offset = w[5],
@@ -842,9 +858,9 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 	tab->nframes = (uint32_t)w[6];
 	pos = (uint32_t)fmt_frame_table_size(tab->nframes);
 	for (uint32_t i = 0; i < tab->nframes; i++) {
-		tab->f[i].kind = (uint8_t)(w[7 + 2 * i] >> 32);
-		tab->f[i].stored_len = (uint32_t)w[7 + 2 * i];
-		tab->f[i].check = w[8 + 2 * i];
+		tab->f[i].kind = (uint8_t)(w[LOC_HEAD + 2 * i] >> 32);
+		tab->f[i].stored_len = (uint32_t)w[LOC_HEAD + 2 * i];
+		tab->f[i].check = w[LOC_HEAD + 1 + 2 * i];
 		tab->f[i].offset = pos;
 		pos += tab->f[i].stored_len;
 	}
@@ -858,35 +874,65 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 static void loc_put(vd_store *s, const uint8_t hash[32],
 		    const struct fmt_chunk *c, const struct fmt_frame_table *tab)
 {
-	struct loc_slot *sl = loc_slot(s, hash);
-	uint64_t w[LOC_WORDS];
-	uint32_t q, n;
+	uint64_t *sl = loc_slot(s, hash);
+	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
+	uint64_t q;
+	uint32_t n;
 
-	if (!sl || (tab && tab->nframes > LOC_FRAMES))
+	if (!sl || (tab && tab->nframes > loc_frames(s)))
 		return;
-	q = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED);
-	if ((q & 1) || !__atomic_compare_exchange_n(&sl->seq, &q, q + 1, false,
+	q = __atomic_load_n(&sl[0], __ATOMIC_RELAXED);
+	if ((q & 1) || !__atomic_compare_exchange_n(&sl[0], &q, q + 1, false,
 						    __ATOMIC_ACQUIRE,
 						    __ATOMIC_RELAXED))
 		return; /* being written: let it be */
 	memset(w, 0, sizeof w);
-	n = 7;
+	n = LOC_HEAD;
 	if (tab) {
 		memcpy(w, hash, 32);
 		w[4] = (uint64_t)c->pack_id << 32 | c->stored_len;
 		w[5] = c->offset;
 		w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes;
 		for (uint32_t i = 0; i < tab->nframes; i++) {
-			w[7 + 2 * i] = (uint64_t)tab->f[i].kind << 32 |
-				       tab->f[i].stored_len;
-			w[8 + 2 * i] = tab->f[i].check;
+			w[LOC_HEAD + 2 * i] = (uint64_t)tab->f[i].kind << 32 |
+					      tab->f[i].stored_len;
+			w[LOC_HEAD + 1 + 2 * i] = tab->f[i].check;
 		}
 		n += 2 * tab->nframes;
 	}
 	/* Release stores: they stay after the odd SEQ. */
 	for (uint32_t i = 0; i < n; i++)
-		__atomic_store_n(&sl->w[i], w[i], __ATOMIC_RELEASE);
-	__atomic_store_n(&sl->seq, q + 2, __ATOMIC_RELEASE);
+		__atomic_store_n(&sl[1 + i], w[i], __ATOMIC_RELEASE);
+	__atomic_store_n(&sl[0], q + 2, __ATOMIC_RELEASE);
+}
+
+/* For a read of part of raw frame I of remembered chunk HASH that the
+ * cache is to keep: the frame read straight into a cache piece, checked
+ * there, the part copied out (one copy of the frame fewer than through
+ * the record scratch).  1 if it was not done (no piece): the caller reads
+ * it the usual way. */
+static int load_raw_piece(vd_store *s, const struct fmt_frame_table *tab,
+			  const uint8_t hash[32], const struct fmt_chunk *c,
+			  uint32_t i, uint8_t *dst, size_t off, size_t len)
+{
+	const size_t fofs = (size_t)i * tab->frame_size;
+	uint8_t *piece = cache_piece_get(s->st_cache);
+	int r;
+
+	if (!piece)
+		return 1;
+	r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
+		       tab->f[i].offset,
+		       (struct iovec[1]){ { piece, tab->frame_size } }, 1, true);
+	if (r == 0)
+		r = frame_check(hash, c, tab, i, piece);
+	if (r < 0) {
+		cache_piece_put(s->st_cache, piece);
+		return r;
+	}
+	memcpy(dst, piece + (off - fofs), len);
+	cache_insert_piece(s->st_cache, hash, i, piece);
+	return 0;
 }
 
 /* Bytes [OFF, OFF + LEN) of remembered chunk HASH into DST: its frames
@@ -905,6 +951,15 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 	uint8_t *payload = scratch + FMT_REC_HEADER_SIZE;
 	struct iovec iov[LOC_FRAMES];
 	int n = 0, r;
+
+	/* The usual random read: part of one raw frame, which the cache
+	 * keeps while it has room (frames_decode). */
+	if (cache && first == last && tab->f[first].kind == FMT_FRAME_RAW &&
+	    tab->f[first].stored_len == fs && len < fs &&
+	    fs == cache_piece(s->st_cache) &&
+	    cache_has_room(s->st_cache, hash, fs) &&
+	    (r = load_raw_piece(s, tab, hash, c, first, dst, off, len)) <= 0)
+		return r;
 
 	/* The frames are back to back: one preadv, each raw frame the read
 	 * covers whole straight into DST, the others into SCRATCH. */
@@ -1151,6 +1206,24 @@ int chunk_load(vd_store *s, MDB_txn *txn, const uint8_t hash[32], void *out,
 	if (cache_read(s->st_cache, hash, dst, off, len))
 		return 0;
 	return load(s, txn, hash, dst, off, len, true);
+}
+
+int chunk_load_remembered(vd_store *s, const uint8_t hash[32], void *dst,
+			  size_t off, size_t len, bool cache)
+{
+	struct thread_ctx *t;
+	uint8_t *scratch;
+	struct fmt_chunk c;
+	int r;
+
+	if (len == 0 || whole(s, off, len) || !(t = thread_ctx()) ||
+	    !(scratch = scratch_for(t, s)) || !loc_get(s, hash, &c, &t->table))
+		return 1;
+	r = load_remembered(s, t, hash, &c, scratch, dst, off, len, cache);
+	if (r != -ENOENT && r != VD_ECORRUPT)
+		return r;
+	loc_put(s, hash, &c, NULL); /* moved, or damaged: the long way */
+	return 1;
 }
 
 /* Batched loads (VDISK_IO=uring): the records of whole-chunk cache misses

@@ -389,6 +389,13 @@ size_t chunk_record_max(const vd_store *s);
 /* True if the store holds chunk HASH (live or dead). */
 bool chunk_exists(vd_store *s, MDB_txn *txn, const uint8_t hash[32]);
 
+/* Bytes [OFF, OFF + LEN) of chunk HASH into DST (LEN bytes; not a whole
+ * chunk) if its location is remembered (chunk.c), with no transaction:
+ * 0, or 1 if it is not (or moved, or failed its check: the caller loads
+ * it the usual way, which reports damage), or < 0 on a read error.
+ * CACHE as for load(). */
+int chunk_load_remembered(vd_store *s, const uint8_t hash[32], void *dst,
+			  size_t off, size_t len, bool cache);
 /* Loads bytes [OFF, OFF + LEN) of chunk HASH, verified, into OUT + OFF
  * (OUT has chunk_size bytes; others may be written too), from the cache or
  * the data files; only the frames holding them are decoded.  TXN is a read

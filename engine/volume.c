@@ -126,13 +126,18 @@ int volume_pread(vd_volume *v, void *buf, size_t len, uint64_t off)
 			break;
 		if (hit == DIRTY_STALE)
 			view_end(&view);
-		/* Resolved before and in the chunk cache: no transaction. */
+		/* Resolved before, and in the chunk cache or where its frames
+		 * are remembered: no transaction. */
 		if (hit == DIRTY_MISS && chain_cached(&v->v_chain, idx, &seen) &&
 		    (seen.kind == FMT_MAP_HOLE
 		     ? (memset(out, 0, plen), true)
-		     : cache_read(v->v_store->st_cache, seen.hash, out, pofs, plen))) {
-			/* copied */
+		     : cache_read(v->v_store->st_cache, seen.hash, out, pofs, plen) ||
+		       (r = chunk_load_remembered(v->v_store, seen.hash, out,
+						  pofs, plen, !scan)) <= 0)) {
+			if (r < 0)
+				break;
 		} else if (hit == DIRTY_MISS || hit == DIRTY_STALE) {
+			r = 0; /* 1: not remembered, loaded below */
 			if (!view.txn && (r = view_begin(v, &view)) < 0)
 				break;
 			if ((r = chain_resolve(v->v_store, view.txn, &v->v_chain, idx,

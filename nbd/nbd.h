@@ -13,6 +13,7 @@
 #ifndef VDISK_NBD_H
 #define VDISK_NBD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -208,6 +209,13 @@ int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len);
  * holds (up to a buffer), so that a client's pipelined requests cost one
  * recv, not one each.  Only once no STARTTLS can follow (transmission). */
 void nbd_tp_read_ahead(struct nbd_transport *tp);
+/* Copies the next LEN bytes into BUF without receiving them, if the
+ * read-ahead buffer holds them already (false otherwise, and always with
+ * TLS).  The receiver only. */
+bool nbd_tp_peek(const struct nbd_transport *tp, void *buf, size_t len);
+/* True if more bytes from the client are ready to be received (never
+ * blocks).  The receiver only. */
+bool nbd_tp_pending(struct nbd_transport *tp);
 /* Writes all of IOV (which it modifies): 0 or -1.  One sender at a time. */
 int nbd_tp_send_iov(struct nbd_transport *tp, struct iovec *iov, int n);
 /* Runs the server side of the TLS handshake on TP's socket: 0, or -1 with

@@ -9,7 +9,10 @@
  *    There is no queue and no hand-off between threads: at queue depth 1
  *    the thread that read a request answers it, and a slow request still
  *    never blocks the others (another worker reads the next one).  This is
- *    nbdkit's model (server/connections.c, protocol.c).
+ *    nbdkit's model (server/connections.c, protocol.c).  One step further:
+ *    a small READ with nothing more from the client waiting is answered
+ *    with recv_lock kept (answer_inline), so at queue depth 1 one worker
+ *    receives and answers every request and the others sleep.
  *  - Replies are written whole under send_lock, so the chunks of one reply
  *    are never interleaved with another's (the protocol would allow it; we
  *    do not need it).  A worker that finds send_lock taken queues a copy of
@@ -79,6 +82,14 @@
 #define QUEUE_REPLY_MAX (64u * 1024)
 #define QUEUE_MAX (1024u * 1024)
 #define QUEUE_IOV 64
+/* READs up to this many bytes may be answered by their receiver before it
+ * hands receiving over (answer_inline). */
+#define INLINE_READ_MAX (128u * 1024)
+/* A worker takes up to BATCH_MAX READs of up to BATCH_READ_MAX bytes each
+ * (never waiting for the in-flight budget: nbd_server_charge) in one turn
+ * at receiving, if they are in the read-ahead buffer already. */
+#define BATCH_MAX 8
+#define BATCH_READ_MAX (64u * 1024)
 
 struct pool_buf {
 	struct pool_buf *next;
@@ -325,12 +336,19 @@ static bool queue_reply(struct nbd_conn *c, const struct iovec *iov, int n)
 	return true;
 }
 
+/* Set while a worker runs the requests of a batch before its last. */
+static __thread bool defer_replies;
+
 /* Sends one whole reply.  If another worker is sending, a small reply is
  * queued for it instead of waiting: it goes out with the next sendmsg of
  * that worker, which drains the queue before and after it releases the
  * lock, so every reply queued is sent before its worker could exit. */
 static void send_reply(struct nbd_conn *c, struct iovec *iov, int n)
 {
+	/* A batch's replies but its last wait in the queue: the last one's
+	 * send takes them all (run_batch). */
+	if (defer_replies && queue_reply(c, iov, n))
+		return;
 	if (pthread_mutex_trylock(&c->send_lock) != 0) {
 		if (queue_reply(c, iov, n)) {
 			/* The sender may have released the lock meanwhile. */
@@ -741,39 +759,106 @@ static const char *receive(struct nbd_conn *c, struct nbd_job *job, int *got)
 	return NULL;
 }
 
+/* True if the worker that read JOB may answer it before it lets another
+ * worker receive: a small READ (no long wait on it) with nothing more from
+ * the client yet.  Keeping recv_lock then saves, per request, waking a
+ * worker to receive and putting this one to sleep on recv_lock: at queue
+ * depth 1, three context switches of the four each request cost (a
+ * request arriving meanwhile waits for one small read, not for a long
+ * one).  Anything else, or a client with more requests on the way, is
+ * handed over as before. */
+static bool answer_inline(struct nbd_conn *c, const struct nbd_job *job)
+{
+	return job->req.type == NBD_CMD_READ &&
+	       job->req.length <= INLINE_READ_MAX && !nbd_tp_pending(&c->tp);
+}
+
+static bool batchable(const struct nbdp_request *r)
+{
+	return r->type == NBD_CMD_READ && r->length <= BATCH_READ_MAX;
+}
+
+/* True if the next request is a batchable READ whose header the
+ * read-ahead buffer holds already (receiving it never blocks). */
+static bool next_batchable(struct nbd_conn *c)
+{
+	uint8_t hdr[NBDP_REQUEST_SIZE];
+	struct nbdp_request r;
+
+	return nbd_tp_peek(&c->tp, hdr, sizeof(hdr)) &&
+	       nbdp_request_decode(hdr, &r) == 0 && batchable(&r);
+}
+
+static void finish(struct nbd_conn *c, struct nbd_job *job)
+{
+	execute(c, job);
+	buf_put(c, job->buf, nbdp_request_payload(&job->req));
+	uncharge(c, job->cost);
+}
+
+/* Marks receiving ended, for WHY. */
+static void set_closing(struct nbd_conn *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	c->closing = 1;
+	c->why = why;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Runs the N requests of JOBS and sends their replies: those before the
+ * last wait in the reply queue, and go with the last one's send, several
+ * per sendmsg. */
+static void run_batch(struct nbd_conn *c, struct nbd_job *jobs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		defer_replies = i + 1 < n;
+		finish(c, &jobs[i]);
+	}
+	defer_replies = false;
+}
+
+/* Each turn at recv_lock reads one request, or a batch of small READs
+ * already received (at a deep queue: one wake-up of the next receiver
+ * and one sendmsg per batch, not per request), and answers it after
+ * letting go of recv_lock, unless answer_inline(). */
 static void *worker_main(void *arg)
 {
 	struct nbd_conn *c = arg;
-	struct nbd_job job;
-	const char *why;
-	int got, closing;
+	struct nbd_job jobs[BATCH_MAX];
+	const char *why = NULL;
+	int got, n, closing;
 
+	pthread_mutex_lock(&c->recv_lock);
 	for (;;) {
-		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->lock);
 		/* Requests read ahead are dropped once the server stops. */
 		closing = c->closing || atomic_load(&c->stopping);
 		pthread_mutex_unlock(&c->lock);
-		if (closing) {
-			pthread_mutex_unlock(&c->recv_lock);
+		if (closing)
+			break;
+		if ((why = receive(c, &jobs[0], &got))) {
+			set_closing(c, why);
 			break;
 		}
-		why = receive(c, &job, &got);
-		if (why) {
-			pthread_mutex_lock(&c->lock);
-			c->closing = 1;
-			c->why = why;
-			pthread_mutex_unlock(&c->lock);
-		}
-		pthread_mutex_unlock(&c->recv_lock);
-		if (why)
-			break;
 		if (!got)
 			continue;
-		execute(c, &job);
-		buf_put(c, job.buf, nbdp_request_payload(&job.req));
-		uncharge(c, job.cost);
+		if (answer_inline(c, &jobs[0])) {
+			finish(c, &jobs[0]); /* still the receiver */
+			continue;
+		}
+		n = 1;
+		while (batchable(&jobs[0].req) && n < BATCH_MAX && next_batchable(c)) {
+			if ((why = receive(c, &jobs[n], &got))) {
+				set_closing(c, why); /* the batch is answered */
+				break;
+			}
+			n += got;
+		}
+		pthread_mutex_unlock(&c->recv_lock);
+		run_batch(c, jobs, n);
+		pthread_mutex_lock(&c->recv_lock);
 	}
+	pthread_mutex_unlock(&c->recv_lock);
 	return NULL;
 }
 

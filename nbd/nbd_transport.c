@@ -226,6 +226,43 @@ int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len)
 	return 0;
 }
 
+bool nbd_tp_peek(const struct nbd_transport *tp, void *buf, size_t len)
+{
+	if (!tp->rbuf || tp->rlen - tp->rpos < len)
+		return false;
+	memcpy(buf, tp->rbuf + tp->rpos, len);
+	return true;
+}
+
+/* True if the client has sent bytes not yet received: buffered here or
+ * in GnuTLS, or waiting in the socket (a plain stream with a read-ahead
+ * buffer takes them into it; without one they are peeked).  Never
+ * blocks. */
+bool nbd_tp_pending(struct nbd_transport *tp)
+{
+	char byte;
+	ssize_t got;
+
+	if (tp->tls && gnutls_record_check_pending(tp->tls) > 0)
+		return true;
+	if (tp->rbuf && tp->rpos < tp->rlen)
+		return true;
+	if (tp->rbuf && !tp->tls) {
+		do
+			got = recv(tp->fd, tp->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+		while (got < 0 && errno == EINTR);
+		if (got <= 0)
+			return false; /* nothing yet, or the end (seen again) */
+		tp->rpos = 0;
+		tp->rlen = (size_t)got;
+		return true;
+	}
+	do
+		got = recv(tp->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (got < 0 && errno == EINTR);
+	return got > 0;
+}
+
 static int tls_send_all(gnutls_session_t s, const char *p, size_t len)
 {
 	while (len) {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # A chunk that fails verification is EIO on the wire (structured and simple
 # replies) and logged by the server; other chunks stay readable and the
-# connection carries on.
+# connection carries on.  A frame damaged while the server has its chunk's
+# frames remembered (and another frame cached) is EIO too.
 source "$(dirname "$0")/functions.sh"
 requires /usr/bin/python3 od
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd missing"; exit 77; }
@@ -11,6 +12,11 @@ store=$VDISK_STORE
 vdisk create vol 1M || fail "create"
 head -c $((128 * 1024)) /dev/urandom >"$tmpdir/data"
 vdisk import --existing vol "$tmpdir/data" || fail "write"
+# "live": one chunk of raw frames, damaged below while the server has read
+# it (its frames' places remembered, one frame cached).
+vdisk create live 1M || fail "create live"
+head -c $((64 * 1024)) /dev/urandom >"$tmpdir/live"
+vdisk import --existing live "$tmpdir/live" || fail "write live"
 pack=$(ls "$store"/data/*.pack | head -1)
 [ -f "$pack" ] || fail "no pack file"
 # The first record's payload starts after the 64-byte pack header and the
@@ -54,5 +60,45 @@ for structured in (True, False):
     h.shutdown()
 print("OK")
 PY
+
+# Damage while served: frame 2 of "live" (raw, so its bytes are in the
+# pack as written) flipped after a read of frame 0.  Its read is EIO, never
+# the flipped bytes, every time; frame 0 still reads back.
+/usr/bin/python3 - "$tmpdir/sock" "$tmpdir/live" "$store" <<'PY' || fail "live damage"
+import errno
+import glob
+import sys
+
+import nbd
+
+sock, data, store = sys.argv[1], open(sys.argv[2], "rb").read(), sys.argv[3]
+K = 1024
+h = nbd.NBD()
+h.set_export_name("live")
+h.connect_unix(sock)
+assert h.pread(4 * K, 4 * K) == data[4 * K:8 * K], "frame 0"
+where = [(p, open(p, "rb").read().find(data[32 * K:33 * K]))
+         for p in glob.glob(store + "/data/*.pack")]
+where = [(p, o) for p, o in where if o >= 0]
+assert len(where) == 1, "frame 2 of live not found as written: %r" % where
+path, off = where[0]
+with open(path, "r+b") as f:
+    f.seek(off + 3000)
+    b = f.read(1)
+    f.seek(off + 3000)
+    f.write(bytes([b[0] ^ 0x40]))
+for attempt in range(2):
+    try:
+        h.pread(4 * K, 34 * K)
+        raise AssertionError("damaged frame read without error")
+    except nbd.Error as e:
+        assert e.errnum == errno.EIO, e
+assert h.pread(4 * K, 4 * K) == data[4 * K:8 * K], "frame 0 after"
+assert h.pread(4 * K, 48 * K) == data[48 * K:52 * K], "frame 3"
+h.shutdown()
+print("OK")
+PY
 grep -q "READ at offset" "$tmpdir/serve.log" || fail "corruption not logged: $(cat "$tmpdir/serve.log")"
+grep -q "export 'live'.*READ at offset 34816" "$tmpdir/serve.log" ||
+	fail "live damage not logged: $(cat "$tmpdir/serve.log")"
 cat "$tmpdir/serve.log"

@@ -221,6 +221,41 @@ for attempt in range(5):
         break
 check(reordered, "replies never came out of order")
 
+# Many small reads at once (the server answers runs of them together, their
+# replies sent in batches): each reply whole, under its own handle, with
+# the bytes asked for; holes among them, and one invalid request.
+known = os.urandom(1 * M)
+c.req(1, 12 * M, 1 * M, payload=known, handle=1999)
+check(c.reply()[1] == 0, "known write")
+rng = __import__("random").Random(7)
+want, reqs = {}, []
+for i in range(300):
+    if i == 150:
+        want[2000 + i] = None          # beyond the end: EINVAL
+        reqs.append(struct.pack(">IHHQQI", REQ_MAGIC, 0, 0, 2000 + i, 64 * M, 4096))
+        continue
+    ln = rng.choice((512, 4096, 4096, 16384))
+    if i % 10 == 3:                    # never written: zeroes
+        off = 40 * M + rng.randrange(0, M - ln)
+        want[2000 + i] = (off, bytes(ln))
+    else:
+        off = 12 * M + rng.randrange(0, M - ln)
+        want[2000 + i] = (off, known[off - 12 * M:off - 12 * M + ln])
+    reqs.append(struct.pack(">IHHQQI", REQ_MAGIC, 0, 0, 2000 + i, off, ln))
+c.s.sendall(b"".join(reqs))
+for _ in range(len(reqs)):
+    h, err, data = c.reply()
+    check(h in want, "unknown or repeated handle %d" % h)
+    w = want.pop(h)
+    if w is None:
+        check(err == EINVAL, "read beyond the end: error %d" % err)
+        continue
+    check(err == 0, "read %d failed: %d" % (h, err))
+    off, exp = w
+    got = b"".join(data[k] for k in sorted(data))
+    check(min(data) == off and got == exp, "read %d: wrong bytes" % h)
+check(not want, "replies missing")
+
 # Read-only export: writes are EPERM (payload consumed), reads work.
 r = Conn()
 r.go("vol@s")
