@@ -159,7 +159,7 @@ extern "C" {
  * any other version fails to open
  * with VD_EVERSION.  Equal to FMT_VERSION in format/format.h
  * (tests/unit/test-frontend.c checks). */
-#define VD_FORMAT_VERSION 4u
+#define VD_FORMAT_VERSION 5u
 
 /* vdisk's own error codes, in a band well clear of errno values.  vd_errno()
  * gives the errno a front end reports for each. */

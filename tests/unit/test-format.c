@@ -860,10 +860,26 @@ static void check_journal(void)
 	r.length = FMT_JREC_DATA_MAX + 1ull;
 	fmt_jrec_encode(&r, NULL, rb);
 	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record too long");
-	r.kind = 4;
+	r.kind = 5;
 	r.length = 1;
 	fmt_jrec_encode(&r, NULL, rb);
-	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 4");
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 5");
+	/* An epoch marker: the epoch in OFFSET, no length, no data. */
+	r.kind = FMT_JREC_EPOCH;
+	r.offset = 7;
+	r.length = 0;
+	CHECK(fmt_jrec_data_len(FMT_JREC_EPOCH, 0) == 0, "epoch marker data length");
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == 0 && rout.offset == 7 &&
+	      fmt_jrec_verify(rb, &rout, NULL), "journal epoch marker");
+	r.length = 1;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "epoch marker with a length");
+	r.length = 0;
+	r.offset = 0;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "epoch marker of epoch 0");
+	r.offset = 4096;
 	/* A chunk record: 56 bytes of data, checked; the body round-trips
 	 * and its reserved bytes must be zero. */
 	{
