@@ -362,6 +362,30 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 }
 
 
+/* ---- what an entry was written over --------------------------------------
+ *
+ * The committed state an entry of epoch E lies over is its layer at E: a
+ * read of it at the head could show entries of later epochs.  (In use they
+ * never exist while an entry relies on a base: the oldest entry of an
+ * index is sealed first.  But replay applies a journal over an index that
+ * a dead writer may have sealed later epochs into.) */
+int dirty_base_read(vd_volume *v, MDB_txn **txn, uint64_t epoch, uint64_t idx,
+		    void *out, size_t off, size_t len)
+{
+	struct chain c = v->v_chain;
+	int r;
+
+	if (!(c.links = malloc(c.n * sizeof *c.links)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	memcpy(c.links, v->v_chain.links, c.n * sizeof *c.links);
+	c.links[0].epoch = epoch;
+	c.slots = NULL; /* what it resolves to is not the head's */
+	c.slot_mask = 0;
+	r = chain_read(v->v_store, txn, &c, idx, out, off, len);
+	free(c.links);
+	return r;
+}
+
 /* ---- views of the committed state ---------------------------------------
  *
  * A chunk that is not dirty must be read from a read transaction that
@@ -604,7 +628,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 			pthread_mutex_unlock(&v->v_lock);
 			if (!(base = cache_buf_get(pool)))
 				return SET_ERROR(-ENOMEM, "out of memory");
-			r = chain_read(v->v_store, &txn, &v->v_chain, idx, base, 0, cs);
+			r = dirty_base_read(v, &txn, v->v_write_epoch, idx, base, 0, cs);
 			rtxn_end(txn);
 			txn = NULL;
 			if (r < 0) {
@@ -858,8 +882,13 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		bool stale;
 		int r;
 
+		uint64_t epoch;
+
 		pthread_mutex_lock(&v->v_lock);
-		if ((d = dirty_find(v, idx)) && d->stored) {
+		d = dirty_find(v, idx);
+		/* Gone: the head's state (which a caller rechecks). */
+		epoch = d ? d->epoch : FMT_EPOCH_HEAD;
+		if (d && d->stored) {
 			/* Stored in place: read it from there, and make sure the
 			 * entry did not change meanwhile. */
 			const struct fmt_chunk at = d->sat;
@@ -882,8 +911,8 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		pthread_mutex_unlock(&v->v_lock);
 		if (!view->txn && (r = view_begin(v, view)) < 0)
 			return r;
-		if ((r = chain_read(v->v_store, &view->txn, &v->v_chain, idx, out,
-				    pofs, plen)) < 0)
+		if ((r = dirty_base_read(v, &view->txn, epoch, idx, out, pofs,
+					 plen)) < 0)
 			return r;
 		pthread_mutex_lock(&v->v_lock);
 		if ((d = dirty_find(v, idx)) && !d->journaled) {
@@ -956,8 +985,8 @@ static int entry_materialise(vd_volume *v, uint64_t idx, uint8_t *out)
 		if (hit == DIRTY_SPARSE)
 			r = dirty_read_sparse(v, &view, idx, out, 0, cs);
 		else if (hit == DIRTY_MISS)
-			r = chain_read(v->v_store, &view.txn, &v->v_chain, idx, out,
-				       0, cs);
+			r = dirty_base_read(v, &view.txn, v->v_write_epoch, idx,
+					    out, 0, cs);
 		break;
 	}
 	view_end(&view);

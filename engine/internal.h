@@ -797,6 +797,11 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
  * in the index yet; journaled at LOC): the entry becomes STORED. */
 int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
 		       const struct fmt_chunk *at, const struct jloc *loc);
+/* Reads LEN bytes at OFF of chunk IDX of head V's committed state at
+ * EPOCH of its layer (what an entry of EPOCH was written over) into OUT;
+ * *TXN as for chain_read. */
+int dirty_base_read(vd_volume *v, MDB_txn **txn, uint64_t epoch, uint64_t idx,
+		    void *out, size_t off, size_t len);
 /* Lays PIECES over OUT, which holds [POFS, POFS+PLEN) of the chunk,
  * reading their data from V's journal. */
 int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,

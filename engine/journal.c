@@ -48,6 +48,8 @@
 #include "engine/internal.h"
 
 #define SEGMENT_MAX (64ull << 20) /* start a new segment past this */
+/* A segment with no write yet: its header and its epoch marker. */
+#define SEGMENT_EMPTY (FMT_JNL_HEADER_SIZE + FMT_JREC_HEADER_SIZE)
 
 struct journal {
 	vd_store *j_store;
@@ -636,7 +638,7 @@ int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
 	pthread_mutex_lock(&j->j_lock);
 	/* The records' segment first, so that the pin names it. */
 	if ((j->j_fd < 0 || (j->j_size + j->j_seg_chunk + weight > SEGMENT_MAX &&
-			     j->j_size + j->j_seg_chunk > FMT_JNL_HEADER_SIZE)) &&
+			     j->j_size + j->j_seg_chunk > SEGMENT_EMPTY)) &&
 	    (r = segment_start(j)) < 0)
 		goto out;
 	pthread_mutex_lock(&s->st_pack_lock);

@@ -38,7 +38,7 @@ static int fill_base(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 
 	if (!base)
 		return SET_ERROR(-ENOMEM, "out of memory");
-	r = chain_read(v->v_store, txn, &v->v_chain, it->idx, base, 0, cs);
+	r = dirty_base_read(v, txn, it->epoch, it->idx, base, 0, cs);
 	if (r == 0)
 		for (uint32_t p = 0; p < cs / PAGE; p++)
 			if (!(it->mask[p / 64] >> (p % 64) & 1))

@@ -158,6 +158,38 @@ VDISK_DIRTY_MB=1024 start_serve "$sock"
 stage 1 || fail "1: snapshot over an unsealed journal, then kill -9"
 wait "$serve_pid" 2>/dev/null
 ls "$VDISK_STORE"/journal/vol/*.jnl >/dev/null 2>&1 || fail "1: no journal left after kill -9"
+# A crash between a snapshot's epoch marker and its commit leaves a marker
+# newer than the layer's committed write epoch (2, after s1): forge one, and
+# a write after it, at the journal's end.  Replay ignores the marker, so the
+# write is the head's (epoch 2), not a third epoch's.
+if [ -n "$have_reader" ]; then
+	/usr/bin/python3 - "$VDISK_STORE/journal/vol" "$tmpdir/img2" <<'PY' || fail "1: forge a marker"
+import os, struct, sys, xxhash
+d, img = sys.argv[1], sys.argv[2]
+path = os.path.join(d, max(f for f in os.listdir(d) if f.endswith(".jnl")))
+data = open(path, "rb").read()
+off, seq = 64, 0
+while off + 40 <= len(data):          # the last valid record (FORMAT.md)
+    magic, kind, _, sq, voff, ln, check = struct.unpack_from("<IHHQQQQ", data, off)
+    dlen = ln if kind == 1 else 56 if kind == 3 else 0
+    body = data[off + 40:off + 40 + dlen]
+    if magic != 0x4A524456 or sq <= seq or len(body) != dlen or \
+            check != xxhash.xxh3_64_intdigest(body, seed=xxhash.xxh3_64_intdigest(data[off:off + 32])):
+        break
+    seq, off = sq, off + 40 + dlen
+def rec(kind, seq, voff, ln, body=b""):
+    h = struct.pack("<IHHQQQ", 0x4A524456, kind, 0, seq, voff, ln)
+    return h + struct.pack("<Q", xxhash.xxh3_64_intdigest(body, seed=xxhash.xxh3_64_intdigest(h))) + body
+payload = b"\x5a" * 4096
+with open(path, "r+b") as f:
+    f.truncate(off)
+    f.seek(off)
+    f.write(rec(4, seq + 1, 3, 0) + rec(1, seq + 2, 0, 4096, payload))
+im = bytearray(open(img, "rb").read())
+im[:4096] = payload
+open(img, "wb").write(im)
+PY
+fi
 # format-reader first: it reads the journal as the dead writer left it.
 same vol@s1 "$tmpdir/img1" "1: after kill -9"
 same vol "$tmpdir/img2" "1: after kill -9"

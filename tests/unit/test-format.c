@@ -127,7 +127,7 @@ static void check_superblock(void)
 	CHECK(fmt_sb_decode(m, &out) == 0 && out.version == FMT_VERSION_MIN,
 	      "sb version %u is read", FMT_VERSION_MIN);
 	/* Versions outside FMT_VERSION_MIN..FMT_VERSION, correctly sealed. */
-	const uint32_t versions[] = {0, FMT_VERSION + 1, 5, 0xffffffffu, 0x100};
+	const uint32_t versions[] = {0, FMT_VERSION + 1, 6, 0xffffffffu, 0x100};
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		sb.version = versions[i];
 		sb.chunk_size = 65536;
