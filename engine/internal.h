@@ -749,7 +749,8 @@ struct vd_volume {
 	struct chain v_chain;         /* links[0] is the top layer */
 	uint64_t v_write_epoch;       /* head: epoch new entries get */
 	uint64_t v_replay_top;        /* replay: the committed write epoch */
-	bool v_epoch_broken;          /* a snapshot's marker failed: no writes */
+	bool v_epoch_broken;          /* a snapshot's marker failed: no writes
+				       * (atomic) */
 
 	/* dirty.c: the dirty chunks of a writable head, under v_lock. */
 	pthread_mutex_t v_lock;

@@ -55,7 +55,7 @@ static int check_writable(const vd_volume *v)
 	if (v->v_readonly)
 		return SET_ERROR(VD_EREADONLY, "'%s%s%s' is read-only", v->v_name,
 				 v->v_snap[0] ? "@" : "", v->v_snap);
-	if (v->v_epoch_broken)
+	if (__atomic_load_n(&v->v_epoch_broken, __ATOMIC_ACQUIRE))
 		return SET_ERROR(-EIO, "'%s': its journal could not record a "
 				 "snapshot's epoch; close and reopen it", v->v_name);
 	return 0;
@@ -677,12 +677,17 @@ static int snapshot_sealed(vd_volume *v, const char *snap)
 }
 
 /* Appends epoch marker EPOCH and makes it durable, with every write
- * before it (chunks stored in place first: volume_flush). */
-static int mark_epoch(vd_volume *v, uint64_t epoch)
+ * before it (chunks stored in place first: volume_flush).  *APPENDED: the
+ * marker is in the journal (if only the sync failed, it may be on disk). */
+static int mark_epoch(vd_volume *v, uint64_t epoch, bool *appended)
 {
-	const int r = journal_mark_epoch(v->v_journal, epoch);
+	int r;
 
-	return r < 0 ? r : volume_flush(v);
+	*appended = false;
+	if ((r = journal_mark_epoch(v->v_journal, epoch)) < 0)
+		return r;
+	*appended = true;
+	return volume_flush(v);
 }
 
 /* O(1), whatever is unsealed: with writes held back for an instant, an
@@ -691,11 +696,14 @@ static int mark_epoch(vd_volume *v, uint64_t epoch)
  * (dirty.c): they are sealed later, at their own epoch, and the snapshot's
  * readers wait for that (snapshot_settle).  Marker before commit: a crash
  * between them leaves a marker newer than the committed epoch, which
- * replay ignores.  If the commit fails, a marker of the old epoch follows,
- * so that replay gives the writes after it to the epoch they are in. */
+ * replay ignores.  If the commit fails after the marker went in, a marker
+ * of the old epoch follows, so that replay gives the writes after it to
+ * the epoch they are in; if even that fails, the head takes no more
+ * writes (reopening it replays the journal by the rule above). */
 int volume_snapshot(vd_volume *v, const char *snap)
 {
-	uint64_t epoch, next;
+	uint64_t epoch = 0, next;
+	bool appended, again;
 	int r, r2;
 
 	if (!v->v_journal)
@@ -704,26 +712,24 @@ int volume_snapshot(vd_volume *v, const char *snap)
 	if ((r = check_writable(v)) < 0)
 		goto out;
 	next = v->v_write_epoch + 1;
-	if ((r = mark_epoch(v, next)) < 0)
-		goto undo;
-	pthread_mutex_lock(&v->v_seal_lock);
-	r = catalog_snapshot_add(v->v_store, v->v_name, snap, &epoch);
-	if (r == 0)
-		v->v_write_epoch = epoch;
-	pthread_mutex_unlock(&v->v_seal_lock);
-	if (r == 0 && epoch != next && (r2 = mark_epoch(v, epoch)) < 0)
-		goto broken; /* the snapshot stands; replay would misplace writes */
-	if (r == 0)
+	if ((r = mark_epoch(v, next, &appended)) == 0) {
+		pthread_mutex_lock(&v->v_seal_lock);
+		r = catalog_snapshot_add(v->v_store, v->v_name, snap, &epoch);
+		if (r == 0)
+			v->v_write_epoch = epoch;
+		pthread_mutex_unlock(&v->v_seal_lock);
+	}
+	if (r == 0 && epoch == next)
 		goto out;
-undo:
-	if ((r2 = mark_epoch(v, v->v_write_epoch)) < 0)
-		goto broken;
-	goto out;
-broken:
-	/* Replay would give later writes to the wrong epoch: take none. */
-	v->v_epoch_broken = true;
-	if (r == 0)
-		r = r2;
+	if (r < 0 && !appended)
+		goto out; /* nothing in the journal says otherwise */
+	/* The epoch the journal must say the next writes belong to: the old
+	 * one after a failure, the committed one if it is not NEXT. */
+	if ((r2 = mark_epoch(v, v->v_write_epoch, &again)) < 0) {
+		__atomic_store_n(&v->v_epoch_broken, true, __ATOMIC_RELEASE);
+		if (r == 0)
+			r = r2;
+	}
 out:
 	pthread_rwlock_unlock(&v->v_barrier);
 	return r;
