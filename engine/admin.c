@@ -43,9 +43,9 @@ int snapshot_create(vd_store *s, const char *vol, const char *snap)
 	int r, pid;
 	char holder[64];
 
-	if ((v = volume_find_open(s, vol))) { /* we hold it: seal, then snap */
+	if ((v = volume_find_open(s, vol))) { /* we hold it */
 		r = volume_snapshot(v, snap);
-		volume_close(v);
+		volume_put(v);
 		return r;
 	}
 	/* Writes a dead writer journaled belong in the snapshot.  A shared
@@ -74,7 +74,9 @@ int clone_create(vd_store *s, const char *vol, const char *snap,
 	struct wtxn w;
 	int r;
 
-	if ((r = wtxn_begin(s, &w)) < 0)
+	/* The clone's parent is the snapshot's epoch: whole in the index. */
+	if ((r = snapshot_settle(s, vol, snap)) < 0 ||
+	    (r = wtxn_begin(s, &w)) < 0)
 		return r;
 	if ((r = catalog_snapshot_get(s, w.txn, vol, snap, &sn)) < 0)
 		goto err;
@@ -133,6 +135,10 @@ int snapshot_remove(vd_store *s, const char *vol, const char *snap)
 	struct wtxn w;
 	int r, fd;
 
+	/* Removing a reader drops the entries only it sees: they must all be
+	 * in the index, or a later seal would bring some back. */
+	if ((r = snapshot_settle(s, vol, snap)) < 0)
+		return r;
 	lock_name(lockname, vol, snap);
 	if ((fd = lock_acquire(s, lockname, true, false)) < 0)
 		return fd;
@@ -290,7 +296,10 @@ int volume_rollback(vd_store *s, const char *vol, const char *snap)
 	uint64_t old;
 	int fd, r;
 
-	if ((r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
+	/* The head goes back to the snapshot's epoch, which a dead writer's
+	 * journal may still hold part of (the rest of it is discarded). */
+	if ((r = snapshot_settle(s, vol, snap)) < 0 ||
+	    (r = head_change_begin(s, vol, &fd, &w, &fv)) < 0)
 		return r;
 	if ((r = catalog_snapshot_get(s, w.txn, vol, snap, &sn)) < 0)
 		goto abort;

@@ -450,6 +450,13 @@ static int record_seen(void *opaque, const void *data, uint64_t off,
 	return 0;
 }
 
+static int epoch_seen(void *opaque, uint64_t epoch)
+{
+	(void)opaque;
+	(void)epoch;
+	return 0;
+}
+
 /* Reads a head's journal as a replay would, applying nothing: damage in a
  * synced segment is a problem (the head cannot be opened until it is
  * mended or the volume rolled back or removed). */
@@ -466,7 +473,8 @@ static int check_journal(void *opaque, const char *name,
 	(void)keylen;
 	if (!name || !fv || !journal_exists(c->s, name))
 		return 0;
-	r = journal_open(c->s, name, fv->layer, record_seen, NULL, &j, &records);
+	r = journal_open(c->s, name, fv->layer, 0, record_seen, epoch_seen, NULL,
+			 &j, &records);
 	if (r == 0)
 		journal_close(j);
 	else if (r == VD_ECORRUPT)

@@ -3,11 +3,14 @@
  * A process that opens a volume head for writing listens on an abstract
  * Unix socket named "vdisk-<store uuid>-<pid>" (no file to clean up; it
  * vanishes with the process).  The protocol is one line each way:
- *   request:  "SNAPSHOT <vol> <snap>\n"
+ *   request:  "SNAPSHOT <vol> <snap>\n"  or  "SETTLE <vol> <snap>\n"
  *   reply:    "<status> <message>\n"   status is 0 or a vdisk/errno code
  * Only the holder's own user and root may ask (SO_PEERCRED).
- * The holder seals the writes it acknowledged, then takes the snapshot, so
- * the snapshot holds every write acknowledged before the request arrived.
+ * SNAPSHOT: the holder takes the snapshot with writes held back for an
+ * instant, so it holds every write acknowledged before the request
+ * arrived.  SETTLE: the holder seals what it still holds of snapshot
+ * VOL@SNAP's epoch, so that the index shows it whole (before another
+ * process reads, clones or removes it).
  * What the holder does is the handler passed to control_start (volume.c);
  * this file is only the transport.
  */
@@ -71,6 +74,10 @@ static void serve_one(vd_store *s, int fd)
 	    vd_name_valid(vol) && vd_name_valid(snap)) {
 		err_begin("vd_snapshot_create");
 		r = err_end(s->st_ctl_snapshot(s, vol, snap));
+	} else if (sscanf(req, "SETTLE %64s %64s", vol, snap) == 2 &&
+		   vd_name_valid(vol) && vd_name_valid(snap)) {
+		err_begin("snapshot_settle");
+		r = err_end(s->st_ctl_settle(s, vol, snap));
 	} else {
 		SET_ERROR(r, "malformed control request");
 	}
@@ -96,7 +103,8 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-int control_start(vd_store *s, control_snapshot_fn fn)
+int control_start(vd_store *s, control_snapshot_fn fn,
+		  control_snapshot_fn settle)
 {
 	struct sockaddr_un a;
 	socklen_t len;
@@ -119,6 +127,7 @@ int control_start(vd_store *s, control_snapshot_fn fn)
 	}
 	s->st_ctl_fd = fd;
 	s->st_ctl_snapshot = fn;
+	s->st_ctl_settle = settle;
 	r = -pthread_create(&s->st_ctl_thread, NULL, control_main, s);
 	if (r < 0) {
 		close(fd);
@@ -141,8 +150,9 @@ void control_stop(vd_store *s)
 	s->st_ctl_started = false;
 }
 
-int control_request_snapshot(vd_store *s, int pid, const char *vol,
-			     const char *snap)
+/* Sends "VERB VOL SNAP" to PID and returns its answer. */
+static int control_request(vd_store *s, int pid, const char *verb,
+			   const char *vol, const char *snap)
 {
 	struct sockaddr_un a;
 	const socklen_t len = control_addr(s, pid, &a);
@@ -159,7 +169,7 @@ int control_request_snapshot(vd_store *s, int pid, const char *vol,
 		return SET_ERROR(VD_EBUSY, "'%s' is held by pid %d, which does not "
 				 "answer snapshot requests", vol, pid);
 	}
-	snprintf(req, sizeof req, "SNAPSHOT %s %s\n", vol, snap);
+	snprintf(req, sizeof req, "%s %s %s\n", verb, vol, snap);
 	if (write_full(fd, req, strlen(req)) < 0) {
 		close(fd);
 		return SET_ERROR(-EIO, "control request to pid %d failed", pid);
@@ -184,4 +194,16 @@ int control_request_snapshot(vd_store *s, int pid, const char *vol,
 		status = -EIO; /* not a code we send */
 	reply[strcspn(reply, "\n")] = '\0';
 	return SET_ERROR(status, "%s (via pid %d)", reply + off, pid);
+}
+
+int control_request_snapshot(vd_store *s, int pid, const char *vol,
+			     const char *snap)
+{
+	return control_request(s, pid, "SNAPSHOT", vol, snap);
+}
+
+int control_request_settle(vd_store *s, int pid, const char *vol,
+			   const char *snap)
+{
+	return control_request(s, pid, "SETTLE", vol, snap);
 }

@@ -20,6 +20,17 @@
  * back to dirty if a write landed meanwhile (first_gen then marks the first
  * write the stored copy lacks, so a flush knows to seal again).
  *
+ * Epochs: each entry belongs to the write epoch current when it was made,
+ * and is sealed at that epoch.  A snapshot moves the epoch on without
+ * sealing, which freezes the older entries: a write to an index whose
+ * newest entry is frozen makes a new entry (over the frozen one's bytes,
+ * read as reads do, FULL and pinned, unless the write covers the chunk).
+ * So an index may have several entries, one per epoch; reads of the head
+ * see the newest.  Only the oldest entry of an index may rely on what is
+ * stored (SPARSE, JOURNALED): the others never become so (dirty_evict
+ * skips them), and an entry is sealed only once no older one is left
+ * (dirty_pick), so what is stored at the head is what it was written over.
+ *
  * v_lock guards the table and is never held across I/O except memcpy;
  * st_dirty_lock guards the store-wide dirty byte count.
  */
@@ -33,6 +44,7 @@
 
 struct dirty {
 	uint64_t idx;
+	uint64_t epoch;         /* the write epoch it belongs to */
 	uint8_t *buf;           /* FULL: chunk_size bytes */
 	uint8_t **pages;        /* SPARSE: chunk_size / PAGE, NULL = stored */
 	size_t bytes;           /* what it counts in st_dirty_bytes */
@@ -67,16 +79,44 @@ static size_t slot(const vd_volume *v, uint64_t idx)
 	return (idx * 0x9E3779B97F4A7C15ull >> 20) & (v->v_table_size - 1);
 }
 
+/* The newest entry of IDX (what the head reads), or NULL. */
 static struct dirty *dirty_find(const vd_volume *v, uint64_t idx)
 {
-	struct dirty *d;
+	struct dirty *d, *best = NULL;
 
 	if (!v->v_table)
 		return NULL;
 	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
-		if (d->idx == idx)
+		if (d->idx == idx && (!best || d->epoch > best->epoch))
+			best = d;
+	return best;
+}
+
+/* The entry of IDX at EPOCH, or NULL. */
+static struct dirty *dirty_find_at(const vd_volume *v, uint64_t idx,
+				   uint64_t epoch)
+{
+	struct dirty *d;
+
+	for (d = v->v_table ? v->v_table[slot(v, idx)] : NULL; d; d = d->hnext)
+		if (d->idx == idx && d->epoch == epoch)
 			return d;
 	return NULL;
+}
+
+/* True if D's index has an entry of an older epoch than D's. */
+static bool has_older(const vd_volume *v, const struct dirty *d)
+{
+	for (const struct dirty *o = v->v_table[slot(v, d->idx)]; o; o = o->hnext)
+		if (o->idx == d->idx && o->epoch < d->epoch)
+			return true;
+	return false;
+}
+
+/* True if D belongs to an epoch before the head's: a snapshot froze it. */
+static bool frozen(const vd_volume *v, const struct dirty *d)
+{
+	return d->epoch != v->v_write_epoch;
 }
 
 static int table_grow(vd_volume *v)
@@ -257,6 +297,7 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
 		return -ENOMEM;
 	}
 	d->idx = idx;
+	d->epoch = v->v_write_epoch;
 	d->buf = buf;
 	if (out)
 		*out = d;
@@ -320,6 +361,30 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	free(d);
 }
 
+
+/* ---- what an entry was written over --------------------------------------
+ *
+ * The committed state an entry of epoch E lies over is its layer at E: a
+ * read of it at the head could show entries of later epochs.  (In use they
+ * never exist while an entry relies on a base: the oldest entry of an
+ * index is sealed first.  But replay applies a journal over an index that
+ * a dead writer may have sealed later epochs into.) */
+int dirty_base_read(vd_volume *v, MDB_txn **txn, uint64_t epoch, uint64_t idx,
+		    void *out, size_t off, size_t len)
+{
+	struct chain c = v->v_chain;
+	int r;
+
+	if (!(c.links = malloc(c.n * sizeof *c.links)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	memcpy(c.links, v->v_chain.links, c.n * sizeof *c.links);
+	c.links[0].epoch = epoch;
+	c.slots = NULL; /* what it resolves to is not the head's */
+	c.slot_mask = 0;
+	r = chain_read(v->v_store, txn, &c, idx, out, off, len);
+	free(c.links);
+	return r;
+}
 
 /* ---- views of the committed state ---------------------------------------
  *
@@ -423,7 +488,7 @@ int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
 	int r = 0;
 
 	pthread_mutex_lock(&v->v_lock);
-	if (!(d = dirty_find(v, idx))) {
+	if (!(d = dirty_find(v, idx)) || frozen(v, d)) {
 		if ((r = dirty_insert(v, idx, NULL, false, &d)) < 0)
 			goto out;
 		d->jseg = loc->seg;
@@ -449,6 +514,47 @@ out:
 	return r;
 }
 
+static int entry_materialise(vd_volume *v, uint64_t idx, uint8_t *out);
+
+/* Writes SRC (NULL: zeroes) at POFS..POFS+PLEN of chunk IDX, whose newest
+ * entry is frozen, into a new entry of the current epoch.  *FBASE: unless
+ * the write covers the chunk, the frozen entry's bytes (taken over).
+ * Caller holds v_lock. */
+static int frozen_write(vd_volume *v, uint64_t idx, const uint8_t *src,
+			size_t pofs, size_t plen, const struct jloc *loc,
+			uint8_t **fbase)
+{
+	const uint32_t cs = v->v_chunk_size;
+	const bool full = pofs == 0 && plen == cs;
+	struct chunk_cache *pool = v->v_store->st_cache;
+	uint8_t *buf = NULL;
+	struct dirty *d;
+	int r;
+
+	if (!full) {
+		buf = *fbase;
+		*fbase = NULL;
+	} else if (src && !(buf = cache_buf_get(pool))) {
+		return SET_ERROR(-ENOMEM, "out of memory");
+	}
+	if (buf) {
+		if (src)
+			memcpy(buf + pofs, src, plen);
+		else
+			memset(buf + pofs, 0, plen);
+	}
+	if ((r = dirty_insert(v, idx, buf, false, &d)) < 0) {
+		cache_buf_put(pool, buf);
+		return r;
+	}
+	d->jseg = loc ? loc->seg : 0;
+	if (full)
+		return pieces_add(v, d, d->gen, loc, src, 0, cs);
+	/* Its base is the frozen entry, which the journal cannot name. */
+	d->pinned = true;
+	return 0;
+}
+
 int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		size_t plen, const struct jloc *loc)
 {
@@ -458,6 +564,8 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 	const uint64_t jseg = loc ? loc->seg : 0;
 	struct chunk_cache *pool = v->v_store->st_cache;
 	uint8_t *base = NULL; /* the stored chunk, when this write needs it */
+	uint8_t *fbase = NULL; /* a frozen entry's bytes, when needed */
+	uint64_t fgen = 0;     /* ... of the entry of this generation */
 	MDB_txn *txn = NULL;
 	int r = 0;
 
@@ -467,6 +575,26 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 		const bool need_base = !full && !paged && (!d || d->pages) &&
 				       !(d && d->journaled);
 		uint64_t seq;
+
+		if (d && frozen(v, d)) {
+			/* A snapshot froze D: this write starts a new entry, over
+			 * D's bytes (read unlocked, as a read would, then looked
+			 * at again: D may have been sealed meanwhile). */
+			if (!full && (!fbase || fgen != d->gen)) {
+				fgen = d->gen;
+				pthread_mutex_unlock(&v->v_lock);
+				if (!fbase && !(fbase = cache_buf_get(pool)))
+					return SET_ERROR(-ENOMEM, "out of memory");
+				if ((r = entry_materialise(v, idx, fbase)) < 0) {
+					cache_buf_put(pool, fbase);
+					return r;
+				}
+				pthread_mutex_lock(&v->v_lock);
+				continue;
+			}
+			r = frozen_write(v, idx, src, pofs, plen, loc, &fbase);
+			break;
+		}
 
 		if (d && d->stored && !full) {
 			/* Part of a chunk stored in place: load it, then write
@@ -500,7 +628,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 			pthread_mutex_unlock(&v->v_lock);
 			if (!(base = cache_buf_get(pool)))
 				return SET_ERROR(-ENOMEM, "out of memory");
-			r = chain_read(v->v_store, &txn, &v->v_chain, idx, base, 0, cs);
+			r = dirty_base_read(v, &txn, v->v_write_epoch, idx, base, 0, cs);
 			rtxn_end(txn);
 			txn = NULL;
 			if (r < 0) {
@@ -602,6 +730,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 	}
 	pthread_mutex_unlock(&v->v_lock);
 	cache_buf_put(pool, base);
+	cache_buf_put(pool, fbase);
 	return r;
 }
 
@@ -619,7 +748,8 @@ uint64_t dirty_evict(vd_volume *v, uint64_t target)
 		pthread_mutex_unlock(&s->st_dirty_lock);
 		if (now <= target)
 			break;
-		if (d->pinned || d->journaled || d->sealing || (!d->buf && !d->pages))
+		if (d->pinned || d->journaled || d->sealing || (!d->buf && !d->pages) ||
+		    has_older(v, d))
 			continue;
 		{
 			const size_t before = d->bytes;
@@ -752,8 +882,13 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		bool stale;
 		int r;
 
+		uint64_t epoch;
+
 		pthread_mutex_lock(&v->v_lock);
-		if ((d = dirty_find(v, idx)) && d->stored) {
+		d = dirty_find(v, idx);
+		/* Gone: the head's state (which a caller rechecks). */
+		epoch = d ? d->epoch : FMT_EPOCH_HEAD;
+		if (d && d->stored) {
 			/* Stored in place: read it from there, and make sure the
 			 * entry did not change meanwhile. */
 			const struct fmt_chunk at = d->sat;
@@ -776,8 +911,8 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		pthread_mutex_unlock(&v->v_lock);
 		if (!view->txn && (r = view_begin(v, view)) < 0)
 			return r;
-		if ((r = chain_read(v->v_store, &view->txn, &v->v_chain, idx, out,
-				    pofs, plen)) < 0)
+		if ((r = dirty_base_read(v, &view->txn, epoch, idx, out, pofs,
+					 plen)) < 0)
 			return r;
 		pthread_mutex_lock(&v->v_lock);
 		if ((d = dirty_find(v, idx)) && !d->journaled) {
@@ -827,6 +962,35 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 			return 0;
 		view_end(view);
 	}
+}
+
+/* Reads chunk IDX whole as the head shows it into OUT (chunk_size bytes).
+ * Caller does not hold v_lock. */
+static int entry_materialise(vd_volume *v, uint64_t idx, uint8_t *out)
+{
+	const uint32_t cs = v->v_chunk_size;
+	struct view view = { 0 };
+	int r = 0;
+
+	for (;;) {
+		enum dirty_hit hit;
+
+		if (!view.txn && (r = view_begin(v, &view)) < 0)
+			break;
+		hit = dirty_read(v, &view, idx, out, 0, cs);
+		if (hit == DIRTY_STALE) {
+			view_end(&view);
+			continue;
+		}
+		if (hit == DIRTY_SPARSE)
+			r = dirty_read_sparse(v, &view, idx, out, 0, cs);
+		else if (hit == DIRTY_MISS)
+			r = dirty_base_read(v, &view.txn, v->v_write_epoch, idx,
+					    out, 0, cs);
+		break;
+	}
+	view_end(&view);
+	return r;
 }
 
 enum dirty_hit dirty_extent(vd_volume *v, const struct view *view,
@@ -890,17 +1054,19 @@ uint64_t dirty_gen(vd_volume *v)
 }
 
 size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
-		  uint64_t upto, int *err)
+		  uint64_t upto, uint64_t max_epoch, int *err)
 {
 	const uint32_t cs = v->v_chunk_size;
 	size_t n = 0;
 
 	pthread_mutex_lock(&v->v_lock);
 	for (struct dirty *d = v->v_fifo_head; d && n < max; d = d->fnext) {
-		if (d->sealing || d->first_gen > upto)
+		if (d->sealing || d->first_gen > upto || d->epoch > max_epoch ||
+		    has_older(v, d))
 			continue;
 		memset(&items[n], 0, sizeof items[n]);
 		items[n].idx = d->idx;
+		items[n].epoch = d->epoch;
 		items[n].gen = d->gen;
 		if (d->buf || d->pages || d->journaled) {
 			if (!(items[n].raw = cache_buf_get(v->v_store->st_cache))) {
@@ -949,7 +1115,7 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 	pthread_mutex_lock(&v->v_lock);
 	for (size_t i = 0; i < n; i++) {
 		struct seal_item *it = &items[i];
-		struct dirty *d = dirty_find(v, it->idx);
+		struct dirty *d = dirty_find_at(v, it->idx, it->epoch);
 
 		assert(d && d->sealing);
 		d->sealing = false;
@@ -981,15 +1147,16 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 	return item_err;
 }
 
-bool dirty_pending(vd_volume *v, uint64_t upto, bool wait)
+bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait)
 {
 	bool pending = false, picked = true;
 
 	pthread_mutex_lock(&v->v_lock);
 	for (const struct dirty *d = v->v_fifo_head; d; d = d->fnext)
-		if (d->first_gen <= upto) {
+		if (d->first_gen <= upto && d->epoch <= max_epoch) {
 			pending = true;
-			picked &= d->sealing;
+			/* One with an older entry waits for that one's seal. */
+			picked &= d->sealing || has_older(v, d);
 		}
 	/* Only a seal under way can take them: wait for it to finish. */
 	if (pending && picked && wait)

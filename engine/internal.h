@@ -159,6 +159,7 @@ struct vd_store {
 	bool st_ctl_started;
 	pthread_t st_ctl_thread;
 	int (*st_ctl_snapshot)(vd_store *s, const char *vol, const char *snap);
+	int (*st_ctl_settle)(vd_store *s, const char *vol, const char *snap);
 };
 
 /* ---- error.c ------------------------------------------------------------ */
@@ -645,14 +646,20 @@ int catalog_point(vd_store *s, MDB_txn *txn, const char *vol,
 /* ---- control.c ---------------------------------------------------------- */
 
 /* Serves snapshot requests from other processes on this process's control
- * socket, answering each with FN's result (and its message).  Idempotent. */
+ * socket, answering each with FN's result (and its message), and settle
+ * requests with SETTLE's.  Idempotent. */
 typedef int (*control_snapshot_fn)(vd_store *s, const char *vol,
 				   const char *snap);
-int control_start(vd_store *s, control_snapshot_fn fn);
+int control_start(vd_store *s, control_snapshot_fn fn,
+		  control_snapshot_fn settle);
 void control_stop(vd_store *s);
 /* Asks the process holding VOL (PID) to snapshot it. */
 int control_request_snapshot(vd_store *s, int pid, const char *vol,
 			     const char *snap);
+/* Asks the process holding VOL (PID) to seal what it holds of snapshot
+ * VOL@SNAP's epoch. */
+int control_request_settle(vd_store *s, int pid, const char *vol,
+			   const char *snap);
 
 /* ---- journal.c ---------------------------------------------------------- */
 
@@ -664,12 +671,19 @@ struct jloc {
 /* Applies one journaled record (DATA NULL: zeroes) found at LOC. */
 typedef int (*journal_apply_fn)(void *opaque, const void *data, uint64_t off,
 				uint64_t len, const struct jloc *loc);
+/* Replay met an epoch marker: the records after it belong to EPOCH. */
+typedef int (*journal_epoch_fn)(void *opaque, uint64_t epoch);
 /* Opens the journal of head VOL (of LAYER), replaying what it holds through
- * FN in order (*APPLIED counts the records).  VD_ECORRUPT if a synced
- * segment is damaged. */
+ * FN in order, epoch markers through EFN (*APPLIED counts the records).
+ * EPOCH: the head's write epoch, which new segments start with.
+ * VD_ECORRUPT if a synced segment is damaged. */
 int journal_open(vd_store *s, const char *vol, uint64_t layer,
-		 journal_apply_fn fn, void *opaque, struct journal **out,
-		 uint64_t *applied);
+		 uint64_t epoch, journal_apply_fn fn, journal_epoch_fn efn,
+		 void *opaque, struct journal **out, uint64_t *applied);
+/* Appends an epoch marker: the records after it belong to EPOCH (a
+ * snapshot moved the write epoch on, or back after a failed one).  Not
+ * synced: the caller syncs (volume_flush). */
+int journal_mark_epoch(struct journal *j, uint64_t epoch);
 void journal_close(struct journal *j);  /* NULL is fine */
 /* Appends a write (KIND FMT_JREC_WRITE with DATA, or FMT_JREC_ZERO) and
  * applies it through APPLY, record by record, under the journal's lock, so
@@ -747,6 +761,9 @@ struct vd_volume {
 	uint64_t v_size;
 	struct chain v_chain;         /* links[0] is the top layer */
 	uint64_t v_write_epoch;       /* head: epoch new entries get */
+	uint64_t v_replay_top;        /* replay: the committed write epoch */
+	bool v_epoch_broken;          /* a snapshot's marker failed: no writes
+				       * (atomic) */
 
 	/* dirty.c: the dirty chunks of a writable head, under v_lock. */
 	pthread_mutex_t v_lock;
@@ -794,6 +811,11 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
  * in the index yet; journaled at LOC): the entry becomes STORED. */
 int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
 		       const struct fmt_chunk *at, const struct jloc *loc);
+/* Reads LEN bytes at OFF of chunk IDX of head V's committed state at
+ * EPOCH of its layer (what an entry of EPOCH was written over) into OUT;
+ * *TXN as for chain_read. */
+int dirty_base_read(vd_volume *v, MDB_txn **txn, uint64_t epoch, uint64_t idx,
+		    void *out, size_t off, size_t len);
 /* Lays PIECES over OUT, which holds [POFS, POFS+PLEN) of the chunk,
  * reading their data from V's journal. */
 int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
@@ -849,6 +871,7 @@ int dirty_next(vd_volume *v, const struct view *view, uint64_t idx,
 #define DIRTY_PAGE 4096u
 struct seal_item {
 	uint64_t idx, gen;
+	uint64_t epoch;         /* of the entry: the map entry's epoch */
 	uint8_t *raw;           /* copy of the chunk; NULL: zero */
 	uint8_t hash[32];
 	bool is_data;
@@ -865,17 +888,19 @@ struct seal_item {
 };
 /* The generation of V's latest write. */
 uint64_t dirty_gen(vd_volume *v);
-/* Picks up to MAX entries (oldest first) whose first write is <= UPTO,
- * marks them sealing and copies their bytes into ITEMS. */
+/* Picks up to MAX entries (oldest first) whose first write is <= UPTO and
+ * epoch <= MAX_EPOCH, and that have no older entry of their index (it is
+ * sealed first), marks them sealing and copies their bytes into ITEMS. */
 size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
-		  uint64_t upto, int *err);
+		  uint64_t upto, uint64_t max_epoch, int *err);
 /* Reports the picked ITEMS sealed (R == 0: committed, except items whose
  * own r < 0) or not: sealed entries not written since leave the table.
  * Returns the first item error. */
 int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r);
-/* True if an entry holds writes of generation <= UPTO.  With WAIT, when
- * all of them are being sealed elsewhere, waits for such a seal to end. */
-bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
+/* True if an entry of epoch <= MAX_EPOCH holds writes of generation <=
+ * UPTO.  With WAIT, when all of them are being sealed elsewhere (or wait
+ * for an older entry being sealed), waits for such a seal to end. */
+bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait);
 
 /* ---- seal.c ------------------------------------------------------------- */
 
@@ -890,6 +915,9 @@ bool dirty_pending(vd_volume *v, uint64_t upto, bool wait);
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);
+/* Seals every entry of epoch <= EPOCH (a snapshot's), waiting for seals
+ * of them under way: then the index holds that epoch whole. */
+int seal_epoch(vd_volume *v, uint64_t epoch);
 
 /* ---- compact.c ---------------------------------------------------------- */
 
@@ -944,6 +972,15 @@ int volume_snapshot(vd_volume *v, const char *snap);
 vd_volume *volume_find_open(vd_store *s, const char *vol);
 /* Flushes and closes every handle still open; stops the sealer. */
 void volume_close_all(vd_store *s);
+/* Makes the index hold snapshot VOL@SNAP whole: a snapshot is taken
+ * without sealing, so writes of its epoch may still be dirty in the head's
+ * writer.  This process's writer seals them; another process's is asked to
+ * (control socket); a dead writer's journal is replayed.  Before anything
+ * reads the snapshot's epoch from the index (opening it, clone, remove,
+ * rollback, diff).  A missing snapshot is left for the caller to report. */
+int snapshot_settle(vd_store *s, const char *vol, const char *snap);
+/* Drops a reference volume_find_open took, without sealing. */
+void volume_put(vd_volume *v);
 /* Makes the committed state of head VOL hold every acknowledged write it
  * can: replays and seals the journal a dead writer left, if any; with
  * SEAL_OURS, seals what this process holds of it.  (A head another

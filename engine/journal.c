@@ -25,6 +25,14 @@
  * segment is damage, and opening the volume fails with VD_ECORRUPT.
  * Segments of another layer (a rollback or removal that stopped before
  * deleting them) are stale: skipped, and removed with the rest.
+ *
+ * Epochs: a snapshot of the head appends an epoch marker (FMT_JREC_EPOCH,
+ * synced before the snapshot's index commit) instead of sealing; the
+ * records after a marker belong to its epoch, those before to the older
+ * one.  Every segment starts with a marker of the epoch current then, so
+ * the records of any suffix of segments have a known epoch.  Replay hands
+ * markers to the caller (journal_epoch_fn), which decides what they mean
+ * (volume.c: one newer than the committed write epoch is ignored).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -40,11 +48,14 @@
 #include "engine/internal.h"
 
 #define SEGMENT_MAX (64ull << 20) /* start a new segment past this */
+/* A segment with no write yet: its header and its epoch marker. */
+#define SEGMENT_EMPTY (FMT_JNL_HEADER_SIZE + FMT_JREC_HEADER_SIZE)
 
 struct journal {
 	vd_store *j_store;
 	char j_vol[VD_NAME_MAX + 1];
 	uint64_t j_layer;
+	uint64_t j_epoch;         /* of the records appended now (j_lock) */
 
 	/* Appends and their application, under j_lock (held across both, so
 	 * the journal's order is the order writes took effect); the fields
@@ -210,8 +221,8 @@ static bool chunk_record_load(vd_store *s, const uint8_t *body, uint8_t *scratch
  * LAST: the newest segment, whose invalid tail is dropped.  Returns 1 if
  * replay must stop here (a chunk record whose chunk is not on disk). */
 static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
-			  bool last, journal_apply_fn fn, void *opaque,
-			  uint64_t *applied)
+			  bool last, journal_apply_fn fn, journal_epoch_fn efn,
+			  void *opaque, uint64_t *applied)
 {
 	uint8_t hb[FMT_JNL_HEADER_SIZE], rb[FMT_JREC_HEADER_SIZE];
 	struct fmt_jnl_header h;
@@ -283,7 +294,10 @@ static int replay_segment(vd_store *s, struct journal *j, uint64_t seg,
 			r = 1; /* nothing from here on was flushed */
 			break;
 		}
-		{
+		if (rec.kind == FMT_JREC_EPOCH) {
+			if ((r = efn(opaque, rec.offset)) < 0)
+				break;
+		} else {
 			const struct jloc loc = { seg, off + sizeof rb };
 			const void *d = rec.kind == FMT_JREC_WRITE ? data
 					: rec.kind == FMT_JREC_CHUNK ? chunk : NULL;
@@ -304,8 +318,8 @@ out:
 }
 
 int journal_open(vd_store *s, const char *vol, uint64_t layer,
-		 journal_apply_fn fn, void *opaque, struct journal **out,
-		 uint64_t *applied)
+		 uint64_t epoch, journal_apply_fn fn, journal_epoch_fn efn,
+		 void *opaque, struct journal **out, uint64_t *applied)
 {
 	struct journal *j = calloc(1, sizeof *j);
 	u64_vec segs = { 0 };
@@ -318,6 +332,7 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
 		return SET_ERROR(-ENOMEM, "out of memory");
 	j->j_store = s;
 	j->j_layer = layer;
+	j->j_epoch = epoch;
 	j->j_fd = -1;
 	snprintf(j->j_vol, sizeof j->j_vol, "%s", vol);
 	pthread_mutex_init(&j->j_lock, NULL);
@@ -333,7 +348,7 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
 		first--;
 	for (size_t i = first; i < segs.len; i++) {
 		if ((r = replay_segment(s, j, segs.ptr[i], i + 1 == segs.len, fn,
-					opaque, applied)) < 0)
+					efn, opaque, applied)) < 0)
 			goto err;
 		if (r == 1) { /* the rest was never flushed: drop it */
 			r = 0;
@@ -370,6 +385,8 @@ void journal_close(struct journal *j)
 }
 
 static void trim_locked(struct journal *j, uint64_t keep);
+static int append_record(struct journal *j, unsigned kind, uint64_t off,
+			 const void *data, uint64_t len, struct jloc *loc);
 
 /* ---- appending ---------------------------------------------------------- */
 
@@ -429,7 +446,11 @@ static int segment_start(struct journal *j)
 	__atomic_add_fetch(&j->j_bytes, FMT_JNL_HEADER_SIZE, __ATOMIC_RELAXED);
 	j->j_dir_unsynced = true;
 	pthread_mutex_unlock(&j->j_tail_lock);
-	return 0;
+	/* The segment's records get a known epoch, whatever is trimmed. */
+	{
+		struct jloc loc;
+		return append_record(j, FMT_JREC_EPOCH, j->j_epoch, NULL, 0, &loc);
+	}
 }
 
 /* Appends one record; *LOC says where its data went.  Caller holds
@@ -437,8 +458,8 @@ static int segment_start(struct journal *j)
 static int append_record(struct journal *j, unsigned kind, uint64_t off,
 			 const void *data, uint64_t len, struct jloc *loc)
 {
-	struct fmt_jrec rec = { .kind = (uint16_t)kind, .seq = j->j_seq + 1,
-				.offset = off, .length = len };
+	struct fmt_jrec rec = { .kind = (uint16_t)kind, .offset = off,
+				.length = len };
 	uint8_t hb[FMT_JREC_HEADER_SIZE];
 	struct iovec iov[2] = { { hb, sizeof hb }, { (void *)data, 0 } };
 	const uint64_t dlen = fmt_jrec_data_len(kind, len);
@@ -448,6 +469,7 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 	if ((j->j_fd < 0 || j->j_size + j->j_seg_chunk + total > SEGMENT_MAX) &&
 	    (r = segment_start(j)) < 0)
 		return r;
+	rec.seq = j->j_seq + 1; /* after the new segment's epoch marker */
 	fmt_jrec_encode(&rec, data, hb);
 	iov[1].iov_len = dlen;
 	loc->seg = j->j_seg;
@@ -477,6 +499,19 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 	j->j_seq = rec.seq;
 	pthread_mutex_unlock(&j->j_tail_lock);
 	return 0;
+}
+
+int journal_mark_epoch(struct journal *j, uint64_t epoch)
+{
+	struct jloc loc;
+	int r;
+
+	pthread_mutex_lock(&j->j_lock);
+	r = append_record(j, FMT_JREC_EPOCH, epoch, NULL, 0, &loc);
+	if (r == 0)
+		j->j_epoch = epoch;
+	pthread_mutex_unlock(&j->j_lock);
+	return r;
 }
 
 int journal_write(struct journal *j, unsigned kind, uint64_t off,
@@ -603,7 +638,7 @@ int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
 	pthread_mutex_lock(&j->j_lock);
 	/* The records' segment first, so that the pin names it. */
 	if ((j->j_fd < 0 || (j->j_size + j->j_seg_chunk + weight > SEGMENT_MAX &&
-			     j->j_size + j->j_seg_chunk > FMT_JNL_HEADER_SIZE)) &&
+			     j->j_size + j->j_seg_chunk > SEGMENT_EMPTY)) &&
 	    (r = segment_start(j)) < 0)
 		goto out;
 	pthread_mutex_lock(&s->st_pack_lock);

@@ -91,7 +91,8 @@ int info_get(vd_store *s, const char *vol, const char *snap, unsigned flags,
 	MDB_txn *txn;
 	int r;
 
-	if (!snap && (r = volume_recover(s, vol, false)) < 0)
+	if ((r = snap ? snapshot_settle(s, vol, snap)
+		      : volume_recover(s, vol, false)) < 0)
 		return r;
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;
@@ -209,9 +210,12 @@ int diff_points(vd_store *s, const char *vol_a, const char *snap_a,
 	MDB_txn *txn;
 	int r;
 
-	/* A head compares as every write acknowledged to it so far. */
-	if ((!snap_a && (r = volume_recover(s, vol_a, true)) < 0) ||
-	    (!snap_b && (r = volume_recover(s, vol_b, true)) < 0))
+	/* A head compares as every write acknowledged to it so far, a
+	 * snapshot as every write before it. */
+	if ((r = snap_a ? snapshot_settle(s, vol_a, snap_a)
+		      : volume_recover(s, vol_a, true)) < 0 ||
+	    (r = snap_b ? snapshot_settle(s, vol_b, snap_b)
+			: volume_recover(s, vol_b, true)) < 0)
 		return r;
 	if ((r = rtxn_begin(s, &txn)) < 0)
 		return r;

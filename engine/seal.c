@@ -38,7 +38,7 @@ static int fill_base(vd_volume *v, MDB_txn **txn, struct seal_item *it)
 
 	if (!base)
 		return SET_ERROR(-ENOMEM, "out of memory");
-	r = chain_read(v->v_store, txn, &v->v_chain, it->idx, base, 0, cs);
+	r = dirty_base_read(v, txn, it->epoch, it->idx, base, 0, cs);
 	if (r == 0)
 		for (uint32_t p = 0; p < cs / PAGE; p++)
 			if (!(it->mask[p / 64] >> (p % 64) & 1))
@@ -265,7 +265,7 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
 		cache_buf_put(s->st_cache, it->payload);
 		it->raw = it->payload = NULL;
 		if ((r = map_put(s, w, v->v_chain.links[0].layer, it->idx,
-				 v->v_write_epoch, &mv)) < 0)
+				 it->epoch, &mv)) < 0)
 			return r;
 		chain_mark(&v->v_chain, w->txn, it->idx);
 	}
@@ -277,7 +277,8 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
  * already its memory and for which fewer commits make a smaller index).
  * Picks a group, lets the pool prepare it while
  * this thread stores the group before, and so on. */
-int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+static int seal_batch_epoch(vd_volume *v, size_t max, uint64_t upto,
+			    uint64_t max_epoch)
 {
 	vd_store *s = v->v_store;
 	struct seal_item *items = NULL;
@@ -307,7 +308,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 			else
 				got = dirty_pick(v, items + n,
 						 MIN((size_t)SEAL_BATCH, max - held),
-						 upto, &r);
+						 upto, max_epoch, &r);
 			for (size_t i = n; i < n + got; i++)
 				held += !items[i].stored;
 		}
@@ -362,7 +363,13 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	return r < 0 ? r : (int)n;
 }
 
-int seal_all(vd_volume *v)
+int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+{
+	return seal_batch_epoch(v, max, upto, UINT64_MAX);
+}
+
+/* Seals the entries of epoch <= MAX_EPOCH dirty now. */
+static int seal_upto(vd_volume *v, uint64_t max_epoch)
 {
 	uint64_t upto;
 	int r;
@@ -371,10 +378,20 @@ int seal_all(vd_volume *v)
 		return 0;
 	upto = dirty_gen(v);
 	for (;;) {
-		if ((r = seal_batch(v, SIZE_MAX, upto)) < 0)
+		if ((r = seal_batch_epoch(v, SIZE_MAX, upto, max_epoch)) < 0)
 			return r;
 		/* Nothing left to pick: wait for the sealer's batch, if any. */
-		if (r == 0 && !dirty_pending(v, upto, true))
+		if (r == 0 && !dirty_pending(v, upto, max_epoch, true))
 			return 0;
 	}
+}
+
+int seal_all(vd_volume *v)
+{
+	return seal_upto(v, UINT64_MAX);
+}
+
+int seal_epoch(vd_volume *v, uint64_t epoch)
+{
+	return seal_upto(v, epoch);
 }

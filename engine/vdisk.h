@@ -103,7 +103,9 @@
  *    journal (STORE/journal/VOL/) and its write-back cache, visible to
  *    every later read in this process, and durable after the next
  *    successful vd_volume_flush(), which syncs the journal.  Chunks are
- *    sealed from the cache in the background, at snapshots and at close.
+ *    sealed from the cache in the background and at close; a snapshot
+ *    seals nothing (its writes are sealed later, at its epoch, and before
+ *    anything reads, clones or removes it).
  *    A crash loses only unflushed writes; the next open of the head
  *    replays its journal.
  *
@@ -159,7 +161,7 @@ extern "C" {
  * any other version fails to open
  * with VD_EVERSION.  Equal to FMT_VERSION in format/format.h
  * (tests/unit/test-frontend.c checks). */
-#define VD_FORMAT_VERSION 4u
+#define VD_FORMAT_VERSION 5u
 
 /* vdisk's own error codes, in a band well clear of errno values.  vd_errno()
  * gives the errno a front end reports for each. */
@@ -398,11 +400,13 @@ int vd_volume_resize(vd_store *store, const char *vol, uint64_t size,
 		     int allow_shrink);
 
 /* Freezes VOL's current contents as VOL@SNAP.  Instant: the cost does not
- * grow with the volume's size.  If VOL is open for writing in this
- * process, the call seals its acknowledged writes first (writes wait only
- * for the last few); if another process holds it, that process is asked
- * over its control socket and does the same, and this call waits up to 120
- * seconds for its answer.  SNAP must not be NULL.
+ * grow with the volume's size nor with its unsealed writes.  If VOL is
+ * open for writing in this process, writes wait only while an epoch
+ * marker is appended to its journal (and synced) and the snapshot is
+ * committed; what is unsealed is sealed later, each write at its own
+ * epoch.  If another process holds it, that process is asked over its
+ * control socket and does the same, and this call waits up to 120 seconds
+ * for its answer.  SNAP must not be NULL.
  * Errors: VD_ENAME, VD_ENOVOL, VD_EEXIST, VD_EBUSY (VOL is locked by a
  * process that does not answer snapshot requests, e.g. one removing or
  * rolling it back), -EIO (the holder did not answer), VD_ECORRUPT,

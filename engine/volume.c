@@ -55,6 +55,9 @@ static int check_writable(const vd_volume *v)
 	if (v->v_readonly)
 		return SET_ERROR(VD_EREADONLY, "'%s%s%s' is read-only", v->v_name,
 				 v->v_snap[0] ? "@" : "", v->v_snap);
+	if (__atomic_load_n(&v->v_epoch_broken, __ATOMIC_ACQUIRE))
+		return SET_ERROR(-EIO, "'%s': its journal could not record a "
+				 "snapshot's epoch; close and reopen it", v->v_name);
 	return 0;
 }
 
@@ -655,15 +658,14 @@ static void sealer_stop(vd_store *s)
 
 /* ---- snapshots of open volumes ------------------------------------------ */
 
-int volume_snapshot(vd_volume *v, const char *snap)
+/* A head without a journal (VD_OPEN_BULK): seal what is dirty while
+ * writes go on, then, with writes held back, the little written meanwhile,
+ * and move the epoch on. */
+static int snapshot_sealed(vd_volume *v, const char *snap)
 {
 	uint64_t epoch;
 	int r;
 
-	/* Seal what is dirty while writes go on, then hold writes back only
-	 * while the little written meanwhile is sealed and the epoch moves on:
-	 * the snapshot is the volume as it was at that instant, and every write
-	 * acknowledged before the call is in it. */
 	if ((r = seal_all(v)) < 0)
 		return r;
 	pthread_rwlock_wrlock(&v->v_barrier);
@@ -675,6 +677,65 @@ int volume_snapshot(vd_volume *v, const char *snap)
 			v->v_write_epoch = epoch;
 		pthread_mutex_unlock(&v->v_seal_lock);
 	}
+	pthread_rwlock_unlock(&v->v_barrier);
+	return r;
+}
+
+/* Appends epoch marker EPOCH and makes it durable, with every write
+ * before it (chunks stored in place first: volume_flush).  *APPENDED: the
+ * marker is in the journal (if only the sync failed, it may be on disk). */
+static int mark_epoch(vd_volume *v, uint64_t epoch, bool *appended)
+{
+	int r;
+
+	*appended = false;
+	if ((r = journal_mark_epoch(v->v_journal, epoch)) < 0)
+		return r;
+	*appended = true;
+	return volume_flush(v);
+}
+
+/* O(1), whatever is unsealed: with writes held back for an instant, an
+ * epoch marker goes to the journal (synced), the snapshot is committed and
+ * the write epoch moves on.  The dirty entries of older epochs are frozen
+ * (dirty.c): they are sealed later, at their own epoch, and the snapshot's
+ * readers wait for that (snapshot_settle).  Marker before commit: a crash
+ * between them leaves a marker newer than the committed epoch, which
+ * replay ignores.  If the commit fails after the marker went in, a marker
+ * of the old epoch follows, so that replay gives the writes after it to
+ * the epoch they are in; if even that fails, the head takes no more
+ * writes (reopening it replays the journal by the rule above). */
+int volume_snapshot(vd_volume *v, const char *snap)
+{
+	uint64_t epoch = 0, next;
+	bool appended, again;
+	int r, r2;
+
+	if (!v->v_journal)
+		return snapshot_sealed(v, snap);
+	pthread_rwlock_wrlock(&v->v_barrier);
+	if ((r = check_writable(v)) < 0)
+		goto out;
+	next = v->v_write_epoch + 1;
+	if ((r = mark_epoch(v, next, &appended)) == 0) {
+		pthread_mutex_lock(&v->v_seal_lock);
+		r = catalog_snapshot_add(v->v_store, v->v_name, snap, &epoch);
+		if (r == 0)
+			v->v_write_epoch = epoch;
+		pthread_mutex_unlock(&v->v_seal_lock);
+	}
+	if (r == 0 && epoch == next)
+		goto out;
+	if (r < 0 && !appended)
+		goto out; /* nothing in the journal says otherwise */
+	/* The epoch the journal must say the next writes belong to: the old
+	 * one after a failure, the committed one if it is not NEXT. */
+	if ((r2 = mark_epoch(v, v->v_write_epoch, &again)) < 0) {
+		__atomic_store_n(&v->v_epoch_broken, true, __ATOMIC_RELEASE);
+		if (r == 0)
+			r = r2;
+	}
+out:
 	pthread_rwlock_unlock(&v->v_barrier);
 	return r;
 }
@@ -691,6 +752,74 @@ vd_volume *volume_find_open(vd_store *s, const char *vol)
 		}
 	pthread_mutex_unlock(&s->st_vol_lock);
 	return v;
+}
+
+void volume_put(vd_volume *v)
+{
+	volume_unref(v);
+}
+
+/* The epoch of snapshot VOL@SNAP; 1 if there is no such snapshot. */
+static int snapshot_epoch(vd_store *s, const char *vol, const char *snap,
+			  uint64_t *epoch)
+{
+	struct fmt_snapshot sn;
+	MDB_txn *txn;
+	int r;
+
+	if ((r = rtxn_begin(s, &txn)) < 0)
+		return r;
+	r = catalog_snapshot_get(s, txn, vol, snap, &sn);
+	rtxn_end(txn);
+	if (r == VD_ENOSNAP || r == VD_ENOVOL)
+		return 1;
+	if (r == 0)
+		*epoch = sn.epoch;
+	return r;
+}
+
+/* Seals what head V holds of snapshot VOL@SNAP's epoch. */
+static int settle_ours(vd_volume *v, const char *snap)
+{
+	uint64_t epoch;
+	int r = snapshot_epoch(v->v_store, v->v_name, snap, &epoch);
+
+	return r != 0 ? (r > 0 ? 0 : r) : seal_epoch(v, epoch);
+}
+
+int snapshot_settle(vd_store *s, const char *vol, const char *snap)
+{
+	char holder[64];
+	vd_volume *v;
+	int r, pid;
+
+	if ((v = volume_find_open(s, vol))) {
+		r = settle_ours(v, snap);
+		volume_unref(v);
+		return r;
+	}
+	if (lock_holder(s, vol, &pid, holder, sizeof holder) && pid > 0 &&
+	    pid != getpid()) {
+		r = control_request_settle(s, pid, vol, snap);
+		/* Gone meanwhile: then its journal is a dead writer's. */
+		if (r != VD_EBUSY || lock_holder(s, vol, &pid, holder, sizeof holder))
+			return r;
+	}
+	return volume_recover(s, vol, false);
+}
+
+/* The control socket's handler: another process asks to settle a
+ * snapshot of a head we hold. */
+static int settle_for_peer(vd_store *s, const char *vol, const char *snap)
+{
+	vd_volume *v = volume_find_open(s, vol);
+	int r;
+
+	if (!v) /* closed meanwhile: everything it held is sealed */
+		return 0;
+	r = settle_ours(v, snap);
+	volume_unref(v);
+	return r;
 }
 
 /* The control socket's handler: another process asks for a snapshot of a
@@ -749,6 +878,32 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 	return r < 0 ? r : 0;
 }
 
+/* Replay met an epoch marker.  One newer than the committed write epoch
+ * is from a snapshot whose commit never happened: ignored.  The writes
+ * after it belong to EPOCH, or, if nobody reads EPOCH any more (its
+ * snapshot was removed once sealed), to the next epoch somebody reads:
+ * they are part of what that one shows, and sealed at EPOCH they would be
+ * entries nobody can see. */
+static int replay_epoch(void *opaque, uint64_t epoch)
+{
+	vd_volume *v = opaque;
+	const uint64_t layer = v->v_chain.links[0].layer;
+	MDB_txn *txn;
+	int r;
+
+	if (epoch > v->v_replay_top)
+		return 0;
+	if ((r = rtxn_begin(v->v_store, &txn)) < 0)
+		return r;
+	while (epoch < v->v_replay_top && !reader_exists(v->v_store, txn, layer, epoch))
+		epoch++;
+	rtxn_end(txn);
+	/* Entries of the epoch left behind are frozen now: seal them at
+	 * theirs, as a snapshot would. */
+	v->v_write_epoch = epoch;
+	return 0;
+}
+
 static uint64_t keep_segment(void *opaque)
 {
 	return dirty_min_jseg(opaque);
@@ -766,13 +921,19 @@ static int journal_replay(vd_volume *v, bool bulk)
 	 * version 1 or 2 store. */
 	if (!bulk && (r = sb_upgrade(v->v_store)) < 0)
 		return r;
+	/* Records before the first marker (a version 4 journal's: all of
+	 * them) are at the committed write epoch. */
+	v->v_replay_top = v->v_write_epoch;
 	v->v_replaying = true;
 	r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
-			 replay_apply, v, &j, &applied);
+			 v->v_write_epoch, replay_apply, replay_epoch, v, &j,
+			 &applied);
 	v->v_replaying = false;
 	if (r < 0)
 		return r;
-	if ((r = seal_all(v)) < 0) {
+	r = seal_all(v);
+	v->v_write_epoch = v->v_replay_top;
+	if (r < 0) {
 		journal_close(j);
 		return r;
 	}
@@ -869,6 +1030,9 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 	 * journal, and our lock below reports it busy.) */
 	if (rdonly && !snap && (r = volume_recover(s, vol, false)) < 0)
 		return r;
+	/* A snapshot's writes may still be dirty in its head's writer. */
+	if (snap && (r = snapshot_settle(s, vol, snap)) < 0)
+		return r;
 	if (!(v = calloc(1, sizeof *v)))
 		return SET_ERROR(-ENOMEM, "out of memory");
 	v->v_store = s;
@@ -931,7 +1095,7 @@ int volume_open(vd_store *s, const char *vol, const char *snap,
 		goto err;
 	if (!rdonly && ((r = sealer_start(s)) < 0 ||
 			(r = compact_start(s)) < 0 ||
-			(r = control_start(s, snapshot_for_peer)) < 0))
+			(r = control_start(s, snapshot_for_peer, settle_for_peer)) < 0))
 		goto err;
 
 	pthread_mutex_lock(&s->st_vol_lock);

@@ -266,6 +266,9 @@ int fmt_jrec_decode(const uint8_t in[FMT_JREC_HEADER_SIZE], struct fmt_jrec *r)
 	r->offset = fmt_get_le64(in + 16);
 	r->length = fmt_get_le64(in + 24);
 	r->check = fmt_get_le64(in + 32);
+	if (r->kind == FMT_JREC_EPOCH)
+		return in[6] || in[7] || r->seq == 0 || r->length != 0 ||
+		       r->offset == 0 ? FMT_BAD_FIELD : 0;
 	if ((r->kind != FMT_JREC_WRITE && r->kind != FMT_JREC_ZERO &&
 	     r->kind != FMT_JREC_CHUNK) ||
 	    in[6] || in[7] || r->seq == 0 || r->length == 0 ||

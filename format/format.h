@@ -14,12 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The store format this code writes, and the oldest it reads: a version 1,
- * 2 or 3 store becomes version 4 when a volume head of it is first opened
+/* The store format this code writes, and the oldest it reads: a version 1
+ * to 4 store becomes version 5 when a volume head of it is first opened
  * for writing with a journal (version 2 added the journal, version 3 framed
- * chunk records, version 4 journal chunk records, FMT_JREC_CHUNK; until
- * the upgrade only the old record kinds are written). */
-#define FMT_VERSION 4u
+ * chunk records, version 4 journal chunk records, FMT_JREC_CHUNK, version 5
+ * journal epoch markers, FMT_JREC_EPOCH; until the upgrade only the old
+ * record kinds are written). */
+#define FMT_VERSION 5u
 #define FMT_VERSION_MIN 1u
 #define FMT_PACK_VERSION 1u  /* pack file headers */
 
@@ -158,6 +159,9 @@ int fmt_jnl_header_decode(const uint8_t in[FMT_JNL_HEADER_SIZE],
 #define FMT_JREC_WRITE 1u
 #define FMT_JREC_ZERO 2u
 #define FMT_JREC_CHUNK 3u  /* a whole chunk stored in a pack file, not here */
+/* An epoch marker: the records after it belong to epoch OFFSET of the
+ * head's layer (a snapshot moved the write epoch on); LENGTH 0, no data. */
+#define FMT_JREC_EPOCH 4u
 #define FMT_JREC_DATA_MAX (8u << 20) /* longer writes take several records */
 
 struct fmt_jrec {

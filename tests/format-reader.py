@@ -93,9 +93,9 @@ def read_superblock(store):
         corrupt("Superblock", "CRC-32C mismatch (stored %08x, computed %08x)"
                 % (crc, crc32c(sb[0:60])))
     version, chunk_size = struct.unpack_from("<II", sb, 8)
-    if version not in (1, 2, 3, 4):
+    if version not in (1, 2, 3, 4, 5):
         raise SpecError("unsupported format version %d (superblock); this "
-                        "reader knows versions 1 to 4" % version)
+                        "reader knows versions 1 to 5" % version)
     if chunk_size < 4096 or chunk_size > 1048576 or \
             chunk_size & (chunk_size - 1):
         corrupt("Superblock", "chunk_size %d is not a power of two in "
@@ -215,7 +215,7 @@ class Index:
             self.meta[key] = struct.unpack("<Q", v)[0]
         if "format" not in self.meta:
             corrupt("meta", "no 'format' key")
-        if self.meta["format"] not in (1, 2, 3, 4) or \
+        if self.meta["format"] not in (1, 2, 3, 4, 5) or \
                 self.meta["format"] > sb_version(self):
             raise SpecError("unsupported format version %d (meta.format, "
                             "superblock %d)" % (self.meta["format"],
@@ -748,7 +748,7 @@ def sb_version(index):
 
 JREC = struct.Struct("<IHHQQQQ")   # magic kind reserved seq offset length check
 JREC_MAGIC = 0x4a524456
-JREC_WRITE, JREC_ZERO, JREC_CHUNK = 1, 2, 3
+JREC_WRITE, JREC_ZERO, JREC_CHUNK, JREC_EPOCH = 1, 2, 3, 4
 JREC_DATA_MAX = 8 << 20
 JCHUNK = struct.Struct("<32sIB3sQI4s")  # hash pack codec 0 offset stored_len 0
 
@@ -757,12 +757,15 @@ def jrec_data_len(kind, length):
     return length if kind == JREC_WRITE else JCHUNK.size if kind == JREC_CHUNK else 0
 
 
-def journal_records(store, sb, vol, layer):
-    """The journal records of head VOL (of LAYER) that a reader applies, in
-    order: the consecutive run of segments ending at the newest, valid
-    records, up to the first invalid one of the newest segment.  Each is
-    (offset, length, data), data None for a zero record, or for a chunk
-    record ("chunk", name, index-like value of where it was stored)."""
+def journal_records(store, sb, vol, layer, top):
+    """The journal records of head VOL (of LAYER, whose committed write
+    epoch is TOP) that a reader applies, in order: the consecutive run of
+    segments ending at the newest, valid records, up to the first invalid
+    one of the newest segment.  Each is (offset, length, data, epoch), data
+    None for a zero record, or for a chunk record ("chunk", name,
+    index-like value of where it was stored); epoch is the one the last
+    epoch marker before it set (TOP before any), markers newer than TOP
+    being ignored (FORMAT.md "Epoch markers")."""
     try:
         import xxhash
     except ImportError:
@@ -780,7 +783,7 @@ def journal_records(store, sb, vol, layer):
     first = len(segs)
     while first > 0 and (first == len(segs) or segs[first - 1] + 1 == segs[first]):
         first -= 1
-    out, last_seq = [], 0
+    out, last_seq, epoch = [], 0, top
     for i in range(first, len(segs)):
         newest = i + 1 == len(segs)
         path = os.path.join(d, "%016x.jnl" % segs[i])
@@ -810,8 +813,11 @@ def journal_records(store, sb, vol, layer):
                     JREC.unpack_from(data, off)
                 ok = (magic == JREC_MAGIC and
                       (kind in (JREC_WRITE, JREC_ZERO) or
-                       (kind == JREC_CHUNK and sb["version"] >= 4))
-                      and res == 0 and seq > last_seq and length > 0 and
+                       (kind == JREC_CHUNK and sb["version"] >= 4) or
+                       (kind == JREC_EPOCH and sb["version"] >= 5))
+                      and res == 0 and seq > last_seq and
+                      (length > 0) == (kind != JREC_EPOCH) and
+                      (kind != JREC_EPOCH or voff > 0) and
                       (kind != JREC_WRITE or length <= JREC_DATA_MAX) and
                       (kind != JREC_CHUNK or (length == sb["chunk_size"] and
                                               voff % length == 0)))
@@ -825,15 +831,18 @@ def journal_records(store, sb, vol, layer):
                     break  # the torn tail: never flushed
                 corrupt("Journal", "%s: damaged record at offset %d"
                         % (what, off))
-            if kind == JREC_CHUNK:
+            if kind == JREC_EPOCH:
+                if voff <= top:   # newer: its snapshot was never committed
+                    epoch = voff
+            elif kind == JREC_CHUNK:
                 name, pack, codec, z1, poff, slen, z2 = JCHUNK.unpack(body)
                 out.append((voff, length, ("chunk", name, {
                     "pack": pack, "codec": codec, "offset": poff,
                     "stored_len": slen, "ok": z1 == bytes(3) and
-                    z2 == bytes(4) and slen > 0})))
+                    z2 == bytes(4) and slen > 0}), epoch))
             else:
                 out.append((voff, length,
-                            body if kind == JREC_WRITE else None))
+                            body if kind == JREC_WRITE else None, epoch))
             last_seq = seq
             off += JREC.size + dlen
     return out
@@ -863,15 +872,19 @@ def read_point(store, point, out):
     names = [idx.lookup(layer, i, epoch) for i in range(-(-size // cs))]
     data = packs.read_chunks({n: idx.chunks[n] for n in names if n})
     # A head's journal holds writes not yet in chunks: laid over them in
-    # order (FORMAT.md "Write journal").
-    records = journal_records(store, sb, vol, layer) if snap is None else []
+    # order (FORMAT.md "Write journal"); a snapshot of the head's layer
+    # gets those of its epoch and before (FORMAT.md "Epoch markers").
+    head = idx.volumes[vol]["layer"]
+    records = [r for r in journal_records(store, sb, vol, head,
+                                          idx.layers[head]["epoch"])
+               if epoch == HEAD or r[3] <= epoch] if layer == head else []
     if records:
         image = bytearray(size)
         for i, name in enumerate(names):
             if name is not None:
                 n = min(cs, size - i * cs)
                 image[i * cs:i * cs + n] = data[name][:n]
-        for off, length, body in records:
+        for off, length, body, _ in records:
             if isinstance(body, tuple):
                 # A whole chunk written in place: its data is in a pack
                 # file.  If it is not there (whole, matching its name) the

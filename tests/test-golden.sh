@@ -5,10 +5,11 @@
 # (and tests/format-reader.py, the reader written from FORMAT.md alone,
 # agrees).  Damaged copies made here fail with exit 1 and a clear message,
 # never wrong bytes: a flipped byte in a raw and in a zstd chunk payload, a
-# torn superblock, a superblock of an unknown version (5).  A version 1 store
-# stays version 1 when read and is upgraded in place to version 4 (framed
-# chunk records, journal chunk records) when a head is first opened for
-# writing with a journal, a version 2 or 3 one too; an upgrade cut short after the superblock is finished.
+# torn superblock, a superblock of an unknown version (6).  A version 1 store
+# stays version 1 when read and is upgraded in place to version 5 (framed
+# chunk records, journal chunk records and epoch markers) when a head is
+# first opened for writing with a journal, a version 2, 3 or 4 one too; an
+# upgrade cut short after the superblock is finished.
 source "$(dirname "$0")/functions.sh"
 requires tar sha256sum python3 cmp
 golden="$VDISK_TOP/tests/golden"
@@ -165,23 +166,23 @@ EOF
 }
 sbver() { od -An -tu4 -j8 -N4 "$1/vdisk.sb" | tr -d ' '; }
 
-# Version 5 does not exist yet: refused, nothing written.
-s=$(fresh v5)
-setver "$s" 5
-for cmd in "list" "check" "export vm $tmpdir/v5.raw" "info vm"; do
+# Version 6 does not exist yet: refused, nothing written.
+s=$(fresh v6)
+setver "$s" 6
+for cmd in "list" "check" "export vm $tmpdir/v6.raw" "info vm"; do
 	# shellcheck disable=SC2086
 	out=$(vdisk --store "$s" $cmd 2>&1)
 	rc=$?
-	[ "$rc" -eq 1 ] || fail "$cmd on a version 5 store exited $rc: $out"
-	grep -Eqi 'unsupported.*version 5' <<<"$out" ||
+	[ "$rc" -eq 1 ] || fail "$cmd on a version 6 store exited $rc: $out"
+	grep -Eqi 'unsupported.*version 6' <<<"$out" ||
 		fail "$cmd: no unsupported version message: $out"
-	echo "version 5: $cmd: $out"
+	echo "version 6: $cmd: $out"
 done
-[ -e "$tmpdir/v5.raw" ] && fail "export of a version 5 store wrote a file"
+[ -e "$tmpdir/v6.raw" ] && fail "export of a version 6 store wrote a file"
 if [ -n "$have_reader" ]; then
 	out=$(reader "$s" vm - 2>&1 >/dev/null)
-	[ $? -eq 1 ] || fail "format-reader on a version 5 store"
-	grep -q 'unsupported format version 5' <<<"$out" || fail "format-reader: $out"
+	[ $? -eq 1 ] || fail "format-reader on a version 6 store"
+	grep -q 'unsupported format version 6' <<<"$out" || fail "format-reader: $out"
 fi
 
 # verify STORE WHAT: every golden point still reads as recorded, by vdisk and
@@ -205,7 +206,7 @@ verify "$s" "read-only use"
 [ "$(sbver "$s")" = 1 ] || fail "reading a version 1 store changed its version"
 
 # Opening a head for writing (with a journal) upgrades it in place to
-# version 4; old points read the same, beside the new framed records.
+# version 5; old points read the same, beside the new framed records.
 s=$(fresh up)
 vdisk --store "$s" create fresh 1M || fail "create on a version 1 store"
 head -c 300000 /dev/urandom >"$tmpdir/w.img"
@@ -213,9 +214,9 @@ vdisk --store "$s" import --existing fresh "$tmpdir/w.img" ||
 	fail "write into a version 1 store"
 # import writes no journal: the store can stay version 1.
 [ "$(sbver "$s")" = 1 ] || fail "an import upgraded the store"
-# A head opened for writing with a journal needs version 4.
+# A head opened for writing with a journal needs version 5.
 vdisk --store "$s" resize fresh 2M || fail "resize on a version 1 store"
-[ "$(sbver "$s")" = 4 ] || fail "opening a head for writing did not upgrade the store to version 4"
+[ "$(sbver "$s")" = 5 ] || fail "opening a head for writing did not upgrade the store to version 5"
 # New content goes into framed records, beside the version 1 ones.
 vdisk --store "$s" import --existing fresh "$tmpdir/w.img" ||
 	fail "write into an upgraded store"
@@ -223,19 +224,19 @@ verify "$s" "upgraded store"
 vdisk --store "$s" export fresh "$tmpdir/fresh.raw" &&
 	cmp -n 300000 "$tmpdir/fresh.raw" "$tmpdir/w.img" ||
 	fail "upgraded store: the new volume does not read back"
-vdisk --store "$s" list --json | grep -q '"format_version": 4' ||
-	fail "list --json does not say format version 4"
+vdisk --store "$s" list --json | grep -q '"format_version": 5' ||
+	fail "list --json does not say format version 5"
 
-# A version 2 store (one whose journal upgrade ran before version 3) and
-# a version 3 one (framed records, no journal chunk records) become
-# version 4 the same way.
-for v in 2 3; do
+# A version 2 store (one whose journal upgrade ran before version 3), a
+# version 3 one (framed records, no journal chunk records) and a version 4
+# one (no journal epoch markers) become version 5 the same way.
+for v in 2 3 4; do
 	s=$(fresh "v$v")
 	setver "$s" $v
 	verify "$s" "version $v store"
 	vdisk --store "$s" create fresh 1M || fail "create on a version $v store"
 	vdisk --store "$s" resize fresh 2M || fail "resize on a version $v store"
-	[ "$(sbver "$s")" = 4 ] || fail "a version $v store was not upgraded to version 4"
+	[ "$(sbver "$s")" = 5 ] || fail "a version $v store was not upgraded to version 5"
 	vdisk --store "$s" import --existing fresh "$tmpdir/w.img" ||
 		fail "write into a store upgraded from version $v"
 	verify "$s" "store upgraded from version $v"
@@ -246,5 +247,5 @@ done
 s=$(fresh cut)
 setver "$s" 3
 verify "$s" "interrupted upgrade"
-echo "upgrade: version 1 stays 1 when read or imported into, becomes 4 when a head is opened for writing"
+echo "upgrade: version 1 stays 1 when read or imported into, becomes 5 when a head is opened for writing"
 echo OK

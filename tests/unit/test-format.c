@@ -127,7 +127,7 @@ static void check_superblock(void)
 	CHECK(fmt_sb_decode(m, &out) == 0 && out.version == FMT_VERSION_MIN,
 	      "sb version %u is read", FMT_VERSION_MIN);
 	/* Versions outside FMT_VERSION_MIN..FMT_VERSION, correctly sealed. */
-	const uint32_t versions[] = {0, FMT_VERSION + 1, 5, 0xffffffffu, 0x100};
+	const uint32_t versions[] = {0, FMT_VERSION + 1, 6, 0xffffffffu, 0x100};
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		sb.version = versions[i];
 		sb.chunk_size = 65536;
@@ -860,10 +860,26 @@ static void check_journal(void)
 	r.length = FMT_JREC_DATA_MAX + 1ull;
 	fmt_jrec_encode(&r, NULL, rb);
 	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record too long");
-	r.kind = 4;
+	r.kind = 5;
 	r.length = 1;
 	fmt_jrec_encode(&r, NULL, rb);
-	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 4");
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "journal record kind 5");
+	/* An epoch marker: the epoch in OFFSET, no length, no data. */
+	r.kind = FMT_JREC_EPOCH;
+	r.offset = 7;
+	r.length = 0;
+	CHECK(fmt_jrec_data_len(FMT_JREC_EPOCH, 0) == 0, "epoch marker data length");
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == 0 && rout.offset == 7 &&
+	      fmt_jrec_verify(rb, &rout, NULL), "journal epoch marker");
+	r.length = 1;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "epoch marker with a length");
+	r.length = 0;
+	r.offset = 0;
+	fmt_jrec_encode(&r, NULL, rb);
+	CHECK(fmt_jrec_decode(rb, &rout) == FMT_BAD_FIELD, "epoch marker of epoch 0");
+	r.offset = 4096;
 	/* A chunk record: 56 bytes of data, checked; the body round-trips
 	 * and its reserved bytes must be zero. */
 	{

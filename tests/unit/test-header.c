@@ -25,7 +25,7 @@ _Static_assert(VD_VERSION_MAJOR == 0 && VD_VERSION_MINOR == 2 &&
 	       "version numbers");
 _Static_assert(sizeof(VD_VERSION_STRING) == sizeof("0.2.0"),
 	       "version string");
-_Static_assert(VD_FORMAT_VERSION == 4u, "format version");
+_Static_assert(VD_FORMAT_VERSION == 5u, "format version");
 _Static_assert(sizeof(((struct vd_point *)0)->vol) == VD_NAME_MAX + 1 &&
 		       sizeof(((struct vd_point *)0)->snap) == VD_NAME_MAX + 1,
 	       "point names hold the longest name and its NUL");
