@@ -772,11 +772,14 @@ static int read_failed(const uint8_t hash[32], int r)
  * in.  Slots are seqlocked (readers never wait), direct-mapped by name,
  * each as long as the store's chunks need (its frames); chunks of more
  * than LOC_FRAMES frames are not kept.  LOC_SLOTS covers 4 GiB of 64 KiB
- * chunks (8 MiB of slots, touched as they fill): with 8192 slots a
+ * chunks (8 MiB of slots, touched as they fill); the slots take at most
+ * an eighth of the chunk cache's bound, so that a small --cache keeps the
+ * process small too (16 MiB: 2 MiB of slots).  With 8192 slots a
  * random read of a 1 GiB volume found its chunk remembered half the time
  * (16384 chunks), and each other miss cost a chunks-DB look-up and two
  * preads, a third of the server's CPU at QD32. */
 #define LOC_SLOTS 65536u
+#define LOC_SLOTS_MIN 1024u
 #define LOC_FRAMES 8u
 #define LOC_HEAD 7 /* words before the frames' */
 
@@ -785,6 +788,7 @@ static int read_failed(const uint8_t hash[32], int r)
  * 32 | stored_len, check. */
 struct chunk_locs {
 	size_t stride; /* words per slot, SEQ's included */
+	size_t mask;   /* slots - 1 (a power of two) */
 	uint64_t words[];
 };
 
@@ -810,12 +814,15 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 
 	if (!l) {
 		const size_t stride = 1 + LOC_HEAD + 2 * (size_t)loc_frames(s);
-		struct chunk_locs *fresh =
-			calloc(1, sizeof *fresh + LOC_SLOTS * stride * 8);
+		size_t n = LOC_SLOTS;
+		struct chunk_locs *fresh;
 
-		if (!fresh)
+		while (n > LOC_SLOTS_MIN && n * stride * 8 > s->st_cache_bytes / 8)
+			n /= 2;
+		if (!(fresh = calloc(1, sizeof *fresh + n * stride * 8)))
 			return NULL;
 		fresh->stride = stride;
+		fresh->mask = n - 1;
 		if (__atomic_compare_exchange_n(&s->st_locs, &l, fresh, false,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			l = fresh;
@@ -823,7 +830,7 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 			free(fresh); /* another thread won; L is its */
 	}
 	memcpy(&h, hash + 16, 8);
-	return &l->words[(h & (LOC_SLOTS - 1)) * l->stride];
+	return &l->words[(h & l->mask) * l->stride];
 }
 
 /* C and TAB of framed chunk HASH, if remembered. */

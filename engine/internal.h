@@ -80,6 +80,7 @@ struct pack_writer {
 	int dfd;
 	bool no_direct;
 	uint8_t *stage;
+	size_t stage_size;
 };
 
 struct chunk_cache;

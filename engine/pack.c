@@ -119,7 +119,8 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 #define DIRECT_ALIGN 4096u
 #define DIRECT_MIN (256u << 10)
 #define GROUP_BYTES (4u << 20) /* records gathered for one append */
-#define STAGE_BYTES (GROUP_BYTES + DIRECT_ALIGN)
+#define STAGE_MAX (GROUP_BYTES + DIRECT_ALIGN)
+#define STAGE_STEP (256u << 10)
 
 /* The writer pack's O_DIRECT descriptor; false where the file system
  * refuses one (tmpfs), and from then on for this handle. */
@@ -161,13 +162,18 @@ static int append_direct(vd_store *s, struct pack_writer *w,
 
 	if (b <= a || b - a < DIRECT_MIN || !direct_fd(s, w))
 		return 1;
-	if (lead + total > STAGE_BYTES)
+	if (lead + total > STAGE_MAX)
 		return 1;
-	if (!w->stage) {
+	if (w->stage_size < lead + total) {
+		/* Grown to what the appends need (a 1 MiB write: 1.25 MiB), not
+		 * to the most they may: it stays for the next ones. */
+		const size_t size = (lead + total + STAGE_STEP - 1) / STAGE_STEP * STAGE_STEP;
 		void *m;
-		if (posix_memalign(&m, DIRECT_ALIGN, STAGE_BYTES))
+		if (posix_memalign(&m, DIRECT_ALIGN, size))
 			return 1;
+		free(w->stage);
 		w->stage = m;
+		w->stage_size = size;
 	}
 	/* Byte X of the file lands at stage + lead + (X - start): block A
 	 * starts on an aligned address. */
@@ -620,6 +626,7 @@ void pack_close_all(vd_store *s)
 	direct_close(&s->st_writer);
 	free(s->st_writer.stage);
 	s->st_writer.stage = NULL;
+	s->st_writer.stage_size = 0;
 	pthread_mutex_unlock(&s->st_pack_lock);
 	for (uint32_t i = 0; i < s->st_nfds; i++) {
 		if (s->st_fds[i] >= 0)
