@@ -10,9 +10,10 @@
  * Records appended but never committed to the index (a crash between
  * append and commit) are dead bytes that gc reclaims.
  *
- * Batches of whole chunks stored in place (pack_appendv) bypass the page
- * cache for the 4 KiB blocks they fill whole (append_direct); readers of
- * the ordinary descriptors see those bytes like any others.
+ * With VDISK_DIRECT=on, batches of whole chunks stored in place
+ * (pack_appendv) bypass the page cache for the 4 KiB blocks they fill
+ * whole (append_direct); readers of the ordinary descriptors see those
+ * bytes like any others.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -111,11 +112,11 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 	return 0;
 }
 
-/* Appends of this many aligned bytes or more skip the page cache.  Data
- * appended in bulk (whole chunks written in place, sealed batches) is read
- * back rarely soon after, and copying it into page-cache pages cost more
- * than the disk write itself (measured on the bench VM: 1 GiB buffered in
- * 3.7 s, O_DIRECT in 0.7 s); BlueStore and qemu's cache=none do the same. */
+/* With VDISK_DIRECT=on, appends of this many aligned bytes or more skip
+ * the page cache, as qemu's cache=none and BlueStore do: on a host where
+ * creating page-cache pages costs more than the disk write (the bench VM,
+ * some days: 1 GiB buffered in 3.7 s, O_DIRECT in 0.7 s), and to keep
+ * write-once bulk data from pushing out what readers use. */
 #define DIRECT_ALIGN 4096u
 #define DIRECT_MIN (256u << 10)
 #define GROUP_BYTES (4u << 20) /* records gathered for one append */

@@ -102,10 +102,12 @@ static int store_setup(vd_store *s, const char *dir,
 	s->st_ctl_fd = -1;
 	s->st_writer.fd = -1;
 	s->st_writer.dfd = -1;
-	/* VDISK_DIRECT=off: whole chunks stored in place go through the page
-	 * cache too (dist/vdisk.1). */
-	s->st_writer.no_direct = getenv("VDISK_DIRECT") &&
-				 !strcmp(getenv("VDISK_DIRECT"), "off");
+	/* VDISK_DIRECT=on: whole chunks stored in place bypass the page
+	 * cache (dist/vdisk.1; off by default, README: on the bench machine
+	 * it won sequential writes on some days and lost them on others, and
+	 * always made the next read a disk read). */
+	s->st_writer.no_direct = !(getenv("VDISK_DIRECT") &&
+				   !strcmp(getenv("VDISK_DIRECT"), "on"));
 	snprintf(s->st_holder, sizeof s->st_holder, "%s", holder);
 	s->st_cache_bytes = o && o->cache_bytes ? o->cache_bytes
 			    : env_mb("VDISK_CACHE_MB", STORE_CACHE_DEFAULT);

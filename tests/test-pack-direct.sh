@@ -1,11 +1,12 @@
 #!/bin/bash
-# Whole chunks written in place reach their pack file through O_DIRECT for
-# the 4 KiB blocks they fill whole, and through the page cache for the
+# With VDISK_DIRECT=on, whole chunks written in place reach their pack file
+# through O_DIRECT for the 4 KiB blocks they fill whole, and through the page cache for the
 # partial blocks they share with the records before and after (pack.c,
 # append_direct).  The bytes read back are the bytes written: at once,
 # after a kill -9 and replay, and with `vdisk check`; the pack files' pages
 # mostly never entered the page cache; and on tmpfs, which refuses
-# O_DIRECT, the same writes go the ordinary way.
+# O_DIRECT, the same writes go the ordinary way.  (Unset, the default, is
+# the page cache, as every other test runs.)
 source "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io fincore
 M=$((1024 * 1024))
@@ -45,11 +46,13 @@ round() {
 	start_serve "$sock"
 	uri="nbd+unix:///vol?socket=$sock"
 	write_all "$uri"
+	res_size() {
+		fincore --bytes --noheadings --raw -o RES,SIZE "$VDISK_STORE"/data/*.pack |
+			awk '{r += $1; s += $2} END {print r, s}'
+	}
 	if [ "$direct" = 1 ]; then
 		# Before anything reads them back.
-		read -r res size < <(fincore --bytes --noheadings --raw -o RES,SIZE \
-				     "$VDISK_STORE"/data/*.pack |
-				     awk '{r += $1; s += $2} END {print r, s}')
+		read -r res size < <(res_size)
 		[ "$size" -gt $((10 * M)) ] || fail "packs hold only $size bytes"
 		[ "$res" -lt $((size / 4)) ] ||
 			fail "$res of $size pack bytes are in the page cache"
@@ -72,11 +75,11 @@ round() {
 
 # Where O_DIRECT is known to work, the pages must have stayed out.
 case $(stat -f -c %T "$tmpdir") in
-ext2/ext3|xfs|btrfs) round "$tmpdir" 1 ;;
-*) round "$tmpdir" 0 ;;
+ext2/ext3|xfs|btrfs) VDISK_DIRECT=on round "$tmpdir" 1 ;;
+*) VDISK_DIRECT=on round "$tmpdir" 0 ;;
 esac
 if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
-	round /dev/shm 0
+	VDISK_DIRECT=on round /dev/shm 0
 else
 	echo "SKIP: /dev/shm is not tmpfs: the path without O_DIRECT is not run"
 fi

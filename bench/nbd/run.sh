@@ -26,10 +26,9 @@
 #
 # Workloads (in this order, each over the whole export):
 #   seqw / seqr          sequential 1 MiB, queue depth 8, SIZE bytes
-#   seqr2                the same read again: for vdisk, whose whole-chunk
-#                        writes bypass the page cache, seqr reads from the
-#                        disk and seqr2 from the page cache, as the peers'
-#                        seqr does
+#   seqr2                the same read again (with VDISK_DIRECT=on, vdisk's
+#                        whole-chunk writes bypass the page cache: its seqr
+#                        then reads from the disk, seqr2 from the page cache)
 #   randw1 / randw32     random 4 KiB writes over the data, QD 1 / 32, RUNTIME s
 #   randwf1 / randwf32   the same with an NBD flush after every 8 writes
 #                        (fio --fsync=8), QD 1 / 32, RUNTIME s
