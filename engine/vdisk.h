@@ -118,7 +118,8 @@
  *    per store handle before writers wait (default 8).  Past three
  *    quarters of it the coldest dirty chunks leave memory (their bytes are
  *    in the journal, and read back from it); chunks are sealed when a
- *    head's journal passes VDISK_JOURNAL_MB, at snapshots and at close.
+ *    head's journal passes VDISK_JOURNAL_MB and at close (a snapshot's
+ *    epoch also before the snapshot is first read).
  *  - VDISK_JOURNAL_MB: MiB of journal a volume head may hold before its
  *    dirty chunks are sealed (default 1024); writers wait past twice that.
  *    The journal is on disk: it costs no memory beyond the page cache.

@@ -4,7 +4,8 @@
  * A writable head journals every write (journal.c) and keeps it in the
  * dirty table (dirty.c) until it is sealed (seal.c): in the background
  * past three quarters of the dirty bound or when the journal grows past
- * JOURNAL_HIGH, and at snapshots and close.  The whole aligned chunks of
+ * JOURNAL_HIGH, at close, and before a snapshot's epoch is read (a
+ * snapshot itself seals nothing: volume_snapshot).  The whole aligned chunks of
  * a write are stored in place instead (unless VDISK_IN_PLACE=off)
  * (write_in_place): appended to the pack
  * file, the journal holding a chunk record that points there.  A flush
