@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "common/io.h"
@@ -71,4 +72,13 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+void writeback_start(int fd, uint64_t *from, uint64_t end)
+{
+	if (end < *from || end - *from < WRITEBACK_BYTES)
+		return;
+	(void)sync_file_range(fd, (off_t)*from, (off_t)(end - *from),
+			      SYNC_FILE_RANGE_WRITE);
+	*from = end;
 }

@@ -17,4 +17,14 @@ ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 int write_full(int fd, const void *buf, size_t len);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
+/* For files appended to and synced now and then (pack files, journal
+ * segments): once WRITEBACK_BYTES were appended past *FROM (up to END),
+ * starts their writeback without waiting (sync_file_range WRITE) and moves
+ * *FROM to END.  A later fdatasync then finds most of it on the disk
+ * instead of writing it all while its callers wait (RocksDB's
+ * bytes_per_sync, PostgreSQL's backend_flush_after).  Advisory: errors
+ * are left to that sync. */
+#define WRITEBACK_BYTES (8u << 20)
+void writeback_start(int fd, uint64_t *from, uint64_t end);
+
 #endif /* VDISK_COMMON_IO_H */

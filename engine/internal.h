@@ -71,8 +71,14 @@ struct pack_writer {
 	int fd;           /* -1 until the first append */
 	uint32_t id;
 	uint64_t size;    /* append offset */
-	bool unsynced;    /* appended since the last fdatasync */
-	bool new_file;    /* its directory entry is not yet synced */
+	/* Syncs run without st_pack_lock (pack_sync_start/finish): GEN
+	 * counts appends and new files, SYNCED_GEN (atomic) is the newest
+	 * GEN known durable, DIR_SYNCED (atomic) the newest pack id whose
+	 * directory entry is. */
+	uint64_t gen;
+	uint64_t synced_gen;
+	uint64_t dir_synced;
+	uint64_t wb_from; /* writeback not yet started from here */
 	uint64_t appended; /* bytes appended by this handle, ever */
 	/* Large appends bypass the page cache (pack_appendv): the same file
 	 * opened O_DIRECT (-1: not yet, or the file system refuses it), and
@@ -310,6 +316,17 @@ int pack_pin(vd_store *s, uint32_t *id);
 /* fdatasyncs the writer pack if anything was appended.  Caller holds
  * st_pack_lock. */
 int pack_sync(vd_store *s);
+/* The same in two steps, so that appends need not wait for the disk:
+ * pack_sync_start (caller holds st_pack_lock) takes what is appended so
+ * far; pack_sync_finish (without the lock) makes it durable. */
+struct pack_sync {
+	int fd; /* -1: nothing to sync */
+	uint32_t id;
+	uint64_t gen;
+	bool dir;
+};
+int pack_sync_start(vd_store *s, struct pack_sync *ps);
+int pack_sync_finish(vd_store *s, struct pack_sync *ps);
 /* Reads the record at (pack_id, offset) of STORED_LEN payload bytes into
  * BUF (FMT_REC_HEADER_SIZE + stored_len bytes).  VD_ECORRUPT if short or
  * missing, -ENOENT if the pack file is gone (gc moved it: retry). */

@@ -66,6 +66,7 @@ struct journal {
 	int j_fd;                 /* current segment, -1 before the first */
 	uint64_t j_seg;           /* its number */
 	uint64_t j_size;          /* its append offset */
+	uint64_t j_wb_from;       /* its writeback not yet started from here */
 	uint64_t j_seq;           /* last record's sequence number */
 	uint64_t j_first_seg;     /* oldest segment on disk */
 	uint64_t j_bytes;         /* in all segments on disk */
@@ -406,9 +407,13 @@ static int segment_start(struct journal *j)
 	 * before it is synced, as its own bytes do: a flush then never has
 	 * more than a segment's worth of either to sync. */
 	if (j->j_seg_chunk) {
+		struct pack_sync ps;
+
 		pthread_mutex_lock(&s->st_pack_lock);
-		r = pack_sync(s);
+		r = pack_sync_start(s, &ps);
 		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r == 0)
+			r = pack_sync_finish(s, &ps);
 		if (r < 0)
 			return r;
 	}
@@ -442,6 +447,7 @@ static int segment_start(struct journal *j)
 	j->j_fd = fd;
 	j->j_seg = h.segment;
 	j->j_size = FMT_JNL_HEADER_SIZE;
+	j->j_wb_from = 0;
 	j->j_seg_chunk = 0;
 	__atomic_add_fetch(&j->j_bytes, FMT_JNL_HEADER_SIZE, __ATOMIC_RELAXED);
 	j->j_dir_unsynced = true;
@@ -498,6 +504,7 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 	__atomic_add_fetch(&j->j_bytes, total, __ATOMIC_RELAXED);
 	j->j_seq = rec.seq;
 	pthread_mutex_unlock(&j->j_tail_lock);
+	writeback_start(j->j_fd, &j->j_wb_from, j->j_size);
 	return 0;
 }
 

@@ -79,8 +79,8 @@ static int writer_open(vd_store *s, MDB_txn *txn)
 	s->st_writer.fd = fd;
 	s->st_writer.id = (uint32_t)id;
 	s->st_writer.size = FMT_PACK_HEADER_SIZE;
-	s->st_writer.unsynced = true;
-	s->st_writer.new_file = true;
+	s->st_writer.wb_from = 0;
+	s->st_writer.gen++;
 	return 0;
 
 err_close:
@@ -108,7 +108,8 @@ int pack_append(vd_store *s, const struct fmt_record *rec,
 	w->size += sizeof hdr + rec->stored_len;
 	__atomic_add_fetch(&w->appended, sizeof hdr + rec->stored_len,
 			   __ATOMIC_RELAXED);
-	w->unsynced = true;
+	w->gen++;
+	writeback_start(w->fd, &w->wb_from, w->size);
 	return 0;
 }
 
@@ -257,7 +258,8 @@ int pack_appendv(vd_store *s, const struct fmt_record *recs,
 			return SET_ERROR(r, "pack %08x: write: %s", w->id, strerror(-r));
 		w->size += total;
 		__atomic_add_fetch(&w->appended, total, __ATOMIC_RELAXED);
-		w->unsynced = true;
+		w->gen++;
+		writeback_start(w->fd, &w->wb_from, w->size);
 		done += k;
 	}
 	return 0;
@@ -296,33 +298,71 @@ int pack_pin(vd_store *s, uint32_t *id)
 	return fd;
 }
 
-int pack_sync(vd_store *s)
+/* Sets *AT to VALUE if that is larger (atomically). */
+static void atomic_raise(uint64_t *at, uint64_t value)
+{
+	uint64_t old = __atomic_load_n(at, __ATOMIC_RELAXED);
+
+	while (old < value && !__atomic_compare_exchange_n(at, &old, value, false,
+							    __ATOMIC_RELEASE,
+							    __ATOMIC_RELAXED))
+		;
+}
+
+int pack_sync_start(vd_store *s, struct pack_sync *ps)
 {
 	struct pack_writer *w = &s->st_writer;
 
-	if (w->fd < 0 || !w->unsynced)
+	ps->fd = -1;
+	if (w->fd < 0 || w->gen == __atomic_load_n(&w->synced_gen, __ATOMIC_ACQUIRE))
+		return 0;
+	/* A descriptor of its own: the writer may roll (and close its
+	 * descriptor) while this one syncs. */
+	if ((ps->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return SET_ERROR(-errno, "pack %08x: dup: %s", w->id, strerror(errno));
+	ps->id = w->id;
+	ps->gen = w->gen;
+	ps->dir = __atomic_load_n(&w->dir_synced, __ATOMIC_ACQUIRE) < w->id + 1;
+	return 0;
+}
+
+int pack_sync_finish(vd_store *s, struct pack_sync *ps)
+{
+	struct pack_writer *w = &s->st_writer;
+	int r = 0;
+
+	if (ps->fd < 0)
 		return 0;
 	/* Orders the appended records before the index commit naming them. */
-	if (fdatasync(w->fd) < 0)
-		return SET_ERROR(-errno, "pack %08x: fdatasync: %s", w->id,
-				 strerror(errno));
+	if (fdatasync(ps->fd) < 0)
+		r = SET_ERROR(-errno, "pack %08x: fdatasync: %s", ps->id,
+			      strerror(errno));
+	close(ps->fd);
+	ps->fd = -1;
 	/* The first sync of a new file also makes its name durable. */
-	if (w->new_file) {
+	if (r == 0 && ps->dir) {
 		char data_dir[] = "data";
 		const int dfd = openat(s->st_dirfd, data_dir,
 				       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0) {
-			const int e = errno;
-			if (dfd >= 0)
-				close(dfd);
-			return SET_ERROR(-e, "data directory: fsync: %s",
-					 strerror(e));
-		}
-		close(dfd);
-		w->new_file = false;
+		if (dfd < 0 || fsync(dfd) < 0)
+			r = SET_ERROR(-errno, "data directory: fsync: %s",
+				      strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		if (r == 0)
+			atomic_raise(&w->dir_synced, (uint64_t)ps->id + 1);
 	}
-	w->unsynced = false;
-	return 0;
+	if (r == 0)
+		atomic_raise(&w->synced_gen, ps->gen);
+	return r;
+}
+
+int pack_sync(vd_store *s)
+{
+	struct pack_sync ps;
+	int r = pack_sync_start(s, &ps);
+
+	return r < 0 ? r : pack_sync_finish(s, &ps);
 }
 
 /* Grows both descriptor tables to hold pack ID (under st_fd_lock). */

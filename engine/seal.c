@@ -328,20 +328,31 @@ static int seal_batch_epoch(vd_volume *v, size_t max, uint64_t upto,
 	pool_stop(&pool);
 	rtxn_end(rtxn);
 	if (w.txn) {
-		/* The writes sealed here reach the journal's disk first: replay
+		struct pack_sync ps = { .fd = -1 };
+
+		/* The syncs run without the pack lock, so that writes storing
+		 * chunks in place go on meanwhile (nothing appended after
+		 * pack_sync_start is named by this commit).  The writes
+		 * sealed here reach the journal's disk first: replay
 		 * re-applies the journal over what is sealed, and must never
 		 * lay an older write over a newer sealed one.  Then the data
 		 * reaches the disk before the index names it. */
+		if (r == 0)
+			r = pack_sync_start(s, &ps);
+		pthread_mutex_unlock(&s->st_pack_lock);
 		if (r == 0 && v->v_journal)
 			r = journal_sync(v->v_journal);
 		if (r == 0)
-			r = pack_sync(s);
+			r = pack_sync_finish(s, &ps);
+		if (ps.fd >= 0)
+			close(ps.fd);
 		if (r == 0)
 			r = wtxn_commit(s, &w);
 		else
 			wtxn_abort(&w);
+	} else {
+		pthread_mutex_unlock(&s->st_pack_lock);
 	}
-	pthread_mutex_unlock(&s->st_pack_lock);
 	pthread_mutex_unlock(&v->v_seal_lock);
 
 	item_err = dirty_sealed(v, items, n, r);

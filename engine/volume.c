@@ -496,9 +496,13 @@ int volume_flush(vd_volume *v)
 	 * that point to them: a replay stops at a record whose chunk is not
 	 * there, which only a write no flush covered can leave. */
 	if (__atomic_exchange_n(&v->v_pack_unsynced, false, __ATOMIC_ACQ_REL)) {
+		struct pack_sync ps;
+
 		pthread_mutex_lock(&s->st_pack_lock);
-		r = pack_sync(s);
+		r = pack_sync_start(s, &ps);
 		pthread_mutex_unlock(&s->st_pack_lock);
+		if (r == 0)
+			r = pack_sync_finish(s, &ps);
 		if (r < 0) {
 			__atomic_store_n(&v->v_pack_unsynced, true, __ATOMIC_RELEASE);
 			return r;
