@@ -20,6 +20,12 @@
 #include "engine/internal.h"
 
 #define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
+/* A seal someone waits for (a flush, a settle) takes bigger batches than
+ * the background one: several groups per batch, so that the pool prepares
+ * one while this thread appends the one before, and fewer syncs and index
+ * commits.  Its copies are in memory until it commits: 256 chunks of
+ * 64 KiB, 32 MiB with their compressed forms. */
+#define SEAL_WAIT_BYTES (16u << 20)
 /* Chunks stored in place (STORED entries) take no copy: a batch takes up
  * to this many of them besides its byte bound, so sealing a long
  * sequential write costs few commits. */
@@ -277,8 +283,8 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
  * already its memory and for which fewer commits make a smaller index).
  * Picks a group, lets the pool prepare it while
  * this thread stores the group before, and so on. */
-static int seal_batch_epoch(vd_volume *v, size_t max, uint64_t upto,
-			    uint64_t max_epoch)
+static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
+			    uint64_t upto, uint64_t max_epoch)
 {
 	vd_store *s = v->v_store;
 	struct seal_item *items = NULL;
@@ -291,7 +297,7 @@ static int seal_batch_epoch(vd_volume *v, size_t max, uint64_t upto,
 	int r = 0;
 
 	if (!v->v_bulk)
-		max = MIN(max, MAX((size_t)1, SEAL_BATCH_BYTES / v->v_chunk_size));
+		max = MIN(max, MAX((size_t)1, max_bytes / v->v_chunk_size));
 	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
 	pthread_mutex_lock(&s->st_pack_lock);
@@ -365,7 +371,7 @@ static int seal_batch_epoch(vd_volume *v, size_t max, uint64_t upto,
 
 int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 {
-	return seal_batch_epoch(v, max, upto, UINT64_MAX);
+	return seal_batch_epoch(v, max, SEAL_BATCH_BYTES, upto, UINT64_MAX);
 }
 
 /* Seals the entries of epoch <= MAX_EPOCH dirty now. */
@@ -378,7 +384,8 @@ static int seal_upto(vd_volume *v, uint64_t max_epoch)
 		return 0;
 	upto = dirty_gen(v);
 	for (;;) {
-		if ((r = seal_batch_epoch(v, SIZE_MAX, upto, max_epoch)) < 0)
+		if ((r = seal_batch_epoch(v, SIZE_MAX, SEAL_WAIT_BYTES, upto,
+					  max_epoch)) < 0)
 			return r;
 		/* Nothing left to pick: wait for the sealer's batch, if any. */
 		if (r == 0 && !dirty_pending(v, upto, max_epoch, true))
