@@ -374,6 +374,19 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	return seal_batch_epoch(v, max, SEAL_BATCH_BYTES, upto, UINT64_MAX);
 }
 
+int seal_frozen_batch(vd_volume *v, bool idle)
+{
+	uint64_t epoch;
+
+	pthread_mutex_lock(&v->v_seal_lock);
+	epoch = v->v_write_epoch;
+	pthread_mutex_unlock(&v->v_seal_lock);
+	if (epoch == 0)
+		return 0;
+	return seal_batch_epoch(v, SIZE_MAX, idle ? SEAL_WAIT_BYTES : SEAL_BATCH_BYTES,
+				UINT64_MAX, epoch - 1);
+}
+
 /* Seals the entries of epoch <= MAX_EPOCH dirty now. */
 static int seal_upto(vd_volume *v, uint64_t max_epoch)
 {
@@ -382,15 +395,19 @@ static int seal_upto(vd_volume *v, uint64_t max_epoch)
 
 	if (v->v_readonly)
 		return 0;
+	/* The sealer leaves frozen entries to us meanwhile. */
+	__atomic_add_fetch(&v->v_settling, 1, __ATOMIC_ACQ_REL);
 	upto = dirty_gen(v);
 	for (;;) {
 		if ((r = seal_batch_epoch(v, SIZE_MAX, SEAL_WAIT_BYTES, upto,
 					  max_epoch)) < 0)
-			return r;
+			break;
 		/* Nothing left to pick: wait for the sealer's batch, if any. */
 		if (r == 0 && !dirty_pending(v, upto, max_epoch, true))
-			return 0;
+			break;
 	}
+	__atomic_sub_fetch(&v->v_settling, 1, __ATOMIC_ACQ_REL);
+	return r < 0 ? r : 0;
 }
 
 int seal_all(vd_volume *v)
