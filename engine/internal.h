@@ -99,6 +99,7 @@ struct vd_store {
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
 	uint64_t st_journal_high; /* a head's journal bytes that start sealing */
 	bool st_uring;           /* batch record reads with io_uring */
+	bool st_seal_frozen;     /* the sealer seals what snapshots froze */
 
 	/* index.c opens the environment and the handles; each handle is used
 	 * only by its database's owner. */

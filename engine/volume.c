@@ -581,6 +581,8 @@ static vd_volume *frozen_pick(vd_store *s)
 {
 	vd_volume *v;
 
+	if (!s->st_seal_frozen)
+		return NULL;
 	pthread_mutex_lock(&s->st_vol_lock);
 	for (v = s->st_vols; v; v = v->v_next)
 		if (!v->v_readonly && !v->v_closing &&
@@ -851,6 +853,23 @@ static int settle_ours(vd_volume *v, const char *snap)
 	return r != 0 ? (r > 0 ? 0 : r) : seal_epoch(v, epoch);
 }
 
+/* True once PID no longer holds VOL.  After an answer that broke off
+ * (WAIT), waits up to 2 s for it: a holder killed mid-request closes its
+ * control socket before its lock. */
+static bool holder_gone(vd_store *s, const char *vol, int pid, bool wait)
+{
+	char holder[64];
+	int now;
+
+	for (int i = 0; i < (wait ? 100 : 1); i++) {
+		if (!lock_holder(s, vol, &now, holder, sizeof holder) || now != pid)
+			return true;
+		if (wait)
+			usleep(20 * 1000);
+	}
+	return false;
+}
+
 int snapshot_settle(vd_store *s, const char *vol, const char *snap)
 {
 	char holder[64];
@@ -862,11 +881,15 @@ int snapshot_settle(vd_store *s, const char *vol, const char *snap)
 		volume_unref(v);
 		return r;
 	}
-	if (lock_holder(s, vol, &pid, holder, sizeof holder) && pid > 0 &&
-	    pid != getpid()) {
+	for (int tries = 0; tries < 2; tries++) {
+		if (!lock_holder(s, vol, &pid, holder, sizeof holder) || pid <= 0 ||
+		    pid == getpid())
+			break;
 		r = control_request_settle(s, pid, vol, snap);
-		/* Gone meanwhile: then its journal is a dead writer's. */
-		if (r != VD_EBUSY || lock_holder(s, vol, &pid, holder, sizeof holder))
+		/* Gone before or while answering: then its journal is a dead
+		 * writer's (or a new holder's, asked next). */
+		if (r == 0 || (r != VD_EBUSY && r != -EIO) ||
+		    !holder_gone(s, vol, pid, r == -EIO))
 			return r;
 	}
 	return volume_recover(s, vol, false);

@@ -52,14 +52,16 @@ for round in $(seq "$rounds"); do
 	sleep "$delay"
 	[ "${PERF:-0}" = 1 ] && { perf record -F 999 -o "$tmp/perf.data" -p "$server_pid" 2>/dev/null & perf_pid=$!; sleep 0.5; }
 	[ "${STRACE:-0}" = 1 ] && { strace -f -c -w -o "$bench/results/settle-strace.txt" -p "$server_pid" 2>/dev/null & strace_pid=$!; sleep 0.5; }
+	c0=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
 	t2=$(now)
 	"$vdisk" info vol@s >"$tmp/info.txt" || exit 1
 	t3=$(now)
+	c1=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
 	[ "${STRACE:-0}" = 1 ] && { kill -INT "$strace_pid"; wait "$strace_pid"; }
 	if [ "${PERF:-0}" = 1 ]; then
 		kill -INT "$perf_pid"; wait "$perf_pid"
 		perf report -i "$tmp/perf.data" --no-children --sort sym --percent-limit 0.5 \
 			--stdio >"$bench/results/settle-perf.txt" 2>/dev/null
 	fi
-	echo "settle round=$round iops=$iops snapshot=$(echo "$t1 - $t0" | bc) info=$(echo "$t3 - $t2" | bc) delay=$delay rss_before_kb=$rss0 rss_peak_kb=$(hwm) load=$(cut -d' ' -f1 /proc/loadavg)"
+	echo "settle round=$round iops=$iops snapshot=$(echo "$t1 - $t0" | bc) info=$(echo "$t3 - $t2" | bc) server_cpu=$(echo "scale=2; ($c1 - $c0) / $(getconf CLK_TCK)" | bc) delay=$delay rss_before_kb=$rss0 rss_peak_kb=$(hwm) load=$(cut -d' ' -f1 /proc/loadavg)"
 done
