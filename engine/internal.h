@@ -922,10 +922,10 @@ bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait);
  * bound), oldest first, in one
  * transaction.  Returns how many it sealed, or an error. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
-/* Seals one batch of the entries a snapshot froze: those of epochs before
- * the write epoch; a big one (as a settle's) if the writers are IDLE.
- * Returns how many it sealed (0: none is left), or an error. */
-int seal_frozen_batch(vd_volume *v, bool idle);
+/* Seals one batch of the entries a snapshot froze (those of epochs before
+ * the write epoch), as big as a settle's.  Returns how many it sealed (0:
+ * none is left), or an error. */
+int seal_frozen_batch(vd_volume *v);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);
 /* Seals every entry of epoch <= EPOCH (a snapshot's), waiting for seals

@@ -374,7 +374,7 @@ int seal_batch(vd_volume *v, size_t max, uint64_t upto)
 	return seal_batch_epoch(v, max, SEAL_BATCH_BYTES, upto, UINT64_MAX);
 }
 
-int seal_frozen_batch(vd_volume *v, bool idle)
+int seal_frozen_batch(vd_volume *v)
 {
 	uint64_t epoch;
 
@@ -383,8 +383,8 @@ int seal_frozen_batch(vd_volume *v, bool idle)
 	pthread_mutex_unlock(&v->v_seal_lock);
 	if (epoch == 0)
 		return 0;
-	return seal_batch_epoch(v, SIZE_MAX, idle ? SEAL_WAIT_BYTES : SEAL_BATCH_BYTES,
-				UINT64_MAX, epoch - 1);
+	return seal_batch_epoch(v, SIZE_MAX, SEAL_WAIT_BYTES, UINT64_MAX,
+				epoch - 1);
 }
 
 /* Seals the entries of epoch <= MAX_EPOCH dirty now. */
