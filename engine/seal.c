@@ -20,12 +20,15 @@
 #include "engine/internal.h"
 
 #define SEAL_BATCH 64          /* chunks picked under v_lock at a time */
-/* A seal someone waits for (a flush, a settle) takes bigger batches than
- * the background one: several groups per batch, so that the pool prepares
- * one while this thread appends the one before, and fewer syncs and index
- * commits.  Its copies are in memory until it commits: 256 chunks of
- * 64 KiB, 32 MiB with their compressed forms. */
-#define SEAL_WAIT_BYTES (16u << 20)
+/* Sealing a snapshot's epoch (a settle, or the sealer while the writers
+ * are idle) takes bigger batches than the background one: two groups per
+ * batch, so that the pool prepares one while this thread appends the one
+ * before, and fewer syncs and index commits.  Its copies are in memory
+ * until it commits: 8 MiB of chunks, 16 MiB with their compressed forms
+ * (16 MiB batches for every flush and close too put `vdisk serve` past its
+ * memory bound in tests/test-nbd-memory.sh, 89 MiB against 80, with
+ * 1 MiB chunks). */
+#define SEAL_WAIT_BYTES (8u << 20)
 /* Chunks stored in place (STORED entries) take no copy: a batch takes up
  * to this many of them besides its byte bound, so sealing a long
  * sequential write costs few commits. */
@@ -387,8 +390,9 @@ int seal_frozen_batch(vd_volume *v)
 				epoch - 1);
 }
 
-/* Seals the entries of epoch <= MAX_EPOCH dirty now. */
-static int seal_upto(vd_volume *v, uint64_t max_epoch)
+/* Seals the entries of epoch <= MAX_EPOCH dirty now, in batches of
+ * MAX_BYTES. */
+static int seal_upto(vd_volume *v, uint64_t max_epoch, size_t max_bytes)
 {
 	uint64_t upto;
 	int r;
@@ -399,7 +403,7 @@ static int seal_upto(vd_volume *v, uint64_t max_epoch)
 	__atomic_add_fetch(&v->v_settling, 1, __ATOMIC_ACQ_REL);
 	upto = dirty_gen(v);
 	for (;;) {
-		if ((r = seal_batch_epoch(v, SIZE_MAX, SEAL_WAIT_BYTES, upto,
+		if ((r = seal_batch_epoch(v, SIZE_MAX, max_bytes, upto,
 					  max_epoch)) < 0)
 			break;
 		/* Nothing left to pick: wait for the sealer's batch, if any. */
@@ -412,10 +416,10 @@ static int seal_upto(vd_volume *v, uint64_t max_epoch)
 
 int seal_all(vd_volume *v)
 {
-	return seal_upto(v, UINT64_MAX);
+	return seal_upto(v, UINT64_MAX, SEAL_BATCH_BYTES);
 }
 
 int seal_epoch(vd_volume *v, uint64_t epoch)
 {
-	return seal_upto(v, epoch);
+	return seal_upto(v, epoch, SEAL_WAIT_BYTES);
 }

@@ -245,6 +245,7 @@ h.flush()
 open(sys.argv[2], "wb").write(img)
 PY
 vdisk snapshot big@s || fail "4: snapshot"
+t0=$(date +%s%N)
 vdisk info big@s >"$tmpdir/info4.out" 2>"$tmpdir/info4.err" &
 info_pid=$!
 sleep 0.3
@@ -253,6 +254,11 @@ kill -9 "$serve_pid"
 wait "$serve_pid" 2>/dev/null
 for _ in $(seq 600); do kill -0 "$info_pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$info_pid" 2>/dev/null && { kill "$info_pid"; fail "4: info hangs after its holder died"; }
+# Past a second of settling, info says what it waits for.
+if [ $(( ($(date +%s%N) - t0) / 1000000 )) -ge 2000 ]; then
+	grep -q "sealing the writes before the snapshot" "$tmpdir/info4.err" ||
+		fail "4: info waited without a message: $(cat "$tmpdir/info4.err")"
+fi
 if wait "$info_pid"; then
 	grep -q "^Size:" "$tmpdir/info4.out" || grep -qi "size" "$tmpdir/info4.out" ||
 		fail "4: info succeeded without figures: $(cat "$tmpdir/info4.out")"
