@@ -8,10 +8,12 @@
 #   ROUNDS=3 VDISK=/path/to/other/vdisk bench/snapshot/settle.sh
 #
 # Environment: SIZE (default 1G), RUNTIME (default 20), DELAY (default 0),
-# ROUNDS (default 1), VDISK (default ./vdisk at the top), PERF=1 to record
-# the server with perf during the settle (report in $tmp/perf.txt),
-# VDISK_BENCH_TMP.  Prints one line per round:
-#   settle snapshot=S info=S rss_before_kb=K rss_peak_kb=K load=L
+# ROUNDS (default 1), VDISK (default ./vdisk at the top), PERF=1 to profile
+# the server with perf during the settle (bench/results/settle-perf.txt),
+# STRACE=1 to count its system calls (bench/results/settle-strace.txt),
+# VDISK_BENCH_TMP.  Prints one line per round: the random writes' IOPS,
+# the snapshot's and the info's seconds, the server's CPU seconds during
+# the info, its RSS before and peak, the load.
 set -u -o pipefail
 source "$(dirname "$0")/../dirs.sh" "snapshot-$$"
 size=${SIZE:-1G}
