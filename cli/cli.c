@@ -512,6 +512,60 @@ void cli_progress_end(struct cli_progress *p)
 	p->drawn = 0;
 }
 
+/* ---- waits -------------------------------------------------------------- */
+
+#define WAIT_NOTICE_MS 1000
+
+static void *wait_notice(void *arg)
+{
+	struct cli_wait *w = arg;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += WAIT_NOTICE_MS / 1000;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done &&
+	       pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT)
+		;
+	if (!w->done) {
+		fprintf(stderr, "vdisk: %s...\n", w->what);
+		w->shown = 1;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+void cli_wait_begin(struct cli_wait *w, const char *what)
+{
+	pthread_condattr_t ca;
+
+	memset(w, 0, sizeof *w);
+	w->what = what;
+	w->start_ns = now_ns();
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	/* No thread (out of resources): no message, the call goes on. */
+	w->started = pthread_create(&w->thread, NULL, wait_notice, w) == 0;
+}
+
+void cli_wait_end(struct cli_wait *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	if (w->shown)
+		fprintf(stderr, "vdisk: %s: done in %.1f s\n", w->what,
+			(double)(now_ns() - w->start_ns) / 1e9);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+}
+
 /* ---- I/O ---------------------------------------------------------------- */
 
 int cli_is_zero(const void *buf, size_t len)

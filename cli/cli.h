@@ -64,6 +64,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -275,6 +276,26 @@ void cli_progress_begin(struct cli_progress *p, const char *label,
 void cli_progress_update(struct cli_progress *p, uint64_t done);
 void cli_progress_cb(void *opaque, uint64_t done, uint64_t total);
 void cli_progress_end(struct cli_progress *p);
+
+/* A message on stderr for a call that may wait long (settling a snapshot:
+ * sealing the writes before it), shown only once it has taken more than a
+ * second, with the seconds it took at the end:
+ *
+ *	struct cli_wait w;
+ *	cli_wait_begin(&w, "vol@s: sealing the writes before the snapshot");
+ *	... the call ...
+ *	cli_wait_end(&w);
+ */
+struct cli_wait {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const char *what;
+	uint64_t start_ns;
+	int done, shown, started;
+};
+void cli_wait_begin(struct cli_wait *w, const char *what);
+void cli_wait_end(struct cli_wait *w);
 
 /* ---- I/O ---------------------------------------------------------------- */
 

@@ -424,8 +424,19 @@ int cmd_info(struct cli_ctx *ctx, int argc, char **argv)
 				  snap)) ||
 	    (rc = cli_store_open(ctx, NULL, &store)))
 		return rc;
-	rc = vd_info_get(store, vol, snap[0] ? snap : NULL, VD_INFO_SPACE,
-			 &in);
+	if (snap[0]) {
+		/* The snapshot's epoch is sealed first (snapshot_settle), so
+		 * that its figures count every write before it. */
+		struct cli_wait w;
+		char what[2 * VD_NAME_MAX + 64];
+		snprintf(what, sizeof what, "%s@%s: sealing the writes before "
+			 "the snapshot", vol, snap);
+		cli_wait_begin(&w, what);
+		rc = vd_info_get(store, vol, snap, VD_INFO_SPACE, &in);
+		cli_wait_end(&w);
+	} else {
+		rc = vd_info_get(store, vol, NULL, VD_INFO_SPACE, &in);
+	}
 	if (rc < 0) {
 		rc = cli_fail(ctx, rc, "'%s'", argv[optind]);
 		goto out;

@@ -105,6 +105,7 @@ struct vd_store {
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
 	uint64_t st_journal_high; /* a head's journal bytes that start sealing */
 	bool st_uring;           /* batch record reads with io_uring */
+	bool st_seal_frozen;     /* the sealer seals what snapshots froze */
 
 	/* index.c opens the environment and the handles; each handle is used
 	 * only by its database's owner. */
@@ -804,6 +805,13 @@ struct vd_volume {
 	bool v_replaying;             /* open is replaying the journal */
 	bool v_pack_unsynced;         /* chunks stored in place since a flush */
 	bool v_in_place;              /* whole chunks in place (VDISK_IN_PLACE) */
+	/* Entries of epochs before v_write_epoch may be dirty while
+	 * v_frozen_seq (bumped by each snapshot, atomic) is past
+	 * v_frozen_done (the sealer's: the last seq it found nothing left
+	 * of); the background sealer seals them. */
+	uint64_t v_frozen_seq, v_frozen_done;
+	uint64_t v_frozen_gen;        /* sealer: v_gen at its last look */
+	int v_settling;               /* seals waited for, under way (atomic) */
 };
 
 /* ---- dirty.c ------------------------------------------------------------ */
@@ -931,6 +939,10 @@ bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait);
  * bound), oldest first, in one
  * transaction.  Returns how many it sealed, or an error. */
 int seal_batch(vd_volume *v, size_t max, uint64_t upto);
+/* Seals one batch of the entries a snapshot froze (those of epochs before
+ * the write epoch), as big as a settle's.  Returns how many it sealed (0:
+ * none is left), or an error. */
+int seal_frozen_batch(vd_volume *v);
 /* Seals every chunk dirty now (the body of flush). */
 int seal_all(vd_volume *v);
 /* Seals every entry of epoch <= EPOCH (a snapshot's), waiting for seals

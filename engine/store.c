@@ -118,6 +118,10 @@ static int store_setup(vd_store *s, const char *dir,
 	 * reads gain (bench/bench-io.c), but engine reads did not measurably
 	 * (bench part 5), decompressing and hashing dominating. */
 	s->st_uring = getenv("VDISK_IO") && !strcmp(getenv("VDISK_IO"), "uring");
+	/* VDISK_SEAL_FROZEN=off leaves a snapshot's epoch unsealed until it
+	 * is read (tests of that path). */
+	s->st_seal_frozen = !(getenv("VDISK_SEAL_FROZEN") &&
+			      !strcmp(getenv("VDISK_SEAL_FROZEN"), "off"));
 	pthread_mutex_init(&s->st_pack_lock, NULL);
 	pthread_rwlock_init(&s->st_fd_lock, NULL);
 	pthread_mutex_init(&s->st_vol_lock, NULL);

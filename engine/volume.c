@@ -580,6 +580,92 @@ static void deadline_in(struct timespec *ts, long ms)
 	}
 }
 
+/* A volume with entries a snapshot froze, pinned; NULL if none. */
+static vd_volume *frozen_pick(vd_store *s)
+{
+	vd_volume *v;
+
+	if (!s->st_seal_frozen)
+		return NULL;
+	pthread_mutex_lock(&s->st_vol_lock);
+	for (v = s->st_vols; v; v = v->v_next)
+		if (!v->v_readonly && !v->v_closing &&
+		    !__atomic_load_n(&v->v_settling, __ATOMIC_ACQUIRE) &&
+		    __atomic_load_n(&v->v_frozen_seq, __ATOMIC_ACQUIRE) != v->v_frozen_done)
+			break;
+	if (v)
+		v->v_pins++;
+	pthread_mutex_unlock(&s->st_vol_lock);
+	return v;
+}
+
+/* Seals a batch of what a snapshot froze in V while its writers are idle
+ * (no write since the last look), so that the snapshot's first reader
+ * finds its epoch sealed: the work is the same whenever it is done.  Not
+ * while they write: a 4 MiB batch every 100 ms between writes cost 15% of
+ * random 4 KiB writes at QD 1 (bench/nbd vdisk-snap randw1, 16.9k against
+ * 19.5-20.8k).  Returns how long to wait before the next look, in ms; -1
+ * when nothing frozen is left (or sealing fails: the settle of a reader
+ * reports that). */
+#define FROZEN_LOOK_MS 100
+static long seal_frozen(vd_volume *v)
+{
+	const uint64_t seq = __atomic_load_n(&v->v_frozen_seq, __ATOMIC_ACQUIRE);
+	const uint64_t gen = dirty_gen(v);
+	int r;
+
+	if (gen != v->v_frozen_gen) {
+		v->v_frozen_gen = gen;
+		return FROZEN_LOOK_MS;
+	}
+	if ((r = seal_frozen_batch(v)) <= 0) {
+		v->v_frozen_done = seq; /* a snapshot since bumped the seq */
+		return -1;
+	}
+	memory_give_back();
+	return 0;
+}
+
+/* Waits up to MS milliseconds for the dirty condition (a writer past the
+ * start mark, or stop).  Called with st_dirty_lock held. */
+static int sealer_sleep(vd_store *s, long ms)
+{
+	struct timespec ts;
+
+	deadline_in(&ts, ms);
+	if (s->st_sealer_stop)
+		return 0;
+	return pthread_cond_timedwait(&s->st_dirty_cond, &s->st_dirty_lock, &ts);
+}
+
+/* Nothing presses: seal what snapshots froze, or idle.  Called and
+ * returns with st_dirty_lock held. */
+static void sealer_idle(vd_store *s)
+{
+	vd_volume *v;
+	long ms = -1;
+
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	if ((v = frozen_pick(s))) {
+		ms = seal_frozen(v);
+		sealer_unpin(v);
+	}
+	pthread_mutex_lock(&s->st_dirty_lock);
+	if (ms >= 0) {
+		if (ms > 0)
+			sealer_sleep(s, ms);
+		return;
+	}
+	/* Idle: reads churn the clean cache, so give freed memory back
+	 * every second meanwhile. */
+	if (s->st_dirty_bytes < s->st_dirty_max / 4 * 3 &&
+	    sealer_sleep(s, 1000) == ETIMEDOUT) {
+		pthread_mutex_unlock(&s->st_dirty_lock);
+		memory_give_back();
+		pthread_mutex_lock(&s->st_dirty_lock);
+	}
+}
+
 static void *sealer_main(void *arg)
 {
 	vd_store *s = arg;
@@ -593,20 +679,8 @@ static void *sealer_main(void *arg)
 
 		pthread_mutex_unlock(&s->st_dirty_lock);
 		if (!(best = sealer_pick(s, &journal_full))) {
-			/* Idle: reads churn the clean cache, so give freed
-			 * memory back every second meanwhile. */
-			struct timespec ts;
-			int w = 0;
-			deadline_in(&ts, 1000);
 			pthread_mutex_lock(&s->st_dirty_lock);
-			if (!s->st_sealer_stop && s->st_dirty_bytes < s->st_dirty_max / 4 * 3)
-				w = pthread_cond_timedwait(&s->st_dirty_cond,
-							   &s->st_dirty_lock, &ts);
-			if (w == ETIMEDOUT) {
-				pthread_mutex_unlock(&s->st_dirty_lock);
-				memory_give_back();
-				pthread_mutex_lock(&s->st_dirty_lock);
-			}
+			sealer_idle(s);
 			continue;
 		}
 		/* Memory short: drop the memory copies of chunks the journal
@@ -621,17 +695,9 @@ static void *sealer_main(void *arg)
 		sealer_unpin(best);
 		if (r > 0)
 			memory_give_back();
-		if (r <= 0) {
-			/* Failing (no space?) or nothing sealable: back off. */
-			struct timespec ts;
-			deadline_in(&ts, 100);
-			pthread_mutex_lock(&s->st_dirty_lock);
-			if (!s->st_sealer_stop)
-				pthread_cond_timedwait(&s->st_dirty_cond,
-						       &s->st_dirty_lock, &ts);
-			continue;
-		}
 		pthread_mutex_lock(&s->st_dirty_lock);
+		if (r <= 0) /* failing (no space?) or nothing sealable: back off */
+			sealer_sleep(s, 100);
 	}
 	pthread_mutex_unlock(&s->st_dirty_lock);
 	return NULL;
@@ -729,6 +795,10 @@ int volume_snapshot(vd_volume *v, const char *snap)
 			v->v_write_epoch = epoch;
 		pthread_mutex_unlock(&v->v_seal_lock);
 	}
+	if (r == 0) { /* the sealer seals the entries frozen now */
+		__atomic_add_fetch(&v->v_frozen_seq, 1, __ATOMIC_RELEASE);
+		dirty_wake(v->v_store);
+	}
 	if (r == 0 && epoch == next)
 		goto out;
 	if (r < 0 && !appended)
@@ -792,6 +862,23 @@ static int settle_ours(vd_volume *v, const char *snap)
 	return r != 0 ? (r > 0 ? 0 : r) : seal_epoch(v, epoch);
 }
 
+/* True once PID no longer holds VOL.  After an answer that broke off
+ * (WAIT), waits up to 2 s for it: a holder killed mid-request closes its
+ * control socket before its lock. */
+static bool holder_gone(vd_store *s, const char *vol, int pid, bool wait)
+{
+	char holder[64];
+	int now;
+
+	for (int i = 0; i < (wait ? 100 : 1); i++) {
+		if (!lock_holder(s, vol, &now, holder, sizeof holder) || now != pid)
+			return true;
+		if (wait)
+			usleep(20 * 1000);
+	}
+	return false;
+}
+
 int snapshot_settle(vd_store *s, const char *vol, const char *snap)
 {
 	char holder[64];
@@ -803,11 +890,15 @@ int snapshot_settle(vd_store *s, const char *vol, const char *snap)
 		volume_unref(v);
 		return r;
 	}
-	if (lock_holder(s, vol, &pid, holder, sizeof holder) && pid > 0 &&
-	    pid != getpid()) {
+	for (int tries = 0; tries < 2; tries++) {
+		if (!lock_holder(s, vol, &pid, holder, sizeof holder) || pid <= 0 ||
+		    pid == getpid())
+			break;
 		r = control_request_settle(s, pid, vol, snap);
-		/* Gone meanwhile: then its journal is a dead writer's. */
-		if (r != VD_EBUSY || lock_holder(s, vol, &pid, holder, sizeof holder))
+		/* Gone before or while answering: then its journal is a dead
+		 * writer's (or a new holder's, asked next). */
+		if (r == 0 || (r != VD_EBUSY && r != -EIO) ||
+		    !holder_gone(s, vol, pid, r == -EIO))
 			return r;
 	}
 	return volume_recover(s, vol, false);
@@ -906,6 +997,7 @@ static int replay_epoch(void *opaque, uint64_t epoch)
 	/* Entries of the epoch left behind are frozen now: seal them at
 	 * theirs, as a snapshot would. */
 	v->v_write_epoch = epoch;
+	v->v_frozen_seq++;
 	return 0;
 }
 

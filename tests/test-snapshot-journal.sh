@@ -3,14 +3,19 @@
 # that `vdisk serve` holds costs an epoch marker and one index commit, not a
 # seal of what is dirty.  Checked structurally: right after the snapshot the
 # head's journal is what it was plus one 40-byte marker record (a seal would
-# have trimmed it).  Then, with writes of both epochs still unsealed:
+# have trimmed it).  Then, with writes of both epochs still unsealed (the
+# background sealer off: VDISK_SEAL_FROZEN=off):
 #   - after kill -9 of the writer, tests/format-reader.py (which reads the
 #     journal by FORMAT.md's epoch rule) and `vdisk export` (replay) give the
 #     snapshot exactly the writes before it and the head all of them;
 #   - a clone of an unsealed snapshot (the writer is asked to settle it over
 #     the control socket) reads as the snapshot did;
 #   - removing an unsealed snapshot leaves the head and the other points
-#     exact; `vdisk check` is clean at the end.
+#     exact; `vdisk check` is clean at the end;
+#   - kill -9 of the writer while `vdisk info VOL@SNAP` waits for it to
+#     settle the snapshot (SETTLE over the control socket): info ends (no
+#     hang) settled, by recovering the dead writer's journal, or with a
+#     clear error; the snapshot then reads exactly as written before it.
 source "$(dirname "$0")/functions.sh"
 requires /usr/bin/python3 cmp sha256sum
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd missing"; exit 77; }
@@ -154,7 +159,7 @@ same() {
 }
 
 # ---- 1: snapshot, more writes, kill -9, reopen ------------------------------
-VDISK_DIRTY_MB=1024 start_serve "$sock"
+VDISK_SEAL_FROZEN=off VDISK_DIRTY_MB=1024 start_serve "$sock"
 stage 1 || fail "1: snapshot over an unsealed journal, then kill -9"
 wait "$serve_pid" 2>/dev/null
 ls "$VDISK_STORE"/journal/vol/*.jnl >/dev/null 2>&1 || fail "1: no journal left after kill -9"
@@ -197,7 +202,7 @@ vdisk check >/dev/null || fail "1: check after replay"
 echo "1: kill -9 after a snapshot over an unsealed journal: snapshot and head exact"
 
 # ---- 2: clone and remove unsealed snapshots, live ---------------------------
-VDISK_DIRTY_MB=1024 start_serve "$sock"
+VDISK_SEAL_FROZEN=off VDISK_DIRTY_MB=1024 start_serve "$sock"
 stage 2 || fail "2: clone and removal of unsealed snapshots while served"
 out=$(vdisk diff vol@s2 cl) || fail "2: diff vol@s2 cl"
 [ -z "$out" ] || fail "2: s2 and its clone differ: $out"
@@ -213,4 +218,58 @@ same vol@s1 "$tmpdir/img1" "3"
 rm -f "$tmpdir/ex.out"
 vdisk export cl "$tmpdir/ex.out" && cmp "$tmpdir/ex.out" "$tmpdir/img3" || fail "3: clone"
 vdisk info vol@s3 >/dev/null 2>&1 && fail "3: s3 is still there"
+echo "3: closed cleanly: every point exact, check clean"
+
+# ---- 4: the holder dies while a reader waits for its settle ---------------
+# 256 MiB written, then one 4 KiB write into each of its 4096 chunks (the
+# background sealer off: the snapshot's epoch stays unsealed until read),
+# so that settling it takes a while; kill -9 lands during the SETTLE.
+vdisk create big 256M || fail "4: create"
+VDISK_SEAL_FROZEN=off VDISK_DIRTY_MB=1024 start_serve "$sock"
+/usr/bin/python3 - "$sock" "$tmpdir/big.img" <<'PY' || fail "4: writes"
+import os, random, sys
+import nbd
+h = nbd.NBD()
+h.set_export_name("big")
+h.connect_unix(sys.argv[1])
+M, K = 1 << 20, 4096
+img = bytearray(os.urandom(256 * M))
+for off in range(0, len(img), M):
+    h.pwrite(bytes(img[off:off + M]), off)
+rng = random.Random(4)
+for c in range(len(img) // (64 * K)):
+    off = c * 64 * K + rng.randrange(16) * K
+    img[off:off + K] = rng.randbytes(K)
+    h.pwrite(bytes(img[off:off + K]), off)
+h.flush()
+open(sys.argv[2], "wb").write(img)
+PY
+vdisk snapshot big@s || fail "4: snapshot"
+t0=$(date +%s%N)
+vdisk info big@s >"$tmpdir/info4.out" 2>"$tmpdir/info4.err" &
+info_pid=$!
+sleep 0.3
+kill -0 "$info_pid" 2>/dev/null || echo "4: note: info ended before the kill"
+kill -9 "$serve_pid"
+wait "$serve_pid" 2>/dev/null
+for _ in $(seq 600); do kill -0 "$info_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$info_pid" 2>/dev/null && { kill "$info_pid"; fail "4: info hangs after its holder died"; }
+# Past a second of settling, info says what it waits for.
+if [ $(( ($(date +%s%N) - t0) / 1000000 )) -ge 2000 ]; then
+	grep -q "sealing the writes before the snapshot" "$tmpdir/info4.err" ||
+		fail "4: info waited without a message: $(cat "$tmpdir/info4.err")"
+fi
+if wait "$info_pid"; then
+	grep -q "^Size:" "$tmpdir/info4.out" || grep -qi "size" "$tmpdir/info4.out" ||
+		fail "4: info succeeded without figures: $(cat "$tmpdir/info4.out")"
+	echo "4: info settled the snapshot after its holder died"
+else
+	[ -s "$tmpdir/info4.err" ] || fail "4: info failed without a message"
+	echo "4: info failed clearly: $(tail -1 "$tmpdir/info4.err")"
+fi
+rm -f "$tmpdir/ex.out"
+vdisk export big@s "$tmpdir/ex.out" || fail "4: export big@s"
+cmp "$tmpdir/ex.out" "$tmpdir/big.img" || fail "4: big@s differs from what was written before it"
+rm -f "$tmpdir/ex.out" "$tmpdir/big.img"
+vdisk check >/dev/null || fail "4: check is not clean"
 echo OK
