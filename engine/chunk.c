@@ -222,16 +222,67 @@ static bool frame_incompressible(const uint8_t *src, uint32_t fs)
 	return 12.0f - sum / (SAMPLES * SAMPLE) >= 7.3f;
 }
 
+/* A framed payload of frames of FMT_FRAME_MIN bytes, each raw or zero:
+ * for a chunk none of whose frames compress.  A 4 KiB read of it then
+ * reads and checks 4 KiB, not the 16 KiB frame around it (three quarters
+ * of what a random read of such data read and hashed was thrown away). */
+static uint32_t store_small_frames(struct thread_ctx *t, const uint8_t *chunk,
+				   uint32_t cs, const uint8_t hash[32],
+				   uint8_t *out)
+{
+	struct fmt_frame_table *tab = &t->table;
+	const uint32_t fs = FMT_FRAME_MIN;
+	size_t pos;
+
+	tab->frame_size = fs;
+	tab->nframes = cs / fs;
+	pos = fmt_frame_table_size(tab->nframes);
+	for (uint32_t i = 0; i < tab->nframes; i++) {
+		struct fmt_frame *f = &tab->f[i];
+		const uint8_t *src = chunk + (size_t)i * fs;
+		const bool zero = chunk_is_zero(src, fs);
+
+		f->kind = zero ? FMT_FRAME_ZERO : FMT_FRAME_RAW;
+		f->stored_len = zero ? 0 : fs;
+		if (!zero)
+			memcpy(out + pos, src, fs);
+		f->check = fmt_frame_check(out + pos, f->stored_len);
+		pos += f->stored_len;
+	}
+	fmt_frames_encode(tab, hash, out);
+	return (uint32_t)pos;
+}
+
+/* True if no FS-byte frame of CHUNK is worth a zstd attempt at LEVEL (each
+ * zero, or incompressible by its samples). */
+static bool frames_all_raw(const uint8_t *chunk, uint32_t cs, uint32_t fs,
+			   int level)
+{
+	for (uint32_t i = 0; i < cs / fs; i++) {
+		const uint8_t *src = chunk + (size_t)i * fs;
+
+		if (!chunk_is_zero(src, fs) &&
+		    !(level == ZSTD_LEVEL && frame_incompressible(src, fs)))
+			return false;
+	}
+	return true;
+}
+
 /* A framed payload of FS-byte frames at zstd LEVEL: each frame compressed
  * alone, kept raw unless that saves 1/8 of it (ZFS's rule: a frame that
  * barely compresses costs a decode on every read for little space), and
- * not stored at all if it is zero. */
+ * not stored at all if it is zero.  A chunk with no frame compressed is
+ * stored in frames of FMT_FRAME_MIN bytes instead (store_small_frames). */
 static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 				uint32_t cs, uint32_t fs, int level,
 				const uint8_t hash[32], uint8_t *out)
 {
 	struct fmt_frame_table *tab = &t->table;
+	bool compressed = false;
 	size_t pos;
+
+	if (fs > FMT_FRAME_MIN && frames_all_raw(chunk, cs, fs, level))
+		return store_small_frames(t, chunk, cs, hash, out);
 
 	tab->frame_size = fs;
 	tab->nframes = cs / fs;
@@ -257,10 +308,13 @@ static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 				f->kind = FMT_FRAME_RAW;
 			}
 		}
+		compressed |= f->kind == FMT_FRAME_ZSTD;
 		f->stored_len = (uint32_t)n;
 		f->check = fmt_frame_check(out + pos, n);
 		pos += n;
 	}
+	if (!compressed && fs > FMT_FRAME_MIN)
+		return store_small_frames(t, chunk, cs, hash, out);
 	fmt_frames_encode(tab, hash, out);
 	return (uint32_t)pos;
 }
@@ -780,7 +834,7 @@ static int read_failed(const uint8_t hash[32], int r)
  * preads, a third of the server's CPU at QD32. */
 #define LOC_SLOTS 65536u
 #define LOC_SLOTS_MIN 1024u
-#define LOC_FRAMES 8u
+#define LOC_FRAMES 16u
 #define LOC_HEAD 7 /* words before the frames' */
 
 /* A slot: SEQ (odd while written), then words: name (4), pack_id << 32 |
@@ -801,9 +855,8 @@ void chunk_locs_free(vd_store *s)
 /* Frames a slot of S has room for. */
 static uint32_t loc_frames(const vd_store *s)
 {
-	const uint32_t fs = MIN((uint32_t)FRAME_SIZE, s->st_chunk_size);
-
-	return MIN(LOC_FRAMES, MAX(1u, s->st_chunk_size / fs));
+	/* Room for the smallest frames vdisk writes (store_small_frames). */
+	return MIN(LOC_FRAMES, MAX(1u, s->st_chunk_size / FMT_FRAME_MIN));
 }
 
 /* HASH's slot: SEQ at [0], the words after it. */
@@ -913,33 +966,54 @@ static void loc_put(vd_store *s, const uint8_t hash[32],
 	__atomic_store_n(&sl[0], q + 2, __ATOMIC_RELEASE);
 }
 
-/* For a read of part of raw frame I of remembered chunk HASH that the
- * cache is to keep: the frame read straight into a cache piece, checked
+/* For a read of part of cache piece P of remembered chunk HASH that the
+ * cache is to keep, when the piece's frames are all raw: the frames read
+ * straight into a cache piece (one pread: they are back to back), checked
  * there, the part copied out (one copy of the frame fewer than through
- * the record scratch).  1 if it was not done (no piece): the caller reads
- * it the usual way. */
+ * the record scratch).  1 if it was not done (no piece, or a frame that is
+ * not raw): the caller reads it the usual way. */
 static int load_raw_piece(vd_store *s, const struct fmt_frame_table *tab,
 			  const uint8_t hash[32], const struct fmt_chunk *c,
-			  uint32_t i, uint8_t *dst, size_t off, size_t len)
+			  uint32_t p, uint8_t *dst, size_t off, size_t len)
 {
-	const size_t fofs = (size_t)i * tab->frame_size;
-	uint8_t *piece = cache_piece_get(s->st_cache);
-	int r;
+	const uint32_t psize = cache_piece(s->st_cache);
+	const uint32_t per = psize / tab->frame_size, i0 = p * per;
+	uint8_t *piece;
+	int r = 0;
 
-	if (!piece)
+	for (uint32_t i = i0; i < i0 + per; i++)
+		if (tab->f[i].kind != FMT_FRAME_RAW)
+			return 1;
+	if (!(piece = cache_piece_get(s->st_cache)))
 		return 1;
 	r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
-		       tab->f[i].offset,
-		       (struct iovec[1]){ { piece, tab->frame_size } }, 1, true);
-	if (r == 0)
-		r = frame_check(hash, c, tab, i, piece);
+		       tab->f[i0].offset,
+		       (struct iovec[1]){ { piece, psize } }, 1, true);
+	for (uint32_t i = i0; i < i0 + per && r == 0; i++)
+		r = frame_check(hash, c, tab, i,
+				piece + (size_t)(i - i0) * tab->frame_size);
 	if (r < 0) {
 		cache_piece_put(s->st_cache, piece);
 		return r;
 	}
-	memcpy(dst, piece + (off - fofs), len);
-	cache_insert_piece(s->st_cache, hash, i, piece);
+	memcpy(dst, piece + (off - (size_t)p * psize), len);
+	cache_insert_piece(s->st_cache, hash, p, piece);
 	return 0;
+}
+
+/* True if a read of [OFF, OFF + LEN) of remembered chunk HASH goes
+ * through load_raw_piece(): it lies in one cache piece, the cache has
+ * room (frames_decode), and frames are no larger than pieces (a whole
+ * frame of a piece's size goes straight into DST instead). */
+static bool via_piece(vd_store *s, const struct fmt_frame_table *tab,
+		      const uint8_t hash[32], size_t off, size_t len)
+{
+	const uint32_t psize = cache_piece(s->st_cache);
+
+	return off / psize == (off + len - 1) / psize &&
+	       tab->frame_size <= psize &&
+	       (tab->frame_size < psize || len < psize) &&
+	       cache_has_room(s->st_cache, hash, psize);
 }
 
 /* Bytes [OFF, OFF + LEN) of remembered chunk HASH into DST: its frames
@@ -959,13 +1033,12 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 	struct iovec iov[LOC_FRAMES];
 	int n = 0, r;
 
-	/* The usual random read: part of one raw frame, which the cache
-	 * keeps while it has room (frames_decode). */
-	if (cache && first == last && tab->f[first].kind == FMT_FRAME_RAW &&
-	    tab->f[first].stored_len == fs && len < fs &&
-	    fs == cache_piece(s->st_cache) &&
-	    cache_has_room(s->st_cache, hash, fs) &&
-	    (r = load_raw_piece(s, tab, hash, c, first, dst, off, len)) <= 0)
+	/* The usual random read: part of one piece of raw frames, which the
+	 * cache keeps while it has room (frames_decode). */
+	if (cache && via_piece(s, tab, hash, off, len) &&
+	    (r = load_raw_piece(s, tab, hash, c,
+				(uint32_t)(off / cache_piece(s->st_cache)),
+				dst, off, len)) <= 0)
 		return r;
 
 	/* The frames are back to back: one preadv, each raw frame the read
@@ -1044,21 +1117,25 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 }
 
 /* A whole framed record whose frames are all raw (its stored length says
- * so for frames of FRAME_SIZE): one preadv puts its header and table in
- * SCRATCH and its frames straight into DST, checked there, with no copy.
- * 1 if done; 0 if the record is not such a one (or will not decode: the
- * caller reads it the plain way and reports); < 0 on a read error. */
+ * so, for frames of FRAME_SIZE or FMT_FRAME_MIN): one preadv puts its
+ * header and table in SCRATCH and its frames straight into DST, checked
+ * there, with no copy.  1 if done; 0 if the record is not such a one (or
+ * will not decode: the caller reads it the plain way and reports); < 0 on
+ * a read error. */
 static int load_raw_whole(vd_store *s, struct thread_ctx *t,
 			  const uint8_t hash[32], const struct fmt_chunk *c,
 			  uint8_t *scratch, uint8_t *dst)
 {
 	const uint32_t cs = s->st_chunk_size;
-	const uint32_t fs = MIN(FRAME_SIZE, cs);
-	const size_t tsize = fmt_frame_table_size(cs / fs);
+	uint32_t fs = MIN(FRAME_SIZE, cs);
 	const uint8_t *table = scratch + FMT_REC_HEADER_SIZE;
 	struct fmt_record rec;
+	size_t tsize;
 	int r;
 
+	if (c->stored_len != fmt_frame_table_size(cs / fs) + cs)
+		fs = FMT_FRAME_MIN;
+	tsize = fmt_frame_table_size(cs / fs);
 	if (c->stored_len != tsize + cs)
 		return 0;
 	r = pack_readv(s, c->pack_id, c->offset,
