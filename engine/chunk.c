@@ -824,9 +824,10 @@ static int read_failed(const uint8_t hash[32], int r)
  * is removed; a read that finds the file gone, or a frame failing its
  * check, drops the entry and goes the long way.  Only verified tables go
  * in.  Slots are seqlocked (readers never wait), direct-mapped by name,
- * each as long as the store's chunks need (its frames); chunks of more
- * than LOC_FRAMES frames are not kept.  LOC_SLOTS covers 4 GiB of 64 KiB
- * chunks (8 MiB of slots, touched as they fill); the slots take at most
+ * each as long as the store's chunks need (its frames); chunks whose
+ * frames do not fit are not kept (more than 8 frames of 16 KiB, or 16
+ * of 4 KiB: chunks past 128 KiB, or 4 KiB-framed ones past 64 KiB).  LOC_SLOTS covers 4 GiB of 64 KiB chunks (12 MiB of
+ * slots, touched as they fill); the slots take at most
  * an eighth of the chunk cache's bound, so that a small --cache keeps the
  * process small too (16 MiB: 2 MiB of slots).  With 8192 slots a
  * random read of a 1 GiB volume found its chunk remembered half the time
@@ -834,12 +835,19 @@ static int read_failed(const uint8_t hash[32], int r)
  * preads, a third of the server's CPU at QD32. */
 #define LOC_SLOTS 65536u
 #define LOC_SLOTS_MIN 1024u
-#define LOC_FRAMES 16u
+#define LOC_WORDS 16u  /* words for frames per slot, at most */
+#define LOC_FRAMES 16u /* frames per slot, at most: a zero mask's bits */
 #define LOC_HEAD 7 /* words before the frames' */
+#define LOC_COMPACT (1u << 15)
 
 /* A slot: SEQ (odd while written), then words: name (4), pack_id << 32 |
- * stored_len, offset, frame_size << 32 | nframes, then per frame kind <<
- * 32 | stored_len, check. */
+ * stored_len, offset, frame_size << 32 | zero mask << 16 | LOC_COMPACT |
+ * nframes, then per frame kind << 32 | stored_len, check; or, with
+ * LOC_COMPACT (no zstd frame: each raw or, its bit in the mask set, zero),
+ * only each frame's check.  So 64 KiB chunks of 4 KiB frames take the 16
+ * words that 4 frames of 16 KiB do, and a slot stays 192 bytes: with two
+ * words a frame (320 bytes) the default cache's eighth held half the
+ * slots. */
 struct chunk_locs {
 	size_t stride; /* words per slot, SEQ's included */
 	size_t mask;   /* slots - 1 (a power of two) */
@@ -852,11 +860,22 @@ void chunk_locs_free(vd_store *s)
 	s->st_locs = NULL;
 }
 
-/* Frames a slot of S has room for. */
-static uint32_t loc_frames(const vd_store *s)
+/* Words for frames a slot of S has: two per frame of FRAME_SIZE, one per
+ * frame of FMT_FRAME_MIN (store_small_frames). */
+static uint32_t loc_words(const vd_store *s)
 {
-	/* Room for the smallest frames vdisk writes (store_small_frames). */
-	return MIN(LOC_FRAMES, MAX(1u, s->st_chunk_size / FMT_FRAME_MIN));
+	return MIN(LOC_WORDS, MAX(2u, s->st_chunk_size / FMT_FRAME_MIN));
+}
+
+/* True if TAB goes into a slot compact (LOC_COMPACT). */
+static bool loc_compact(const struct fmt_frame_table *tab)
+{
+	if (tab->nframes > LOC_FRAMES)
+		return false;
+	for (uint32_t i = 0; i < tab->nframes; i++)
+		if (tab->f[i].kind == FMT_FRAME_ZSTD)
+			return false;
+	return true;
 }
 
 /* HASH's slot: SEQ at [0], the words after it. */
@@ -866,7 +885,7 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 	uint64_t h;
 
 	if (!l) {
-		const size_t stride = 1 + LOC_HEAD + 2 * (size_t)loc_frames(s);
+		const size_t stride = 1 + LOC_HEAD + (size_t)loc_words(s);
 		size_t n = LOC_SLOTS;
 		struct chunk_locs *fresh;
 
@@ -886,14 +905,33 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 	return &l->words[(h & l->mask) * l->stride];
 }
 
+/* Frame I of a table from the words W of a slot (its head at W). */
+static void loc_frame(const uint64_t *w, uint32_t i, struct fmt_frame *f)
+{
+	const uint32_t fs = (uint32_t)(w[6] >> 32);
+
+	if (!((uint32_t)w[6] & LOC_COMPACT)) {
+		f->kind = (uint8_t)(w[LOC_HEAD + 2 * i] >> 32);
+		f->stored_len = (uint32_t)w[LOC_HEAD + 2 * i];
+		f->check = w[LOC_HEAD + 1 + 2 * i];
+	} else if ((w[6] >> (16 + i)) & 1) {
+		f->kind = FMT_FRAME_ZERO;
+		f->stored_len = 0;
+		f->check = w[LOC_HEAD + i];
+	} else {
+		f->kind = FMT_FRAME_RAW;
+		f->stored_len = fs;
+		f->check = w[LOC_HEAD + i];
+	}
+}
+
 /* C and TAB of framed chunk HASH, if remembered. */
 static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 		    struct fmt_frame_table *tab)
 {
 	const uint64_t *sl = loc_slot(s, hash);
-	const uint32_t room = loc_frames(s);
-	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
-	uint32_t pos;
+	uint64_t w[LOC_HEAD + LOC_WORDS];
+	uint32_t pos, n, words;
 	uint64_t q;
 
 	if (!sl)
@@ -904,10 +942,12 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 	/* Acquire loads, SEQ read again after them (as layer.c's slots). */
 	for (uint32_t i = 0; i < LOC_HEAD; i++)
 		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
-	if (memcmp(w, hash, 32) != 0 || (uint32_t)w[6] == 0 ||
-	    (uint32_t)w[6] > room)
+	n = (uint32_t)w[6] & (LOC_COMPACT - 1);
+	words = (uint32_t)w[6] & LOC_COMPACT ? n : 2 * n;
+	if (memcmp(w, hash, 32) != 0 || n == 0 || n > LOC_FRAMES ||
+	    words > loc_words(s))
 		return false;
-	for (uint32_t i = LOC_HEAD; i < LOC_HEAD + 2 * (uint32_t)w[6]; i++)
+	for (uint32_t i = LOC_HEAD; i < LOC_HEAD + words; i++)
 		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&sl[0], __ATOMIC_RELAXED) != q)
 		return false;
@@ -915,12 +955,10 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 				 .stored_len = (uint32_t)w[4], .offset = w[5],
 				 .codec = FMT_CODEC_FRAMED };
 	tab->frame_size = (uint32_t)(w[6] >> 32);
-	tab->nframes = (uint32_t)w[6];
+	tab->nframes = n;
 	pos = (uint32_t)fmt_frame_table_size(tab->nframes);
 	for (uint32_t i = 0; i < tab->nframes; i++) {
-		tab->f[i].kind = (uint8_t)(w[LOC_HEAD + 2 * i] >> 32);
-		tab->f[i].stored_len = (uint32_t)w[LOC_HEAD + 2 * i];
-		tab->f[i].check = w[LOC_HEAD + 1 + 2 * i];
+		loc_frame(w, i, &tab->f[i]);
 		tab->f[i].offset = pos;
 		pos += tab->f[i].stored_len;
 	}
@@ -930,38 +968,59 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 	       pos == c->stored_len;
 }
 
+/* The words of TAB for a slot into W (from W[6]); how many after the
+ * head, or UINT32_MAX if it does not fit in a slot of S. */
+static uint32_t loc_encode(const vd_store *s, const struct fmt_frame_table *tab,
+			   uint64_t *w)
+{
+	const bool compact = loc_compact(tab);
+	const uint32_t words = compact ? tab->nframes : 2 * tab->nframes;
+
+	if (tab->nframes > LOC_FRAMES || words > loc_words(s))
+		return UINT32_MAX;
+	w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes |
+	       (compact ? LOC_COMPACT : 0);
+	for (uint32_t i = 0; i < tab->nframes; i++) {
+		const struct fmt_frame *f = &tab->f[i];
+
+		if (!compact) {
+			w[LOC_HEAD + 2 * i] = (uint64_t)f->kind << 32 | f->stored_len;
+			w[LOC_HEAD + 1 + 2 * i] = f->check;
+			continue;
+		}
+		if (f->kind == FMT_FRAME_ZERO)
+			w[6] |= 1ull << (16 + i);
+		w[LOC_HEAD + i] = f->check;
+	}
+	return words;
+}
+
 /* Remembers verified C and TAB of chunk HASH (TAB NULL: forgets it). */
 static void loc_put(vd_store *s, const uint8_t hash[32],
 		    const struct fmt_chunk *c, const struct fmt_frame_table *tab)
 {
 	uint64_t *sl = loc_slot(s, hash);
-	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
+	uint64_t w[LOC_HEAD + LOC_WORDS];
+	uint32_t words = 0;
 	uint64_t q;
-	uint32_t n;
 
-	if (!sl || (tab && tab->nframes > loc_frames(s)))
+	if (!sl)
+		return;
+	memset(w, 0, sizeof w);
+	if (tab && (words = loc_encode(s, tab, w)) == UINT32_MAX)
 		return;
 	q = __atomic_load_n(&sl[0], __ATOMIC_RELAXED);
 	if ((q & 1) || !__atomic_compare_exchange_n(&sl[0], &q, q + 1, false,
 						    __ATOMIC_ACQUIRE,
 						    __ATOMIC_RELAXED))
 		return; /* being written: let it be */
-	memset(w, 0, sizeof w);
-	n = LOC_HEAD;
 	if (tab) {
 		memcpy(w, hash, 32);
 		w[4] = (uint64_t)c->pack_id << 32 | c->stored_len;
 		w[5] = c->offset;
-		w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes;
-		for (uint32_t i = 0; i < tab->nframes; i++) {
-			w[LOC_HEAD + 2 * i] = (uint64_t)tab->f[i].kind << 32 |
-					      tab->f[i].stored_len;
-			w[LOC_HEAD + 1 + 2 * i] = tab->f[i].check;
-		}
-		n += 2 * tab->nframes;
 	}
 	/* Release stores: they stay after the odd SEQ. */
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < LOC_HEAD + words; i++)
 		__atomic_store_n(&sl[1 + i], w[i], __ATOMIC_RELEASE);
 	__atomic_store_n(&sl[0], q + 2, __ATOMIC_RELEASE);
 }
