@@ -222,16 +222,67 @@ static bool frame_incompressible(const uint8_t *src, uint32_t fs)
 	return 12.0f - sum / (SAMPLES * SAMPLE) >= 7.3f;
 }
 
+/* A framed payload of frames of FMT_FRAME_MIN bytes, each raw or zero:
+ * for a chunk none of whose frames compress.  A 4 KiB read of it then
+ * reads and checks 4 KiB, not the 16 KiB frame around it (three quarters
+ * of what a random read of such data read and hashed was thrown away). */
+static uint32_t store_small_frames(struct thread_ctx *t, const uint8_t *chunk,
+				   uint32_t cs, const uint8_t hash[32],
+				   uint8_t *out)
+{
+	struct fmt_frame_table *tab = &t->table;
+	const uint32_t fs = FMT_FRAME_MIN;
+	size_t pos;
+
+	tab->frame_size = fs;
+	tab->nframes = cs / fs;
+	pos = fmt_frame_table_size(tab->nframes);
+	for (uint32_t i = 0; i < tab->nframes; i++) {
+		struct fmt_frame *f = &tab->f[i];
+		const uint8_t *src = chunk + (size_t)i * fs;
+		const bool zero = chunk_is_zero(src, fs);
+
+		f->kind = zero ? FMT_FRAME_ZERO : FMT_FRAME_RAW;
+		f->stored_len = zero ? 0 : fs;
+		if (!zero)
+			memcpy(out + pos, src, fs);
+		f->check = fmt_frame_check(out + pos, f->stored_len);
+		pos += f->stored_len;
+	}
+	fmt_frames_encode(tab, hash, out);
+	return (uint32_t)pos;
+}
+
+/* True if no FS-byte frame of CHUNK is worth a zstd attempt at LEVEL (each
+ * zero, or incompressible by its samples). */
+static bool frames_all_raw(const uint8_t *chunk, uint32_t cs, uint32_t fs,
+			   int level)
+{
+	for (uint32_t i = 0; i < cs / fs; i++) {
+		const uint8_t *src = chunk + (size_t)i * fs;
+
+		if (!chunk_is_zero(src, fs) &&
+		    !(level == ZSTD_LEVEL && frame_incompressible(src, fs)))
+			return false;
+	}
+	return true;
+}
+
 /* A framed payload of FS-byte frames at zstd LEVEL: each frame compressed
  * alone, kept raw unless that saves 1/8 of it (ZFS's rule: a frame that
  * barely compresses costs a decode on every read for little space), and
- * not stored at all if it is zero. */
+ * not stored at all if it is zero.  A chunk with no frame compressed is
+ * stored in frames of FMT_FRAME_MIN bytes instead (store_small_frames). */
 static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 				uint32_t cs, uint32_t fs, int level,
 				const uint8_t hash[32], uint8_t *out)
 {
 	struct fmt_frame_table *tab = &t->table;
+	bool compressed = false;
 	size_t pos;
+
+	if (fs > FMT_FRAME_MIN && frames_all_raw(chunk, cs, fs, level))
+		return store_small_frames(t, chunk, cs, hash, out);
 
 	tab->frame_size = fs;
 	tab->nframes = cs / fs;
@@ -257,10 +308,13 @@ static uint32_t compress_framed(struct thread_ctx *t, const uint8_t *chunk,
 				f->kind = FMT_FRAME_RAW;
 			}
 		}
+		compressed |= f->kind == FMT_FRAME_ZSTD;
 		f->stored_len = (uint32_t)n;
 		f->check = fmt_frame_check(out + pos, n);
 		pos += n;
 	}
+	if (!compressed && fs > FMT_FRAME_MIN)
+		return store_small_frames(t, chunk, cs, hash, out);
 	fmt_frames_encode(tab, hash, out);
 	return (uint32_t)pos;
 }
@@ -770,9 +824,10 @@ static int read_failed(const uint8_t hash[32], int r)
  * is removed; a read that finds the file gone, or a frame failing its
  * check, drops the entry and goes the long way.  Only verified tables go
  * in.  Slots are seqlocked (readers never wait), direct-mapped by name,
- * each as long as the store's chunks need (its frames); chunks of more
- * than LOC_FRAMES frames are not kept.  LOC_SLOTS covers 4 GiB of 64 KiB
- * chunks (8 MiB of slots, touched as they fill); the slots take at most
+ * each as long as the store's chunks need (its frames); chunks whose
+ * frames do not fit are not kept (more than 8 frames of 16 KiB, or 16
+ * of 4 KiB: chunks past 128 KiB, or 4 KiB-framed ones past 64 KiB).  LOC_SLOTS covers 4 GiB of 64 KiB chunks (12 MiB of
+ * slots, touched as they fill); the slots take at most
  * an eighth of the chunk cache's bound, so that a small --cache keeps the
  * process small too (16 MiB: 2 MiB of slots).  With 8192 slots a
  * random read of a 1 GiB volume found its chunk remembered half the time
@@ -780,12 +835,19 @@ static int read_failed(const uint8_t hash[32], int r)
  * preads, a third of the server's CPU at QD32. */
 #define LOC_SLOTS 65536u
 #define LOC_SLOTS_MIN 1024u
-#define LOC_FRAMES 8u
+#define LOC_WORDS 16u  /* words for frames per slot, at most */
+#define LOC_FRAMES 16u /* frames per slot, at most: a zero mask's bits */
 #define LOC_HEAD 7 /* words before the frames' */
+#define LOC_COMPACT (1u << 15)
 
 /* A slot: SEQ (odd while written), then words: name (4), pack_id << 32 |
- * stored_len, offset, frame_size << 32 | nframes, then per frame kind <<
- * 32 | stored_len, check. */
+ * stored_len, offset, frame_size << 32 | zero mask << 16 | LOC_COMPACT |
+ * nframes, then per frame kind << 32 | stored_len, check; or, with
+ * LOC_COMPACT (no zstd frame: each raw or, its bit in the mask set, zero),
+ * only each frame's check.  So 64 KiB chunks of 4 KiB frames take the 16
+ * words that 4 frames of 16 KiB do, and a slot stays 192 bytes: with two
+ * words a frame (320 bytes) the default cache's eighth held half the
+ * slots. */
 struct chunk_locs {
 	size_t stride; /* words per slot, SEQ's included */
 	size_t mask;   /* slots - 1 (a power of two) */
@@ -798,12 +860,22 @@ void chunk_locs_free(vd_store *s)
 	s->st_locs = NULL;
 }
 
-/* Frames a slot of S has room for. */
-static uint32_t loc_frames(const vd_store *s)
+/* Words for frames a slot of S has: two per frame of FRAME_SIZE, one per
+ * frame of FMT_FRAME_MIN (store_small_frames). */
+static uint32_t loc_words(const vd_store *s)
 {
-	const uint32_t fs = MIN((uint32_t)FRAME_SIZE, s->st_chunk_size);
+	return MIN(LOC_WORDS, MAX(2u, s->st_chunk_size / FMT_FRAME_MIN));
+}
 
-	return MIN(LOC_FRAMES, MAX(1u, s->st_chunk_size / fs));
+/* True if TAB goes into a slot compact (LOC_COMPACT). */
+static bool loc_compact(const struct fmt_frame_table *tab)
+{
+	if (tab->nframes > LOC_FRAMES)
+		return false;
+	for (uint32_t i = 0; i < tab->nframes; i++)
+		if (tab->f[i].kind == FMT_FRAME_ZSTD)
+			return false;
+	return true;
 }
 
 /* HASH's slot: SEQ at [0], the words after it. */
@@ -813,7 +885,7 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 	uint64_t h;
 
 	if (!l) {
-		const size_t stride = 1 + LOC_HEAD + 2 * (size_t)loc_frames(s);
+		const size_t stride = 1 + LOC_HEAD + (size_t)loc_words(s);
 		size_t n = LOC_SLOTS;
 		struct chunk_locs *fresh;
 
@@ -833,14 +905,33 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 	return &l->words[(h & l->mask) * l->stride];
 }
 
+/* Frame I of a table from the words W of a slot (its head at W). */
+static void loc_frame(const uint64_t *w, uint32_t i, struct fmt_frame *f)
+{
+	const uint32_t fs = (uint32_t)(w[6] >> 32);
+
+	if (!((uint32_t)w[6] & LOC_COMPACT)) {
+		f->kind = (uint8_t)(w[LOC_HEAD + 2 * i] >> 32);
+		f->stored_len = (uint32_t)w[LOC_HEAD + 2 * i];
+		f->check = w[LOC_HEAD + 1 + 2 * i];
+	} else if ((w[6] >> (16 + i)) & 1) {
+		f->kind = FMT_FRAME_ZERO;
+		f->stored_len = 0;
+		f->check = w[LOC_HEAD + i];
+	} else {
+		f->kind = FMT_FRAME_RAW;
+		f->stored_len = fs;
+		f->check = w[LOC_HEAD + i];
+	}
+}
+
 /* C and TAB of framed chunk HASH, if remembered. */
 static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 		    struct fmt_frame_table *tab)
 {
 	const uint64_t *sl = loc_slot(s, hash);
-	const uint32_t room = loc_frames(s);
-	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
-	uint32_t pos;
+	uint64_t w[LOC_HEAD + LOC_WORDS];
+	uint32_t pos, n, words;
 	uint64_t q;
 
 	if (!sl)
@@ -851,10 +942,12 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 	/* Acquire loads, SEQ read again after them (as layer.c's slots). */
 	for (uint32_t i = 0; i < LOC_HEAD; i++)
 		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
-	if (memcmp(w, hash, 32) != 0 || (uint32_t)w[6] == 0 ||
-	    (uint32_t)w[6] > room)
+	n = (uint32_t)w[6] & (LOC_COMPACT - 1);
+	words = (uint32_t)w[6] & LOC_COMPACT ? n : 2 * n;
+	if (memcmp(w, hash, 32) != 0 || n == 0 || n > LOC_FRAMES ||
+	    words > loc_words(s))
 		return false;
-	for (uint32_t i = LOC_HEAD; i < LOC_HEAD + 2 * (uint32_t)w[6]; i++)
+	for (uint32_t i = LOC_HEAD; i < LOC_HEAD + words; i++)
 		w[i] = __atomic_load_n(&sl[1 + i], __ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&sl[0], __ATOMIC_RELAXED) != q)
 		return false;
@@ -862,12 +955,10 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 				 .stored_len = (uint32_t)w[4], .offset = w[5],
 				 .codec = FMT_CODEC_FRAMED };
 	tab->frame_size = (uint32_t)(w[6] >> 32);
-	tab->nframes = (uint32_t)w[6];
+	tab->nframes = n;
 	pos = (uint32_t)fmt_frame_table_size(tab->nframes);
 	for (uint32_t i = 0; i < tab->nframes; i++) {
-		tab->f[i].kind = (uint8_t)(w[LOC_HEAD + 2 * i] >> 32);
-		tab->f[i].stored_len = (uint32_t)w[LOC_HEAD + 2 * i];
-		tab->f[i].check = w[LOC_HEAD + 1 + 2 * i];
+		loc_frame(w, i, &tab->f[i]);
 		tab->f[i].offset = pos;
 		pos += tab->f[i].stored_len;
 	}
@@ -877,69 +968,111 @@ static bool loc_get(vd_store *s, const uint8_t hash[32], struct fmt_chunk *c,
 	       pos == c->stored_len;
 }
 
+/* The words of TAB for a slot into W (from W[6]); how many after the
+ * head, or UINT32_MAX if it does not fit in a slot of S. */
+static uint32_t loc_encode(const vd_store *s, const struct fmt_frame_table *tab,
+			   uint64_t *w)
+{
+	const bool compact = loc_compact(tab);
+	const uint32_t words = compact ? tab->nframes : 2 * tab->nframes;
+
+	if (tab->nframes > LOC_FRAMES || words > loc_words(s))
+		return UINT32_MAX;
+	w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes |
+	       (compact ? LOC_COMPACT : 0);
+	for (uint32_t i = 0; i < tab->nframes; i++) {
+		const struct fmt_frame *f = &tab->f[i];
+
+		if (!compact) {
+			w[LOC_HEAD + 2 * i] = (uint64_t)f->kind << 32 | f->stored_len;
+			w[LOC_HEAD + 1 + 2 * i] = f->check;
+			continue;
+		}
+		if (f->kind == FMT_FRAME_ZERO)
+			w[6] |= 1ull << (16 + i);
+		w[LOC_HEAD + i] = f->check;
+	}
+	return words;
+}
+
 /* Remembers verified C and TAB of chunk HASH (TAB NULL: forgets it). */
 static void loc_put(vd_store *s, const uint8_t hash[32],
 		    const struct fmt_chunk *c, const struct fmt_frame_table *tab)
 {
 	uint64_t *sl = loc_slot(s, hash);
-	uint64_t w[LOC_HEAD + 2 * LOC_FRAMES];
+	uint64_t w[LOC_HEAD + LOC_WORDS];
+	uint32_t words = 0;
 	uint64_t q;
-	uint32_t n;
 
-	if (!sl || (tab && tab->nframes > loc_frames(s)))
+	if (!sl)
+		return;
+	memset(w, 0, sizeof w);
+	if (tab && (words = loc_encode(s, tab, w)) == UINT32_MAX)
 		return;
 	q = __atomic_load_n(&sl[0], __ATOMIC_RELAXED);
 	if ((q & 1) || !__atomic_compare_exchange_n(&sl[0], &q, q + 1, false,
 						    __ATOMIC_ACQUIRE,
 						    __ATOMIC_RELAXED))
 		return; /* being written: let it be */
-	memset(w, 0, sizeof w);
-	n = LOC_HEAD;
 	if (tab) {
 		memcpy(w, hash, 32);
 		w[4] = (uint64_t)c->pack_id << 32 | c->stored_len;
 		w[5] = c->offset;
-		w[6] = (uint64_t)tab->frame_size << 32 | tab->nframes;
-		for (uint32_t i = 0; i < tab->nframes; i++) {
-			w[LOC_HEAD + 2 * i] = (uint64_t)tab->f[i].kind << 32 |
-					      tab->f[i].stored_len;
-			w[LOC_HEAD + 1 + 2 * i] = tab->f[i].check;
-		}
-		n += 2 * tab->nframes;
 	}
 	/* Release stores: they stay after the odd SEQ. */
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < LOC_HEAD + words; i++)
 		__atomic_store_n(&sl[1 + i], w[i], __ATOMIC_RELEASE);
 	__atomic_store_n(&sl[0], q + 2, __ATOMIC_RELEASE);
 }
 
-/* For a read of part of raw frame I of remembered chunk HASH that the
- * cache is to keep: the frame read straight into a cache piece, checked
+/* For a read of part of cache piece P of remembered chunk HASH that the
+ * cache is to keep, when the piece's frames are all raw: the frames read
+ * straight into a cache piece (one pread: they are back to back), checked
  * there, the part copied out (one copy of the frame fewer than through
- * the record scratch).  1 if it was not done (no piece): the caller reads
- * it the usual way. */
+ * the record scratch).  1 if it was not done (no piece, or a frame that is
+ * not raw): the caller reads it the usual way. */
 static int load_raw_piece(vd_store *s, const struct fmt_frame_table *tab,
 			  const uint8_t hash[32], const struct fmt_chunk *c,
-			  uint32_t i, uint8_t *dst, size_t off, size_t len)
+			  uint32_t p, uint8_t *dst, size_t off, size_t len)
 {
-	const size_t fofs = (size_t)i * tab->frame_size;
-	uint8_t *piece = cache_piece_get(s->st_cache);
-	int r;
+	const uint32_t psize = cache_piece(s->st_cache);
+	const uint32_t per = psize / tab->frame_size, i0 = p * per;
+	uint8_t *piece;
+	int r = 0;
 
-	if (!piece)
+	for (uint32_t i = i0; i < i0 + per; i++)
+		if (tab->f[i].kind != FMT_FRAME_RAW)
+			return 1;
+	if (!(piece = cache_piece_get(s->st_cache)))
 		return 1;
 	r = pack_readv(s, c->pack_id, c->offset + FMT_REC_HEADER_SIZE +
-		       tab->f[i].offset,
-		       (struct iovec[1]){ { piece, tab->frame_size } }, 1, true);
-	if (r == 0)
-		r = frame_check(hash, c, tab, i, piece);
+		       tab->f[i0].offset,
+		       (struct iovec[1]){ { piece, psize } }, 1, true);
+	for (uint32_t i = i0; i < i0 + per && r == 0; i++)
+		r = frame_check(hash, c, tab, i,
+				piece + (size_t)(i - i0) * tab->frame_size);
 	if (r < 0) {
 		cache_piece_put(s->st_cache, piece);
 		return r;
 	}
-	memcpy(dst, piece + (off - fofs), len);
-	cache_insert_piece(s->st_cache, hash, i, piece);
+	memcpy(dst, piece + (off - (size_t)p * psize), len);
+	cache_insert_piece(s->st_cache, hash, p, piece);
 	return 0;
+}
+
+/* True if a read of [OFF, OFF + LEN) of remembered chunk HASH goes
+ * through load_raw_piece(): it lies in one cache piece, the cache has
+ * room (frames_decode), and frames are no larger than pieces (a whole
+ * frame of a piece's size goes straight into DST instead). */
+static bool via_piece(vd_store *s, const struct fmt_frame_table *tab,
+		      const uint8_t hash[32], size_t off, size_t len)
+{
+	const uint32_t psize = cache_piece(s->st_cache);
+
+	return off / psize == (off + len - 1) / psize &&
+	       tab->frame_size <= psize &&
+	       (tab->frame_size < psize || len < psize) &&
+	       cache_has_room(s->st_cache, hash, psize);
 }
 
 /* Bytes [OFF, OFF + LEN) of remembered chunk HASH into DST: its frames
@@ -959,13 +1092,12 @@ static int load_remembered(vd_store *s, struct thread_ctx *t,
 	struct iovec iov[LOC_FRAMES];
 	int n = 0, r;
 
-	/* The usual random read: part of one raw frame, which the cache
-	 * keeps while it has room (frames_decode). */
-	if (cache && first == last && tab->f[first].kind == FMT_FRAME_RAW &&
-	    tab->f[first].stored_len == fs && len < fs &&
-	    fs == cache_piece(s->st_cache) &&
-	    cache_has_room(s->st_cache, hash, fs) &&
-	    (r = load_raw_piece(s, tab, hash, c, first, dst, off, len)) <= 0)
+	/* The usual random read: part of one piece of raw frames, which the
+	 * cache keeps while it has room (frames_decode). */
+	if (cache && via_piece(s, tab, hash, off, len) &&
+	    (r = load_raw_piece(s, tab, hash, c,
+				(uint32_t)(off / cache_piece(s->st_cache)),
+				dst, off, len)) <= 0)
 		return r;
 
 	/* The frames are back to back: one preadv, each raw frame the read
@@ -1044,21 +1176,25 @@ static int record_read_frames(vd_store *s, struct thread_ctx *t,
 }
 
 /* A whole framed record whose frames are all raw (its stored length says
- * so for frames of FRAME_SIZE): one preadv puts its header and table in
- * SCRATCH and its frames straight into DST, checked there, with no copy.
- * 1 if done; 0 if the record is not such a one (or will not decode: the
- * caller reads it the plain way and reports); < 0 on a read error. */
+ * so, for frames of FRAME_SIZE or FMT_FRAME_MIN): one preadv puts its
+ * header and table in SCRATCH and its frames straight into DST, checked
+ * there, with no copy.  1 if done; 0 if the record is not such a one (or
+ * will not decode: the caller reads it the plain way and reports); < 0 on
+ * a read error. */
 static int load_raw_whole(vd_store *s, struct thread_ctx *t,
 			  const uint8_t hash[32], const struct fmt_chunk *c,
 			  uint8_t *scratch, uint8_t *dst)
 {
 	const uint32_t cs = s->st_chunk_size;
-	const uint32_t fs = MIN(FRAME_SIZE, cs);
-	const size_t tsize = fmt_frame_table_size(cs / fs);
+	uint32_t fs = MIN(FRAME_SIZE, cs);
 	const uint8_t *table = scratch + FMT_REC_HEADER_SIZE;
 	struct fmt_record rec;
+	size_t tsize;
 	int r;
 
+	if (c->stored_len != fmt_frame_table_size(cs / fs) + cs)
+		fs = FMT_FRAME_MIN;
+	tsize = fmt_frame_table_size(cs / fs);
 	if (c->stored_len != tsize + cs)
 		return 0;
 	r = pack_readv(s, c->pack_id, c->offset,

@@ -144,16 +144,30 @@ vdisk --store "$s" init --chunk-size 64K >/dev/null || fail "init frames"
 gen "$tmpdir/img" $((512 * K)) 5
 vdisk --store "$s" import vm "$tmpdir/img" || fail "import frames"
 compare_all "$s"
-# flip STORE WHERE: flips a bit in the first record of pack 1 (framed):
-# WHERE is "table" (frame 0's check) or "frame" (the last stored byte of
-# its first frame with stored bytes).
+# Chunks none of whose frames compress are stored in 4 KiB frames: a store
+# whose first chunk is random.
+s4="$scratch/frames4k"
+vdisk --store "$s4" init --chunk-size 64K >/dev/null || fail "init frames4k"
+{ head -c $((128 * K)) /dev/urandom; cat "$tmpdir/img"; } >"$tmpdir/img4k"
+vdisk --store "$s4" import vm "$tmpdir/img4k" || fail "import frames4k"
+compare_all "$s4"
+# flip STORE WHERE [FRAME_SIZE]: flips a bit in the first framed record of
+# pack 1 (of FRAME_SIZE frames if given): WHERE is "table" (frame 0's
+# check) or "frame" (the last stored byte of its first frame with stored
+# bytes).
 flip() {
-	"$PY" - "$1/data/00000001.pack" "$2" <<'EOF' || fail "flip $2"
+	"$PY" - "$1/data/00000001.pack" "$2" "${3:-0}" <<'EOF' || fail "flip $2"
 import struct, sys
 f = open(sys.argv[1], "r+b")
-h = f.read(64 + 48)
-assert h[64 + 4] == 2, "the first record is not framed (codec %d)" % h[64 + 4]
-pay = 64 + 48
+b = f.read()
+want, rec = int(sys.argv[3]), 64
+while True:  # the first framed record (of WANT-byte frames, if given)
+    assert rec + 48 <= len(b), "no framed record of %d-byte frames" % want
+    codec, slen = b[rec + 4], struct.unpack_from("<I", b, rec + 8)[0]
+    if codec == 2 and want in (0, struct.unpack_from("<I", b, rec + 48)[0]):
+        break
+    rec += 48 + slen
+pay = rec + 48
 f.seek(pay)
 fsize, n = struct.unpack("<II", f.read(8))
 f.seek(pay + 8)
@@ -172,16 +186,18 @@ f.seek(pos)
 f.write(bytes([b[0] ^ 0x10]))
 EOF
 }
-for where in table frame; do
+for case in "$s:16384:table" "$s:16384:frame" "$s4:4096:table" \
+	    "$s4:4096:frame"; do
+	IFS=: read -r src fsize where <<<"$case"
 	rm -rf "$scratch/frames-bad"
-	cp -a "$s" "$scratch/frames-bad"
-	flip "$scratch/frames-bad" "$where"
+	cp -a "$src" "$scratch/frames-bad"
+	flip "$scratch/frames-bad" "$where" "$fsize"
 	out=$(reader "$scratch/frames-bad" vm "$tmpdir/x" 2>&1)
 	rc=$?
 	[ "$rc" -eq 1 ] || fail "format-reader on a flipped $where exited $rc: $out"
 	grep -q "check mismatch" <<<"$out" || fail "format-reader, flipped $where: $out"
 	expect_exit 1 vdisk --store "$scratch/frames-bad" check >/dev/null 2>&1
-	echo "flipped bit in the $where: $out"
+	echo "flipped bit in the $where ($fsize-byte frames): $out"
 done
 
 # The reader rejects what it does not know: a missing point is an error.
