@@ -24,29 +24,13 @@ vdisk=${VDISK:-$top/vdisk}
 for p in fio "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
-export VDISK_STORE=$tmp/store
-sock=$tmp/sock
-server_pid=
-stop() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=; }
-trap 'stop; rm -rf "$tmp"' EXIT
+source "$bench/snapshot/lib.sh"
 now() { date +%s.%N; }
-hwm() { awk '/^VmHWM:/{print $2}' "/proc/$server_pid/status"; }
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$server_pid/status"; }
 
 for round in $(seq "$rounds"); do
-	stop
-	rm -rf "$tmp" && mkdir -p "$tmp" || exit 1
-	"$vdisk" create vol "$size" >/dev/null || exit 1
-	"$vdisk" serve --socket "$sock" vol 2>>"$tmp/serve.log" &
-	server_pid=$!
-	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-	uri="nbd+unix:///vol?socket=$sock"
-	fio --name=fill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=8 \
-		--size="$size" >/dev/null || exit 1
-	fio --name=randw --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=32 \
-		--size="$size" --time_based --runtime="$runtime" --randrepeat=0 \
-		--output-format=json --output="$tmp/randw.json" >/dev/null || exit 1
-	iops=$(/usr/bin/python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["jobs"][0]["write"]["iops"])' "$tmp/randw.json")
+	serve_filled
+	iops=$(random_writes) || exit 1
 	rss0=$(rss)
 	t0=$(now)
 	"$vdisk" snapshot vol@s >/dev/null || exit 1
