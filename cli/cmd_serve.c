@@ -1,5 +1,6 @@
 /* vdisk serve: the NBD server command (the server itself is in nbd/). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +9,13 @@
 #include "cli/cli.h"
 #include "nbd/nbd.h"
 
+/* --busy-poll's bound: a millisecond of spinning outlasts any wake-up. */
+#define BUSY_POLL_MAX 1000u
+
 static const char help[] =
 	"Usage: vdisk serve [--socket PATH | --listen HOST[:PORT]] [--read-only]\n"
-	"                   [--cache SIZE] [--pidfile FILE] [--tls=off|on|require]\n"
+	"                   [--cache SIZE] [--busy-poll USEC] [--pidfile FILE]\n"
+	"                   [--tls=off|on|require]\n"
 	"                   [--tls-certificates DIR | --tls-psk FILE]\n"
 	"                   [--tls-verify-peer] [EXPORT...]\n"
 	"Serve the store's volumes over NBD until SIGINT or SIGTERM.\n"
@@ -31,6 +36,12 @@ static const char help[] =
 	"                            Written chunks not yet sealed are bounded\n"
 	"                            separately (8M; VDISK_DIRTY_MB).  Peak memory\n"
 	"                            is about this plus 64M to 96M\n"
+	"  --busy-poll USEC          before sleeping until a client's next request,\n"
+	"                            poll for it up to USEC microseconds (default\n"
+	"                            50; 0: never), adapting to each client, so\n"
+	"                            that an idle one costs nothing.  At queue\n"
+	"                            depth 1 on a virtual machine this about halves\n"
+	"                            a request's latency, for the CPU time spun\n"
 	"  --pidfile FILE            write the server's pid to FILE once it accepts\n"
 	"                            connections; removed on a clean exit\n"
 	"  --tls=off|on|require      NBD over TLS (NBD_OPT_STARTTLS).  on: clients\n"
@@ -122,6 +133,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 		OPT_TLS_CERTS,
 		OPT_TLS_PSK,
 		OPT_TLS_VERIFY,
+		OPT_BUSY_POLL,
 	};
 	int tls_mode = -1;
 	static const struct option longopts[] = {
@@ -130,6 +142,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "cache", required_argument, NULL, 'c' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
 		{ "tls", required_argument, NULL, OPT_TLS },
 		{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTS },
 		{ "tls-psk", required_argument, NULL, OPT_TLS_PSK },
@@ -145,6 +158,7 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 	int c, i, rc, have_listen = 0;
 
 	memset(&o, 0, sizeof(o));
+	o.busy_poll_us = NBD_BUSY_POLL_DEFAULT;
 	while ((c = cli_getopt(ctx, argc, argv, "s:l:rc:", longopts, help)) !=
 	       -1) {
 		switch (c) {
@@ -186,6 +200,22 @@ int cmd_serve(struct cli_ctx *ctx, int argc, char **argv)
 		case OPT_TLS_PSK:
 			o.tls_psk = optarg;
 			break;
+		case OPT_BUSY_POLL: {
+			char *end;
+			unsigned long us;
+
+			errno = 0;
+			us = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || errno || us > BUSY_POLL_MAX ||
+			    optarg[0] == '-')
+				return cli_usage_error(ctx, "--busy-poll: '%s' is "
+						       "not a number of "
+						       "microseconds from 0 to "
+						       "%u", optarg,
+						       BUSY_POLL_MAX);
+			o.busy_poll_us = (unsigned)us;
+			break;
+		}
 		case OPT_TLS_VERIFY:
 			o.tls_verify_peer = 1;
 			break;

@@ -107,7 +107,11 @@ struct nbd_serve_options {
 	const char *tls_certificates; /* X.509 directory, or NULL */
 	const char *tls_psk;     /* psktool file, or NULL (one of the two) */
 	int tls_verify_peer;     /* require a client certificate (X.509) */
+	unsigned busy_poll_us;   /* nbd_tp_read_ahead's POLL_MAX_US */
 };
+
+/* serve --busy-poll's default, in microseconds. */
+#define NBD_BUSY_POLL_DEFAULT 50
 
 #define NBD_TLS_OFF     0
 #define NBD_TLS_ON      1 /* SELECTIVETLS: clients may upgrade */
@@ -154,6 +158,8 @@ struct vd_volume;
 struct vd_volume *nbd_server_volume(void *handle);
 void nbd_server_release(struct nbd_server *srv, void *handle);
 const struct nbd_exports_ops *nbd_server_ops(struct nbd_server *srv);
+/* serve --busy-poll, in microseconds. */
+unsigned nbd_server_busy_poll_us(const struct nbd_server *srv);
 /* The server's TLS credentials (NULL when TLS is off) and mode. */
 const struct nbd_tls *nbd_server_tls(struct nbd_server *srv, int *mode);
 /* Waits until COST more request bytes fit in the server's in-flight
@@ -200,6 +206,8 @@ struct nbd_transport {
 	/* Plain transmission reads ahead into rbuf (nbd_tp_read_ahead). */
 	uint8_t *rbuf;
 	size_t rpos, rlen;
+	/* Busy polling before a blocking receive (recv_polled). */
+	long poll_max_ns, poll_ns;
 };
 
 /* Reads exactly LEN bytes: 0, or -1 at end of stream or on error.  One
@@ -207,8 +215,10 @@ struct nbd_transport {
 int nbd_tp_recv_full(struct nbd_transport *tp, void *buf, size_t len);
 /* From now on, on a plain stream, each recv takes whatever the socket
  * holds (up to a buffer), so that a client's pipelined requests cost one
- * recv, not one each.  Only once no STARTTLS can follow (transmission). */
-void nbd_tp_read_ahead(struct nbd_transport *tp);
+ * recv, not one each, and polls the socket for up to POLL_MAX_US
+ * microseconds (0: never) before it sleeps waiting for the client.  Only
+ * once no STARTTLS can follow (transmission). */
+void nbd_tp_read_ahead(struct nbd_transport *tp, unsigned poll_max_us);
 /* Copies the next LEN bytes into BUF without receiving them, if the
  * read-ahead buffer holds them already (false otherwise, and always with
  * TLS).  The receiver only. */

@@ -868,7 +868,7 @@ static const char *transmission(struct nbd_conn *c)
 
 	c->vol = nbd_server_volume(c->sess.handle);
 	c->granule = vd_volume_chunk_size(c->vol);
-	nbd_tp_read_ahead(&c->tp);
+	nbd_tp_read_ahead(&c->tp, nbd_server_busy_poll_us(c->srv));
 	for (i = 0; i < NBD_CONN_WORKERS; i++) {
 		if (pthread_create(&c->workers[i], NULL, worker_main, c))
 			break;

@@ -326,6 +326,11 @@ static uint32_t ops_list(void *opaque, struct nbd_list_item **items,
 	return 0;
 }
 
+unsigned nbd_server_busy_poll_us(const struct nbd_server *srv)
+{
+	return srv->opts->busy_poll_us;
+}
+
 struct vd_volume *nbd_server_volume(void *handle)
 {
 	return ((struct nbd_export *)handle)->vol;

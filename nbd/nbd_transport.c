@@ -22,10 +22,13 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
@@ -157,11 +160,89 @@ void nbd_tls_free(struct nbd_tls *t)
 /* Read-ahead buffer: room for a few dozen request headers, or a 4 KiB
  * WRITE and its neighbours; larger payloads bypass it. */
 #define RBUF_SIZE (16u * 1024)
+/* The smallest busy-polling window (recv_polled). */
+#define POLL_START_NS 10000L
 
-void nbd_tp_read_ahead(struct nbd_transport *tp)
+void nbd_tp_read_ahead(struct nbd_transport *tp, unsigned poll_max_us)
 {
 	if (!tp->tls && !tp->rbuf)
 		tp->rbuf = malloc(RBUF_SIZE); /* NULL: reads as before */
+	tp->poll_max_ns = tp->rbuf ? (long)poll_max_us * 1000 : 0;
+	tp->poll_ns = tp->poll_max_ns < POLL_START_NS ? tp->poll_max_ns
+						       : POLL_START_NS;
+}
+
+/* Busy polling.  A client at queue depth 1 sends its next request a few
+ * microseconds after our reply; a receiver that sleeps meanwhile must be
+ * woken for it, and on a virtual machine waking a halted vCPU is most of
+ * the request's latency (measured on 2 vCPUs: 16k 4 KiB reads a second
+ * sleeping, 35k polling up to 50 us).  So, like QEMU's iothreads
+ * (poll-max-ns) and KVM's halt polling, the receiver polls the socket for
+ * a window before it sleeps, and adapts the window to the client: it
+ * doubles (up to the maximum) when the request came within the maximum
+ * after a poll gave up, and halves (to none below POLL_START_NS) when the
+ * client stayed quiet longer, so an idle or slow client costs no spinning.
+ * At most one connection per CPU beyond the first polls at a time, so
+ * that polling never takes the clients' last CPU. */
+static atomic_int pollers;
+static atomic_int poll_slots = -1;
+
+static bool take_poll_slot(void)
+{
+	int slots = atomic_load(&poll_slots), n;
+
+	if (slots < 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		slots = cpus > 1 ? (int)(cpus - 1) : 0;
+		atomic_store(&poll_slots, slots);
+	}
+	n = atomic_fetch_add(&pollers, 1);
+	if (n < slots)
+		return true;
+	atomic_fetch_sub(&pollers, 1);
+	return false;
+}
+
+static long ns_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000000000L + t.tv_nsec - t0->tv_nsec;
+}
+
+/* One recv into the empty read-ahead buffer, polling first. */
+static ssize_t recv_polled(struct nbd_transport *tp)
+{
+	struct timespec t0;
+	ssize_t got;
+	long gap;
+
+	if (!tp->poll_max_ns)
+		return recv(tp->fd, tp->rbuf, RBUF_SIZE, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (tp->poll_ns && take_poll_slot()) {
+		do {
+			got = recv(tp->fd, tp->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+		} while (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+			 ns_since(&t0) < tp->poll_ns);
+		atomic_fetch_sub(&pollers, 1);
+		if (got >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return got; /* the window was right */
+	}
+	got = recv(tp->fd, tp->rbuf, RBUF_SIZE, 0);
+	gap = ns_since(&t0);
+	if (gap <= tp->poll_max_ns) { /* a longer window would have caught it */
+		tp->poll_ns *= 2;
+		if (tp->poll_ns < POLL_START_NS)
+			tp->poll_ns = POLL_START_NS;
+		if (tp->poll_ns > tp->poll_max_ns)
+			tp->poll_ns = tp->poll_max_ns;
+	} else if ((tp->poll_ns /= 2) < POLL_START_NS) {
+		tp->poll_ns = 0;
+	}
+	return got;
 }
 
 /* nbd_tp_recv_full through the read-ahead buffer. */
@@ -183,7 +264,7 @@ static int recv_buffered(struct nbd_transport *tp, char *p, size_t len)
 				len -= (size_t)got;
 				continue;
 			}
-			got = recv(tp->fd, tp->rbuf, RBUF_SIZE, 0);
+			got = recv_polled(tp);
 			if (got < 0 && errno == EINTR)
 				continue;
 			if (got <= 0)

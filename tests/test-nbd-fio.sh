@@ -27,6 +27,17 @@ for export in vol cl; do
 		--randrepeat=1 --output="$tmpdir/fio2.$export" ||
 		fail "fio verify_only $export: $(cat "$tmpdir/fio2.$export")"
 done
+# And at queue depth 1 from servers that never poll for the next request
+# and that poll the longest (serve --busy-poll; the default is between).
+for poll in 0 1000; do
+	kill "$serve_pid"; wait "$serve_pid"
+	start_serve "$tmpdir/sock" --busy-poll "$poll"
+	fio --name=randw --ioengine=nbd --uri="nbd+unix:///vol?socket=$tmpdir/sock" \
+		--rw=randwrite --bssplit=4k/50:16k/20:64k/20:192k/10 --size=24M \
+		--offset=4M --iodepth=1 --verify=crc32c --verify_only=1 \
+		--verify_fatal=1 --randrepeat=1 --output="$tmpdir/fio.poll$poll" ||
+		fail "fio verify_only, --busy-poll $poll: $(cat "$tmpdir/fio.poll$poll")"
+done
 # The verification is real: the same verify-only job fails on the
 # (still zero) origin snapshot.
 fio --name=randw --ioengine=nbd --uri="nbd+unix:///vol@empty?socket=$tmpdir/sock" \

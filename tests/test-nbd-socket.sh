@@ -15,6 +15,9 @@ log=$tmpdir/own.log
 vdisk create vol 64M || fail "create"
 expect_exit 2 vdisk serve --socket "$sock" --listen :1 2>/dev/null
 expect_exit 2 vdisk serve --socket "$sock" 'bad name!' 2>/dev/null
+for bad in x -1 1001 '' 5us; do
+	expect_exit 2 vdisk serve --socket "$sock" --busy-poll "$bad" 2>/dev/null
+done
 
 serve_bg() {   # serve_bg ARGS...: starts a server, sets $pid
 	"$VDISK" serve "$@" 2>>"$log" &
