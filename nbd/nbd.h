@@ -206,8 +206,10 @@ struct nbd_transport {
 	/* Plain transmission reads ahead into rbuf (nbd_tp_read_ahead). */
 	uint8_t *rbuf;
 	size_t rpos, rlen;
-	/* Busy polling before a blocking receive (recv_polled). */
+	/* Busy polling before a blocking receive (recv_polled), while poll
+	 * is set (by the receiver, before each request). */
 	long poll_max_ns, poll_ns;
+	bool poll;
 };
 
 /* Reads exactly LEN bytes: 0, or -1 at end of stream or on error.  One

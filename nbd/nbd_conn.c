@@ -144,6 +144,7 @@ struct nbd_conn {
 	size_t pool_live;  /* bytes of pool classes handed out */
 
 	atomic_int stopping; /* nbd_conn_stop() was called */
+	atomic_int running;  /* workers answering requests off recv_lock */
 	atomic_ullong requests, errors, bytes_read, bytes_written;
 };
 
@@ -836,6 +837,11 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (closing)
 			break;
+		/* Poll for the next request only while no other worker is
+		 * answering one: at queue depth 1 a WRITE is answered off
+		 * recv_lock, and a receiver spinning beside it takes the CPU
+		 * it needs (measured: 15% fewer QD1 writes). */
+		c->tp.poll = atomic_load(&c->running) == 0;
 		if ((why = receive(c, &jobs[0], &got))) {
 			set_closing(c, why);
 			break;
@@ -854,8 +860,10 @@ static void *worker_main(void *arg)
 			}
 			n += got;
 		}
+		atomic_fetch_add(&c->running, 1);
 		pthread_mutex_unlock(&c->recv_lock);
 		run_batch(c, jobs, n);
+		atomic_fetch_sub(&c->running, 1);
 		pthread_mutex_lock(&c->recv_lock);
 	}
 	pthread_mutex_unlock(&c->recv_lock);

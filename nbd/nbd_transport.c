@@ -219,7 +219,7 @@ static ssize_t recv_polled(struct nbd_transport *tp)
 	ssize_t got;
 	long gap;
 
-	if (!tp->poll_max_ns)
+	if (!tp->poll_max_ns || !tp->poll)
 		return recv(tp->fd, tp->rbuf, RBUF_SIZE, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (tp->poll_ns && take_poll_slot()) {
