@@ -738,9 +738,12 @@ int journal_read(struct journal *j, uint64_t seg, uint64_t pos, void *buf,
 		 size_t len);
 /* Makes every write journaled before the call durable (group commit). */
 int journal_sync(struct journal *j);
-/* KEEP(OPAQUE) returns the oldest segment still holding an unsealed write
- * (UINT64_MAX: none); called under the journal's lock. */
-void journal_set_keep(struct journal *j, uint64_t (*keep)(void *), void *opaque);
+/* KEEP(OPAQUE, FLOOR) returns the oldest segment still holding an unsealed
+ * write (UINT64_MAX: none), or any segment at or below FLOOR as soon as it
+ * finds one needed there (nothing can be trimmed then); called under the
+ * journal's lock. */
+void journal_set_keep(struct journal *j, uint64_t (*keep)(void *, uint64_t),
+		      void *opaque);
 /* Removes the segments that KEEP no longer needs, oldest first.  Never
  * waits: if a write is under way, that write does it when it ends. */
 void journal_trim(struct journal *j);
@@ -791,6 +794,7 @@ struct vd_volume {
 	size_t v_table_size;
 	size_t v_ndirty;
 	struct dirty *v_fifo_head, *v_fifo_tail; /* oldest first */
+	struct dirty *v_mem_head, *v_mem_tail;   /* those in memory, oldest first */
 	uint64_t v_gen;               /* write generation */
 	uint64_t v_sealed_seq;        /* bumped when an entry leaves */
 
@@ -851,8 +855,8 @@ int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
  * at most TARGET.  Returns the bytes freed. */
 uint64_t dirty_evict(vd_volume *v, uint64_t target);
 /* The oldest journal segment holding a write that is not sealed yet
- * (UINT64_MAX if none). */
-uint64_t dirty_min_jseg(vd_volume *v);
+ * (UINT64_MAX if none), or the first found at or below FLOOR. */
+uint64_t dirty_min_jseg(vd_volume *v, uint64_t floor);
 /* Wakes the background sealer. */
 void dirty_wake(vd_store *s);
 /* How many chunks of V are dirty. */

@@ -88,7 +88,7 @@ struct journal {
 	/* Trimming: which segments are still needed (the head's oldest
 	 * unsealed write), asked under j_lock; a trim that found j_lock taken
 	 * is left to the next write. */
-	uint64_t (*j_keep)(void *opaque);
+	uint64_t (*j_keep)(void *opaque, uint64_t floor);
 	void *j_keep_opaque;
 	bool j_trim_pending;
 
@@ -561,7 +561,7 @@ int journal_write(struct journal *j, unsigned kind, uint64_t off,
 	}
 	if (__atomic_exchange_n(&j->j_trim_pending, false, __ATOMIC_ACQ_REL) &&
 	    j->j_keep)
-		trim_locked(j, j->j_keep(j->j_keep_opaque));
+		trim_locked(j, j->j_keep(j->j_keep_opaque, j->j_first_seg));
 	pthread_mutex_unlock(&j->j_lock);
 	return r;
 }
@@ -679,7 +679,7 @@ int journal_write_chunks(struct journal *j, struct chunk_write *cw, size_t n,
 out:
 	if (__atomic_exchange_n(&j->j_trim_pending, false, __ATOMIC_ACQ_REL) &&
 	    j->j_keep)
-		trim_locked(j, j->j_keep(j->j_keep_opaque));
+		trim_locked(j, j->j_keep(j->j_keep_opaque, j->j_first_seg));
 	pthread_mutex_unlock(&j->j_lock);
 	free(locs);
 	return r;
@@ -949,7 +949,8 @@ static void trim_locked(struct journal *j, uint64_t keep)
 	trim_done(j);
 }
 
-void journal_set_keep(struct journal *j, uint64_t (*keep)(void *), void *opaque)
+void journal_set_keep(struct journal *j, uint64_t (*keep)(void *, uint64_t),
+		      void *opaque)
 {
 	j->j_keep = keep;
 	j->j_keep_opaque = opaque;
@@ -965,7 +966,7 @@ void journal_trim(struct journal *j)
 		return;
 	}
 	__atomic_store_n(&j->j_trim_pending, false, __ATOMIC_RELAXED);
-	trim_locked(j, j->j_keep ? j->j_keep(j->j_keep_opaque) : 0);
+	trim_locked(j, j->j_keep ? j->j_keep(j->j_keep_opaque, j->j_first_seg) : 0);
 	pthread_mutex_unlock(&j->j_lock);
 }
 

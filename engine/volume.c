@@ -1001,9 +1001,9 @@ static int replay_epoch(void *opaque, uint64_t epoch)
 	return 0;
 }
 
-static uint64_t keep_segment(void *opaque)
+static uint64_t keep_segment(void *opaque, uint64_t floor)
 {
-	return dirty_min_jseg(opaque);
+	return dirty_min_jseg(opaque, floor);
 }
 
 /* Opens the journal of writable head V, replaying what a crash left in it:
