@@ -11,7 +11,9 @@
  * only in the journal: the stored chunk with the entry's pieces laid over
  * it.  The coldest entries become JOURNALED when memory runs short
  * (dirty_evict); writes to a JOURNALED entry add pieces (a whole-chunk
- * write brings it back into memory).  An entry is STORED when a whole-chunk
+ * write brings it back into memory).  A JOURNALED entry and its pieces
+ * count against the journal map's bound (st_piece_max), not the dirty
+ * bytes: they stand for bytes the journal holds.  An entry is STORED when a whole-chunk
  * write put the chunk straight into a pack file (journal_write_chunks): it
  * holds only where, and reads load it from there; a partial write makes it
  * FULL again (loaded, and pinned: the journal no longer describes it).
@@ -48,6 +50,7 @@ struct dirty {
 	uint8_t *buf;           /* FULL: chunk_size bytes */
 	uint8_t **pages;        /* SPARSE: chunk_size / PAGE, NULL = stored */
 	size_t bytes;           /* what it counts in st_dirty_bytes */
+	size_t pbytes;          /* what it counts in st_piece_bytes */
 	uint64_t gen;           /* generation of the last write */
 	uint64_t first_gen;     /* first write not yet in the index */
 	uint64_t jseg;          /* journal segment of that write */
@@ -67,6 +70,10 @@ struct dirty {
 	struct fmt_chunk sat;
 	struct dirty *hnext;
 	struct dirty *fprev, *fnext;
+	/* On the volume's journal list, in the order of first_gen (oldest
+	 * first): what a full journal seals first, as that frees its oldest
+	 * segments. */
+	struct dirty *jprev, *jnext;
 	/* On the volume's memory list (mem_update): what eviction looks at. */
 	bool on_mem;
 	struct dirty *mprev, *mnext;
@@ -162,17 +169,40 @@ static void entry_set_bytes(vd_volume *v, struct dirty *d, size_t bytes)
 	d->bytes = bytes;
 }
 
-/* What a JOURNALED entry counts: its piece list. */
+/* What a JOURNALED entry counts toward the journal's map: itself and its
+ * piece list.  Not dirty bytes: its data is in the journal, whose size
+ * bounds these (store.c), and counting them against the small dirty bound
+ * made random writes over a large volume seal after two writes a chunk,
+ * long before the journal filled (64 KiB hashed and compressed for every
+ * other 4 KiB write). */
 static size_t journaled_bytes(const struct dirty *d)
 {
-	return d->piece_cap * sizeof *d->pieces;
+	return sizeof *d + d->piece_cap * sizeof *d->pieces;
 }
 
-static void pieces_drop(struct dirty *d)
+/* Sets what D counts in st_piece_bytes from its state. */
+static void pieces_account(vd_volume *v, struct dirty *d)
+{
+	vd_store *s = v->v_store;
+	const size_t bytes = d->journaled ? journaled_bytes(d) : 0;
+
+	if (bytes == d->pbytes)
+		return;
+	pthread_mutex_lock(&s->st_dirty_lock);
+	s->st_piece_bytes += bytes;
+	s->st_piece_bytes -= d->pbytes;
+	pthread_cond_broadcast(&s->st_dirty_cond);
+	pthread_mutex_unlock(&s->st_dirty_lock);
+	d->pbytes = bytes;
+}
+
+static void pieces_drop(vd_volume *v, struct dirty *d)
 {
 	free(d->pieces);
 	d->pieces = NULL;
 	d->npieces = d->piece_cap = 0;
+	d->journaled = false;
+	pieces_account(v, d);
 }
 
 /* Records the write of generation GEN at LOC (NULL: not journaled).  An
@@ -192,7 +222,7 @@ static int pieces_add(vd_volume *v, struct dirty *d, uint64_t gen,
 		return 0;
 	if (!loc || (!d->journaled && d->npieces == PIECES_MAX)) {
 		assert(!d->journaled);
-		pieces_drop(d);
+		pieces_drop(v, d);
 		d->pinned = true;
 		return 0;
 	}
@@ -203,8 +233,7 @@ static int pieces_add(vd_volume *v, struct dirty *d, uint64_t gen,
 			return SET_ERROR(-ENOMEM, "out of memory");
 		d->pieces = np;
 		d->piece_cap = cap;
-		if (d->journaled)
-			entry_set_bytes(v, d, journaled_bytes(d));
+		pieces_account(v, d);
 	}
 	d->pieces[d->npieces++] = p;
 	return 0;
@@ -214,7 +243,7 @@ static int pieces_add(vd_volume *v, struct dirty *d, uint64_t gen,
 static int pieces_restart(vd_volume *v, struct dirty *d, uint64_t gen,
 			  const struct jloc *loc, const uint8_t *src)
 {
-	pieces_drop(d);
+	pieces_drop(v, d);
 	d->pinned = false;
 	return pieces_add(v, d, gen, loc, src, 0, v->v_chunk_size);
 }
@@ -320,6 +349,30 @@ static void mem_update(vd_volume *v, struct dirty *d)
 	d->on_mem = true;
 }
 
+static void jlist_unlink(vd_volume *v, struct dirty *d)
+{
+	if (d->jprev)
+		d->jprev->jnext = d->jnext;
+	else
+		v->v_jlist_head = d->jnext;
+	if (d->jnext)
+		d->jnext->jprev = d->jprev;
+	else
+		v->v_jlist_tail = d->jprev;
+	d->jprev = d->jnext = NULL;
+}
+
+static void jlist_append(vd_volume *v, struct dirty *d)
+{
+	d->jprev = v->v_jlist_tail;
+	d->jnext = NULL;
+	if (v->v_jlist_tail)
+		v->v_jlist_tail->jnext = d;
+	else
+		v->v_jlist_head = d;
+	v->v_jlist_tail = d;
+}
+
 /* Inserts an entry for IDX owning BUF (NULL: zero), or a sparse one.
  * Caller holds v_lock. */
 static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
@@ -350,6 +403,7 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
 	else
 		v->v_fifo_head = d;
 	v->v_fifo_tail = d;
+	jlist_append(v, d);
 	v->v_ndirty++;
 	entry_set_bytes(v, d, sparse ? 0 : v->v_chunk_size);
 	mem_update(v, d);
@@ -391,6 +445,7 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 		d->fnext->fprev = d->fprev;
 	else
 		v->v_fifo_tail = d->fprev;
+	jlist_unlink(v, d);
 	mem_unlink(v, d);
 	v->v_ndirty--;
 	if (hash && d->buf)
@@ -398,7 +453,7 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	else
 		cache_buf_put(v->v_store->st_cache, d->buf);
 	pages_free(v, d);
-	pieces_drop(d);
+	pieces_drop(v, d);
 	entry_set_bytes(v, d, 0);
 	free(d);
 }
@@ -465,11 +520,12 @@ static bool view_stale(const vd_volume *v, const struct view *w)
 void dirty_throttle(vd_store *s)
 {
 	pthread_mutex_lock(&s->st_dirty_lock);
-	while (s->st_dirty_bytes >= s->st_dirty_max && !s->st_sealer_stop) {
+	while ((s->st_dirty_bytes >= s->st_dirty_max ||
+		s->st_piece_bytes >= s->st_piece_max) && !s->st_sealer_stop) {
 		pthread_cond_broadcast(&s->st_dirty_cond);
 		pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
 	}
-	if (s->st_dirty_bytes >= SEAL_START(s))
+	if (dirty_over_start_locked(s))
 		pthread_cond_broadcast(&s->st_dirty_cond); /* wake the sealer */
 	pthread_mutex_unlock(&s->st_dirty_lock);
 }
@@ -484,7 +540,8 @@ static void make_journaled(vd_volume *v, struct dirty *d)
 	pages_free(v, d);
 	d->journaled = true;
 	mem_unlink(v, d);
-	entry_set_bytes(v, d, journaled_bytes(d));
+	entry_set_bytes(v, d, 0);
+	pieces_account(v, d);
 }
 
 /* STORED entry D is about to stand for something else: unless a seal under
@@ -545,8 +602,7 @@ int dirty_write_stored(vd_volume *v, uint64_t idx, const uint8_t hash[32],
 	pages_free(v, d);
 	cache_buf_put(pool, d->buf);
 	d->buf = NULL;
-	d->journaled = false;
-	pieces_drop(d);
+	pieces_drop(v, d);
 	d->pinned = true;  /* nothing to evict */
 	d->stored = true;
 	memcpy(d->shash, hash, 32);
@@ -656,7 +712,7 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 				stored_forget(v, d);
 				d->stored = false;
 				d->buf = buf;
-				pieces_drop(d);
+				pieces_drop(v, d);
 				d->pinned = true;
 				entry_set_bytes(v, d, cs);
 			} else {
@@ -724,20 +780,23 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 			if ((r = pieces_add(v, d, v->v_gen + 1, loc, src, pofs, plen)) < 0)
 				break;
 		} else if (full) {
+			/* The buffer first: a write that fails leaves D as it was. */
+			uint8_t *buf = d->buf;
+			if (src && !buf && !(buf = cache_buf_get(pool))) {
+				r = SET_ERROR(-ENOMEM, "out of memory");
+				break;
+			}
 			pages_free(v, d);
 			d->journaled = false;
 			stored_forget(v, d);
 			d->stored = false;
 			if (!src) { /* the whole chunk becomes zero */
-				cache_buf_put(pool, d->buf);
-				d->buf = NULL;
+				cache_buf_put(pool, buf);
+				buf = NULL;
 			} else {
-				if (!d->buf && !(d->buf = cache_buf_get(pool))) {
-					r = SET_ERROR(-ENOMEM, "out of memory");
-					break;
-				}
-				memcpy(d->buf, src, cs);
+				memcpy(buf, src, cs);
 			}
+			d->buf = buf;
 			entry_set_bytes(v, d, cs);
 			if ((r = pieces_restart(v, d, v->v_gen + 1, loc, src)) < 0)
 				break;
@@ -811,12 +870,18 @@ uint64_t dirty_evict(vd_volume *v, uint64_t target)
 	return freed;
 }
 
+bool dirty_over_start_locked(const vd_store *s)
+{
+	return s->st_dirty_bytes >= SEAL_START(s) ||
+	       s->st_piece_bytes >= s->st_piece_max / 4 * 3;
+}
+
 bool dirty_over_start(vd_store *s)
 {
 	bool over;
 
 	pthread_mutex_lock(&s->st_dirty_lock);
-	over = s->st_dirty_bytes >= SEAL_START(s);
+	over = dirty_over_start_locked(s);
 	pthread_mutex_unlock(&s->st_dirty_lock);
 	return over;
 }
@@ -846,10 +911,10 @@ uint64_t dirty_min_jseg(vd_volume *v, uint64_t floor)
 {
 	uint64_t min = UINT64_MAX;
 
-	/* The coldest entries come first, and they tend to hold the oldest
-	 * segments: with many entries and nothing to trim this ends early. */
+	/* The journal list holds the oldest segments first: with many
+	 * entries and nothing to trim this ends early. */
 	pthread_mutex_lock(&v->v_lock);
-	for (const struct dirty *d = v->v_fifo_head; d && min > floor; d = d->fnext)
+	for (const struct dirty *d = v->v_jlist_head; d && min > floor; d = d->jnext)
 		if (d->jseg < min)
 			min = d->jseg;
 	pthread_mutex_unlock(&v->v_lock);
@@ -1106,13 +1171,16 @@ uint64_t dirty_gen(vd_volume *v)
 }
 
 size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
-		  uint64_t upto, uint64_t max_epoch, int *err)
+		  uint64_t upto, uint64_t max_epoch, enum seal_order order,
+		  int *err)
 {
+	const bool oldest = order == SEAL_OLDEST;
 	const uint32_t cs = v->v_chunk_size;
 	size_t n = 0;
 
 	pthread_mutex_lock(&v->v_lock);
-	for (struct dirty *d = v->v_fifo_head; d && n < max; d = d->fnext) {
+	for (struct dirty *d = oldest ? v->v_jlist_head : v->v_fifo_head;
+	     d && n < max; d = oldest ? d->jnext : d->fnext) {
 		if (d->sealing || d->first_gen > upto || d->epoch > max_epoch ||
 		    has_older(v, d))
 			continue;
@@ -1186,6 +1254,8 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 			uint32_t k = 0;
 			d->first_gen = it->gen + 1;
 			d->jseg = d->jseg_next;
+			jlist_unlink(v, d); /* its first write is now a young one */
+			jlist_append(v, d);
 			for (uint32_t p = 0; p < d->npieces; p++)
 				if (d->pieces[p].gen > it->gen)
 					d->pieces[k++] = d->pieces[p];

@@ -104,6 +104,9 @@ struct vd_store {
 	uint64_t st_cache_bytes;
 	uint64_t st_dirty_max;   /* dirty bytes at which writers wait */
 	uint64_t st_journal_high; /* a head's journal bytes that start sealing */
+	/* Bytes of the in-memory map of what journals hold (the entries whose
+	 * data is only there, and their piece lists) at which writers wait. */
+	uint64_t st_piece_max;
 	bool st_uring;           /* batch record reads with io_uring */
 	bool st_seal_frozen;     /* the sealer seals what snapshots froze */
 
@@ -145,6 +148,7 @@ struct vd_store {
 	pthread_mutex_t st_dirty_lock;
 	pthread_cond_t st_dirty_cond;   /* dirty bytes fell, or work to do */
 	uint64_t st_dirty_bytes;
+	uint64_t st_piece_bytes;
 	bool st_sealer_stop;
 	bool st_sealer_started;
 	pthread_t st_sealer;
@@ -795,6 +799,7 @@ struct vd_volume {
 	size_t v_ndirty;
 	struct dirty *v_fifo_head, *v_fifo_tail; /* oldest first */
 	struct dirty *v_mem_head, *v_mem_tail;   /* those in memory, oldest first */
+	struct dirty *v_jlist_head, *v_jlist_tail; /* oldest first write first */
 	uint64_t v_gen;               /* write generation */
 	uint64_t v_sealed_seq;        /* bumped when an entry leaves */
 
@@ -823,8 +828,10 @@ struct vd_volume {
 /* Waits while the store's write-back cache is full (and wakes the sealer
  * past its start mark). */
 void dirty_throttle(vd_store *s);
-/* Dirty bytes at which background sealing starts. */
+/* True past the start mark of either bound (dirty bytes, journal map
+ * bytes): background sealing starts.  _locked: st_dirty_lock held. */
 bool dirty_over_start(vd_store *s);
+bool dirty_over_start_locked(const vd_store *s);
 /* A write to a dirty chunk as the journal holds it: POFS..POFS+PLEN of the
  * chunk, from byte POS of journal segment SEG (POS DIRTY_ZEROES: zeroes). */
 struct dirty_piece {
@@ -918,11 +925,17 @@ struct seal_item {
 };
 /* The generation of V's latest write. */
 uint64_t dirty_gen(vd_volume *v);
-/* Picks up to MAX entries (oldest first) whose first write is <= UPTO and
+/* Which entries a seal takes first: the least recently written (memory
+ * presses: chunks written again and again stay dirty), or those whose
+ * first unsealed write is oldest (the journal is full: they hold its
+ * oldest segments). */
+enum seal_order { SEAL_COLDEST, SEAL_OLDEST };
+/* Picks up to MAX entries in ORDER whose first write is <= UPTO and
  * epoch <= MAX_EPOCH, and that have no older entry of their index (it is
  * sealed first), marks them sealing and copies their bytes into ITEMS. */
 size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
-		  uint64_t upto, uint64_t max_epoch, int *err);
+		  uint64_t upto, uint64_t max_epoch, enum seal_order order,
+		  int *err);
 /* Reports the picked ITEMS sealed (R == 0: committed, except items whose
  * own r < 0) or not: sealed entries not written since leave the table.
  * Returns the first item error. */
@@ -940,9 +953,9 @@ bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait);
 #define SEAL_BATCH_BYTES (4u << 20)
 /* Seals up to MAX dirty entries of V whose first write is <= UPTO, and at
  * most SEAL_BATCH_BYTES of them (one at least; a bulk load: no byte
- * bound), oldest first, in one
- * transaction.  Returns how many it sealed, or an error. */
-int seal_batch(vd_volume *v, size_t max, uint64_t upto);
+ * bound), taken in ORDER, in one transaction.  Returns how many it
+ * sealed, or an error. */
+int seal_batch(vd_volume *v, size_t max, uint64_t upto, enum seal_order order);
 /* Seals one batch of the entries a snapshot froze (those of epochs before
  * the write epoch), as big as a settle's.  Returns how many it sealed (0:
  * none is left), or an error. */

@@ -287,7 +287,8 @@ static int seal_store(vd_volume *v, struct wtxn *w, struct seal_item *items,
  * Picks a group, lets the pool prepare it while
  * this thread stores the group before, and so on. */
 static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
-			    uint64_t upto, uint64_t max_epoch)
+			    uint64_t upto, uint64_t max_epoch,
+			    enum seal_order order)
 {
 	vd_store *s = v->v_store;
 	struct seal_item *items = NULL;
@@ -317,7 +318,7 @@ static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
 			else
 				got = dirty_pick(v, items + n,
 						 MIN((size_t)SEAL_BATCH, max - held),
-						 upto, max_epoch, &r);
+						 upto, max_epoch, order, &r);
 			for (size_t i = n; i < n + got; i++)
 				held += !items[i].stored;
 		}
@@ -383,9 +384,10 @@ static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
 	return r < 0 ? r : (int)n;
 }
 
-int seal_batch(vd_volume *v, size_t max, uint64_t upto)
+int seal_batch(vd_volume *v, size_t max, uint64_t upto, enum seal_order order)
 {
-	return seal_batch_epoch(v, max, SEAL_BATCH_BYTES, upto, UINT64_MAX);
+	return seal_batch_epoch(v, max, SEAL_BATCH_BYTES, upto, UINT64_MAX,
+				order);
 }
 
 int seal_frozen_batch(vd_volume *v)
@@ -398,7 +400,7 @@ int seal_frozen_batch(vd_volume *v)
 	if (epoch == 0)
 		return 0;
 	return seal_batch_epoch(v, SIZE_MAX, SEAL_WAIT_BYTES, UINT64_MAX,
-				epoch - 1);
+				epoch - 1, SEAL_OLDEST);
 }
 
 /* Seals the entries of epoch <= MAX_EPOCH dirty now, in batches of
@@ -415,7 +417,7 @@ static int seal_upto(vd_volume *v, uint64_t max_epoch, size_t max_bytes)
 	upto = dirty_gen(v);
 	for (;;) {
 		if ((r = seal_batch_epoch(v, SIZE_MAX, max_bytes, upto,
-					  max_epoch)) < 0)
+					  max_epoch, SEAL_OLDEST)) < 0)
 			break;
 		/* Nothing left to pick: wait for the sealer's batch, if any. */
 		if (r == 0 && !dirty_pending(v, upto, max_epoch, true))

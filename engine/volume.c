@@ -658,7 +658,7 @@ static void sealer_idle(vd_store *s)
 	}
 	/* Idle: reads churn the clean cache, so give freed memory back
 	 * every second meanwhile. */
-	if (s->st_dirty_bytes < s->st_dirty_max / 4 * 3 &&
+	if (!dirty_over_start_locked(s) &&
 	    sealer_sleep(s, 1000) == ETIMEDOUT) {
 		pthread_mutex_unlock(&s->st_dirty_lock);
 		memory_give_back();
@@ -689,7 +689,8 @@ static void *sealer_main(void *arg)
 		 * same: writers waiting for memory need not wait for seals). */
 		freed = dirty_over_start(s) ? dirty_evict(best, s->st_dirty_max / 2) : 0;
 		if (journal_full || !freed)
-			r = seal_batch(best, SIZE_MAX, UINT64_MAX);
+			r = seal_batch(best, SIZE_MAX, UINT64_MAX,
+				       journal_full ? SEAL_OLDEST : SEAL_COLDEST);
 		else
 			r = 1;
 		sealer_unpin(best);
@@ -970,7 +971,7 @@ static int replay_apply(void *opaque, const void *data, uint64_t off,
 	r = data ? write_range(v, data, len, off, NULL)
 		 : zero_range(v, off, len, NULL);
 	if (r == 0 && dirty_over_start(v->v_store))
-		r = seal_batch(v, SIZE_MAX, UINT64_MAX);
+		r = seal_batch(v, SIZE_MAX, UINT64_MAX, SEAL_COLDEST);
 	return r < 0 ? r : 0;
 }
 
