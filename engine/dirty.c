@@ -953,24 +953,83 @@ enum dirty_hit dirty_read(vd_volume *v, const struct view *view, uint64_t idx,
 	return hit;
 }
 
+/* Byte ranges of a chunk, sorted, disjoint and not touching: what newer
+ * pieces covered already (dirty_apply_pieces). */
+struct spans {
+	struct { size_t lo, hi; } *s;
+	size_t n;
+};
+
+/* Adds [LO, HI) to SP, merging; SP has room for one more. */
+static void spans_add(struct spans *sp, size_t lo, size_t hi)
+{
+	size_t i = 0, j;
+
+	while (i < sp->n && sp->s[i].hi < lo)
+		i++;
+	for (j = i; j < sp->n && sp->s[j].lo <= hi; j++) {
+		lo = MIN(lo, sp->s[j].lo);
+		hi = MAX(hi, sp->s[j].hi);
+	}
+	/* [i, j) merge into one at i. */
+	if (j == i) {
+		memmove(&sp->s[i + 1], &sp->s[i], (sp->n - i) * sizeof *sp->s);
+		sp->n++;
+	} else if (j > i + 1) {
+		memmove(&sp->s[i + 1], &sp->s[j], (sp->n - j) * sizeof *sp->s);
+		sp->n -= j - i - 1;
+	}
+	sp->s[i].lo = lo;
+	sp->s[i].hi = hi;
+}
+
+/* Newest first, each byte only from the newest piece that wrote it: a
+ * chunk sealed after many random writes had about 16 pieces over its 16
+ * pages, and reading every one of them back was an eighth of the
+ * server's CPU under sustained random writes. */
 int dirty_apply_pieces(vd_volume *v, const struct dirty_piece *pieces,
 		       size_t n, uint8_t *out, size_t pofs, size_t plen)
 {
-	for (size_t i = 0; i < n; i++) {
+	struct spans sp = { NULL, 0 };
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	if (!(sp.s = malloc((n + 1) * sizeof *sp.s)))
+		return SET_ERROR(-ENOMEM, "out of memory");
+	for (size_t i = n; i-- > 0 && r == 0;) {
 		const struct dirty_piece *p = &pieces[i];
 		const size_t lo = MAX((size_t)p->pofs, pofs);
 		const size_t hi = MIN((size_t)p->pofs + p->plen, pofs + plen);
-		int r;
+		size_t cur = lo, k = 0;
 
 		if (lo >= hi)
 			continue;
-		if (p->pos == DIRTY_ZEROES)
-			memset(out + (lo - pofs), 0, hi - lo);
-		else if ((r = journal_read(v->v_journal, p->seg, p->pos + (lo - p->pofs),
-					   out + (lo - pofs), hi - lo)) < 0)
-			return r;
+		/* The gaps of [lo, hi) between what newer pieces covered. */
+		while (cur < hi && r == 0) {
+			size_t end = hi;
+			while (k < sp.n && sp.s[k].hi <= cur)
+				k++;
+			if (k < sp.n && sp.s[k].lo <= cur) {
+				cur = sp.s[k].hi;
+				continue;
+			}
+			if (k < sp.n)
+				end = MIN(end, sp.s[k].lo);
+			if (p->pos == DIRTY_ZEROES)
+				memset(out + (cur - pofs), 0, end - cur);
+			else
+				r = journal_read(v->v_journal, p->seg,
+						 p->pos + (cur - p->pofs),
+						 out + (cur - pofs), end - cur);
+			cur = end;
+		}
+		spans_add(&sp, lo, hi);
+		if (sp.n == 1 && sp.s[0].lo <= pofs && sp.s[0].hi >= pofs + plen)
+			break; /* all of it is the newest bytes */
 	}
-	return 0;
+	free(sp.s);
+	return r;
 }
 
 /* Copies the pieces of JOURNALED entry D that touch [POFS, POFS+PLEN).

@@ -16,7 +16,8 @@
  * Small chunks (a 4 KiB store) and small volumes (<= 1 MiB) keep it fast.
  * The Makefile also builds test-model-64k from this file with 64 KiB chunks:
  * 4 KiB-aligned writes then leave chunks sparse in memory (only the written
- * pages), which 4 KiB chunks never do.
+ * pages), which 4 KiB chunks never do, and a 1 MiB dirty bound sends
+ * chunks to the journal (their bytes read back from it).
  *
  * Usage: test-model [seed [ops]]   (or VDISK_TEST_SEED, VDISK_TEST_OPS)
  * VDISK_TEST_VERBOSE=1 prints every operation.  On the first failure the
@@ -1423,6 +1424,12 @@ int main(int argc, char **argv)
 	et_rng_seed(&rng, et_init_seed(argc, argv));
 	/* Whole chunks stored in place (the default), unless told. */
 	setenv("VDISK_IN_PLACE", "on", 0);
+#if CHUNK > 4096u
+	/* A 1 MiB dirty bound, less than the volumes hold: dirty chunks
+	 * leave memory for the journal (JOURNALED, read back from their
+	 * pieces) as under a real load, not only in memory. */
+	setenv("VDISK_DIRTY_MB", "1", 0);
+#endif
 	unsigned long nops = 25000;
 	if (argc > 2)
 		nops = strtoul(argv[2], NULL, 0);
