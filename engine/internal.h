@@ -708,6 +708,10 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
  * synced: the caller syncs (volume_flush). */
 int journal_mark_epoch(struct journal *j, uint64_t epoch);
 void journal_close(struct journal *j);  /* NULL is fine */
+/* Removes the spare files a writer that died left in VOL's journal
+ * (trimmed segments kept for reuse; nothing reads them).  Only a writer,
+ * which holds the volume, may call it. */
+void journal_sweep_spares(vd_store *s, const char *vol);
 /* Appends a write (KIND FMT_JREC_WRITE with DATA, or FMT_JREC_ZERO) and
  * applies it through APPLY, record by record, under the journal's lock, so
  * writes take effect in the order they are journaled. */

@@ -75,6 +75,16 @@ struct journal {
 	uint64_t j_seq;           /* last record's sequence number */
 	uint64_t j_first_seg;     /* oldest segment on disk */
 	uint64_t j_bytes;         /* in all segments on disk */
+	/* Reuse: a trimmed segment's file becomes the next segment (see
+	 * segment_start), so that appends overwrite allocated, cached blocks
+	 * instead of allocating and zeroing new ones.  j_spares are the old
+	 * numbers of the spare files; only segments this handle started
+	 * (from j_own_first) are reused; j_file_size is the current
+	 * segment's file size when it was reused (0: a new file). */
+	uint64_t j_spares[2];
+	size_t j_nspares;
+	uint64_t j_own_first;
+	uint64_t j_file_size;
 	bool j_dir_unsynced;      /* a segment was created since the last sync */
 	/* Chunk records: the bytes they stand for (in pack files) count as
 	 * journal bytes, per segment, so that they are sealed and trimmed
@@ -123,6 +133,14 @@ static int seg_path(const char *vol, uint64_t seg, char *out, size_t len)
 static int dir_path(const char *vol, char *out, size_t len)
 {
 	const int n = snprintf(out, len, "journal/%s", vol);
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+/* A trimmed segment kept for reuse: its file, renamed. */
+static int spare_path(const char *vol, uint64_t seg, char *out, size_t len)
+{
+	const int n = snprintf(out, len, "journal/%s/%016llx.spare", vol,
+			       (unsigned long long)seg);
 	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
 
@@ -188,6 +206,30 @@ bool journal_exists(vd_store *s, const char *vol)
 	return any;
 }
 
+void journal_sweep_spares(vd_store *s, const char *vol)
+{
+	char dir[128], path[160];
+	DIR *d;
+	int fd;
+
+	if (dir_path(vol, dir, sizeof dir) < 0 ||
+	    (fd = openat(s->st_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		unsigned long long seg;
+		char tail[8];
+		if (sscanf(e->d_name, "%16llx.%7s", &seg, tail) == 2 &&
+		    !strcmp(tail, "spare") && strlen(e->d_name) == 22 &&
+		    spare_path(vol, seg, path, sizeof path) == 0)
+			unlinkat(s->st_dirfd, path, 0);
+	}
+	closedir(d);
+}
+
 int journal_remove(vd_store *s, const char *vol)
 {
 	u64_vec segs = { 0 };
@@ -196,6 +238,7 @@ int journal_remove(vd_store *s, const char *vol)
 
 	if ((r = list_segments(s, vol, &segs)) < 0)
 		return r;
+	journal_sweep_spares(s, vol);
 	/* Oldest first, so that what is left is always a suffix. */
 	for (size_t i = 0; i < segs.len; i++)
 		if (seg_path(vol, segs.ptr[i], path, sizeof path) == 0 &&
@@ -376,6 +419,7 @@ int journal_open(vd_store *s, const char *vol, uint64_t layer,
 	}
 	j->j_first_seg = segs.len ? segs.ptr[0] : 1;
 	j->j_seg = segs.len ? segs.ptr[segs.len - 1] : 0; /* next append: +1 */
+	j->j_own_first = j->j_seg + 1;
 	j->j_synced = j->j_seq;
 	free(segs.ptr);
 	*out = j;
@@ -392,6 +436,11 @@ void journal_close(struct journal *j)
 		return;
 	if (j->j_fd >= 0)
 		close(j->j_fd);
+	for (size_t i = 0; i < j->j_nspares; i++) {
+		char path[160];
+		if (spare_path(j->j_vol, j->j_spares[i], path, sizeof path) == 0)
+			unlinkat(j->j_store->st_dirfd, path, 0);
+	}
 	for (size_t i = 0; i < j->j_npins; i++)
 		close(j->j_pins[i].fd);
 	free(j->j_pins);
@@ -412,6 +461,57 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 			 const void *data, uint64_t len, struct jloc *loc);
 
 /* ---- appending ---------------------------------------------------------- */
+
+/* Reuses a spare file as the new segment PATH, whose header is HB: the
+ * header and a first record that cannot be valid go in before the rename,
+ * so that until the new segment's own first record is written the file
+ * reads as an empty segment.  The records of its earlier life that stay
+ * past the new ones all have lower sequence numbers (this handle wrote
+ * them, and its numbers only grow), so replay, which takes only a
+ * sequence number above the last, stops there as at a torn tail.  The
+ * descriptor, or -1 (no spare, or it failed: make a new file). */
+static int spare_take(struct journal *j, const uint8_t *hb, const char *path)
+{
+	vd_store *s = j->j_store;
+	uint8_t head[FMT_JNL_HEADER_SIZE + FMT_JREC_HEADER_SIZE] = { 0 };
+	char from[160];
+	struct stat st;
+	int fd;
+
+	while (j->j_nspares > 0) {
+		const uint64_t seg = j->j_spares[--j->j_nspares];
+		if (spare_path(j->j_vol, seg, from, sizeof from) < 0)
+			continue;
+		fd = openat(s->st_dirfd, from, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		memcpy(head, hb, FMT_JNL_HEADER_SIZE);
+		if (fstat(fd, &st) == 0 &&
+		    pwrite_full(fd, head, sizeof head, 0) == 0 &&
+		    renameat(s->st_dirfd, from, s->st_dirfd, path) == 0) {
+			j->j_file_size = (uint64_t)st.st_size;
+			return fd;
+		}
+		close(fd);
+		unlinkat(s->st_dirfd, from, 0);
+	}
+	return -1;
+}
+
+/* Keeps trimmed segment SEG (at PATH) as a spare if there is room and
+ * this handle wrote it; false: the caller removes it. */
+static bool spare_keep(struct journal *j, uint64_t seg, const char *path)
+{
+	char to[160];
+
+	if (seg < j->j_own_first ||
+	    j->j_nspares == sizeof j->j_spares / sizeof *j->j_spares ||
+	    spare_path(j->j_vol, seg, to, sizeof to) < 0 ||
+	    renameat(j->j_store->st_dirfd, path, j->j_store->st_dirfd, to) < 0)
+		return false;
+	j->j_spares[j->j_nspares++] = seg;
+	return true;
+}
 
 /* Starts segment j_seg + 1, syncing the current one first so that only
  * the newest segment can have an unsynced tail.  Caller holds j_lock. */
@@ -440,9 +540,18 @@ static int segment_start(struct journal *j)
 			return r;
 	}
 	if (j->j_fd >= 0) {
-		if (fdatasync(j->j_fd) < 0)
+		/* A reused file may hold an earlier life's records past the
+		 * last one: cut them off, durably (fsync: the size), before a
+		 * newer segment makes this one an older one, which replay reads
+		 * to its end. */
+		if (j->j_file_size > j->j_size) {
+			if (ftruncate(j->j_fd, (off_t)j->j_size) < 0 || fsync(j->j_fd) < 0)
+				return SET_ERROR(-errno, "journal of '%s': truncate: %s",
+						 j->j_vol, strerror(errno));
+		} else if (fdatasync(j->j_fd) < 0) {
 			return SET_ERROR(-errno, "journal of '%s': fdatasync: %s",
 					 j->j_vol, strerror(errno));
+		}
 		pthread_mutex_lock(&j->j_tail_lock);
 		close(j->j_fd);
 		j->j_fd = -1;
@@ -454,14 +563,17 @@ static int segment_start(struct journal *j)
 	h.segment = j->j_seg + 1;
 	memcpy(h.uuid, s->st_uuid, 16);
 	seg_path(j->j_vol, h.segment, path, sizeof path);
-	fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path, strerror(errno));
 	fmt_jnl_header_encode(&h, hb);
-	if ((r = pwrite_full(fd, hb, sizeof hb, 0)) < 0) {
-		close(fd);
-		unlinkat(s->st_dirfd, path, 0);
-		return SET_ERROR(r, "%s/%s: %s", s->st_dir, path, strerror(-r));
+	if ((fd = spare_take(j, hb, path)) < 0) {
+		fd = openat(s->st_dirfd, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return SET_ERROR(-errno, "%s/%s: %s", s->st_dir, path, strerror(errno));
+		if ((r = pwrite_full(fd, hb, sizeof hb, 0)) < 0) {
+			close(fd);
+			unlinkat(s->st_dirfd, path, 0);
+			return SET_ERROR(r, "%s/%s: %s", s->st_dir, path, strerror(-r));
+		}
+		j->j_file_size = 0;
 	}
 	pthread_mutex_lock(&j->j_tail_lock);
 	if (j->j_seg == 0 || journal_bytes(j) == 0)
@@ -966,7 +1078,8 @@ static void trim_locked(struct journal *j, uint64_t keep)
 					   MIN(__atomic_load_n(&j->j_bytes, __ATOMIC_RELAXED),
 					       (uint64_t)st.st_size),
 					   __ATOMIC_RELAXED);
-		if (unlinkat(s->st_dirfd, path, 0) < 0 && errno != ENOENT)
+		if (!spare_keep(j, j->j_first_seg, path) &&
+		    unlinkat(s->st_dirfd, path, 0) < 0 && errno != ENOENT)
 			break; /* left for later */
 		j->j_first_seg++;
 	}

@@ -1023,6 +1023,7 @@ static int journal_replay(vd_volume *v, bool bulk)
 	 * them) are at the committed write epoch. */
 	v->v_replay_top = v->v_write_epoch;
 	v->v_replaying = true;
+	journal_sweep_spares(v->v_store, v->v_name);
 	r = journal_open(v->v_store, v->v_name, v->v_chain.links[0].layer,
 			 v->v_write_epoch, replay_apply, replay_epoch, v, &j,
 			 &applied);
