@@ -112,11 +112,14 @@ static int store_setup(vd_store *s, const char *dir,
 	s->st_cache_bytes = o && o->cache_bytes ? o->cache_bytes
 			    : env_mb("VDISK_CACHE_MB", STORE_CACHE_DEFAULT);
 	s->st_journal_high = env_mb("VDISK_JOURNAL_MB", 1ull << 30);
-	/* A 4 KiB write journaled costs about 44 bytes of map (its piece and
-	 * a share of its chunk's entry); 1/32 of the journal bound lets
-	 * 4 KiB random writes fill the journal before the map presses, and
-	 * caps the map of smaller writes (32 MiB with the default 1 GiB). */
-	s->st_piece_max = MAX(s->st_journal_high / 32, 1ull << 20);
+	/* The map costs about 250 bytes per journaled chunk and 32 per write
+	 * (its pieces, in arrays that double): 4 KiB random writes over 2 GiB
+	 * with a full 1 GiB journal make about 16 MiB.  1/48 of the journal
+	 * bound (21 MiB by default) lets most of the journal fill before the
+	 * map presses (bench: QD32 random writes 43.6k IOPS; 49k with 1/32,
+	 * which took `serve --cache 2G` 3 MiB further past its memory bound;
+	 * 27k with 1/64), and caps the map of smaller writes. */
+	s->st_piece_max = MAX(s->st_journal_high / 48, 1ull << 20);
 	s->st_dirty_max = o && o->dirty_bytes ? o->dirty_bytes
 			  : env_mb("VDISK_DIRTY_MB", STORE_DIRTY_DEFAULT);
 	/* Batched io_uring reads are opt-in (VDISK_IO=uring): the raw record

@@ -5,7 +5,7 @@
 # and never fail), and every block reads back as last written.  The
 # sealer destages a full journal in the order of its oldest writes, which
 # is what frees its segments; the in-memory map of what the journal holds
-# has a bound of its own (1/32 of the journal's, at least 1 MiB), past
+# has a bound of its own (1/48 of the journal's, at least 1 MiB), past
 # which the sealer destages too.  fio writes each block of the volume
 # twice, in random order, with a checksum in every block, then reads the
 # whole volume back and verifies it; `vdisk check` is clean after.
