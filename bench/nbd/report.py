@@ -41,6 +41,7 @@ WL = [
     ("randw32", "Random write, 4 KiB, QD 32", "IOPS"),
     ("randwf1", "Random write, 4 KiB, QD 1, flush every 8 writes (fio --fsync=8)", "IOPS"),
     ("randwf32", "Random write, 4 KiB, QD 32, flush every 8 writes (fio --fsync=8)", "IOPS"),
+    ("randw32l", "Random write, 4 KiB, QD 32, long run (LONG s: the journal fills, destage must keep up)", "IOPS"),
     ("randr1", "Random read, 4 KiB, QD 1", "IOPS"),
     ("randr32", "Random read, 4 KiB, QD 32", "IOPS"),
     ("randr1s", "Random read, 4 KiB, QD 1, right after the server restarts", "IOPS"),
@@ -213,6 +214,7 @@ for wl in ("randw1", "randw32"):
 for wl in ("randw1", "randw32"):
     row("random writes ≥ nbdkit, right after a snapshot", wl, "IOPS", "nbdkit",
         vd="vdisk-snap", vdc=None)
+row("random writes ≥ nbdkit, over a run that forces destage", "randw32l", "IOPS", "nbdkit")
 row("sequential writes ≥ 1.5× qemu-nbd raw", "seqw", "MB/s", "qemu-raw", factor=1.5)
 row("sequential reads ≥ 80% of nbdkit", "seqr", "MB/s", "nbdkit", factor=0.8)
 row("(reference) the same read again", "seqr2", "MB/s", "nbdkit", factor=0.8)

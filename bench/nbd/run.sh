@@ -32,6 +32,9 @@
 #   randw1 / randw32     random 4 KiB writes over the data, QD 1 / 32, RUNTIME s
 #   randwf1 / randwf32   the same with an NBD flush after every 8 writes
 #                        (fio --fsync=8), QD 1 / 32, RUNTIME s
+#   randw32l             random 4 KiB writes, QD 32, LONG s: long enough that
+#                        vdisk's journal fills and destage must keep up (only
+#                        when JOBS names it: it adds LONG s per server)
 #   randr1 / randr32     random 4 KiB reads of the data, QD 1 / 32, RUNTIME s
 #   randr1s / randr32s   the same, each right after the server restarts
 #                        (its own caches empty, the page cache warm)
@@ -50,6 +53,7 @@
 #                    inside the repository)
 #   SIZE             export size (default 2G); sequential jobs cover it
 #   RUNTIME          seconds per random job (default 10)
+#   LONG             seconds of randw32l (default 60)
 #   BURST            bytes written before the timed flush (default 512M)
 #   DEPTH            snapshot+clone levels for vdisk-deep (default 20)
 #   SERVERS          subset of the servers above (default: all)
@@ -65,6 +69,7 @@ set -u -o pipefail
 source "$(dirname "$0")/../dirs.sh" nbd
 size=${SIZE:-2G}
 runtime=${RUNTIME:-10}
+long=${LONG:-60}
 burst=${BURST:-512M}
 depth=${DEPTH:-20}
 servers=${SERVERS:-vdisk vdisk-cache vdisk-snap vdisk-deep qemu-raw qemu-qcow2 qemu-overlay qemu-snap nbdkit}
@@ -94,6 +99,7 @@ source "$bench/nbd/common.sh"
 record_build
 res meta size "$size"
 res meta runtime "$runtime"
+res meta long "$long"
 res meta burst "$burst"
 res meta depth "$depth"
 res meta servers "$servers"
@@ -189,6 +195,11 @@ run() {
 		got $# 5
 		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4"
 		res "$s" "$wl.tail" "$5" ;;
+	randw32l) set -- $(job "$wl" --rw=randwrite --bs=4k --iodepth=32 --size="$size" \
+			--time_based --runtime="$long" --randrepeat=0)
+		got $# 5
+		res "$s" "$wl" "$2"; res "$s" "$wl.cpu" "$3"; res "$s" "$wl.us" "$4"
+		res "$s" "$wl.tail" "$5" ;;
 	randw*|randr*)
 		local rw=randwrite qd=${wl#rand?} sync=
 		case $wl in randr*) rw=randread ;; randwf*) qd=${wl#randwf} sync=--fsync=8 ;; esac
@@ -215,6 +226,7 @@ fill() {   # fill: write the whole export once (not recorded)
 }
 
 all="seqw seqr seqr2 randw1 randw32 randwf1 randwf32 randr1 randr32 randr1s randr32s flush"
+every="$all randw32l"   # randw32l only when JOBS names it
 jobs=${JOBS:-$all}
 wanted() { case " $jobs " in *" $1 "*) return 0 ;; esac; return 1; }
 # run_jobs SERVER WORKLOAD...: the wanted ones of WORKLOAD..., in order;
@@ -239,7 +251,7 @@ for s in $servers; do
 	vdisk|vdisk-cache)
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		if [ "$s" = vdisk ]; then serve_vdisk vol; else serve_vdisk vol --cache "$size"; fi
-		run_jobs "$s" $all ;;
+		run_jobs "$s" $every ;;
 	vdisk-snap)
 		VDISK_STORE=$tmp/store "$vdisk" create vol "$size" >/dev/null || exit 1
 		serve_vdisk vol
@@ -273,11 +285,11 @@ for s in $servers; do
 	qemu-raw|nbdkit)
 		truncate -s "$size" "$tmp/raw.img"
 		if [ "$s" = nbdkit ]; then serve_nbdkit "$tmp/raw.img"; else serve_qemu raw "$tmp/raw.img"; fi
-		run_jobs "$s" $all ;;
+		run_jobs "$s" $every ;;
 	qemu-qcow2)
 		qemu-img create -q -f qcow2 "$tmp/img.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/img.qcow2"
-		run_jobs "$s" $all ;;
+		run_jobs "$s" $every ;;
 	qemu-overlay)
 		qemu-img create -q -f qcow2 "$tmp/base.qcow2" "$size" || exit 1
 		serve_qemu qcow2 "$tmp/base.qcow2"
