@@ -165,7 +165,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int list_segments(vd_store *s, const char *vol, u64_vec *out)
+/* The numbers of VOL's journal files named NNNNNNNNNNNNNNNN.SUFFIX, sorted. */
+static int list_files(vd_store *s, const char *vol, const char *suffix,
+		      u64_vec *out)
 {
 	char dir[128];
 	DIR *d;
@@ -185,7 +187,8 @@ static int list_segments(vd_store *s, const char *vol, u64_vec *out)
 		unsigned long long seg;
 		char tail[8];
 		if (sscanf(e->d_name, "%16llx.%7s", &seg, tail) == 2 &&
-		    !strcmp(tail, "jnl") && strlen(e->d_name) == 20 && seg &&
+		    !strcmp(tail, suffix) &&
+		    strlen(e->d_name) == 17 + strlen(suffix) && seg &&
 		    u64_vec_append(out, seg) < 0) {
 			closedir(d);
 			return SET_ERROR(-ENOMEM, "out of memory");
@@ -195,6 +198,11 @@ static int list_segments(vd_store *s, const char *vol, u64_vec *out)
 	if (out->len)
 		qsort(out->ptr, out->len, sizeof *out->ptr, cmp_u64);
 	return 0;
+}
+
+static int list_segments(vd_store *s, const char *vol, u64_vec *out)
+{
+	return list_files(s, vol, "jnl", out);
 }
 
 bool journal_exists(vd_store *s, const char *vol)
@@ -208,26 +216,14 @@ bool journal_exists(vd_store *s, const char *vol)
 
 void journal_sweep_spares(vd_store *s, const char *vol)
 {
-	char dir[128], path[160];
-	DIR *d;
-	int fd;
+	u64_vec spares = { 0 };
+	char path[160];
 
-	if (dir_path(vol, dir, sizeof dir) < 0 ||
-	    (fd = openat(s->st_dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return;
-	if (!(d = fdopendir(fd))) {
-		close(fd);
-		return;
-	}
-	for (struct dirent *e; (e = readdir(d));) {
-		unsigned long long seg;
-		char tail[8];
-		if (sscanf(e->d_name, "%16llx.%7s", &seg, tail) == 2 &&
-		    !strcmp(tail, "spare") && strlen(e->d_name) == 22 &&
-		    spare_path(vol, seg, path, sizeof path) == 0)
-			unlinkat(s->st_dirfd, path, 0);
-	}
-	closedir(d);
+	if (list_files(s, vol, "spare", &spares) == 0)
+		for (size_t i = 0; i < spares.len; i++)
+			if (spare_path(vol, spares.ptr[i], path, sizeof path) == 0)
+				unlinkat(s->st_dirfd, path, 0);
+	free(spares.ptr);
 }
 
 int journal_remove(vd_store *s, const char *vol)
