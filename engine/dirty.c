@@ -153,10 +153,13 @@ static int table_grow(vd_volume *v)
 	return 0;
 }
 
-static void dirty_account(vd_store *s, int64_t bytes)
+/* Moves one of the store's byte counts (st_dirty_bytes, st_piece_bytes)
+ * from OLD to NEW bytes for an entry, and wakes whoever waits on them. */
+static void store_count(vd_store *s, uint64_t *count, size_t old, size_t new)
 {
 	pthread_mutex_lock(&s->st_dirty_lock);
-	s->st_dirty_bytes += bytes;
+	*count += new;
+	*count -= old;
 	pthread_cond_broadcast(&s->st_dirty_cond);
 	pthread_mutex_unlock(&s->st_dirty_lock);
 }
@@ -165,7 +168,7 @@ static void dirty_account(vd_store *s, int64_t bytes)
 static void entry_set_bytes(vd_volume *v, struct dirty *d, size_t bytes)
 {
 	if (bytes != d->bytes)
-		dirty_account(v->v_store, (int64_t)bytes - (int64_t)d->bytes);
+		store_count(v->v_store, &v->v_store->st_dirty_bytes, d->bytes, bytes);
 	d->bytes = bytes;
 }
 
@@ -183,16 +186,10 @@ static size_t journaled_bytes(const struct dirty *d)
 /* Sets what D counts in st_piece_bytes from its state. */
 static void pieces_account(vd_volume *v, struct dirty *d)
 {
-	vd_store *s = v->v_store;
 	const size_t bytes = d->journaled ? journaled_bytes(d) : 0;
 
-	if (bytes == d->pbytes)
-		return;
-	pthread_mutex_lock(&s->st_dirty_lock);
-	s->st_piece_bytes += bytes;
-	s->st_piece_bytes -= d->pbytes;
-	pthread_cond_broadcast(&s->st_dirty_cond);
-	pthread_mutex_unlock(&s->st_dirty_lock);
+	if (bytes != d->pbytes)
+		store_count(v->v_store, &v->v_store->st_piece_bytes, d->pbytes, bytes);
 	d->pbytes = bytes;
 }
 
