@@ -34,6 +34,7 @@ cat >"$tmpdir/io.py" <<'PY'
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -75,9 +76,23 @@ def burst(h, img, seed, n):
     h.flush()
 
 
+def records_end(path):
+    """Where the records of segment PATH end (FORMAT.md: a 64-byte header,
+    then records of a 40-byte header and their data); past them the writer
+    may have written zeros ahead."""
+    data = open(path, "rb").read()
+    off = 64
+    while off + 40 <= len(data):
+        magic, kind, _, _, _, n, _ = struct.unpack_from("<IHHQQQQ", data, off)
+        if magic != 0x4a524456:
+            break
+        off += 40 + (n if kind == 1 else 56 if kind == 3 else 0)
+    return off
+
+
 def jbytes():
     j = os.path.join(store, "journal", "vol")
-    return sum(os.path.getsize(os.path.join(j, f)) for f in os.listdir(j)
+    return sum(records_end(os.path.join(j, f)) for f in os.listdir(j)
                if f.endswith(".jnl"))
 
 
