@@ -606,30 +606,28 @@ static int segment_start(struct journal *j)
 /* Writes zeros past the current segment's end so that the records up to
  * END overwrite written blocks (ZERO_AHEAD), and starts their writeback,
  * so the flush that commits the new blocks finds the zeros on their way.
- * Caller holds j_lock. */
+ * In 64 KiB writes: the page cache sizes its folios by the write, and a
+ * record's write walks every block of the folios it touches (python, this
+ * VM: 3.6 us a 4 KiB record over zeros written 1 MiB at a time, 1.9 us
+ * over 64 KiB ones).  Caller holds j_lock. */
 static int zero_ahead(struct journal *j, uint64_t end)
 {
 	static uint8_t zeros[ZERO_BUF]; /* never written: in .bss, not the binary */
-	struct iovec iov[ZERO_AHEAD / ZERO_BUF];
 	const uint64_t from = j->j_file_size;
 	const uint64_t to = (end + ZERO_AHEAD - 1) / ZERO_AHEAD * ZERO_AHEAD;
-	int r;
 
-	for (uint64_t off = from; off < to;) {
-		const uint64_t n = MIN(to - off, (uint64_t)sizeof iov / sizeof *iov * ZERO_BUF);
-		int cnt = 0;
-		for (uint64_t k = 0; k < n; k += ZERO_BUF, cnt++)
-			iov[cnt] = (struct iovec){ (void *)zeros, MIN(ZERO_BUF, n - k) };
-		const ssize_t w = pwritev(j->j_fd, iov, cnt, (off_t)off);
+	while (j->j_file_size < to) {
+		const ssize_t w = pwrite(j->j_fd, zeros,
+					 MIN(ZERO_BUF, to - j->j_file_size),
+					 (off_t)j->j_file_size);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			r = w < 0 ? -errno : -EIO;
+			const int r = w < 0 ? -errno : -EIO;
 			return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol,
 					 strerror(-r));
 		}
-		off += (uint64_t)w;
-		j->j_file_size = off;
+		j->j_file_size += (uint64_t)w;
 	}
 	(void)sync_file_range(j->j_fd, (off_t)from, (off_t)(to - from),
 			      SYNC_FILE_RANGE_WRITE);
