@@ -613,8 +613,12 @@ static int segment_start(struct journal *j)
 static int zero_ahead(struct journal *j, uint64_t end)
 {
 	static uint8_t zeros[ZERO_BUF]; /* never written: in .bss, not the binary */
-	const uint64_t from = j->j_file_size;
 	const uint64_t to = (end + ZERO_AHEAD - 1) / ZERO_AHEAD * ZERO_AHEAD;
+	uint64_t from;
+
+	/* Never over a record (every append comes here first). */
+	j->j_file_size = MAX(j->j_file_size, j->j_size);
+	from = j->j_file_size;
 
 	while (j->j_file_size < to) {
 		const ssize_t w = pwrite(j->j_fd, zeros,
@@ -797,7 +801,12 @@ static int append_chunk_records(struct journal *j, const struct chunk_write *cw,
 		locs[i] = (struct jloc){ j->j_seg, j->j_size + i * REC +
 					 FMT_JREC_HEADER_SIZE };
 	}
-	r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
+	if (j->j_size + n * REC > j->j_file_size)
+		r = zero_ahead(j, j->j_size + n * REC);
+	else
+		r = 0;
+	if (r == 0)
+		r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
 	free(buf);
 	if (r < 0)
 		return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol, strerror(-r));

@@ -464,4 +464,28 @@ crash
 has_journal vol "8b"
 same vol "$tmpdir/vol.exp" "8b: flushed chunks stored in place"
 no_journal vol "8b: after export"
+
+# ---- 9. chunk records across the end of the zeros written ahead -------------
+# A segment's writer writes zeros up to the next MiB past its appends; chunk
+# records that cross that MiB must move it too, or the next record's zeros
+# land on them.  253 records of 4 KiB (4136 bytes each, after the 64-byte
+# header and the 40-byte epoch marker) end 2064 bytes short of 1 MiB, so the
+# 32 chunk records (96 bytes each) of the 2 MiB write cross it, and the
+# 4 KiB write after them writes the next MiB of zeros.
+new_store >/dev/null
+vdisk create vol 24M || fail "9: create"
+img vol 24M
+serve
+ops=()
+for ((i = 0; i < 253; i++)); do ops+=("w:$((4 * M + i * 65536)):4096:$((i % 200 + 1))"); done
+jt write "$sock" "$serve_pid" "@vol:$tmpdir/vol.exp" "${ops[@]}" \
+	w:0:$((2 * M)):0xc1 w:$((22 * M)):4096:0xc2 f || fail "9: writes"
+crash
+has_journal vol "9"
+segs=("$(jdir vol)"/*.jnl)
+jt records "${segs[-1]}" --newest >"$tmpdir/v9.recs" || fail "9: parse ${segs[-1]}"
+awk '$2 == 3 && $1 < 1048576 && $1 + 96 > 1048576 { found = 1 } END { exit !found }' \
+	"$tmpdir/v9.recs" || fail "9: no chunk record crosses 1 MiB: $(cat "$tmpdir/v9.recs")"
+same vol "$tmpdir/vol.exp" "9: chunk records across the zeros written ahead"
+no_journal vol "9: after export"
 echo OK
