@@ -69,14 +69,13 @@ struct dirty {
 	uint8_t shash[32];
 	struct fmt_chunk sat;
 	struct dirty *hnext;
-	struct dirty *fprev, *fnext;
-	/* On the volume's journal list, in the order of first_gen (oldest
-	 * first): what a full journal seals first, as that frees its oldest
-	 * segments. */
-	struct dirty *jprev, *jnext;
-	/* On the volume's memory list (mem_update): what eviction looks at. */
+	/* On the volume's three chains (struct dirty_chain): v_fifo, by last
+	 * write, what the sealer takes first; v_jlist, in the order of
+	 * first_gen (oldest first), what a full journal seals first, as that
+	 * frees its oldest segments; v_mem, those in memory (mem_update),
+	 * what eviction looks at. */
+	struct dirty_link { struct dirty *prev, *next; } fifo, jlist, mem;
 	bool on_mem;
-	struct dirty *mprev, *mnext;
 };
 
 #define PIECES_MAX 64
@@ -315,19 +314,46 @@ static void entry_copy(const vd_volume *v, const struct dirty *d, uint8_t *out,
  * the whole fifo for them cost a tenth of the server's CPU.  Called under
  * v_lock after D changed or was written; an entry missed here is only not
  * evicted (it is sealed instead), one kept by mistake is skipped. */
+/* The chains: LINK is the member of struct dirty that C is linked by. */
+#define LINK(d, link) ((struct dirty_link *)((char *)(d) + (link)))
+
+static void chain_unlink(struct dirty_chain *c, struct dirty *d, size_t link)
+{
+	struct dirty_link *l = LINK(d, link);
+
+	if (l->prev)
+		LINK(l->prev, link)->next = l->next;
+	else
+		c->head = l->next;
+	if (l->next)
+		LINK(l->next, link)->prev = l->prev;
+	else
+		c->tail = l->prev;
+	l->prev = l->next = NULL;
+}
+
+static void chain_append(struct dirty_chain *c, struct dirty *d, size_t link)
+{
+	struct dirty_link *l = LINK(d, link);
+
+	l->prev = c->tail;
+	l->next = NULL;
+	if (c->tail)
+		LINK(c->tail, link)->next = d;
+	else
+		c->head = d;
+	c->tail = d;
+}
+
+#define FIFO offsetof(struct dirty, fifo)
+#define JLIST offsetof(struct dirty, jlist)
+#define MEM offsetof(struct dirty, mem)
+
 static void mem_unlink(vd_volume *v, struct dirty *d)
 {
 	if (!d->on_mem)
 		return;
-	if (d->mprev)
-		d->mprev->mnext = d->mnext;
-	else
-		v->v_mem_head = d->mnext;
-	if (d->mnext)
-		d->mnext->mprev = d->mprev;
-	else
-		v->v_mem_tail = d->mprev;
-	d->mprev = d->mnext = NULL;
+	chain_unlink(&v->v_mem, d, MEM);
 	d->on_mem = false;
 }
 
@@ -337,37 +363,8 @@ static void mem_update(vd_volume *v, struct dirty *d)
 	mem_unlink(v, d);
 	if ((!d->buf && !d->pages) || d->journaled)
 		return;
-	d->mprev = v->v_mem_tail;
-	if (v->v_mem_tail)
-		v->v_mem_tail->mnext = d;
-	else
-		v->v_mem_head = d;
-	v->v_mem_tail = d;
+	chain_append(&v->v_mem, d, MEM);
 	d->on_mem = true;
-}
-
-static void jlist_unlink(vd_volume *v, struct dirty *d)
-{
-	if (d->jprev)
-		d->jprev->jnext = d->jnext;
-	else
-		v->v_jlist_head = d->jnext;
-	if (d->jnext)
-		d->jnext->jprev = d->jprev;
-	else
-		v->v_jlist_tail = d->jprev;
-	d->jprev = d->jnext = NULL;
-}
-
-static void jlist_append(vd_volume *v, struct dirty *d)
-{
-	d->jprev = v->v_jlist_tail;
-	d->jnext = NULL;
-	if (v->v_jlist_tail)
-		v->v_jlist_tail->jnext = d;
-	else
-		v->v_jlist_head = d;
-	v->v_jlist_tail = d;
 }
 
 /* Inserts an entry for IDX owning BUF (NULL: zero), or a sparse one.
@@ -394,13 +391,8 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
 	d->gen = d->first_gen = ++v->v_gen;
 	d->hnext = v->v_table[slot(v, idx)];
 	v->v_table[slot(v, idx)] = d;
-	d->fprev = v->v_fifo_tail;
-	if (v->v_fifo_tail)
-		v->v_fifo_tail->fnext = d;
-	else
-		v->v_fifo_head = d;
-	v->v_fifo_tail = d;
-	jlist_append(v, d);
+	chain_append(&v->v_fifo, d, FIFO);
+	chain_append(&v->v_jlist, d, JLIST);
 	v->v_ndirty++;
 	entry_set_bytes(v, d, sparse ? 0 : v->v_chunk_size);
 	mem_update(v, d);
@@ -412,17 +404,10 @@ static int dirty_insert(vd_volume *v, uint64_t idx, uint8_t *buf, bool sparse,
  * holds v_lock. */
 static void fifo_touch(vd_volume *v, struct dirty *d)
 {
-	if (v->v_fifo_tail == d)
+	if (v->v_fifo.tail == d)
 		return;
-	if (d->fprev)
-		d->fprev->fnext = d->fnext;
-	else
-		v->v_fifo_head = d->fnext;
-	d->fnext->fprev = d->fprev;
-	d->fprev = v->v_fifo_tail;
-	d->fnext = NULL;
-	v->v_fifo_tail->fnext = d;
-	v->v_fifo_tail = d;
+	chain_unlink(&v->v_fifo, d, FIFO);
+	chain_append(&v->v_fifo, d, FIFO);
 }
 
 /* Unlinks and frees D, handing its buffer to the cache under HASH if
@@ -434,15 +419,8 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 	while (*pp != d)
 		pp = &(*pp)->hnext;
 	*pp = d->hnext;
-	if (d->fprev)
-		d->fprev->fnext = d->fnext;
-	else
-		v->v_fifo_head = d->fnext;
-	if (d->fnext)
-		d->fnext->fprev = d->fprev;
-	else
-		v->v_fifo_tail = d->fprev;
-	jlist_unlink(v, d);
+	chain_unlink(&v->v_fifo, d, FIFO);
+	chain_unlink(&v->v_jlist, d, JLIST);
 	mem_unlink(v, d);
 	v->v_ndirty--;
 	if (hash && d->buf)
@@ -845,10 +823,10 @@ uint64_t dirty_evict(vd_volume *v, uint64_t target)
 	uint64_t freed = 0;
 
 	pthread_mutex_lock(&v->v_lock);
-	for (struct dirty *d = v->v_mem_head, *next; d; d = next) {
+	for (struct dirty *d = v->v_mem.head, *next; d; d = next) {
 		uint64_t now;
 
-		next = d->mnext; /* make_journaled takes D off the list */
+		next = d->mem.next; /* make_journaled takes D off the list */
 		pthread_mutex_lock(&s->st_dirty_lock);
 		now = s->st_dirty_bytes;
 		pthread_mutex_unlock(&s->st_dirty_lock);
@@ -896,8 +874,8 @@ size_t dirty_count(vd_volume *v)
 void dirty_discard(vd_volume *v)
 {
 	pthread_mutex_lock(&v->v_lock);
-	while (v->v_fifo_head)
-		dirty_remove(v, v->v_fifo_head, NULL);
+	while (v->v_fifo.head)
+		dirty_remove(v, v->v_fifo.head, NULL);
 	pthread_mutex_unlock(&v->v_lock);
 	free(v->v_table);
 	v->v_table = NULL;
@@ -911,7 +889,7 @@ uint64_t dirty_min_jseg(vd_volume *v, uint64_t floor)
 	/* The journal list holds the oldest segments first: with many
 	 * entries and nothing to trim this ends early. */
 	pthread_mutex_lock(&v->v_lock);
-	for (const struct dirty *d = v->v_jlist_head; d && min > floor; d = d->jnext)
+	for (const struct dirty *d = v->v_jlist.head; d && min > floor; d = d->jlist.next)
 		if (d->jseg < min)
 			min = d->jseg;
 	pthread_mutex_unlock(&v->v_lock);
@@ -1200,7 +1178,7 @@ int dirty_next(vd_volume *v, const struct view *view, uint64_t idx,
 		return -EAGAIN;
 	}
 	if (v->v_ndirty < MIN(*best, end) - idx) {
-		for (struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+		for (struct dirty *d = v->v_fifo.head; d; d = d->fifo.next)
 			if (d->idx >= idx && d->idx < *best)
 				*best = d->idx;
 	} else {
@@ -1235,8 +1213,8 @@ size_t dirty_pick(vd_volume *v, struct seal_item *items, size_t max,
 	size_t n = 0;
 
 	pthread_mutex_lock(&v->v_lock);
-	for (struct dirty *d = oldest ? v->v_jlist_head : v->v_fifo_head;
-	     d && n < max; d = oldest ? d->jnext : d->fnext) {
+	for (struct dirty *d = (oldest ? &v->v_jlist : &v->v_fifo)->head;
+	     d && n < max; d = (oldest ? &d->jlist : &d->fifo)->next) {
 		if (d->sealing || d->first_gen > upto || d->epoch > max_epoch ||
 		    has_older(v, d))
 			continue;
@@ -1310,8 +1288,9 @@ int dirty_sealed(vd_volume *v, struct seal_item *items, size_t n, int r)
 			uint32_t k = 0;
 			d->first_gen = it->gen + 1;
 			d->jseg = d->jseg_next;
-			jlist_unlink(v, d); /* its first write is now a young one */
-			jlist_append(v, d);
+			/* Its first write is now a young one. */
+			chain_unlink(&v->v_jlist, d, JLIST);
+			chain_append(&v->v_jlist, d, JLIST);
 			for (uint32_t p = 0; p < d->npieces; p++)
 				if (d->pieces[p].gen > it->gen)
 					d->pieces[k++] = d->pieces[p];
@@ -1330,7 +1309,7 @@ bool dirty_pending(vd_volume *v, uint64_t upto, uint64_t max_epoch, bool wait)
 	bool pending = false, picked = true;
 
 	pthread_mutex_lock(&v->v_lock);
-	for (const struct dirty *d = v->v_fifo_head; d; d = d->fnext)
+	for (const struct dirty *d = v->v_fifo.head; d; d = d->fifo.next)
 		if (d->first_gen <= upto && d->epoch <= max_epoch) {
 			pending = true;
 			/* One with an older entry waits for that one's seal. */

@@ -801,9 +801,9 @@ struct vd_volume {
 	struct dirty **v_table;
 	size_t v_table_size;
 	size_t v_ndirty;
-	struct dirty *v_fifo_head, *v_fifo_tail; /* oldest first */
-	struct dirty *v_mem_head, *v_mem_tail;   /* those in memory, oldest first */
-	struct dirty *v_jlist_head, *v_jlist_tail; /* oldest first write first */
+	/* Every entry, oldest (least recently written) first; those in
+	 * memory, oldest first; every entry by its oldest unsealed write. */
+	struct dirty_chain { struct dirty *head, *tail; } v_fifo, v_mem, v_jlist;
 	uint64_t v_gen;               /* write generation */
 	uint64_t v_sealed_seq;        /* bumped when an entry leaves */
 
