@@ -603,9 +603,10 @@ static int segment_start(struct journal *j)
 	}
 }
 
-/* Writes zeros past the current segment's end so that the records up to
- * END overwrite written blocks (ZERO_AHEAD), and starts their writeback,
- * so the flush that commits the new blocks finds the zeros on their way.
+/* Makes sure the current segment's file is written up to END, so that
+ * the records up to there overwrite written blocks: zeros up to the next
+ * ZERO_AHEAD past it, their writeback started, so the flush that commits
+ * the new blocks finds them on their way.  Every append comes here first.
  * In 64 KiB writes: the page cache sizes its folios by the write, and a
  * record's write walks every block of the folios it touches (python, this
  * VM: 3.6 us a 4 KiB record over zeros written 1 MiB at a time, 1.9 us
@@ -614,24 +615,17 @@ static int zero_ahead(struct journal *j, uint64_t end)
 {
 	static uint8_t zeros[ZERO_BUF]; /* never written: in .bss, not the binary */
 	const uint64_t to = (end + ZERO_AHEAD - 1) / ZERO_AHEAD * ZERO_AHEAD;
-	uint64_t from;
+	const uint64_t from = MAX(j->j_file_size, j->j_size); /* never over a record */
+	int r;
 
-	/* Never over a record (every append comes here first). */
-	j->j_file_size = MAX(j->j_file_size, j->j_size);
-	from = j->j_file_size;
-
-	while (j->j_file_size < to) {
-		const ssize_t w = pwrite(j->j_fd, zeros,
-					 MIN(ZERO_BUF, to - j->j_file_size),
-					 (off_t)j->j_file_size);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			const int r = w < 0 ? -errno : -EIO;
+	if (end <= from)
+		return 0;
+	for (j->j_file_size = from; j->j_file_size < to;) {
+		const size_t n = (size_t)MIN(ZERO_BUF, to - j->j_file_size);
+		if ((r = pwrite_full(j->j_fd, zeros, n, j->j_file_size)) < 0)
 			return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol,
 					 strerror(-r));
-		}
-		j->j_file_size += (uint64_t)w;
+		j->j_file_size += n;
 	}
 	(void)sync_file_range(j->j_fd, (off_t)from, (off_t)(to - from),
 			      SYNC_FILE_RANGE_WRITE);
@@ -654,8 +648,7 @@ static int append_record(struct journal *j, unsigned kind, uint64_t off,
 	if ((j->j_fd < 0 || j->j_size + j->j_seg_chunk + total > SEGMENT_MAX) &&
 	    (r = segment_start(j)) < 0)
 		return r;
-	if (j->j_size + total > j->j_file_size &&
-	    (r = zero_ahead(j, j->j_size + total)) < 0)
+	if ((r = zero_ahead(j, j->j_size + total)) < 0)
 		return r;
 	rec.seq = j->j_seq + 1; /* after the new segment's epoch marker */
 	fmt_jrec_encode(&rec, data, hb);
@@ -801,12 +794,11 @@ static int append_chunk_records(struct journal *j, const struct chunk_write *cw,
 		locs[i] = (struct jloc){ j->j_seg, j->j_size + i * REC +
 					 FMT_JREC_HEADER_SIZE };
 	}
-	if (j->j_size + n * REC > j->j_file_size)
-		r = zero_ahead(j, j->j_size + n * REC);
-	else
-		r = 0;
-	if (r == 0)
-		r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
+	if ((r = zero_ahead(j, j->j_size + n * REC)) < 0) {
+		free(buf);
+		return r;
+	}
+	r = pwrite_full(j->j_fd, buf, n * REC, j->j_size);
 	free(buf);
 	if (r < 0)
 		return SET_ERROR(r, "journal of '%s': write: %s", j->j_vol, strerror(-r));
