@@ -308,12 +308,6 @@ static void entry_copy(const vd_volume *v, const struct dirty *d, uint8_t *out,
 	}
 }
 
-/* The memory list holds, in the fifo's order, the entries with a memory
- * copy that is not journaled: the ones dirty_evict can free.  With many
- * entries journaled already (random writes over a large volume) walking
- * the whole fifo for them cost a tenth of the server's CPU.  Called under
- * v_lock after D changed or was written; an entry missed here is only not
- * evicted (it is sealed instead), one kept by mistake is skipped. */
 /* The chains: LINK is the member of struct dirty that C is linked by. */
 #define LINK(d, link) ((struct dirty_link *)((char *)(d) + (link)))
 
@@ -349,6 +343,12 @@ static void chain_append(struct dirty_chain *c, struct dirty *d, size_t link)
 #define JLIST offsetof(struct dirty, jlist)
 #define MEM offsetof(struct dirty, mem)
 
+/* The memory list holds, in the fifo's order, the entries with a memory
+ * copy that is not journaled: the ones dirty_evict can free.  With many
+ * entries journaled already (random writes over a large volume) walking
+ * the whole fifo for them cost a tenth of the server's CPU.  Called under
+ * v_lock after D changed or was written; an entry missed here is only not
+ * evicted (it is sealed instead), one kept by mistake is skipped. */
 static void mem_unlink(vd_volume *v, struct dirty *d)
 {
 	if (!d->on_mem)
