@@ -19,6 +19,11 @@
  * burst (bench/memory/run.sh).  Cutting whole chunks into pieces costs a
  * copy per chunk inserted, and a look-up per piece on a whole-chunk read.
  *
+ * Memory held for others can come off the bound (cache_reserve: the
+ * journal's map, dirty.c), so that one figure, the store's cache bytes,
+ * bounds what the process holds that grows with the load.  The pieces
+ * evicted to make room give their pages back, since slabs are kept.
+ *
  * Chunk-sized buffers (for dirty chunks, seals and whole-chunk decodes)
  * are recycled rather than freed: a fresh one costs a page fault per
  * 4 KiB on first touch, which dominated writes.
@@ -59,6 +64,7 @@ struct cache_shard {
 	size_t nbuckets;
 	struct cache_entry *lru_head, *lru_tail;
 	size_t bytes, max_bytes;
+	size_t min_bytes;       /* one whole chunk, whatever is reserved */
 };
 
 #define POOL_MAX 512
@@ -73,6 +79,8 @@ struct chunk_cache {
 	uint32_t chunk_size;
 	uint32_t piece;
 	size_t charge; /* bytes counted per piece: the piece and its entry */
+	/* Bytes of each shard's bound held out for others (cache_reserve). */
+	size_t reserved;
 	struct cache_shard shards[CACHE_SHARDS];
 	pthread_mutex_t pool_lock; /* the pools and free lists below */
 	void *pool[POOL_MAX];
@@ -242,6 +250,14 @@ static struct cache_shard *shard_of(struct chunk_cache *c, const uint8_t hash[32
 	return &c->shards[hash[0] % CACHE_SHARDS];
 }
 
+/* What SH may hold now: its bound less what is reserved. */
+static size_t shard_limit(const struct chunk_cache *c, const struct cache_shard *sh)
+{
+	const size_t held_out = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+
+	return MAX(sh->max_bytes - MIN(sh->max_bytes, held_out), sh->min_bytes);
+}
+
 struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 {
 	struct chunk_cache *c = calloc(1, sizeof *c);
@@ -272,8 +288,8 @@ struct chunk_cache *cache_new(uint64_t max_bytes, uint32_t chunk_size)
 		 * whole chunk at least, as before pieces. */
 		sh->max_bytes = per_shard - MIN(per_shard,
 						sh->nbuckets * sizeof *sh->buckets);
-		sh->max_bytes = MAX(sh->max_bytes,
-				    (size_t)(chunk_size / c->piece) * c->charge);
+		sh->min_bytes = (size_t)(chunk_size / c->piece) * c->charge;
+		sh->max_bytes = MAX(sh->max_bytes, sh->min_bytes);
 	}
 	return c;
 }
@@ -382,6 +398,20 @@ bool cache_read(struct chunk_cache *c, const uint8_t hash[32], void *out,
 	return hit;
 }
 
+/* Takes SH's least recently used entry out, onto the list VICTIMS
+ * (linked by lru_next); returns the list.  Caller holds SH's lock. */
+static struct cache_entry *evict_lru(struct chunk_cache *c, struct cache_shard *sh,
+				     struct cache_entry *victims)
+{
+	struct cache_entry *v = sh->lru_tail;
+
+	lru_unlink(sh, v);
+	*find(sh, v->hash, v->part) = v->bucket_next;
+	sh->bytes -= c->charge;
+	v->lru_next = victims;
+	return v;
+}
+
 /* Inserts pieces FIRST.. of chunk HASH, PIECES[i] and ENTRIES[i] holding
  * piece FIRST + i, evicting the least recently used entries past the
  * shard's bytes; gives back what it did not keep. */
@@ -389,6 +419,7 @@ static void insert(struct chunk_cache *c, const uint8_t hash[32], uint32_t first
 		   size_t n, uint8_t **pieces, struct cache_entry **entries)
 {
 	struct cache_shard *sh = shard_of(c, hash);
+	const size_t limit = shard_limit(c, sh);
 	struct cache_entry *victims = NULL;
 
 	pthread_mutex_lock(&sh->lock);
@@ -403,15 +434,8 @@ static void insert(struct chunk_cache *c, const uint8_t hash[32], uint32_t first
 			victims = e;
 			continue;
 		}
-		while (sh->lru_tail && sh->bytes + c->charge > sh->max_bytes) {
-			struct cache_entry *v = sh->lru_tail;
-
-			lru_unlink(sh, v);
-			*find(sh, v->hash, v->part) = v->bucket_next;
-			sh->bytes -= c->charge;
-			v->lru_next = victims;
-			victims = v;
-		}
+		while (sh->lru_tail && sh->bytes + c->charge > limit)
+			victims = evict_lru(c, sh, victims);
 		memcpy(e->hash, hash, 32);
 		e->part = first + (uint32_t)i;
 		e->bucket_next = NULL;
@@ -449,7 +473,7 @@ bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes)
 	bool room;
 
 	pthread_mutex_lock(&sh->lock);
-	room = sh->bytes + bytes <= sh->max_bytes;
+	room = sh->bytes + bytes <= shard_limit(c, sh);
 	pthread_mutex_unlock(&sh->lock);
 	return room;
 }
@@ -465,4 +489,28 @@ void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 		return;
 	}
 	insert(c, hash, idx, 1, &piece, &e);
+}
+
+void cache_reserve(struct chunk_cache *c, uint64_t bytes)
+{
+	const size_t per_shard = (size_t)(bytes / CACHE_SHARDS);
+	const size_t was = __atomic_exchange_n(&c->reserved, per_shard, __ATOMIC_RELAXED);
+
+	if (per_shard <= was)
+		return;
+	for (int i = 0; i < CACHE_SHARDS; i++) {
+		struct cache_shard *sh = &c->shards[i];
+		struct cache_entry *victims = NULL;
+
+		pthread_mutex_lock(&sh->lock);
+		while (sh->lru_tail && sh->bytes > shard_limit(c, sh))
+			victims = evict_lru(c, sh, victims);
+		pthread_mutex_unlock(&sh->lock);
+		/* The pieces' pages go back to the kernel: the point is that
+		 * the process holds less.  Taken again, they fault in afresh. */
+		for (struct cache_entry *e = victims; e; e = e->lru_next)
+			if (c->piece % 4096 == 0)
+				madvise(e->buf, c->piece, MADV_DONTNEED);
+		give_back(c, victims);
+	}
 }

@@ -828,8 +828,9 @@ static int read_failed(const uint8_t hash[32], int r)
  * frames do not fit are not kept (more than 8 frames of 16 KiB, or 16
  * of 4 KiB: chunks past 128 KiB, or 4 KiB-framed ones past 64 KiB).  LOC_SLOTS covers 4 GiB of 64 KiB chunks (12 MiB of
  * slots, touched as they fill); the slots take at most
- * an eighth of the chunk cache's bound, so that a small --cache keeps the
- * process small too (16 MiB: 2 MiB of slots).  With 8192 slots a
+ * an eighth of the chunk cache's bound, and come off it (store.c), so
+ * that a small --cache keeps the process small too (16 MiB: 2 MiB of
+ * slots).  With 8192 slots a
  * random read of a 1 GiB volume found its chunk remembered half the time
  * (16384 chunks), and each other miss cost a chunks-DB look-up and two
  * preads, a third of the server's CPU at QD32. */
@@ -878,6 +879,25 @@ static bool loc_compact(const struct fmt_frame_table *tab)
 	return true;
 }
 
+static size_t loc_stride(const vd_store *s)
+{
+	return 1 + LOC_HEAD + (size_t)loc_words(s);
+}
+
+static size_t loc_slots(const vd_store *s)
+{
+	size_t n = LOC_SLOTS;
+
+	while (n > LOC_SLOTS_MIN && n * loc_stride(s) * 8 > s->st_cache_bytes / 8)
+		n /= 2;
+	return n;
+}
+
+size_t chunk_locs_bytes(const vd_store *s)
+{
+	return sizeof(struct chunk_locs) + loc_slots(s) * loc_stride(s) * 8;
+}
+
 /* HASH's slot: SEQ at [0], the words after it. */
 static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 {
@@ -885,13 +905,10 @@ static uint64_t *loc_slot(vd_store *s, const uint8_t hash[32])
 	uint64_t h;
 
 	if (!l) {
-		const size_t stride = 1 + LOC_HEAD + (size_t)loc_words(s);
-		size_t n = LOC_SLOTS;
+		const size_t stride = loc_stride(s), n = loc_slots(s);
 		struct chunk_locs *fresh;
 
-		while (n > LOC_SLOTS_MIN && n * stride * 8 > s->st_cache_bytes / 8)
-			n /= 2;
-		if (!(fresh = calloc(1, sizeof *fresh + n * stride * 8)))
+		if (!(fresh = calloc(1, chunk_locs_bytes(s))))
 			return NULL;
 		fresh->stride = stride;
 		fresh->mask = n - 1;

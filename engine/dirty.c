@@ -43,6 +43,7 @@
 
 #define PAGE DIRTY_PAGE
 #define SEAL_START(s) ((s)->st_dirty_max / 4 * 3)
+#define MAP_CHARGE_STEP (1u << 20)
 
 struct dirty {
 	uint64_t idx;
@@ -152,15 +153,33 @@ static int table_grow(vd_volume *v)
 	return 0;
 }
 
+static uint64_t map_charge(uint64_t bytes)
+{
+	return (bytes + MAP_CHARGE_STEP - 1) / MAP_CHARGE_STEP * MAP_CHARGE_STEP;
+}
+
 /* Moves one of the store's byte counts (st_dirty_bytes, st_piece_bytes)
  * from OLD to NEW bytes for an entry, and wakes whoever waits on them. */
 static void store_count(vd_store *s, uint64_t *count, size_t old, size_t new)
 {
+	bool moved = false;
+
 	pthread_mutex_lock(&s->st_dirty_lock);
 	*count += new;
 	*count -= old;
+	/* The map is charged to the cache's bound (store.c), rounded up to
+	 * whole MiB so that the cache hears of it only as it crosses one. */
+	if (count == &s->st_piece_bytes && map_charge(*count) != s->st_piece_charged) {
+		__atomic_store_n(&s->st_piece_charged, map_charge(*count), __ATOMIC_RELAXED);
+		moved = true;
+	}
 	pthread_cond_broadcast(&s->st_dirty_cond);
 	pthread_mutex_unlock(&s->st_dirty_lock);
+	/* The newest figure, not this call's: another thread's may have
+	 * come in between. */
+	if (moved)
+		cache_reserve(s->st_cache,
+			      __atomic_load_n(&s->st_piece_charged, __ATOMIC_RELAXED));
 }
 
 /* Sets what D counts toward the store's dirty bytes. */

@@ -149,6 +149,7 @@ struct vd_store {
 	pthread_cond_t st_dirty_cond;   /* dirty bytes fell, or work to do */
 	uint64_t st_dirty_bytes;
 	uint64_t st_piece_bytes;
+	uint64_t st_piece_charged;      /* to the cache: cache_reserve */
 	bool st_sealer_stop;
 	bool st_sealer_started;
 	pthread_t st_sealer;
@@ -294,6 +295,11 @@ bool cache_has_room(struct chunk_cache *c, const uint8_t hash[32], size_t bytes)
  * (from cache_piece_get). */
 void cache_insert_piece(struct chunk_cache *c, const uint8_t hash[32],
 			uint32_t idx, void *buf);
+/* Holds BYTES of the cache's bound out for memory the cache does not
+ * hold (the journal's map, dirty.c): the cache evicts, and gives the
+ * pages back, to stay within what is left (at least one whole chunk a
+ * shard).  Called as BYTES moves, with the newest figure. */
+void cache_reserve(struct chunk_cache *c, uint64_t bytes);
 
 /* ---- pack.c ------------------------------------------------------------- */
 
@@ -398,6 +404,9 @@ void chunk_hash(const void *data, size_t len, uint8_t out[32]);
 void chunk_thread_release(void);
 /* Frees the store's remembered chunk locations (at close). */
 void chunk_locs_free(vd_store *s);
+/* What the table of framed chunks' locations takes when made: part of the
+ * cache's bound. */
+size_t chunk_locs_bytes(const vd_store *s);
 bool chunk_is_zero(const void *data, size_t len);
 /* Compresses CHUNK (named HASH) into OUT (capacity chunk_size plus
  * fmt_frames_slack: cache buffers have it); sets codec and length.  Framed

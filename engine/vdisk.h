@@ -273,8 +273,10 @@ struct vd_store_options {
 	/* 1: create the store if DIR is missing or an empty directory (only DIR
 	 * itself is created, not its parents). */
 	int create;
-	/* Bytes of decompressed clean chunks cached in memory (0: default
-	 * 96 MiB, or the environment variable VDISK_CACHE_MB). */
+	/* Bytes of memory for caching (0: default 96 MiB, or the environment
+	 * variable VDISK_CACHE_MB): decompressed clean chunks, where stored
+	 * chunks are, and the map of what the write journal holds (at most
+	 * 3/4 of it; the chunks make room). */
 	uint64_t cache_bytes;
 	/* Bound of the write-back cache of dirty (not yet sealed) chunks, per
 	 * store handle (0: default 8 MiB, or VDISK_DIRTY_MB).  Writers wait

@@ -273,6 +273,37 @@ static int journal_range(vd_volume *v, const void *data, uint64_t off,
 			     off, data, len, data ? apply_write : apply_zero, v);
 }
 
+/* Whole chunks a write stores in place at a time: what their compressed
+ * forms take in memory, whatever the write's size (an 8 MiB NBD write
+ * held 8 MiB of them until journaled, and two clients writing such
+ * requests took the server 11 MiB past its memory bound). */
+#define IN_PLACE_BATCH_BYTES (1u << 20)
+
+/* Hashes and compresses the N chunks of DATA, the first at OFF, into CW,
+ * each data chunk's payload in BUFS[i] (a zero chunk's stays NULL). */
+static int in_place_prepare(vd_store *s, const uint8_t *data, uint64_t off,
+			    struct chunk_write *cw, uint8_t **bufs, size_t n)
+{
+	const uint32_t cs = s->st_chunk_size;
+
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *chunk = data + i * cs;
+		int r;
+
+		cw[i] = (struct chunk_write){ .off = off + i * cs };
+		if (chunk_is_zero(chunk, cs))
+			continue;
+		if (!bufs[i] && !(bufs[i] = cache_buf_get(s->st_cache)))
+			return SET_ERROR(-ENOMEM, "out of memory");
+		cw[i].payload = bufs[i];
+		chunk_hash(chunk, cs, cw[i].hash);
+		if ((r = chunk_compress(s, chunk, cw[i].hash, cw[i].payload,
+					&cw[i].codec, &cw[i].stored_len)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* Writes whole aligned chunks in place: each is hashed and compressed
  * here, on the writer's thread, appended to the pack file once, with a
  * chunk record in the journal pointing to it; a later seal only indexes
@@ -280,39 +311,36 @@ static int journal_range(vd_volume *v, const void *data, uint64_t off,
  * and compressed by the sealer after.)  Zero chunks are zero records; the
  * partial chunks at either end go through the journal.  Like a journaled
  * write, the whole write is one step for a snapshot (under the barrier
- * once), and its compressed chunks take at most its own size in memory
- * meanwhile. */
+ * once), so the barrier is held while its batches are compressed: a
+ * snapshot waits for the writes under way, as it always did. */
 static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 			  uint64_t off, uint64_t head, uint64_t body)
 {
 	vd_store *s = v->v_store;
 	const uint32_t cs = v->v_chunk_size;
 	const size_t n = body / cs;
-	struct chunk_write *cw = calloc(n, sizeof *cw);
+	const size_t batch = MIN(n, MAX((size_t)1, IN_PLACE_BATCH_BYTES / cs));
+	struct chunk_write *cw = calloc(batch, sizeof *cw);
+	uint8_t **bufs = calloc(batch, sizeof *bufs);
 	int r = 0;
 
-	if (!cw)
+	if (!cw || !bufs) {
+		free(cw);
+		free(bufs);
 		return SET_ERROR(-ENOMEM, "out of memory");
-	for (size_t i = 0; i < n && r == 0; i++) {
-		const uint8_t *data = src + head + i * cs;
-		cw[i].off = off + head + i * cs;
-		if (chunk_is_zero(data, cs))
-			continue;
-		if (!(cw[i].payload = cache_buf_get(s->st_cache))) {
-			r = SET_ERROR(-ENOMEM, "out of memory");
-			break;
-		}
-		chunk_hash(data, cs, cw[i].hash);
-		r = chunk_compress(s, data, cw[i].hash, cw[i].payload, &cw[i].codec,
-				   &cw[i].stored_len);
 	}
-	if (r == 0) {
-		journal_wait(v);
-		pthread_rwlock_rdlock(&v->v_barrier);
-		r = journal_range(v, src, off, head);
-		/* Runs of data chunks in one batch each, zero chunks between. */
-		for (size_t i = 0, k; i < n && r == 0; i = k) {
-			for (k = i; k < n && cw[k].payload; k++)
+	journal_wait(v);
+	pthread_rwlock_rdlock(&v->v_barrier);
+	r = journal_range(v, src, off, head);
+	for (size_t b = 0; b < n && r == 0; b += batch) {
+		const size_t m = MIN(batch, n - b);
+
+		r = in_place_prepare(s, src + head + b * cs, off + head + b * cs,
+				     cw, bufs, m);
+		/* Runs of data chunks in one record batch each, zero chunks
+		 * between. */
+		for (size_t i = 0, k; i < m && r == 0; i = k) {
+			for (k = i; k < m && cw[k].payload; k++)
 				;
 			if (k > i)
 				r = journal_write_chunks(v->v_journal, cw + i, k - i,
@@ -320,13 +348,14 @@ static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 			else
 				r = journal_range(v, NULL, cw[k++].off, cs);
 		}
-		if (r == 0)
-			r = journal_range(v, src + head + body, off + head + body,
-					  len - head - body);
-		pthread_rwlock_unlock(&v->v_barrier);
 	}
-	for (size_t i = 0; i < n; i++)
-		cache_buf_put(s->st_cache, cw[i].payload);
+	if (r == 0)
+		r = journal_range(v, src + head + body, off + head + body,
+				  len - head - body);
+	pthread_rwlock_unlock(&v->v_barrier);
+	for (size_t i = 0; i < batch; i++)
+		cache_buf_put(s->st_cache, bufs[i]);
+	free(bufs);
 	free(cw);
 	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH(s))
 		dirty_wake(s);

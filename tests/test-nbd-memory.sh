@@ -102,3 +102,13 @@ job over --rw=write --bs=1M --iodepth=8 --size=192M --fsync=16
 job randw --rw=randwrite --bs=4k --iodepth=32 --size=320M --io_size=16M --fsync=8 \
 	--randrepeat=0
 check "64 KiB chunks, --cache 256M, full"
+
+# The default journal (1 GiB) under random 4 KiB writes over 2 GiB: its
+# map of what it holds grows to a quarter of the cache (about 250 bytes a
+# chunk and 32 a write), is charged to the cache's bound with the table of
+# where framed chunks are, and the random reads after refill the cache.
+unset VDISK_JOURNAL_MB
+serve 64K 32 2G
+job randw-map --rw=randwrite --bs=4k --iodepth=32 --size=2G --io_size=1G --randrepeat=0
+job randr-map --rw=randread --bs=4k --iodepth=32 --size=2G --io_size=64M --randrepeat=0
+check "64 KiB chunks, --cache 32M, the default journal's map"
