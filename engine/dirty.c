@@ -455,8 +455,11 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
 
 /* ---- what an entry was written over --------------------------------------
  *
- * The committed state an entry of epoch E lies over is its layer at E: a
- * read of it at the head could show entries of later epochs.  (In use they
+ * The oldest entry of an index lies over the committed state, its layer
+ * at its epoch E (a newer one lies over the next older entry, read_below,
+ * and over that layer once the older ones are sealed, which they are
+ * first): a read of it at the head could show entries of later epochs.
+ * (In use they
  * never exist while an entry relies on a base: the oldest entry of an
  * index is sealed first.  But replay applies a journal over an index that
  * a dead writer may have sealed later epochs into.) */
@@ -611,9 +614,17 @@ out:
 static int entry_materialise(vd_volume *v, uint64_t idx, uint8_t *out);
 
 /* Writes SRC (NULL: zeroes) at POFS..POFS+PLEN of chunk IDX, whose newest
- * entry is frozen, into a new entry of the current epoch.  *FBASE: unless
- * the write covers the chunk, the frozen entry's bytes (taken over).
- * Caller holds v_lock. */
+ * entry is frozen, into a new entry of the current epoch.  A journaled
+ * part of a chunk becomes a JOURNALED entry over the frozen one: its base
+ * is what the chunk holds at the frozen epoch, read through the older
+ * entries (read_below) until they are sealed, and from the index after
+ * (they are sealed first).  It takes no memory: a pinned copy of every
+ * chunk written after a live snapshot filled the dirty bound within a
+ * second of random 4 KiB writes, and writers then waited for the whole
+ * frozen epoch to be sealed (no write for 15 s after a snapshot over a
+ * full journal: bench/snapshot/live.sh).
+ * *FBASE: for an unjournaled part of a chunk, the frozen entry's bytes
+ * (taken over).  Caller holds v_lock. */
 static int frozen_write(vd_volume *v, uint64_t idx, const uint8_t *src,
 			size_t pofs, size_t plen, const struct jloc *loc,
 			uint8_t **fbase)
@@ -625,6 +636,16 @@ static int frozen_write(vd_volume *v, uint64_t idx, const uint8_t *src,
 	struct dirty *d;
 	int r;
 
+	if (!full && loc) {
+		if ((r = dirty_insert(v, idx, NULL, true, &d)) < 0)
+			return r;
+		pages_free(v, d);
+		d->journaled = true;
+		d->jseg = loc->seg;
+		mem_unlink(v, d);
+		pieces_account(v, d);
+		return pieces_add(v, d, d->gen, loc, src, pofs, plen);
+	}
 	if (!full) {
 		buf = *fbase;
 		*fbase = NULL;
@@ -672,9 +693,10 @@ int dirty_write(vd_volume *v, uint64_t idx, const uint8_t *src, size_t pofs,
 
 		if (d && frozen(v, d)) {
 			/* A snapshot froze D: this write starts a new entry, over
-			 * D's bytes (read unlocked, as a read would, then looked
-			 * at again: D may have been sealed meanwhile). */
-			if (!full && (!fbase || fgen != d->gen)) {
+			 * D's bytes (unjournaled, read unlocked as a read would,
+			 * then looked at again: D may have been sealed
+			 * meanwhile). */
+			if (!full && !loc && (!fbase || fgen != d->gen)) {
 				fgen = d->gen;
 				pthread_mutex_unlock(&v->v_lock);
 				if (!fbase && !(fbase = cache_buf_get(pool)))
@@ -1041,23 +1063,50 @@ static int pieces_copy(const struct dirty *d, size_t pofs, size_t plen,
 	return 0;
 }
 
-int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
-		      uint8_t *out, size_t pofs, size_t plen)
+/* The newest entry of IDX of an epoch before BOUND, or NULL. */
+static struct dirty *dirty_find_below(const vd_volume *v, uint64_t idx,
+				      uint64_t bound)
+{
+	struct dirty *d, *best = NULL;
+
+	if (!v->v_table)
+		return NULL;
+	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
+		if (d->idx == idx && d->epoch < bound &&
+		    (!best || d->epoch > best->epoch))
+			best = d;
+	return best;
+}
+
+/* Reads [POFS, POFS+PLEN) of chunk IDX as its entries of epochs before
+ * BOUND and the index at BOUND show it: the head's bytes for BOUND
+ * FMT_EPOCH_HEAD, the base of an entry of epoch BOUND otherwise.  An entry
+ * with an older one lies over that one (frozen_write): its base is read
+ * the same way, one epoch down. */
+static int read_below(vd_volume *v, struct view *view, uint64_t idx,
+		      uint64_t bound, uint8_t *out, size_t pofs, size_t plen)
 {
 	for (;;) {
 		struct dirty *d;
 		struct dirty_piece *pieces = NULL;
 		size_t n = 0;
 		uint64_t gen = 0;
-		bool stale;
+		bool stale, older;
 		int r;
 
 		uint64_t epoch;
 
 		pthread_mutex_lock(&v->v_lock);
-		d = dirty_find(v, idx);
-		/* Gone: the head's state (which a caller rechecks). */
-		epoch = d ? d->epoch : FMT_EPOCH_HEAD;
+		d = dirty_find_below(v, idx, bound);
+		/* Gone: the state at BOUND (which a caller rechecks). */
+		epoch = d ? d->epoch : bound;
+		older = d && has_older(v, d);
+		if (d && !d->pages && !d->journaled && !d->stored) {
+			/* Whole in memory, or zero: no base needed. */
+			entry_copy(v, d, out, pofs, plen);
+			pthread_mutex_unlock(&v->v_lock);
+			return 0;
+		}
 		if (d && d->stored) {
 			/* Stored in place: read it from there, and make sure the
 			 * entry did not change meanwhile. */
@@ -1071,7 +1120,7 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 			memcpy(out, buf + pofs, plen);
 			cache_buf_put(v->v_store->st_cache, buf);
 			pthread_mutex_lock(&v->v_lock);
-			d = dirty_find(v, idx);
+			d = dirty_find_below(v, idx, bound);
 			stale = !d || d->gen != gen;
 			pthread_mutex_unlock(&v->v_lock);
 			if (!stale)
@@ -1081,11 +1130,12 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 		pthread_mutex_unlock(&v->v_lock);
 		if (!view->txn && (r = view_begin(v, view)) < 0)
 			return r;
-		if ((r = dirty_base_read(v, &view->txn, epoch, idx, out, pofs,
-					 plen)) < 0)
+		if ((r = older ? read_below(v, view, idx, epoch, out, pofs, plen)
+			       : dirty_base_read(v, &view->txn, epoch, idx, out,
+						 pofs, plen)) < 0)
 			return r;
 		pthread_mutex_lock(&v->v_lock);
-		if ((d = dirty_find(v, idx)) && !d->journaled) {
+		if ((d = dirty_find_below(v, idx, bound)) && !d->journaled) {
 			entry_copy(v, d, out, pofs, plen);
 			pthread_mutex_unlock(&v->v_lock);
 			return 0;
@@ -1109,7 +1159,7 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 			if (r < 0 && r != -ENOENT) /* -ENOENT: sealed, trimmed */
 				return r;
 			pthread_mutex_lock(&v->v_lock);
-			d = dirty_find(v, idx);
+			d = dirty_find_below(v, idx, bound);
 			stale = view_stale(v, view);
 			if (d && d->gen == gen && !stale) {
 				pthread_mutex_unlock(&v->v_lock);
@@ -1132,6 +1182,12 @@ int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
 			return 0;
 		view_end(view);
 	}
+}
+
+int dirty_read_sparse(vd_volume *v, struct view *view, uint64_t idx,
+		      uint8_t *out, size_t pofs, size_t plen)
+{
+	return read_below(v, view, idx, FMT_EPOCH_HEAD, out, pofs, plen);
 }
 
 /* Reads chunk IDX whole as the head shows it into OUT (chunk_size bytes).
