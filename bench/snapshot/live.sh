@@ -17,6 +17,7 @@
 # vdisk nbdkit"), VDISK (default ./vdisk at the top), VDISK_BENCH_TMP.
 # Writes bench/results/snapshot-live.md (OUT= to name another file).
 set -u -o pipefail
+case ${OUT:-} in ""|/*) ;; *) OUT=$PWD/$OUT ;; esac # dirs.sh moves to bench/
 source "$(dirname "$0")/../dirs.sh" "snapshot-live-$$"
 size=${SIZE:-2G}
 runtime=${RUNTIME:-30}
