@@ -503,7 +503,8 @@ int chunk_drop_dead(vd_store *s, struct wtxn *w, chunk_scan_fn live,
 /* For gc: copies chunk HASH, which a scan saw at C, to the writer pack and
  * points the index at the copy, keeping its current reference count (C is
  * updated).  Returns 0 when moved (or no longer at C), 1 when left in
- * place because it fails verification or is gone.  Caller holds
+ * place because it fails the checks of a read (chunk_decode_at) or is
+ * gone.  Caller holds
  * st_pack_lock and reserved room.  SCRATCH holds a record, RAW a chunk. */
 int chunk_move(vd_store *s, struct wtxn *w, const uint8_t hash[32],
 	       struct fmt_chunk *c, uint8_t *scratch, uint8_t *raw);

@@ -304,7 +304,6 @@ static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
 		max = MIN(max, MAX((size_t)1, max_bytes / v->v_chunk_size));
 	compact_wait(s); /* no more dead bytes than the compactor's bound */
 	pthread_mutex_lock(&v->v_seal_lock);
-	pthread_mutex_lock(&s->st_pack_lock);
 	pool_start(&pool, v, max);
 	for (;;) {
 		size_t got = 0;
@@ -326,7 +325,19 @@ static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
 
 		if (posted)
 			pool_post(&pool, items + n, got);
-		if (prepared && r == 0 && (w.txn || (r = wtxn_begin(s, &w)) == 0))
+		/* The pack lock from the first store on, and so only once the
+		 * first group is prepared (a whole batch, with 64 KiB chunks):
+		 * the compactor, which takes it for each of its transactions,
+		 * copies meanwhile.  Held for the whole batch, it made the two
+		 * take turns, a core idle, and under random overwrites the seals
+		 * wait for the compactor.  (Taken before the write transaction,
+		 * in the compactor's order.) */
+		if (prepared && r == 0 && !w.txn) {
+			pthread_mutex_lock(&s->st_pack_lock);
+			if ((r = wtxn_begin(s, &w)) < 0)
+				pthread_mutex_unlock(&s->st_pack_lock);
+		}
+		if (prepared && r == 0)
 			r = seal_store(v, &w, items + n - prepared, prepared);
 		if (posted && (pr = pool_wait(&pool, &rtxn)) < 0 && r == 0)
 			r = pr;
@@ -360,8 +371,6 @@ static int seal_batch_epoch(vd_volume *v, size_t max, size_t max_bytes,
 			r = wtxn_commit(s, &w);
 		else
 			wtxn_abort(&w);
-	} else {
-		pthread_mutex_unlock(&s->st_pack_lock);
 	}
 	pthread_mutex_unlock(&v->v_seal_lock);
 
