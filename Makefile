@@ -238,7 +238,8 @@ asan:
 # off where setarch can, since TSan cannot run with some kernels' mmap
 # randomisation ("unexpected memory mapping").
 TSAN_TESTS = $(addprefix build-tsan/tests/,test-threads test-threads-64k \
-                 test-model test-crash test-model-compact test-rename-bulk) \
+                 test-model test-crash test-model-compact test-rename-bulk \
+                 test-frozen) \
              tests/test-nbd-load.sh tests/test-nbd-snapshot.sh \
              tests/test-nbd-kill9.sh tests/test-cli-busy.sh
 tsan:
