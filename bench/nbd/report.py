@@ -87,7 +87,7 @@ p("- *CPU s/GiB*: the server process's user+system CPU time during the job per G
   "taken over fio's whole life (connect to disconnect, so any flush on disconnect is "
   "included) and after it (below) and divided by the bytes of the timed part.")
 p("- The CPU is counted until the server is idle again after the client disconnected "
-  "(at most one clock tick in half a second): work a server defers past the job (vdisk "
+  "(at most one clock tick in each of two half seconds in a row): work a server defers past the job (vdisk "
   "seals written chunks in the background and when the last connection to a volume "
   "closes) is charged to the job that caused it. *busy after, s*: how long the server "
   "kept working once the client had gone.")
