@@ -459,10 +459,9 @@ static void dirty_remove(vd_volume *v, struct dirty *d, const uint8_t *hash)
  * at its epoch E (a newer one lies over the next older entry, read_below,
  * and over that layer once the older ones are sealed, which they are
  * first): a read of it at the head could show entries of later epochs.
- * (In use they
- * never exist while an entry relies on a base: the oldest entry of an
- * index is sealed first.  But replay applies a journal over an index that
- * a dead writer may have sealed later epochs into.) */
+ * (In use they never exist while an entry relies on a base: the oldest
+ * entry of an index is sealed first.  But replay applies a journal over an
+ * index that a dead writer may have sealed later epochs into.) */
 int dirty_base_read(vd_volume *v, MDB_txn **txn, uint64_t epoch, uint64_t idx,
 		    void *out, size_t off, size_t len)
 {
@@ -637,6 +636,8 @@ static int frozen_write(vd_volume *v, uint64_t idx, const uint8_t *src,
 	int r;
 
 	if (!full && loc) {
+		/* Inserted sparse (no dirty bytes), its page table dropped:
+		 * nothing of it is in memory. */
 		if ((r = dirty_insert(v, idx, NULL, true, &d)) < 0)
 			return r;
 		pages_free(v, d);
