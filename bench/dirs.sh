@@ -9,3 +9,12 @@ bench=$PWD
 top=$(cd .. && pwd)
 tmp=${VDISK_BENCH_TMP:-/work/bench-tmp}${1:+/$1}
 case "$tmp" in "$top"/*) echo "VDISK_BENCH_TMP must be outside the repository" >&2; exit 2 ;; esac
+
+# refuse_sanitized VDISK: exits 2 if VDISK is a sanitizer build (`make
+# tsan`/`make asan` point ./vdisk at theirs): never time that.
+refuse_sanitized() {
+	case $(readlink -f "$1") in
+	*/build-tsan/*|*/build-asan/*)
+		echo "$1 is a sanitizer build: run make, or set VDISK" >&2; exit 2 ;;
+	esac
+}

@@ -36,6 +36,7 @@ burst=${BURST:-512M}
 servers=${SERVERS:-vdisk qemu-qcow2}
 jobs=${JOBS:-seqw seqr randw1 randw32 randwf1 randwf32 randr1 randr32 flush two}
 vdisk=${VDISK:-$top/vdisk}
+refuse_sanitized "$vdisk"
 for p in fio qemu-nbd qemu-img numfmt "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done

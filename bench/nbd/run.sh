@@ -81,11 +81,7 @@ rm -rf "$tmp" && mkdir -p "$tmp" || exit 1
 for p in fio nbdkit qemu-nbd qemu-img numfmt "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
-# `make tsan`/`make asan` point ./vdisk at their build: never time that.
-case $(readlink -f "$vdisk") in
-*/build-tsan/*|*/build-asan/*)
-	echo "$vdisk is a sanitizer build: run make, or set VDISK" >&2; exit 2 ;;
-esac
+refuse_sanitized "$vdisk"
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || { echo "missing python3-libnbd" >&2; exit 77; }
 size_b=$(numfmt --from=iec "${size%iB}") || exit 2
 burst_b=$(numfmt --from=iec "${burst%iB}") || exit 2

@@ -30,11 +30,7 @@ sync=
 for p in fio bc "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
-# `make tsan`/`make asan` point ./vdisk at their build: never time that.
-case $(readlink -f "$vdisk") in
-*/build-tsan/*|*/build-asan/*)
-	echo "$vdisk is a sanitizer build: run make, or set VDISK" >&2; exit 2 ;;
-esac
+refuse_sanitized "$vdisk"
 case " $servers " in *" nbdkit "*)
 	command -v nbdkit >/dev/null || { echo "missing nbdkit" >&2; exit 77; } ;; esac
 source "$bench/snapshot/lib.sh"

@@ -14,6 +14,7 @@ size=${SIZE:-1G}
 runtime=${RUNTIME:-20}
 rounds=${ROUNDS:-1}
 vdisk=${VDISK:-$top/vdisk}
+refuse_sanitized "$vdisk"
 command -v fio >/dev/null || { echo "missing fio" >&2; exit 77; }
 source "$bench/snapshot/lib.sh"
 for round in $(seq "$rounds"); do

@@ -21,6 +21,7 @@ runtime=${RUNTIME:-20}
 delay=${DELAY:-0}
 rounds=${ROUNDS:-1}
 vdisk=${VDISK:-$top/vdisk}
+refuse_sanitized "$vdisk"
 for p in fio "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done

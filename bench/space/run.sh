@@ -38,6 +38,7 @@ sample=${SAMPLE:-30}
 iodepth=${IODEPTH:-8}
 bound=${BOUND:-1.5}
 vdisk=${VDISK:-$top/vdisk}
+refuse_sanitized "$vdisk"
 for p in fio du "$vdisk"; do
 	command -v "$p" >/dev/null || { echo "missing $p" >&2; exit 77; }
 done
