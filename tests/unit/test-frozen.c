@@ -4,10 +4,11 @@
  * its bytes only in the journal.  With 64 KiB chunks and the frozen
  * epochs left unsealed (VDISK_SEAL_FROZEN=off) this stacks three epochs of
  * unsealed entries on the same chunks (4 KiB-aligned, unaligned and zeroed
- * pieces, some whole chunks), then checks every byte of the head at each
- * step, of each snapshot (which seals its epoch first), after the head is
- * closed and reopened (sealed at close), and after a store reopen with the
- * writes left in the journal (replayed).  vd_store_check must be clean.
+ * pieces, some whole chunks) in a writer process that checks every byte of
+ * the head after each snapshot and then exits without sealing; the parent
+ * reopens the store (the journal replayed) and checks the head, each
+ * snapshot (which seals its epoch first, under the live head), and the
+ * head again after close (sealed then).  vd_store_check must be clean.
  *
  * Usage: test-frozen [seed] */
 #include <errno.h>
@@ -49,7 +50,7 @@ static void burst(vd_volume *v, int n)
 			CHECK_RC(vd_volume_zero(v, off, len), 0);
 			memset(model + off, 0, len);
 			continue;
-		} else {                /* a whole chunk, pwritten in 3 parts */
+		} else {                /* a whole chunk */
 			uint8_t *whole = malloc(CS);
 			if (!whole)
 				DIE("out of memory");
