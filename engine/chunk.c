@@ -503,10 +503,12 @@ int chunk_append(vd_store *s, struct chunk_write *cw, size_t n)
 		payloads[i] = cw[i].payload;
 		need += FMT_REC_HEADER_SIZE + (uint64_t)cw[i].stored_len;
 	}
-	/* A new pack file takes its id from the index: a transaction of its
-	 * own (rare: once per FMT_PACK_MAX_BYTES). */
-	if (!pack_room(s, need)) {
+	/* A new pack file takes an id this handle drew from the index
+	 * before, or draws some in a transaction of its own. */
+	if (!pack_room(s, need) && (r = pack_reserve(s, NULL, need)) != 0) {
 		struct wtxn w;
+		if (r != -EAGAIN)
+			goto out;
 		if ((r = wtxn_begin(s, &w)) < 0)
 			goto out;
 		if ((r = pack_reserve(s, w.txn, need)) < 0) {

@@ -23,7 +23,14 @@
  * transaction to get each pack's live bytes (a pack's dead bytes are its
  * size less its header and live records), and picks the packs with the
  * most dead bytes until their sum brings D to T / 2 (hysteresis, so it
- * works in rounds rather than a pack at a time), at most 8 a round.  The
+ * works in rounds rather than a pack at a time), at most 8 a round.
+ * While seals go on (a seal batch or a write in place in the last two
+ * polls), T is 0.35 L + S and a round stops at 0.3 L + S: cleaning late,
+ * near the bound below, finds packs with more dead bytes, so it copies
+ * less live data per byte freed (a 60 s random overwrite of a filled
+ * 2 GiB volume: 2.0 GB copied against 3.6 GB cleaning from 0.25 L down
+ * to 0.125 L, the same writes/s), and once the writes stop it goes
+ * down to the idle T below at its own pace.  The
  * writer pack of this handle is a candidate too: it is rolled first (the
  * next append opens a new file).  Packs another handle or process appends
  * to fail pack_claim (they hold its flock) and are left alone.  The packs
@@ -36,15 +43,18 @@
  * would save the scans but add a write to every reference change and a
  * format change, and could not see records a crash left behind.
  *
- * Every seal batch (compact_wait), every compaction transaction and every
- * poll rolls this handle's writer pack once it passes 32 MiB, so that
- * compaction works in small files and a dying region's records end up
- * together.  (Rolling only at the poll let a pack grow by whatever the
- * seals appended while the compactor slept or emptied another pack: files
- * of hundreds of MiB, mostly live, whose copies then doubled the disk
- * bytes while they were compacted.)
+ * Every seal batch and every write of whole chunks in place
+ * (compact_wait), every compaction transaction and every poll rolls this
+ * handle's writer pack once it passes 32 MiB, so that compaction works in
+ * small files and a dying region's records end up together.  (Rolling
+ * only at the poll let a pack grow by whatever the seals appended while
+ * the compactor slept or emptied another pack: files of hundreds of MiB,
+ * mostly live, whose copies then doubled the disk bytes while they were
+ * compacted.  Writes in place rolled nothing: filling a 2 GiB volume
+ * made files of 73 MiB to 1 GiB.)
  *
- * The bounds.  Idle: the compactor is idle only when D <= T, that is
+ * The bounds.  Idle (no seal for two polls): the compactor is idle only
+ * when D <= T, that is
  *     P <= 1.25 L + 8 MiB,
  * counting every pack file it can claim, the writer pack included: it makes
  * progress whenever D > T, because the pack with the most dead bytes has
@@ -60,7 +70,13 @@
  * twice until it is removed: about 32 MiB plus a seal batch for packs
  * written with the compactor running) plus the seal batch under way past
  * the gate (16 MiB): within 1.5 L + 8 MiB once L passes about 640 MiB
- * (bench/space/run.sh measures it).  A pack with more than 128 MiB live
+ * (bench/space/run.sh measures it).  Chunks written in place are in no
+ * count until a seal indexes them (what they replace still counts as
+ * live); past L / 32 + 16 MiB of them the sealer indexes them
+ * (compact_pending_high), which adds that much: within 1.5 L + 8 MiB
+ * once L passes about 1 GiB (sequential 1 MiB overwrites of a filled
+ * 2 GiB volume: 1.44-1.49 L at the peak, 1.9 L before the sealer did
+ * this; tests/test-compact-inplace.sh).  A pack with more than 128 MiB live
  * and less than three times that dead (a bulk load, or a seal at close)
  * comes after every other pack with dead bytes, in a round of its own:
  * its live records are copied before it goes, and in a random overwrite
@@ -164,6 +180,7 @@ int compact_pack(vd_store *s, uint32_t id, uint64_t size,
 struct compact_cfg {
 	double trigger;      /* T = trigger * L + slack */
 	uint64_t slack;
+	double busy_trigger, busy_goal; /* the same while seals go on */
 	unsigned poll_ms;
 	bool throttle;
 	uint64_t batch;      /* bytes copied per transaction */
@@ -332,6 +349,17 @@ static void set_over(vd_store *s, bool over)
 	pthread_mutex_unlock(&s->st_compact_lock);
 }
 
+/* Whether seals went on in the last two polls. */
+static bool sealing(vd_store *s, const struct compact_cfg *cfg)
+{
+	uint64_t last;
+
+	pthread_mutex_lock(&s->st_compact_lock);
+	last = s->st_compact_seal_ms;
+	pthread_mutex_unlock(&s->st_compact_lock);
+	return last && now_ms() - last < 2ull * cfg->poll_ms;
+}
+
 /* One round; returns the number of packs compacted, or < 0.  *SCANNED
  * says whether it had to look at DB "chunks". */
 static int round_run(vd_store *s, const struct compact_cfg *cfg,
@@ -342,7 +370,7 @@ static int round_run(vd_store *s, const struct compact_cfg *cfg,
 	u32_vec ids = { 0 };
 	uint64_t disk, live, thresh, dead, need, sum = 0;
 	size_t nc = 0, nv = 0;
-	bool urgent;
+	bool urgent, busy;
 	MDB_txn *txn;
 	int r, done = 0;
 
@@ -350,13 +378,16 @@ static int round_run(vd_store *s, const struct compact_cfg *cfg,
 	(void)pack_roll(s, 0, cfg->pack_target);
 	if ((r = measure(s, cfg, &disk, &live)) < 0)
 		return r;
-	thresh = (uint64_t)(cfg->trigger * (double)live) + cfg->slack;
+	busy = sealing(s, cfg);
+	thresh = (uint64_t)((busy ? cfg->busy_trigger : cfg->trigger) *
+			    (double)live) + cfg->slack;
 	dead = disk > live ? disk - live : 0;
 	set_over(s, over_hard(cfg, disk, live) && dead > thresh);
 	if (dead <= thresh)
 		return 0;
 	urgent = dead > (uint64_t)(0.3 * (double)live) + cfg->slack;
-	need = dead - thresh / 2;
+	need = dead - (busy ? (uint64_t)(cfg->busy_goal * (double)live) +
+			      cfg->slack : thresh / 2);
 	*scanned = true;
 
 	/* Each pack's dead bytes. */
@@ -474,6 +505,8 @@ static void *compact_main(void *arg)
 	const struct compact_cfg cfg = {
 		.trigger = agg ? 0.05 : 0.25,
 		.slack = agg ? 0 : 8ull << 20,
+		.busy_trigger = agg ? 0.05 : 0.35,
+		.busy_goal = agg ? 0.025 : 0.30,
 		.poll_ms = agg ? 10 : 1000,
 		.throttle = !agg,
 		.batch = agg ? 64ull << 10 : 16ull << 20,
@@ -481,6 +514,8 @@ static void *compact_main(void *arg)
 		.hard_slack = agg ? 1ull << 20 : 8ull << 20,
 	};
 	uint64_t wait = cfg.poll_ms;
+
+	pthread_setname_np(pthread_self(), "vd-compactor");
 
 	while (!nap(s, wait)) {
 		bool scanned = false;
@@ -525,6 +560,7 @@ void compact_wait(vd_store *s)
 	app -= MIN(app, chunk_unindexed(s));  /* as measure() counts it */
 
 	pthread_mutex_lock(&s->st_compact_lock);
+	s->st_compact_seal_ms = now_ms();
 	/* The estimate: what the last measure saw, plus what this handle
 	 * appended since (counted as dead until the compactor looks). */
 	if (s->st_compact_started && !s->st_compact_over &&
@@ -535,6 +571,18 @@ void compact_wait(vd_store *s)
 	while (s->st_compact_over && !s->st_compact_stop)
 		pthread_cond_wait(&s->st_compact_eased, &s->st_compact_lock);
 	pthread_mutex_unlock(&s->st_compact_lock);
+}
+
+bool compact_pending_high(vd_store *s)
+{
+	uint64_t live;
+	bool started;
+
+	pthread_mutex_lock(&s->st_compact_lock);
+	started = s->st_compact_started;
+	live = s->st_compact_live;
+	pthread_mutex_unlock(&s->st_compact_lock);
+	return started && chunk_unindexed(s) > live / 32 + (16ull << 20);
 }
 
 void compact_stop(vd_store *s)

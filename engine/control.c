@@ -90,6 +90,8 @@ static void *control_main(void *arg)
 {
 	vd_store *s = arg;
 
+	pthread_setname_np(pthread_self(), "vd-control");
+
 	for (;;) {
 		const int fd = accept4(s->st_ctl_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {

@@ -79,6 +79,10 @@ struct pack_writer {
 	uint64_t synced_gen;
 	uint64_t dir_synced;
 	uint64_t wb_from; /* writeback not yet started from here */
+	/* The file pack_roll closed without syncing it (0: none): the next
+	 * pack_sync_start takes it, pack_sync_finish syncs it (atomic). */
+	uint32_t rolled_id;
+	uint64_t spare_next, spare_end; /* pack ids drawn, not yet used */
 	uint64_t appended; /* bytes appended by this handle, ever */
 	/* Large appends bypass the page cache (pack_appendv): the same file
 	 * opened O_DIRECT (-1: not yet, or the file system refuses it), and
@@ -164,6 +168,7 @@ struct vd_store {
 	/* The last measure: pack bytes, live bytes, pack_appended(). */
 	uint64_t st_compact_disk, st_compact_live, st_compact_app;
 	uint64_t st_compact_hard;        /* seals wait past this estimate */
+	uint64_t st_compact_seal_ms;     /* the last compact_wait (ms) */
 	pthread_t st_compact_thread;
 
 	/* control.c */
@@ -304,7 +309,8 @@ void cache_reserve(struct chunk_cache *c, uint64_t bytes);
 /* ---- pack.c ------------------------------------------------------------- */
 
 /* Ensures the writer pack has room for MAX_BYTES more, opening a new file
- * (its id drawn in TXN) if needed.  Caller holds st_pack_lock. */
+ * if needed: its id one this handle drew before, else drawn in TXN (NULL:
+ * -EAGAIN).  Caller holds st_pack_lock. */
 int pack_reserve(vd_store *s, MDB_txn *txn, uint64_t max_bytes);
 /* Appends N records (headers RECS, payloads PAYLOADS) to the writer pack
  * with one system call per 256; OFFSETS gets where each went (in pack
@@ -335,6 +341,7 @@ struct pack_sync {
 	uint32_t id;
 	uint64_t gen;
 	bool dir;
+	uint32_t rolled_id; /* a rolled file to sync too (0: none) */
 };
 int pack_sync_start(vd_store *s, struct pack_sync *ps);
 int pack_sync_finish(vd_store *s, struct pack_sync *ps);
@@ -1012,8 +1019,14 @@ int compact_start(vd_store *s);
 /* Stops it; before the pack files close. */
 void compact_stop(vd_store *s);
 /* Waits while the store is past the hard bound on dead bytes and the
- * compactor is making progress (seal.c calls it before each batch). */
+ * compactor is making progress: before each seal batch and each write
+ * in place. */
 void compact_wait(vd_store *s);
+/* Whether chunks stored in place but not yet in the index (neither live
+ * nor dead to the compactor; the records they replace still count as
+ * live) pass L / 32 + 16 MiB: then the sealer indexes them, so that the
+ * space bound sees what they replaced as dead. */
+bool compact_pending_high(vd_store *s);
 
 /* ---- volume.c ----------------------------------------------------------- */
 

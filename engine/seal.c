@@ -157,6 +157,8 @@ static void *pool_main(void *arg)
 	struct seal_pool *p = arg;
 	MDB_txn *txn = NULL;
 
+	pthread_setname_np(pthread_self(), "vd-seal-pool");
+
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		if (p->next < p->n) {

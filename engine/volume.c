@@ -331,6 +331,10 @@ static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 		return SET_ERROR(-ENOMEM, "out of memory");
 	}
 	journal_wait(v);
+	/* As a seal batch: the space bound, and a writer pack rolled past
+	 * 32 MiB (a bulk load's chunks in one huge file would be copied
+	 * whole by the first compaction of the random writes after it). */
+	compact_wait(s);
 	pthread_rwlock_rdlock(&v->v_barrier);
 	r = journal_range(v, src, off, head);
 	for (size_t b = 0; b < n && r == 0; b += batch) {
@@ -358,7 +362,8 @@ static int write_in_place(vd_volume *v, const uint8_t *src, uint64_t len,
 		cache_buf_put(s->st_cache, bufs[i]);
 	free(bufs);
 	free(cw);
-	if (r == 0 && journal_bytes(v->v_journal) > JOURNAL_HIGH(s))
+	if (r == 0 && (journal_bytes(v->v_journal) > JOURNAL_HIGH(s) ||
+		       compact_pending_high(s)))
 		dirty_wake(s);
 	return r;
 }
@@ -545,10 +550,11 @@ int volume_flush(vd_volume *v)
 
 /* The volume the sealer should work on, pinned: one whose
  * journal is past JOURNAL_HIGH (*JOURNAL_FULL set), else, with memory past
- * the start mark, the one with the most dirty chunks. */
+ * the start mark or too many chunks stored in place but not indexed, the
+ * one with the most dirty chunks. */
 static vd_volume *sealer_pick(vd_store *s, bool *journal_full)
 {
-	const bool memory = dirty_over_start(s);
+	const bool memory = dirty_over_start(s) || compact_pending_high(s);
 	vd_volume *v, *best = NULL;
 	size_t most = 0;
 
@@ -699,6 +705,8 @@ static void sealer_idle(vd_store *s)
 static void *sealer_main(void *arg)
 {
 	vd_store *s = arg;
+
+	pthread_setname_np(pthread_self(), "vd-sealer");
 
 	pthread_mutex_lock(&s->st_dirty_lock);
 	while (!s->st_sealer_stop) {

@@ -829,6 +829,8 @@ static void *worker_main(void *arg)
 	const char *why = NULL;
 	int got, n, closing;
 
+	pthread_setname_np(pthread_self(), "nbd-worker");
+
 	pthread_mutex_lock(&c->recv_lock);
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
@@ -957,6 +959,8 @@ void *nbd_conn_main(void *arg)
 	};
 	const char *why;
 	int rc;
+
+	pthread_setname_np(pthread_self(), "nbd-conn");
 
 	rc = nbd_handshake(&io, ops, &c->sess);
 	if (rc == 0) {
