@@ -79,8 +79,8 @@ struct pack_writer {
 	uint64_t synced_gen;
 	uint64_t dir_synced;
 	uint64_t wb_from; /* writeback not yet started from here */
-	/* The file pack_roll closed without syncing it (0: none): the next
-	 * pack_sync_start takes it, pack_sync_finish syncs it (atomic). */
+	/* The file pack_roll closed without syncing it (0: none, atomic):
+	 * every pack_sync_* syncs it too, the first to finish clears it. */
 	uint32_t rolled_id;
 	uint64_t spare_next, spare_end; /* pack ids drawn, not yet used */
 	uint64_t appended; /* bytes appended by this handle, ever */
