@@ -350,6 +350,23 @@ int pack_sync_start(vd_store *s, struct pack_sync *ps)
 	return 0;
 }
 
+/* Makes the names of the pack files up to ID durable. */
+static int sync_dir(vd_store *s, uint32_t id)
+{
+	char data_dir[] = "data";
+	const int dfd = openat(s->st_dirfd, data_dir,
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = 0;
+
+	if (dfd < 0 || fsync(dfd) < 0)
+		r = SET_ERROR(-errno, "data directory: fsync: %s", strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+	if (r == 0)
+		atomic_raise(&s->st_writer.dir_synced, (uint64_t)id + 1);
+	return r;
+}
+
 /* Syncs pack ID, closed since its last append, and its directory entry.
  * Gone is fine: compacted, so every indexed record of it has a synced
  * copy, and the journal pins the files its records point to. */
@@ -366,18 +383,8 @@ static int sync_rolled(vd_store *s, uint32_t id)
 	if (fdatasync(fd) < 0)
 		r = SET_ERROR(-errno, "pack %08x: fdatasync: %s", id, strerror(errno));
 	close(fd);
-	if (r == 0 && __atomic_load_n(&w->dir_synced, __ATOMIC_ACQUIRE) < id + 1) {
-		char data_dir[] = "data";
-		const int dfd = openat(s->st_dirfd, data_dir,
-				       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0)
-			r = SET_ERROR(-errno, "data directory: fsync: %s",
-				      strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		if (r == 0)
-			atomic_raise(&w->dir_synced, (uint64_t)id + 1);
-	}
+	if (r == 0 && __atomic_load_n(&w->dir_synced, __ATOMIC_ACQUIRE) < id + 1)
+		r = sync_dir(s, id);
 	return r;
 }
 
@@ -410,18 +417,8 @@ int pack_sync_finish(vd_store *s, struct pack_sync *ps)
 	close(ps->fd);
 	ps->fd = -1;
 	/* The first sync of a new file also makes its name durable. */
-	if (r == 0 && ps->dir) {
-		char data_dir[] = "data";
-		const int dfd = openat(s->st_dirfd, data_dir,
-				       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0)
-			r = SET_ERROR(-errno, "data directory: fsync: %s",
-				      strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		if (r == 0)
-			atomic_raise(&w->dir_synced, (uint64_t)ps->id + 1);
-	}
+	if (r == 0 && ps->dir)
+		r = sync_dir(s, ps->id);
 	if (r == 0)
 		atomic_raise(&w->synced_gen, ps->gen);
 	return r;

@@ -68,6 +68,27 @@ start_serve() {
 	fail "vdisk serve did not start"
 }
 
+# expect_compact_idle: waits (20 s at most) for the compactor to go idle,
+# which it does only within its bound, pack bytes <= 1.25 x live + 8 MiB,
+# and fails if it does not.  Sets space_disk, space_live, space_files
+# (compacted so far) and space_ratio.
+expect_compact_idle() {
+	local i space_ok=0
+	for i in $(seq 1 100); do
+		read -r space_ok space_disk space_live space_files space_ratio <<<"$(
+			vdisk list --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["store"]
+live, disk = s["stored_bytes"], s["pack_bytes"]
+print("%d %d %d %d %.3f" % (disk <= 1.25 * live + (8 << 20), disk, live,
+      s["compacted_files"], disk / max(live, 1)))')"
+		[ "$space_ok" = 1 ] && break
+		sleep 0.2
+	done
+	echo "idle: pack bytes $space_disk, live $space_live, ratio $space_ratio, $space_files files compacted"
+	[ "$space_ok" = 1 ] || fail "pack bytes $space_disk > 1.25 x live $space_live + 8 MiB"
+}
+
 # hold_open SOCK VOL OFFSET BYTE: an NBD client that writes 512 bytes of
 # BYTE (a number, 0-255) at OFFSET of VOL, flushes and
 # keeps the volume open for writing until the test ends; its pid in

@@ -49,22 +49,7 @@ open("$tmpdir/model", "wb").write(model)
 h.shutdown()
 EOF
 
-ratio() {
-	vdisk list --json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["store"]
-live, disk = s["stored_bytes"], s["pack_bytes"]
-print("%d %d %d %.3f" % (disk <= 1.25 * live + (8 << 20), disk, live,
-      disk / max(live, 1)))'
-}
-ok=0
-for i in $(seq 1 100); do
-	read -r ok disk live r <<<"$(ratio)"
-	[ "$ok" = 1 ] && break
-	sleep 0.2
-done
-echo "idle: pack bytes $disk, live $live, ratio $r"
-[ "$ok" = 1 ] || fail "pack bytes $disk > 1.25 x live $live + 8 MiB"
+expect_compact_idle
 
 kill "$serve_pid" && wait "$serve_pid" 2>/dev/null
 vdisk check || fail "check"

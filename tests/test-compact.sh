@@ -62,26 +62,9 @@ h.shutdown()
 EOF
 
 # Sealed so far: the fill plus up to 6000 chunks of 64 KiB (~440 MiB) that
-# died at once: several times the volume.  Wait (bounded) for the compactor
-# to go idle, which it does only within its bound: pack bytes <= 1.25 L +
-# 8 MiB.
-ratio() {
-	vdisk list --json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)["store"]
-live, disk = s["stored_bytes"], s["pack_bytes"]
-print("%d %d %d %d %.3f" % (disk <= 1.25 * live + (8 << 20), disk, live,
-      s["compacted_files"], disk / max(live, 1)))'
-}
-ok=0
-for i in $(seq 1 100); do
-	read -r ok disk live nfiles r <<<"$(ratio)"
-	[ "$ok" = 1 ] && break
-	sleep 0.2
-done
-echo "pack bytes $disk, live $live, ratio $r, $nfiles files compacted"
-[ "$ok" = 1 ] || fail "pack bytes $disk > 1.25 x live $live + 8 MiB"
-[ "$nfiles" -gt 0 ] || fail "nothing was compacted"
+# died at once: several times the volume.
+expect_compact_idle
+[ "$space_files" -gt 0 ] || fail "nothing was compacted"
 vdisk list | grep -q "reclaimable .*; compacted [1-9][0-9]* data file" ||
 	fail "list does not show compaction: $(vdisk list)"
 vdisk info --json vol | python3 -c '
