@@ -30,9 +30,9 @@
  * less live data per byte freed (a 60 s random overwrite of a filled
  * 2 GiB volume: 2.0 GB copied against 3.6 GB cleaning from 0.25 L down
  * to 0.125 L, the same writes/s), and once the writes stop it goes
- * down to the idle T below at its own pace.  The
- * writer pack of this handle is a candidate too: it is rolled first (the
- * next append opens a new file).  Packs another handle or process appends
+ * down to the idle T below at its own pace.  The writer pack of this
+ * handle is a candidate too: it is rolled first (the next append opens a
+ * new file).  Packs another handle or process appends
  * to fail pack_claim (they hold its flock) and are left alone.  The packs
  * are claimed, then an empty write transaction waits out every transaction
  * that could still be committing records into them (appenders roll inside
@@ -76,8 +76,8 @@
  * (compact_pending_high), which adds that much: within 1.5 L + 8 MiB
  * once L passes about 1 GiB (sequential 1 MiB overwrites of a filled
  * 2 GiB volume: 1.44-1.49 L at the peak, 1.9 L before the sealer did
- * this; tests/test-compact-inplace.sh).  A pack with more than 128 MiB live
- * and less than three times that dead (a bulk load, or a seal at close)
+ * this; tests/test-compact-inplace.sh).  A pack with more than 128 MiB
+ * live and less than three times that dead (a bulk load, or a seal at close)
  * comes after every other pack with dead bytes, in a round of its own:
  * its live records are copied before it goes, and in a random overwrite
  * it is mostly dead soon.  Not counted: the journal, and

@@ -1,11 +1,12 @@
 /* Pack files: append-only data files of chunk records.
  *
  * Each store handle appends to a pack file of its own (its id drawn from
- * the meta counter "next_pack", several at a time), holding an exclusive flock on it so that gc
- * in another process leaves it alone.  A file rolls over past
- * FMT_PACK_MAX_BYTES.  Ids are never reused, so a descriptor cached for id N
- * always names the same bytes; gc unlinks a compacted file only after the
- * index stops pointing into it, and a reader that finds it gone retries.
+ * the meta counter "next_pack", several at a time), holding an exclusive
+ * flock on it so that gc in another process leaves it alone.  A file
+ * rolls over past FMT_PACK_MAX_BYTES.  Ids are never reused, so a
+ * descriptor cached for id N always names the same bytes; gc unlinks a
+ * compacted file only after the index stops pointing into it, and a
+ * reader that finds it gone retries.
  *
  * Records appended but never committed to the index (a crash between
  * append and commit) are dead bytes that gc reclaims.
