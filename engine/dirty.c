@@ -89,17 +89,26 @@ static size_t slot(const vd_volume *v, uint64_t idx)
 	return (idx * 0x9E3779B97F4A7C15ull >> 20) & (v->v_table_size - 1);
 }
 
-/* The newest entry of IDX (what the head reads), or NULL. */
-static struct dirty *dirty_find(const vd_volume *v, uint64_t idx)
+/* The newest entry of IDX of an epoch before BOUND, or NULL. */
+static struct dirty *dirty_find_below(const vd_volume *v, uint64_t idx,
+				      uint64_t bound)
 {
 	struct dirty *d, *best = NULL;
 
 	if (!v->v_table)
 		return NULL;
 	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
-		if (d->idx == idx && (!best || d->epoch > best->epoch))
+		if (d->idx == idx && d->epoch < bound &&
+		    (!best || d->epoch > best->epoch))
 			best = d;
 	return best;
+}
+
+/* The newest entry of IDX (what the head reads), or NULL.  Entries carry
+ * real epochs, all below FMT_EPOCH_HEAD. */
+static struct dirty *dirty_find(const vd_volume *v, uint64_t idx)
+{
+	return dirty_find_below(v, idx, FMT_EPOCH_HEAD);
 }
 
 /* The entry of IDX at EPOCH, or NULL. */
@@ -1064,20 +1073,6 @@ static int pieces_copy(const struct dirty *d, size_t pofs, size_t plen,
 	return 0;
 }
 
-/* The newest entry of IDX of an epoch before BOUND, or NULL. */
-static struct dirty *dirty_find_below(const vd_volume *v, uint64_t idx,
-				      uint64_t bound)
-{
-	struct dirty *d, *best = NULL;
-
-	if (!v->v_table)
-		return NULL;
-	for (d = v->v_table[slot(v, idx)]; d; d = d->hnext)
-		if (d->idx == idx && d->epoch < bound &&
-		    (!best || d->epoch > best->epoch))
-			best = d;
-	return best;
-}
 
 /* Reads [POFS, POFS+PLEN) of chunk IDX as its entries of epochs before
  * BOUND and the index at BOUND show it: the head's bytes for BOUND
