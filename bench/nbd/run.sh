@@ -46,7 +46,8 @@
 # client left (work deferred past the disconnect, like vdisk sealing chunks
 # in the background and at close, belongs to the job that caused it; the
 # seconds it kept busy are recorded as WORKLOAD.tail); per server: peak RSS
-# (VmHWM; the max over restarts).
+# (VmHWM; the max over restarts) and peak RssAnon (sampled every 0.2 s:
+# VmHWM counts mapped file pages too, such as vdisk's LMDB index).
 #
 # Environment:
 #   VDISK_BENCH_TMP  scratch directory (default /work/bench-tmp; never
@@ -268,7 +269,7 @@ run_jobs() {
 for s in $servers; do
 	say "$s ($(date +%T))"
 	rm -rf "$tmp/store" "$tmp"/*.img "$tmp"/*.qcow2 "$tmp"/*.json
-	peak_kb=0
+	peak_kb=0 peak_anon_kb=0
 	res "$s" load "$(cut -d' ' -f1 /proc/loadavg)"
 	case $s in
 	vdisk|vdisk-cache)
@@ -337,6 +338,7 @@ for s in $servers; do
 	esac
 	stop_server
 	res "$s" peak-rss-MiB $((peak_kb / 1024))
+	res "$s" peak-anon-MiB $((peak_anon_kb / 1024))
 done
 rm -rf "$tmp/store" "$tmp"/*.img "$tmp"/*.qcow2
 
