@@ -168,7 +168,12 @@ static uint64_t map_charge(uint64_t bytes)
 }
 
 /* Moves one of the store's byte counts (st_dirty_bytes, st_piece_bytes)
- * from OLD to NEW bytes for an entry, and wakes whoever waits on them. */
+ * from OLD to NEW bytes for an entry, and wakes whoever waits on them:
+ * throttled writers when it fell, the sealer when it rose past the start
+ * mark.  Not on every change: most writes change a count, and the idle
+ * sealer woke for each, looked, found nothing to do and slept again
+ * (`bench-engine io`: 239-273k context switches before, 98-132k after;
+ * its CPU time and rates did not move beyond noise). */
 static void store_count(vd_store *s, uint64_t *count, size_t old, size_t new)
 {
 	bool moved = false;
@@ -182,7 +187,8 @@ static void store_count(vd_store *s, uint64_t *count, size_t old, size_t new)
 		__atomic_store_n(&s->st_piece_charged, map_charge(*count), __ATOMIC_RELAXED);
 		moved = true;
 	}
-	pthread_cond_broadcast(&s->st_dirty_cond);
+	if (new < old ? s->st_throttled > 0 : dirty_over_start_locked(s))
+		pthread_cond_broadcast(&s->st_dirty_cond);
 	pthread_mutex_unlock(&s->st_dirty_lock);
 	/* The newest figure, not this call's: another thread's may have
 	 * come in between. */
@@ -528,7 +534,9 @@ void dirty_throttle(vd_store *s)
 	while ((s->st_dirty_bytes >= s->st_dirty_max ||
 		s->st_piece_bytes >= s->st_piece_max) && !s->st_sealer_stop) {
 		pthread_cond_broadcast(&s->st_dirty_cond);
+		s->st_throttled++;
 		pthread_cond_wait(&s->st_dirty_cond, &s->st_dirty_lock);
+		s->st_throttled--;
 	}
 	if (dirty_over_start_locked(s))
 		pthread_cond_broadcast(&s->st_dirty_cond); /* wake the sealer */

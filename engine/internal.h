@@ -154,6 +154,7 @@ struct vd_store {
 	uint64_t st_dirty_bytes;
 	uint64_t st_piece_bytes;
 	uint64_t st_piece_charged;      /* to the cache: cache_reserve */
+	unsigned st_throttled;          /* writers waiting in dirty_throttle */
 	bool st_sealer_stop;
 	bool st_sealer_started;
 	pthread_t st_sealer;
