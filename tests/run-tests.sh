@@ -16,6 +16,10 @@ export MALLOC_PERTURB_=165 MALLOC_CHECK_=3
 # the current directory).
 export PYTHONDONTWRITEBYTECODE=1
 
+# Seconds a test may take (the slowest, the nested VM boot, takes about a
+# minute here, and a few minutes under a sanitizer).
+limit=${VDISK_TEST_TIMEOUT:-900}
+
 logdir="$top/$build/test-logs"
 mkdir -p "$logdir"
 
@@ -34,8 +38,11 @@ for t in "${tests[@]}"; do
 	start=$(date +%s)
 	scratch=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-run.XXXXXX")
 	case $t in /*) path=$t ;; *) path=$top/$t ;; esac
-	(cd "$scratch" && "$path") >"$log" 2>&1 </dev/null
+	# A hang (a lost wake-up, a server that never answers) fails the test
+	# instead of holding CI to its own limit.
+	(cd "$scratch" && timeout -k 10 "$limit" "$path") >"$log" 2>&1 </dev/null
 	rc=$?
+	[ "$rc" -eq 124 ] && echo "run-tests.sh: timed out after $limit s" >>"$log"
 	rm -rf "$scratch"
 	secs=$(( $(date +%s) - start ))
 	case $rc in
