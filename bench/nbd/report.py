@@ -21,8 +21,9 @@ for line in open(sys.argv[1]):
     except ValueError:
         pass
 
+DEFAULT_CACHE = 96  # MiB: vdisk serve's default --cache
 LABEL = {
-    "vdisk": "vdisk serve (default cache, 96M)",
+    "vdisk": "vdisk serve (default cache, %dM)" % DEFAULT_CACHE,
     "vdisk-cache": "vdisk serve --cache %s" % META.get("size", "SIZE"),
     "vdisk-snap": "vdisk, right after `vdisk snapshot`",
     "vdisk-deep": "vdisk, clone %s levels deep" % META.get("depth", "?"),
@@ -227,7 +228,6 @@ for wl in ("randwf1", "randwf32"):
     row("random writes, flush every 8 writes ≥ nbdkit", wl, "IOPS", "nbdkit")
 # The memory target: VmHWM (file pages mapped included), and beside it, as
 # a reference, the sampled RssAnon (the process's own memory).
-DEFAULT_CACHE = 96
 for s, cache in (("vdisk", DEFAULT_CACHE), ("vdisk-snap", DEFAULT_CACHE),
                  ("vdisk-deep", DEFAULT_CACHE), ("vdisk-cache", None)):
     if cache is None:
